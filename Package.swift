@@ -1,0 +1,94 @@
+// swift-tools-version:6.1
+import PackageDescription
+
+let package = Package(
+    name: "Vouch",
+    platforms: [.macOS(.v15)],
+    products: [
+        .executable(name: "vouch", targets: ["vouch"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/grpc/grpc-swift-2.git", from: "2.4.3"),
+        .package(url: "https://github.com/grpc/grpc-swift-nio-transport.git", from: "2.9.2"),
+        .package(url: "https://github.com/grpc/grpc-swift-protobuf.git", from: "2.4.1"),
+        .package(url: "https://github.com/apple/swift-protobuf.git", from: "1.39.0"),
+        .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
+        .package(url: "https://github.com/apple/swift-nio-ssl.git", from: "2.37.6"),
+        .package(url: "https://github.com/apple/swift-nio-extras.git", from: "1.35.2"),
+        .package(url: "https://github.com/apple/swift-certificates.git", from: "1.21.1"),
+        .package(url: "https://github.com/groue/GRDB.swift.git", from: "7.10.0"),
+        .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
+    ],
+    targets: [
+        // Thin C shim over the system OpenSSL 3 libcrypto: exposes the macros Swift cannot import.
+        .target(
+            name: "CVouchOpenSSL",
+            linkerSettings: [.linkedLibrary("crypto")]
+        ),
+        // Certificate authority cryptography (keys, CSRs, certificates, CRLs) on OpenSSL.
+        .target(
+            name: "VouchCrypto",
+            dependencies: ["CVouchOpenSSL"]
+        ),
+        // Policy, tokens, issue/renew/revoke/CRL. Imports neither gRPC nor SQLite.
+        .target(
+            name: "VouchAuthority",
+            dependencies: ["VouchCrypto"]
+        ),
+        // SQLite implementation of the authority's storage protocol.
+        .target(
+            name: "VouchSQLiteStore",
+            dependencies: [
+                "VouchAuthority",
+                .product(name: "GRDB", package: "GRDB.swift"),
+            ]
+        ),
+        // gRPC services, interceptors, TLS listener and generated code for vouch.v1.
+        .target(
+            name: "VouchAPI",
+            dependencies: [
+                "VouchAuthority",
+                "VouchCrypto",
+                .product(name: "GRPCCore", package: "grpc-swift-2"),
+                .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),
+                .product(name: "GRPCProtobuf", package: "grpc-swift-protobuf"),
+                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "NIOCertificateReloading", package: "swift-nio-extras"),
+                .product(name: "X509", package: "swift-certificates"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            exclude: ["vouch/v1/ca.proto"]
+        ),
+        .executableTarget(
+            name: "vouch",
+            dependencies: [
+                "VouchAPI",
+                "VouchAuthority",
+                "VouchCrypto",
+                "VouchSQLiteStore",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "GRPCCore", package: "grpc-swift-2"),
+                .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),
+            ]
+        ),
+        .testTarget(
+            name: "VouchTests",
+            dependencies: [
+                "VouchAPI",
+                "VouchAuthority",
+                "VouchCrypto",
+                "VouchSQLiteStore",
+                .product(name: "GRPCCore", package: "grpc-swift-2"),
+                .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),
+                .product(name: "X509", package: "swift-certificates"),
+            ]
+        ),
+    ]
+)

@@ -1,0 +1,41 @@
+// Vouch's shim over system OpenSSL 3 libcrypto: the headers Vouch needs, plus
+// small functions for what Swift cannot import (function-like macros and
+// typed STACK_OF helpers).
+#ifndef VOUCH_OPENSSL_H
+#define VOUCH_OPENSSL_H
+#include <openssl/asn1.h>
+#include <openssl/bio.h>
+#include <openssl/bn.h>
+#include <openssl/core_names.h>
+#include <openssl/crypto.h>
+#include <openssl/ec.h>
+#include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/objects.h>
+#include <openssl/pem.h>
+#include <openssl/rand.h>
+#include <openssl/x509.h>
+#include <openssl/x509v3.h>
+
+/// OPENSSL_free.
+void vouch_openssl_free(void *ptr);
+
+/// BIO_get_mem_data: points *data at the BIO's buffer and returns its length.
+long vouch_bio_mem_data(BIO *bio, char **data);
+
+/// The subjectAltName of a certificate, or NULL. Free with vouch_general_names_free.
+GENERAL_NAMES *vouch_x509_subject_alt_names(const X509 *cert);
+/// The subjectAltName requested in a CSR's extensions, or NULL. Free with vouch_general_names_free.
+GENERAL_NAMES *vouch_req_subject_alt_names(const X509_REQ *req);
+int vouch_general_names_count(const GENERAL_NAMES *names);
+/// The type (GEN_URI, GEN_DNS, GEN_IPADD, ...) of name i, with its raw bytes in *data/*length.
+/// Returns -1 for a type without a string value.
+int vouch_general_name_at(const GENERAL_NAMES *names, int i, const unsigned char **data, int *length);
+void vouch_general_names_free(GENERAL_NAMES *names);
+
+/// Adds one extension (e.g. subjectAltName) to a CSR's extension request.
+int vouch_req_add_extension(X509_REQ *req, X509_EXTENSION *ext);
+
+/// Number of extensions a CSR requests (0 when none).
+int vouch_req_extension_count(const X509_REQ *req);
+#endif

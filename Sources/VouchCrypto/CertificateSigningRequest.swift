@@ -1,0 +1,100 @@
+internal import CVouchOpenSSL
+import Foundation
+
+/// A PKCS#10 request whose signature has been checked: holding one proves the
+/// requester possesses the private key.
+public final class CertificateSigningRequest: @unchecked Sendable {
+    // Immutable after init.
+    let pointer: OpaquePointer
+    public let der: [UInt8]
+
+    deinit { X509_REQ_free(pointer) }
+
+    /// Largest CSR accepted; real ones are well under 4 KiB even with RSA 8192.
+    public static let maximumSize = 16 * 1024
+
+    /// Parses a DER CSR and verifies its self-signature (proof of possession).
+    public init(der: [UInt8]) throws {
+        guard !der.isEmpty else { throw CryptoError(.malformed, "CSR is empty") }
+        guard der.count <= Self.maximumSize else {
+            throw CryptoError(.malformed, "CSR is \(der.count) bytes, more than \(Self.maximumSize)")
+        }
+        let parsed: OpaquePointer? = der.withUnsafeBufferPointer { buffer in
+            var cursor: UnsafePointer<UInt8>? = buffer.baseAddress
+            let request = d2i_X509_REQ(nil, &cursor, buffer.count)
+            // Trailing bytes after the DER structure mean it is not the CSR the client signed.
+            if let request, cursor != buffer.baseAddress! + buffer.count {
+                X509_REQ_free(request)
+                return nil
+            }
+            return request
+        }
+        guard let parsed else { throw cryptoFailure(.malformed, "CSR is not valid DER PKCS#10") }
+        self.pointer = parsed
+        self.der = der
+        guard let key = X509_REQ_get0_pubkey(parsed) else {
+            throw cryptoFailure(.malformed, "CSR carries no usable public key")
+        }
+        guard X509_REQ_verify(parsed, key) == 1 else {
+            throw cryptoFailure(.badSignature, "CSR signature does not verify (no proof of possession)")
+        }
+    }
+
+    public convenience init(pem: String) throws {
+        let parsed: OpaquePointer? = try withReadBIO(Array(pem.utf8)) { PEM_read_bio_X509_REQ($0, nil, nil, nil) }
+        guard let parsed else { throw cryptoFailure(.malformed, "not a PEM CSR") }
+        defer { X509_REQ_free(parsed) }
+        try self.init(der: try derEncode { i2d_X509_REQ(parsed, $0) })
+    }
+
+    /// Creates and signs a CSR for `key` requesting the given SANs.
+    public static func create(key: PrivateKey, subjectAltNames: SubjectAltNames, commonName: String? = nil) throws -> CertificateSigningRequest {
+        guard let request = X509_REQ_new() else { throw cryptoFailure(.failure, "X509_REQ_new failed") }
+        defer { X509_REQ_free(request) }
+        X509_REQ_set_version(request, 0)
+        if let commonName, let name = X509_REQ_get_subject_name(request) {
+            X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_UTF8, commonName, -1, -1, 0)
+        }
+        guard X509_REQ_set_pubkey(request, key.pointer) == 1 else { throw cryptoFailure(.failure, "set CSR key") }
+        if !subjectAltNames.isEmpty {
+            let value = try subjectAltNameConfig(subjectAltNames)
+            guard let ext = X509V3_EXT_conf_nid(nil, nil, NID_subject_alt_name, value) else {
+                throw cryptoFailure(.failure, "bad subjectAltName")
+            }
+            defer { X509_EXTENSION_free(ext) }
+            guard vouch_req_add_extension(request, ext) == 1 else { throw cryptoFailure(.failure, "add CSR extension") }
+        }
+        guard X509_REQ_sign(request, key.pointer, signingDigest(for: key.pointer)) > 0 else {
+            throw cryptoFailure(.failure, "CSR signing failed")
+        }
+        return try CertificateSigningRequest(der: try derEncode { i2d_X509_REQ(request, $0) })
+    }
+
+    public var pem: String {
+        let bytes = (try? withMemoryBIO { bio in
+            guard PEM_write_bio_X509_REQ(bio, pointer) == 1 else { throw cryptoFailure(.failure, "PEM encoding failed") }
+        }) ?? []
+        return String(decoding: bytes, as: UTF8.self)
+    }
+
+    public var subjectAltNames: SubjectAltNames { readSubjectAltNames(vouch_req_subject_alt_names(pointer)) }
+
+    public var publicKeyDescription: PublicKeyDescription { describePublicKey(X509_REQ_get0_pubkey(pointer)) }
+
+    /// The requested SubjectPublicKeyInfo, DER.
+    public var publicKeyDER: [UInt8] {
+        get throws { try derEncode { i2d_PUBKEY(X509_REQ_get0_pubkey(pointer), $0) } }
+    }
+}
+
+/// Renders SANs for X509V3_EXT_conf_nid, refusing characters that would change its meaning.
+func subjectAltNameConfig(_ names: SubjectAltNames) throws -> String {
+    var parts: [String] = []
+    for uri in names.uris { parts.append("URI:" + uri) }
+    for dns in names.dnsNames { parts.append("DNS:" + dns) }
+    for ip in names.ipAddresses { parts.append("IP:" + ip) }
+    for part in parts where part.contains(where: { $0 == "," || $0.isWhitespace || $0.asciiValue == nil || $0.asciiValue! < 0x21 }) {
+        throw CryptoError(.malformed, "subjectAltName entry \(part.debugDescription) contains a forbidden character")
+    }
+    return parts.joined(separator: ",")
+}
