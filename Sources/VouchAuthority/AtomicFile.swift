@@ -1,0 +1,61 @@
+import Foundation
+
+/// Writes files so that readers see either the old or the new content, never
+/// a mix: temp file in the same directory, fsync, rename, fsync directory.
+public enum AtomicFile {
+    public struct WriteError: Error, CustomStringConvertible {
+        public let description: String
+    }
+
+    public static func write(_ bytes: [UInt8], to path: String, mode: mode_t = 0o644) throws {
+        let directory = (path as NSString).deletingLastPathComponent
+        let name = (path as NSString).lastPathComponent
+        var template = Array("\(directory.isEmpty ? "." : directory)/.\(name).tmp-XXXXXX".utf8CString)
+        let fd = template.withUnsafeMutableBufferPointer { mkstemp($0.baseAddress!) }
+        guard fd >= 0 else { throw failure("create temp file for \(path)") }
+        let tempPath = String(decoding: template.dropLast().map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        var renamed = false
+        defer {
+            if !renamed { unlink(tempPath) }
+        }
+        do {
+            defer { close(fd) }
+            guard fchmod(fd, mode) == 0 else { throw failure("chmod \(tempPath)") }
+            var offset = 0
+            while offset < bytes.count {
+                let written = bytes[offset...].withUnsafeBytes { Foundation.write(fd, $0.baseAddress, $0.count) }
+                if written < 0 {
+                    if errno == EINTR { continue }
+                    throw failure("write \(tempPath)")
+                }
+                offset += written
+            }
+            guard fsync(fd) == 0 else { throw failure("fsync \(tempPath)") }
+        }
+        guard rename(tempPath, path) == 0 else { throw failure("rename to \(path)") }
+        renamed = true
+        let dirFD = open(directory.isEmpty ? "." : directory, O_RDONLY | O_DIRECTORY)
+        if dirFD >= 0 {
+            defer { close(dirFD) }
+            guard fsync(dirFD) == 0 else { throw failure("fsync directory \(directory)") }
+        }
+    }
+
+    public static func write(_ text: String, to path: String, mode: mode_t = 0o644) throws {
+        try write(Array(text.utf8), to: path, mode: mode)
+    }
+
+    /// Creates a file that must not exist yet (O_EXCL), fsynced, with `mode`.
+    public static func create(_ bytes: [UInt8], at path: String, mode: mode_t) throws {
+        let fd = open(path, O_WRONLY | O_CREAT | O_EXCL, mode)
+        guard fd >= 0 else { throw failure("create \(path)") }
+        defer { close(fd) }
+        guard fchmod(fd, mode) == 0 else { throw failure("chmod \(path)") }
+        let written = bytes.withUnsafeBytes { Foundation.write(fd, $0.baseAddress, $0.count) }
+        guard written == bytes.count, fsync(fd) == 0 else { throw failure("write \(path)") }
+    }
+
+    private static func failure(_ what: String) -> WriteError {
+        WriteError(description: "\(what): \(String(cString: strerror(errno)))")
+    }
+}

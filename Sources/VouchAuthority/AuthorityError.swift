@@ -1,0 +1,28 @@
+/// Why the authority refused a request. The API layer maps `kind` to a gRPC status.
+public struct AuthorityError: Error, CustomStringConvertible, Sendable, Equatable {
+    public enum Kind: Sendable, Equatable {
+        /// No credential, or a bad one (unknown, expired or used-up token).
+        case unauthenticated
+        /// The caller is known but not allowed to do this.
+        case permissionDenied
+        /// Bad input: CSR, proof of possession, SAN outside the grant, bad serial.
+        case invalidArgument
+        /// The credential's state forbids it: revoked or superseded certificate.
+        case failedPrecondition
+        case notFound
+        /// Too many attempts from one peer.
+        case resourceExhausted
+        /// A fault on the authority's side.
+        case `internal`
+    }
+
+    public let kind: Kind
+    public let message: String
+
+    public init(_ kind: Kind, _ message: String) {
+        self.kind = kind
+        self.message = message
+    }
+
+    public var description: String { message }
+}

@@ -1,0 +1,73 @@
+import Foundation
+
+/// Limits the authority applies to every certificate and token.
+public struct IssuancePolicy: Sendable {
+    public var trustDomain: String
+    /// Lifetime when the request does not ask for one.
+    public var defaultCertificateTTL: TimeInterval
+    /// Upper bound on any requested lifetime.
+    public var maximumCertificateTTL: TimeInterval
+    /// Lower bound on any requested lifetime.
+    public var minimumCertificateTTL: TimeInterval
+    /// How far notBefore is set in the past, for peers with slightly slow clocks.
+    public var backdate: TimeInterval
+    public var defaultTokenTTL: TimeInterval
+    public var maximumTokenTTL: TimeInterval
+    /// SPIFFE IDs allowed to use the Admin service and to revoke any certificate.
+    public var adminIDs: Set<String>
+    /// URL put in issued certificates' CRL distribution point, when set.
+    public var crlDistributionPoint: String?
+    /// How long a CRL is valid (nextUpdate - thisUpdate).
+    public var crlValidity: TimeInterval
+    /// A CRL older than this is regenerated on the next request even without new revocations.
+    public var crlRefreshInterval: TimeInterval
+
+    public init(trustDomain: String,
+                defaultCertificateTTL: TimeInterval = 24 * 3600,
+                maximumCertificateTTL: TimeInterval = 7 * 24 * 3600,
+                minimumCertificateTTL: TimeInterval = 5,
+                backdate: TimeInterval = 60,
+                defaultTokenTTL: TimeInterval = 15 * 60,
+                maximumTokenTTL: TimeInterval = 30 * 24 * 3600,
+                adminIDs: Set<String>? = nil,
+                crlDistributionPoint: String? = nil,
+                crlValidity: TimeInterval = 24 * 3600,
+                crlRefreshInterval: TimeInterval = 3600) {
+        self.trustDomain = trustDomain
+        self.defaultCertificateTTL = defaultCertificateTTL
+        self.maximumCertificateTTL = maximumCertificateTTL
+        self.minimumCertificateTTL = minimumCertificateTTL
+        self.backdate = backdate
+        self.defaultTokenTTL = defaultTokenTTL
+        self.maximumTokenTTL = maximumTokenTTL
+        self.adminIDs = adminIDs ?? [Self.adminID(trustDomain: trustDomain)]
+        self.crlDistributionPoint = crlDistributionPoint
+        self.crlValidity = crlValidity
+        self.crlRefreshInterval = crlRefreshInterval
+    }
+
+    /// The SPIFFE ID of the admin certificate `vouch ca init` creates.
+    public static func adminID(trustDomain: String) -> String { "spiffe://\(trustDomain)/vouch/admin" }
+    /// The SPIFFE ID of the CA server's own certificate.
+    public static func serverID(trustDomain: String) -> String { "spiffe://\(trustDomain)/vouch/server" }
+
+    /// The lifetime to issue for a requested TTL in seconds (0 = default).
+    public func certificateLifetime(requested seconds: Int64) throws -> TimeInterval {
+        guard seconds >= 0 else { throw AuthorityError(.invalidArgument, "ttl_seconds must not be negative") }
+        if seconds == 0 { return min(defaultCertificateTTL, maximumCertificateTTL) }
+        guard TimeInterval(seconds) >= minimumCertificateTTL else {
+            throw AuthorityError(.invalidArgument, "ttl_seconds \(seconds) is below the minimum of \(Int(minimumCertificateTTL))")
+        }
+        return min(TimeInterval(seconds), maximumCertificateTTL)
+    }
+
+    /// Checks a SPIFFE ID is well formed and in this trust domain.
+    public func validateSPIFFEID(_ id: String) throws {
+        guard let domain = IdentityRules.trustDomain(ofSPIFFEID: id) else {
+            throw AuthorityError(.invalidArgument, "\(id.debugDescription) is not a valid SPIFFE ID")
+        }
+        guard domain == trustDomain else {
+            throw AuthorityError(.invalidArgument, "SPIFFE ID \(id) is outside trust domain \(trustDomain)")
+        }
+    }
+}

@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Regenerates the Swift code for Sources/VouchAPI/vouch/v1/ca.proto with the
+# protoc plugins pinned by Package.swift. With --check, fails if the committed
+# generated code differs from a fresh generation.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+check=false
+[ "${1:-}" = "--check" ] && check=true
+
+command -v protoc >/dev/null || { echo "protoc missing: run scripts/install-deps.sh" >&2; exit 1; }
+swift build --product protoc-gen-swift >/dev/null
+swift build --product protoc-gen-grpc-swift-2 >/dev/null
+bin=$(swift build --show-bin-path)
+
+out=Sources/VouchAPI/Generated
+target=$out
+if $check; then target=$(mktemp -d); fi
+
+protoc \
+  --plugin=protoc-gen-swift="$bin/protoc-gen-swift" \
+  --plugin=protoc-gen-grpc-swift-2="$bin/protoc-gen-grpc-swift-2" \
+  -I Sources/VouchAPI \
+  --swift_out="$target" --swift_opt=Visibility=Public \
+  --grpc-swift-2_out="$target" --grpc-swift-2_opt=Visibility=Public,Server=true,Client=true \
+  Sources/VouchAPI/vouch/v1/ca.proto
+
+if $check; then
+  if ! diff -r "$out" "$target"; then
+    echo "generated code is stale: run scripts/generate-protos.sh and commit" >&2
+    exit 1
+  fi
+  echo "generated code is up to date"
+fi
