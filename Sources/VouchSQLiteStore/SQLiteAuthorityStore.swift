@@ -1,0 +1,239 @@
+import Foundation
+import GRDB
+import VouchAuthority
+
+/// The authority's state in one SQLite file: WAL, synchronous=FULL, so a
+/// certificate acknowledged to a client survives a crash or power loss.
+public final class SQLiteAuthorityStore: AuthorityStore {
+    let pool: DatabasePool
+
+    /// Opens (creating if needed, mode 0600) and migrates the database at `path`.
+    public init(path: String) throws {
+        if !FileManager.default.fileExists(atPath: path) {
+            let fd = open(path, O_WRONLY | O_CREAT | O_EXCL, 0o600)
+            if fd >= 0 { close(fd) }
+        }
+        var configuration = Configuration()
+        configuration.prepareDatabase { db in
+            try db.execute(sql: "PRAGMA synchronous = FULL")
+        }
+        configuration.busyMode = .timeout(10)
+        configuration.maximumReaderCount = 4
+        pool = try DatabasePool(path: path, configuration: configuration)
+        try Schema.migrator.migrate(pool)
+    }
+
+    // MARK: Tokens
+
+    public func insertToken(_ token: TokenRecord, audit: AuditEntry) async throws {
+        try await pool.write { db in
+            try db.execute(sql: """
+                INSERT INTO token (id, secret_hash, spiffe_id, dns_names, ip_addresses, created_at, expires_at,
+                                   uses_allowed, uses_consumed, revoked)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                """, arguments: [token.id, Data(token.secretHash), token.spiffeID, Self.list(token.dnsNames),
+                                 Self.list(token.ipAddresses), token.createdAt.timeIntervalSince1970,
+                                 token.expiresAt.timeIntervalSince1970, token.usesAllowed, token.usesConsumed, token.revoked])
+            try Self.append(audit, in: db)
+        }
+    }
+
+    public func token(id: String) async throws -> TokenRecord? {
+        try await pool.read { db in
+            try Row.fetchOne(db, sql: "SELECT * FROM token WHERE id = ?", arguments: [id]).map(Self.token)
+        }
+    }
+
+    public func listTokens() async throws -> [TokenRecord] {
+        try await pool.read { db in
+            try Row.fetchAll(db, sql: "SELECT * FROM token ORDER BY created_at DESC, id").map(Self.token)
+        }
+    }
+
+    public func revokeToken(id: String, audit: AuditEntry) async throws -> Bool {
+        try await pool.write { db in
+            try db.execute(sql: "UPDATE token SET revoked = 1 WHERE id = ?", arguments: [id])
+            guard db.changesCount > 0 else { return false }
+            try Self.append(audit, in: db)
+            return true
+        }
+    }
+
+    // MARK: Certificates
+
+    public func recordEnrollment(tokenID: String, now: Date, certificate: CertificateRecord, audit: [AuditEntry]) async throws {
+        try await pool.write { db in
+            // The use is consumed only if the token is still usable inside this transaction:
+            // two concurrent enrollments with a single-use token cannot both pass.
+            try db.execute(sql: """
+                UPDATE token SET uses_consumed = uses_consumed + 1
+                WHERE id = ? AND revoked = 0 AND expires_at > ? AND uses_consumed < uses_allowed
+                """, arguments: [tokenID, now.timeIntervalSince1970])
+            guard db.changesCount == 1 else {
+                throw AuthorityError(.unauthenticated, "enrollment token \(tokenID) was already used")
+            }
+            try Self.insert(certificate, in: db)
+            for entry in audit { try Self.append(entry, in: db) }
+        }
+    }
+
+    public func recordRenewal(certificate: CertificateRecord, previousSerial: String, audit: [AuditEntry]) async throws {
+        try await pool.write { db in
+            try Self.insert(certificate, in: db)
+            try db.execute(sql: "UPDATE certificate SET superseded_by = ? WHERE serial = ?",
+                           arguments: [certificate.serial, previousSerial])
+            for entry in audit { try Self.append(entry, in: db) }
+        }
+    }
+
+    public func insertCertificate(_ certificate: CertificateRecord, audit: AuditEntry) async throws {
+        try await pool.write { db in
+            try Self.insert(certificate, in: db)
+            try Self.append(audit, in: db)
+        }
+    }
+
+    static let certificateColumns = """
+        c.*, r.reason AS revocation_reason, r.revoked_at AS revoked_at
+        FROM certificate c LEFT JOIN revocation r ON r.serial = c.serial
+        """
+
+    public func certificate(serial: String) async throws -> CertificateRecord? {
+        try await pool.read { db in
+            try Row.fetchOne(db, sql: "SELECT \(Self.certificateColumns) WHERE c.serial = ?", arguments: [serial])
+                .map(Self.certificate)
+        }
+    }
+
+    public func listCertificates(_ query: CertificateQuery) async throws -> [CertificateRecord] {
+        var conditions: [String] = []
+        var arguments: StatementArguments = []
+        let now = query.now.timeIntervalSince1970
+        if let glob = query.identityGlob, !glob.isEmpty {
+            conditions.append("c.spiffe_id GLOB ?")
+            _ = arguments.append(contentsOf: [glob])
+        }
+        switch query.status {
+        case .active?:
+            conditions.append("r.serial IS NULL AND c.not_after > ?")
+            _ = arguments.append(contentsOf: [now])
+        case .revoked?:
+            conditions.append("r.serial IS NOT NULL")
+        case .expired?:
+            conditions.append("r.serial IS NULL AND c.not_after <= ?")
+            _ = arguments.append(contentsOf: [now])
+        case nil:
+            break
+        }
+        if let within = query.expiringWithin {
+            conditions.append("c.not_after > ? AND c.not_after <= ?")
+            _ = arguments.append(contentsOf: [now, now + within])
+        }
+        if let before = query.beforeID {
+            conditions.append("c.id < ?")
+            _ = arguments.append(contentsOf: [before])
+        }
+        let filter = conditions.isEmpty ? "" : "WHERE " + conditions.joined(separator: " AND ")
+        _ = arguments.append(contentsOf: [query.limit])
+        let sql = "SELECT \(Self.certificateColumns) \(filter) ORDER BY c.id DESC LIMIT ?"
+        let finalArguments = arguments
+        return try await pool.read { db in
+            try Row.fetchAll(db, sql: sql, arguments: finalArguments).map(Self.certificate)
+        }
+    }
+
+    // MARK: Revocations
+
+    public func revoke(serial: String, reason: Int, at time: Date, audit: AuditEntry) async throws -> RevocationRecord? {
+        try await pool.write { db in
+            guard try Row.fetchOne(db, sql: "SELECT 1 FROM certificate WHERE serial = ?", arguments: [serial]) != nil else {
+                return nil
+            }
+            try db.execute(sql: "INSERT OR IGNORE INTO revocation (serial, reason, revoked_at) VALUES (?, ?, ?)",
+                           arguments: [serial, reason, time.timeIntervalSince1970])
+            if db.changesCount > 0 { try Self.append(audit, in: db) }
+            return try Row.fetchOne(db, sql: Self.revocationSQL + " WHERE r.serial = ?", arguments: [serial]).map(Self.revocation)
+        }
+    }
+
+    static let revocationSQL = """
+        SELECT r.sequence, r.serial, r.reason, r.revoked_at, c.spiffe_id, c.not_after
+        FROM revocation r JOIN certificate c ON c.serial = r.serial
+        """
+
+    public func revocations(afterSequence: Int64) async throws -> [RevocationRecord] {
+        try await pool.read { db in
+            try Row.fetchAll(db, sql: Self.revocationSQL + " WHERE r.sequence > ? ORDER BY r.sequence", arguments: [afterSequence])
+                .map(Self.revocation)
+        }
+    }
+
+    public func nextCRLNumber() async throws -> Int64 {
+        try await pool.write { db in
+            try db.execute(sql: "UPDATE crl_state SET last_number = last_number + 1 WHERE id = 1")
+            return try Int64.fetchOne(db, sql: "SELECT last_number FROM crl_state WHERE id = 1") ?? 1
+        }
+    }
+
+    // MARK: Audit
+
+    public func appendAudit(_ entry: AuditEntry) async throws {
+        try await pool.write { db in try Self.append(entry, in: db) }
+    }
+
+    public func auditEvents(afterID: Int64, limit: Int) async throws -> [AuditRecord] {
+        try await pool.read { db in
+            try Row.fetchAll(db, sql: "SELECT * FROM audit_event WHERE id > ? ORDER BY id LIMIT ?", arguments: [afterID, limit])
+                .map { row in
+                    AuditRecord(id: row["id"], entry: AuditEntry(
+                        time: Date(timeIntervalSince1970: row["time"]), actor: row["actor"], action: row["action"],
+                        subject: row["subject"], peer: row["peer"], detail: row["detail"]))
+                }
+        }
+    }
+
+    // MARK: Row mapping
+
+    static func append(_ entry: AuditEntry, in db: Database) throws {
+        try db.execute(sql: "INSERT INTO audit_event (time, actor, action, subject, peer, detail) VALUES (?, ?, ?, ?, ?, ?)",
+                       arguments: [entry.time.timeIntervalSince1970, entry.actor, entry.action, entry.subject, entry.peer, entry.detail])
+    }
+
+    static func insert(_ c: CertificateRecord, in db: Database) throws {
+        try db.execute(sql: """
+            INSERT INTO certificate (serial, spiffe_id, dns_names, ip_addresses, not_before, not_after, issued_at, der,
+                                     renewed_from, token_id)
+            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+            """, arguments: [c.serial, c.spiffeID, list(c.dnsNames), list(c.ipAddresses), c.notBefore.timeIntervalSince1970,
+                             c.notAfter.timeIntervalSince1970, c.issuedAt.timeIntervalSince1970, Data(c.der),
+                             c.renewedFrom, c.tokenID])
+    }
+
+    static func list(_ values: [String]) -> String { values.joined(separator: ",") }
+    static func unlist(_ text: String) -> [String] { text.isEmpty ? [] : text.components(separatedBy: ",") }
+
+    static func token(_ row: Row) -> TokenRecord {
+        TokenRecord(id: row["id"], secretHash: Array(row["secret_hash"] as Data), spiffeID: row["spiffe_id"],
+                    dnsNames: unlist(row["dns_names"]), ipAddresses: unlist(row["ip_addresses"]),
+                    createdAt: Date(timeIntervalSince1970: row["created_at"]),
+                    expiresAt: Date(timeIntervalSince1970: row["expires_at"]),
+                    usesAllowed: row["uses_allowed"], usesConsumed: row["uses_consumed"], revoked: row["revoked"])
+    }
+
+    static func certificate(_ row: Row) -> CertificateRecord {
+        let revokedAt: Double? = row["revoked_at"]
+        return CertificateRecord(
+            id: row["id"], serial: row["serial"], spiffeID: row["spiffe_id"], dnsNames: unlist(row["dns_names"]),
+            ipAddresses: unlist(row["ip_addresses"]), notBefore: Date(timeIntervalSince1970: row["not_before"]),
+            notAfter: Date(timeIntervalSince1970: row["not_after"]), issuedAt: Date(timeIntervalSince1970: row["issued_at"]),
+            der: Array(row["der"] as Data), renewedFrom: row["renewed_from"], supersededBy: row["superseded_by"],
+            tokenID: row["token_id"], revokedAt: revokedAt.map(Date.init(timeIntervalSince1970:)),
+            revocationReason: row["revocation_reason"])
+    }
+
+    static func revocation(_ row: Row) -> RevocationRecord {
+        RevocationRecord(sequence: row["sequence"], serial: row["serial"], reason: row["reason"],
+                         revokedAt: Date(timeIntervalSince1970: row["revoked_at"]), spiffeID: row["spiffe_id"],
+                         notAfter: Date(timeIntervalSince1970: row["not_after"]))
+    }
+}

@@ -1,0 +1,65 @@
+import GRDB
+
+/// Versioned schema. Migrations are append-only: a released one is never edited.
+enum Schema {
+    static var migrator: DatabaseMigrator {
+        var migrator = DatabaseMigrator()
+        migrator.registerMigration("v1") { db in
+            try db.execute(sql: """
+                CREATE TABLE certificate (
+                    id INTEGER PRIMARY KEY AUTOINCREMENT,
+                    serial TEXT NOT NULL UNIQUE,
+                    spiffe_id TEXT NOT NULL,
+                    dns_names TEXT NOT NULL,
+                    ip_addresses TEXT NOT NULL,
+                    not_before REAL NOT NULL,
+                    not_after REAL NOT NULL,
+                    issued_at REAL NOT NULL,
+                    der BLOB NOT NULL,
+                    renewed_from TEXT,
+                    superseded_by TEXT,
+                    token_id TEXT
+                );
+                CREATE INDEX certificate_not_after ON certificate(not_after);
+                CREATE INDEX certificate_spiffe_id ON certificate(spiffe_id);
+
+                CREATE TABLE revocation (
+                    sequence INTEGER PRIMARY KEY AUTOINCREMENT,
+                    serial TEXT NOT NULL UNIQUE REFERENCES certificate(serial),
+                    reason INTEGER NOT NULL,
+                    revoked_at REAL NOT NULL
+                );
+
+                CREATE TABLE token (
+                    id TEXT PRIMARY KEY,
+                    secret_hash BLOB NOT NULL,
+                    spiffe_id TEXT NOT NULL,
+                    dns_names TEXT NOT NULL,
+                    ip_addresses TEXT NOT NULL,
+                    created_at REAL NOT NULL,
+                    expires_at REAL NOT NULL,
+                    uses_allowed INTEGER NOT NULL,
+                    uses_consumed INTEGER NOT NULL,
+                    revoked INTEGER NOT NULL DEFAULT 0
+                );
+
+                CREATE TABLE audit_event (
+                    id INTEGER PRIMARY KEY AUTOINCREMENT,
+                    time REAL NOT NULL,
+                    actor TEXT NOT NULL,
+                    action TEXT NOT NULL,
+                    subject TEXT NOT NULL,
+                    peer TEXT NOT NULL,
+                    detail TEXT NOT NULL
+                );
+
+                CREATE TABLE crl_state (
+                    id INTEGER PRIMARY KEY CHECK (id = 1),
+                    last_number INTEGER NOT NULL
+                );
+                INSERT INTO crl_state (id, last_number) VALUES (1, 0);
+                """)
+        }
+        return migrator
+    }
+}
