@@ -1,0 +1,19 @@
+import GRPCCore
+import GRPCNIOTransportHTTP2
+import VouchAuthority
+import X509
+
+/// The caller of the current RPC, set by `AuthenticationInterceptor`.
+public enum CallerIdentity {
+    @TaskLocal public static var current: Caller?
+
+    /// Reads the caller from the transport: a verified client certificate (the
+    /// TLS layer already checked chain and revocation) or no credential.
+    public static func resolve(_ context: ServerContext) -> Caller {
+        let peer = context.remotePeer
+        guard let tls = context.transportSpecific as? HTTP2ServerTransport.Posix.Context,
+              let certificate = tls.peerCertificate, let spiffeID = certificate.spiffeID
+        else { return Caller(credential: .none, peer: peer) }
+        return Caller(credential: .certificate(spiffeID: spiffeID, serial: certificate.serialHex), peer: peer)
+    }
+}

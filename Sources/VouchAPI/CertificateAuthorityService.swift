@@ -1,0 +1,90 @@
+import Foundation
+import GRPCCore
+import VouchAuthority
+
+/// `vouch.v1.CertificateAuthority` over the authority core.
+public struct CertificateAuthorityService: Vouch_V1_CertificateAuthority.SimpleServiceProtocol {
+    let authority: CertificateAuthority
+
+    public init(authority: CertificateAuthority) { self.authority = authority }
+
+    private func caller(_ context: ServerContext) -> Caller {
+        CallerIdentity.current ?? CallerIdentity.resolve(context)
+    }
+
+    public func enroll(request: Vouch_V1_EnrollRequest, context: ServerContext) async throws -> Vouch_V1_CertificateResponse {
+        try await mapErrors {
+            Vouch_V1_CertificateResponse(try await authority.enroll(
+                token: request.token.isEmpty ? (BearerToken.current ?? "") : request.token,
+                csr: Array(request.csr), ttlSeconds: request.ttlSeconds, caller: caller(context)))
+        }
+    }
+
+    public func renew(request: Vouch_V1_RenewRequest, context: ServerContext) async throws -> Vouch_V1_CertificateResponse {
+        try await mapErrors {
+            Vouch_V1_CertificateResponse(try await authority.renew(
+                csr: Array(request.csr), ttlSeconds: request.ttlSeconds, caller: caller(context)))
+        }
+    }
+
+    public func revoke(request: Vouch_V1_RevokeRequest, context: ServerContext) async throws -> Vouch_V1_RevokeResponse {
+        try await mapErrors {
+            let record = try await authority.revoke(serial: request.serial, reason: Int(request.reason), caller: caller(context))
+            var response = Vouch_V1_RevokeResponse()
+            response.serial = record.serial
+            response.revokedAt = Int64(record.revokedAt.timeIntervalSince1970)
+            response.sequence = record.sequence
+            return response
+        }
+    }
+
+    public func getTrustBundle(request: Vouch_V1_TrustBundleRequest, context: ServerContext) async throws -> Vouch_V1_TrustBundle {
+        var bundle = Vouch_V1_TrustBundle()
+        bundle.roots = authority.rootsDER.map { Data($0) }
+        bundle.intermediates = authority.chainDER.map { Data($0) }
+        return bundle
+    }
+
+    public func getCRL(request: Vouch_V1_CRLRequest, context: ServerContext) async throws -> Vouch_V1_CRLResponse {
+        try await mapErrors {
+            let snapshot = try await authority.currentCRL()
+            var response = Vouch_V1_CRLResponse()
+            response.crl = Data(snapshot.der)
+            response.crlNumber = snapshot.number
+            response.thisUpdate = Int64(snapshot.thisUpdate)
+            response.nextUpdate = Int64(snapshot.nextUpdate)
+            return response
+        }
+    }
+
+    public func watchRevocations(request: Vouch_V1_WatchRevocationsRequest, response: RPCWriter<Vouch_V1_RevocationEvent>,
+                                 context: ServerContext) async throws {
+        // Subscribe before reading the backlog so nothing revoked in between is missed;
+        // sequence numbers drop the duplicates.
+        let live = authority.revocations.watch()
+        var last = request.afterSequence
+        let now = authority.now
+        for record in try await mapErrors({ try await authority.revocations(afterSequence: last) })
+        where request.afterSequence > 0 || record.notAfter > now {
+            try await response.write(Vouch_V1_RevocationEvent(record))
+            last = max(last, record.sequence)
+        }
+        for await record in live where record.sequence > last {
+            try await response.write(Vouch_V1_RevocationEvent(record))
+            last = record.sequence
+        }
+    }
+}
+
+/// The enrollment token a client sent as `authorization: Bearer` metadata.
+enum BearerToken {
+    @TaskLocal static var current: String?
+
+    static func from(_ metadata: Metadata) -> String? {
+        for value in metadata[stringValues: "authorization"] {
+            let parts = value.split(separator: " ", maxSplits: 1)
+            if parts.count == 2, parts[0].lowercased() == "bearer" { return String(parts[1]) }
+        }
+        return nil
+    }
+}

@@ -1,0 +1,92 @@
+import Foundation
+import VouchAuthority
+
+extension Vouch_V1_CertificateResponse {
+    init(_ issued: IssuedCertificate) {
+        self.init()
+        certificate = Data(issued.record.der)
+        chain = issued.chain.map { Data($0) }
+        roots = issued.roots.map { Data($0) }
+        notAfter = Int64(issued.record.notAfter.timeIntervalSince1970)
+        serial = issued.record.serial
+        spiffeID = issued.record.spiffeID
+    }
+}
+
+extension Vouch_V1_CertificateInfo {
+    init(_ record: CertificateRecord, now: Date) {
+        self.init()
+        serial = record.serial
+        spiffeID = record.spiffeID
+        dnsNames = record.dnsNames
+        ipAddresses = record.ipAddresses
+        notBefore = Int64(record.notBefore.timeIntervalSince1970)
+        notAfter = Int64(record.notAfter.timeIntervalSince1970)
+        status = Vouch_V1_CertificateStatus(record.status(at: now))
+        revokedAt = record.revokedAt.map { Int64($0.timeIntervalSince1970) } ?? 0
+        revocationReason = Int32(record.revocationReason ?? 0)
+        renewedFrom = record.renewedFrom ?? ""
+        supersededBy = record.supersededBy ?? ""
+        certificate = Data(record.der)
+        issuedAt = Int64(record.issuedAt.timeIntervalSince1970)
+    }
+}
+
+extension Vouch_V1_CertificateStatus {
+    init(_ status: CertificateStatus) {
+        switch status {
+        case .active: self = .active
+        case .revoked: self = .revoked
+        case .expired: self = .expired
+        }
+    }
+
+    var authorityStatus: CertificateStatus? {
+        switch self {
+        case .active: return .active
+        case .revoked: return .revoked
+        case .expired: return .expired
+        default: return nil
+        }
+    }
+}
+
+extension Vouch_V1_RevocationEvent {
+    init(_ record: RevocationRecord) {
+        self.init()
+        sequence = record.sequence
+        serial = record.serial
+        reason = Int32(record.reason)
+        revokedAt = Int64(record.revokedAt.timeIntervalSince1970)
+        spiffeID = record.spiffeID
+        notAfter = Int64(record.notAfter.timeIntervalSince1970)
+    }
+}
+
+extension Vouch_V1_TokenInfo {
+    init(_ record: TokenRecord) {
+        self.init()
+        tokenID = record.id
+        spiffeID = record.spiffeID
+        dnsNames = record.dnsNames
+        ipAddresses = record.ipAddresses
+        createdAt = Int64(record.createdAt.timeIntervalSince1970)
+        expiresAt = Int64(record.expiresAt.timeIntervalSince1970)
+        usesAllowed = Int32(record.usesAllowed)
+        usesConsumed = Int32(record.usesConsumed)
+        revoked = record.revoked
+    }
+}
+
+extension Vouch_V1_AuditEvent {
+    init(_ record: AuditRecord) {
+        self.init()
+        id = record.id
+        time = Int64(record.entry.time.timeIntervalSince1970)
+        actor = record.entry.actor
+        action = record.entry.action
+        subject = record.entry.subject
+        peer = record.entry.peer
+        detail = record.entry.detail
+    }
+}

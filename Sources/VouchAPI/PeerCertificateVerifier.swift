@@ -1,0 +1,105 @@
+import Foundation
+import NIOCore
+import NIOSSL
+import SwiftASN1
+import Synchronization
+import VouchCrypto
+import X509
+
+/// Verifies a TLS peer's certificate chain against Vouch's trust roots with
+/// RFC 5280 rules and refuses revoked serials, at handshake time. Roots can be
+/// swapped in place (root rollover) without rebuilding any TLS context.
+public final class PeerCertificateVerifier: Sendable {
+    private struct Trust {
+        var roots: [Certificate]
+        var intermediates: [Certificate]
+    }
+
+    private let trust: Mutex<Trust>
+    private let isRevoked: @Sendable (String) -> Bool
+    private let onReject: @Sendable (String) -> Void
+
+    /// - Parameters:
+    ///   - isRevoked: answers for a lowercase hex serial; consulted on every handshake.
+    ///   - onReject: told why a handshake was refused (TLS 1.3 clients only see a closed connection).
+    public init(rootsPEM: String, intermediatesPEM: String = "",
+                isRevoked: @escaping @Sendable (String) -> Bool = { _ in false },
+                onReject: @escaping @Sendable (String) -> Void = { _ in }) throws {
+        self.trust = Mutex(Trust(roots: try Self.parse(rootsPEM), intermediates: try Self.parse(intermediatesPEM)))
+        self.isRevoked = isRevoked
+        self.onReject = onReject
+    }
+
+    /// Replaces the trust roots and known intermediates for new handshakes.
+    public func setTrust(rootsPEM: String, intermediatesPEM: String = "") throws {
+        let roots = try Self.parse(rootsPEM)
+        guard !roots.isEmpty else { throw CryptoError(.malformed, "trust bundle has no certificates") }
+        let intermediates = try Self.parse(intermediatesPEM)
+        trust.withLock { $0 = Trust(roots: roots, intermediates: intermediates) }
+    }
+
+    static func parse(_ pem: String) throws -> [Certificate] {
+        try PEMDocument.parseMultiple(pemString: pem)
+            .filter { $0.discriminator == "CERTIFICATE" }
+            .map { try Certificate(derEncoded: $0.derBytes) }
+    }
+
+    /// The NIOSSL custom verification callback.
+    public func verify(_ presented: [NIOSSLCertificate], _ promise: EventLoopPromise<NIOSSLVerificationResultWithMetadata>) {
+        let certificates: [Certificate]
+        do {
+            certificates = try presented.map { try Certificate(derEncoded: $0.toDERBytes()) }
+        } catch {
+            reject("unparseable peer certificate", promise)
+            return
+        }
+        guard let leaf = certificates.first else {
+            reject("peer sent no certificate", promise)
+            return
+        }
+        let serial = VouchCrypto.SerialNumber.hex(Array(leaf.serialNumber.bytes))
+        if isRevoked(serial) {
+            reject("certificate \(serial) is revoked", promise)
+            return
+        }
+        let trust = trust.withLock { $0 }
+        let onReject = self.onReject
+        promise.completeWithTask {
+            var verifier = Verifier(rootCertificates: CertificateStore(trust.roots)) { RFC5280Policy() }
+            let result = await verifier.validate(leaf: leaf, intermediates: CertificateStore(trust.intermediates + certificates.dropFirst()))
+            switch result {
+            case .validCertificate(let chain):
+                let nioChain = try chain.map { try NIOSSLCertificate(bytes: Self.der($0), format: .der) }
+                return .certificateVerified(VerificationMetadata(NIOSSL.ValidatedCertificateChain(nioChain)))
+            case .couldNotValidate(let failures):
+                onReject("certificate \(serial) does not chain to a trusted root: \(failures.first.map { "\($0.policyFailureReason)" } ?? "no path")")
+                return .failed
+            }
+        }
+    }
+
+    private func reject(_ reason: String, _ promise: EventLoopPromise<NIOSSLVerificationResultWithMetadata>) {
+        onReject(reason)
+        promise.succeed(.failed)
+    }
+
+    static func der(_ certificate: Certificate) throws -> [UInt8] {
+        var serializer = DER.Serializer()
+        try serializer.serialize(certificate)
+        return serializer.serializedBytes
+    }
+}
+
+extension Certificate {
+    /// The first SPIFFE ID among the URI SANs.
+    public var spiffeID: String? {
+        guard let names = try? extensions.subjectAlternativeNames else { return nil }
+        for name in names {
+            if case .uniformResourceIdentifier(let uri) = name, uri.hasPrefix("spiffe://") { return uri }
+        }
+        return nil
+    }
+
+    /// The serial as Vouch writes it: lowercase hex.
+    public var serialHex: String { VouchCrypto.SerialNumber.hex(Array(serialNumber.bytes)) }
+}
