@@ -1,0 +1,71 @@
+import Foundation
+import GRPCCore
+import GRPCNIOTransportHTTP2
+import Logging
+import NIOSSL
+import ServiceLifecycle
+import VouchAuthority
+
+/// The CA's gRPC listener as a ServiceLifecycle service: TLS 1.3 only, client
+/// certificates optional and verified, graceful shutdown on SIGTERM/SIGINT.
+public final class CAServer: Service, Sendable {
+    let authority: CertificateAuthority
+    let files: CAFiles
+    let address: HostPort
+    let logger: Logger
+    /// Called once with the bound address (useful with port 0).
+    let onListening: @Sendable (HostPort) -> Void
+
+    /// Largest request accepted; a CSR is a few KiB.
+    public static let maxRequestBytes = 64 * 1024
+
+    public init(authority: CertificateAuthority, files: CAFiles, address: HostPort, logger: Logger,
+                onListening: @escaping @Sendable (HostPort) -> Void = { _ in }) {
+        self.authority = authority
+        self.files = files
+        self.address = address
+        self.logger = logger
+        self.onListening = onListening
+    }
+
+    public func run() async throws {
+        let logger = self.logger
+        let verifier = try PeerCertificateVerifier(
+            rootsPEM: try String(contentsOfFile: files.bundle, encoding: .utf8),
+            intermediatesPEM: authority.material.intermediate.pem,
+            isRevoked: { [revocations = authority.revocations] in revocations.isRevoked(serial: $0) },
+            onReject: { reason in logger.notice("refused TLS client certificate", metadata: ["reason": "\(reason)"]) })
+        let tls = try TLS13ServerHandler(
+            configuration: TLS13ServerHandler.configuration(certificatePEMPath: files.serverCertificate, keyPEMPath: files.serverKey),
+            verifier: verifier)
+        let transport = HTTP2ServerTransport.Posix(
+            address: address.isIPv6 ? .ipv6(host: address.host, port: address.port) : .ipv4(host: address.host, port: address.port),
+            // Replaced per connection by TLS13ServerHandler; present so the transport sets up TLS and ALPN.
+            transportSecurity: .tls(certificateChain: [.file(path: files.serverCertificate, format: .pem)],
+                                    privateKey: .file(path: files.serverKey, format: .pem)) { $0.requireALPN = true },
+            config: .defaults { config in
+                config.rpc.maxRequestPayloadSize = Self.maxRequestBytes
+                config.channelDebuggingCallbacks.onAcceptTCPConnection = tls.onAccept
+            })
+        let server = GRPCServer(
+            transport: transport,
+            services: [CertificateAuthorityService(authority: authority), AdminService(authority: authority)],
+            interceptors: [AuthenticationInterceptor(authority: authority), AuthorizationInterceptor(authority: authority, logger: logger)])
+
+        try await withGracefulShutdownHandler {
+            try await withThrowingDiscardingTaskGroup { group in
+                group.addTask { try await server.serve() }
+                if let bound = try await server.listeningAddress {
+                    let port = bound.ipv4?.port ?? bound.ipv6?.port ?? address.port
+                    let actual = HostPort(host: address.host, port: port)
+                    logger.info("listening", metadata: ["address": "\(actual)", "trust_domain": "\(authority.policy.trustDomain)"])
+                    onListening(actual)
+                }
+            }
+        } onGracefulShutdown: {
+            logger.info("shutting down: draining open RPCs")
+            server.beginGracefulShutdown()
+        }
+        logger.info("stopped")
+    }
+}

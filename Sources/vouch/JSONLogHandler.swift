@@ -1,0 +1,29 @@
+import Foundation
+import Logging
+
+/// One JSON object per line on stderr: time, level, label, message and metadata.
+struct JSONLogHandler: LogHandler {
+    let label: String
+    var logLevel: Logger.Level = .info
+    var metadata: Logger.Metadata = [:]
+
+    subscript(metadataKey key: String) -> Logger.Metadata.Value? {
+        get { metadata[key] }
+        set { metadata[key] = newValue }
+    }
+
+    func log(level: Logger.Level, message: Logger.Message, metadata explicit: Logger.Metadata?, source: String,
+             file: String, function: String, line: UInt) {
+        var fields: [String: String] = [
+            "time": ISO8601DateFormatter().string(from: Date()),
+            "level": level.rawValue,
+            "logger": label,
+            "message": message.description,
+        ]
+        for (key, value) in metadata.merging(explicit ?? [:], uniquingKeysWith: { $1 }) {
+            fields[key] = value.description
+        }
+        guard let data = try? JSONSerialization.data(withJSONObject: fields, options: [.sortedKeys, .withoutEscapingSlashes]) else { return }
+        FileHandle.standardError.write(data + Data([0x0a]))
+    }
+}

@@ -1,0 +1,69 @@
+import ArgumentParser
+import Foundation
+import Logging
+import ServiceLifecycle
+import VouchAPI
+import VouchAuthority
+import VouchSQLiteStore
+
+struct ServerCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "server", abstract: "Run the CA server (gRPC over mTLS, TLS 1.3 only).")
+
+    @Option(help: "CA directory made by `vouch ca init`.")
+    var dir: String = "./vouch-ca"
+
+    @Option(help: "Address to listen on, HOST:PORT (port 0 picks a free one).")
+    var listen: HostPort = HostPort(host: "127.0.0.1", port: 8443)
+
+    @Option(help: "Passphrase file for encrypted CA keys (or set VOUCH_CA_PASSPHRASE).")
+    var passphraseFile: String?
+
+    @Option(help: "Certificate lifetime when a request does not ask for one.")
+    var defaultTtl: DurationArgument = DurationArgument(argument: "24h")!
+
+    @Option(help: "Longest certificate lifetime issued.")
+    var maxTtl: DurationArgument = DurationArgument(argument: "168h")!
+
+    @Option(name: .customLong("admin-id"), help: "Extra admin SPIFFE ID (repeatable); the init admin is always one.")
+    var adminIDs: [String] = []
+
+    @Option(help: "URL written into issued certificates' CRL distribution point.")
+    var crlURL: String?
+
+    @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
+    var logLevel: Logger.Level = .info
+
+    @Option(help: "Log format: text or json.")
+    var logFormat: LogFormat = .text
+
+    func run() async throws {
+        try await runReportingErrors {
+            umask(0o077)
+            bootstrapLogging(level: logLevel, format: logFormat)
+            let logger = Logger(label: "vouch.server")
+            let files = CAFiles(directory: dir)
+            let material = try CAMaterial.load(from: files, passphrase: try readPassphrase(file: passphraseFile))
+            let trustDomain = material.settings.trustDomain
+            guard defaultTtl.seconds > 0, maxTtl.seconds >= defaultTtl.seconds else {
+                throw CLIError("--default-ttl must be positive and not above --max-ttl")
+            }
+            var policy = IssuancePolicy(trustDomain: trustDomain, defaultCertificateTTL: TimeInterval(defaultTtl.seconds),
+                                        maximumCertificateTTL: TimeInterval(maxTtl.seconds), crlDistributionPoint: crlURL)
+            for id in adminIDs {
+                try policy.validateSPIFFEID(id)
+                policy.adminIDs.insert(id)
+            }
+            let store = try SQLiteAuthorityStore(path: files.database)
+            let authority = CertificateAuthority(store: store, material: material, policy: policy)
+            try await authority.start()
+            let server = CAServer(authority: authority, files: files, address: listen, logger: logger) { address in
+                print("vouch server listening on \(address)")
+                fflush(nil)
+            }
+            let group = ServiceGroup(configuration: ServiceGroupConfiguration(
+                services: [server], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+            try await group.run()
+        }
+    }
+}

@@ -1,0 +1,9 @@
+import ArgumentParser
+
+@main
+struct Vouch: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "vouch",
+        abstract: "Vouch: an internal certificate authority with mTLS, rotation and revocation.",
+        subcommands: [CACommand.self, ServerCommand.self, TokenCommand.self, CertCommand.self, AuditCommand.self])
+}
