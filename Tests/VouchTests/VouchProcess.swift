@@ -1,0 +1,129 @@
+import Foundation
+import XCTest
+
+/// Runs the real `vouch` binary built by `swift build`.
+enum VouchBinary {
+    static var path: String {
+        if let explicit = ProcessInfo.processInfo.environment["VOUCH_BIN"] { return explicit }
+        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        for candidate in [".build/debug/vouch", ".build/release/vouch"] {
+            let path = root.appendingPathComponent(candidate).path
+            if FileManager.default.isExecutableFile(atPath: path) { return path }
+        }
+        return root.appendingPathComponent(".build/debug/vouch").path
+    }
+}
+
+struct CommandResult {
+    let status: Int32
+    let stdout: String
+    let stderr: String
+
+    var lastLine: String { stdout.split(separator: "\n").last.map(String.init) ?? "" }
+}
+
+/// Runs a command to completion and captures its output.
+func run(_ executable: String, _ arguments: [String], stdin: Data? = nil) throws -> CommandResult {
+    let process = Process()
+    process.executableURL = URL(fileURLWithPath: executable)
+    process.arguments = arguments
+    let out = Pipe(), err = Pipe(), input = Pipe()
+    process.standardOutput = out
+    process.standardError = err
+    process.standardInput = input
+    try process.run()
+    if let stdin { input.fileHandleForWriting.write(stdin) }
+    try input.fileHandleForWriting.close()
+    // Read both pipes before waiting so a chatty child cannot block on a full pipe.
+    let group = DispatchGroup()
+    nonisolated(unsafe) var outData = Data(), errData = Data()
+    group.enter()
+    DispatchQueue.global().async { outData = out.fileHandleForReading.readDataToEndOfFile(); group.leave() }
+    errData = err.fileHandleForReading.readDataToEndOfFile()
+    group.wait()
+    process.waitUntilExit()
+    return CommandResult(status: process.terminationStatus, stdout: String(decoding: outData, as: UTF8.self),
+                         stderr: String(decoding: errData, as: UTF8.self))
+}
+
+func vouch(_ arguments: String...) throws -> CommandResult {
+    try run(VouchBinary.path, arguments)
+}
+
+func openssl(_ arguments: [String], stdin: Data? = nil) throws -> CommandResult {
+    try run("/usr/bin/openssl", arguments, stdin: stdin)
+}
+
+/// A `vouch server` child process on 127.0.0.1 with a free port.
+final class ServerProcess: @unchecked Sendable {
+    let process = Process()
+    let directory: String
+    private(set) var port = 0
+    private let output = OutputCollector()
+
+    init(directory: String, extraArguments: [String] = []) throws {
+        self.directory = directory
+        process.executableURL = URL(fileURLWithPath: VouchBinary.path)
+        process.arguments = ["server", "--dir", directory, "--listen", "127.0.0.1:0"] + extraArguments
+        let pipe = Pipe(), errors = Pipe()
+        process.standardOutput = pipe
+        process.standardError = errors
+        output.attach(pipe.fileHandleForReading)
+        output.attach(errors.fileHandleForReading)
+        try process.run()
+        let deadline = Date().addingTimeInterval(30)
+        while Date() < deadline {
+            if let line = output.text.split(separator: "\n").first(where: { $0.hasPrefix("vouch server listening on ") }),
+               let port = Int(line.split(separator: ":").last ?? "") {
+                self.port = port
+                return
+            }
+            guard process.isRunning else { break }
+            Thread.sleep(forTimeInterval: 0.05)
+        }
+        process.terminate()
+        throw CLIFailure("server did not start: \(output.text)")
+    }
+
+    var address: String { "127.0.0.1:\(port)" }
+    var log: String { output.text }
+
+    /// SIGTERM, then wait for a graceful exit; returns the exit status.
+    @discardableResult
+    func stop() -> Int32 {
+        if process.isRunning {
+            process.terminate()
+            process.waitUntilExit()
+        }
+        return process.terminationStatus
+    }
+
+    deinit { if process.isRunning { process.terminate() } }
+}
+
+struct CLIFailure: Error, CustomStringConvertible {
+    let description: String
+    init(_ description: String) { self.description = description }
+}
+
+/// Collects a child's output as it arrives.
+final class OutputCollector: @unchecked Sendable {
+    private let lock = NSLock()
+    private var data = Data()
+
+    func attach(_ handle: FileHandle) {
+        handle.readabilityHandler = { [weak self] handle in
+            let chunk = handle.availableData
+            if chunk.isEmpty { handle.readabilityHandler = nil; return }
+            self?.lock.withLock { self?.data.append(chunk) }
+        }
+    }
+
+    var text: String { lock.withLock { String(decoding: data, as: UTF8.self) } }
+}
+
+func temporaryDirectory() throws -> String {
+    let path = FileManager.default.temporaryDirectory.appendingPathComponent("vouch-test-\(UUID().uuidString.prefix(8))").path
+    try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+    return path
+}
