@@ -46,12 +46,28 @@ let package = Package(
                 .product(name: "GRDB", package: "GRDB.swift"),
             ]
         ),
-        // gRPC services, interceptors, TLS listener and generated code for vouch.v1.
+        // Reusable hot-reloading mTLS for Swift gRPC servers: TLS 1.3 listener, peer
+        // verification with swappable trust and revocation, identity files, file watch.
+        .target(
+            name: "VouchTLS",
+            dependencies: [
+                "VouchCrypto",
+                .product(name: "GRPCCore", package: "grpc-swift-2"),
+                .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "NIOCertificateReloading", package: "swift-nio-extras"),
+                .product(name: "X509", package: "swift-certificates"),
+                .product(name: "SwiftASN1", package: "swift-asn1"),
+            ]
+        ),
+        // gRPC services, interceptors, the CA listener and generated code for vouch.v1.
         .target(
             name: "VouchAPI",
             dependencies: [
                 "VouchAuthority",
                 "VouchCrypto",
+                "VouchTLS",
                 .product(name: "GRPCCore", package: "grpc-swift-2"),
                 .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),
                 .product(name: "GRPCProtobuf", package: "grpc-swift-protobuf"),
@@ -64,11 +80,26 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
-            exclude: ["vouch/v1/ca.proto"]
+            exclude: ["vouch/v1/ca.proto", "vouch/v1/agent.proto", "grpc/health/v1/health.proto"]
+        ),
+        // The agent: enrollment, rotation on disk, local status server, hooks.
+        .target(
+            name: "VouchAgent",
+            dependencies: [
+                "VouchAPI",
+                "VouchAuthority",
+                "VouchCrypto",
+                "VouchTLS",
+                .product(name: "GRPCCore", package: "grpc-swift-2"),
+                .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
         ),
         .executableTarget(
             name: "vouch",
             dependencies: [
+                "VouchAgent",
                 "VouchAPI",
                 "VouchAuthority",
                 "VouchCrypto",
@@ -83,6 +114,8 @@ let package = Package(
         .testTarget(
             name: "VouchTests",
             dependencies: [
+                "VouchAgent",
+                "VouchTLS",
                 "VouchAPI",
                 "VouchAuthority",
                 "VouchCrypto",

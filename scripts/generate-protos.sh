@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Regenerates the Swift code for Sources/VouchAPI/vouch/v1/ca.proto with the
+# Regenerates the Swift code for the .proto files under Sources/VouchAPI with the
 # protoc plugins pinned by Package.swift. With --check, fails if the committed
 # generated code differs from a fresh generation.
 set -euo pipefail
@@ -23,7 +23,7 @@ protoc \
   -I Sources/VouchAPI \
   --swift_out="$target" --swift_opt=Visibility=Public \
   --grpc-swift-2_out="$target" --grpc-swift-2_opt=Visibility=Public,Server=true,Client=true \
-  Sources/VouchAPI/vouch/v1/ca.proto
+  Sources/VouchAPI/vouch/v1/ca.proto Sources/VouchAPI/vouch/v1/agent.proto Sources/VouchAPI/grpc/health/v1/health.proto
 
 if $check; then
   if ! diff -r "$out" "$target"; then

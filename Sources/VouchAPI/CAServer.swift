@@ -5,6 +5,7 @@ import Logging
 import NIOSSL
 import ServiceLifecycle
 import VouchAuthority
+import VouchTLS
 
 /// The CA's gRPC listener as a ServiceLifecycle service: TLS 1.3 only, client
 /// certificates optional and verified, graceful shutdown on SIGTERM/SIGINT.
@@ -47,9 +48,10 @@ public final class CAServer: Service, Sendable {
                 config.rpc.maxRequestPayloadSize = Self.maxRequestBytes
                 config.channelDebuggingCallbacks.onAcceptTCPConnection = tls.onAccept
             })
+        let health = HealthService(services: ["vouch.v1.CertificateAuthority", "vouch.v1.Admin"])
         let server = GRPCServer(
             transport: transport,
-            services: [CertificateAuthorityService(authority: authority), AdminService(authority: authority)],
+            services: [CertificateAuthorityService(authority: authority), AdminService(authority: authority), health],
             interceptors: [AuthenticationInterceptor(authority: authority), AuthorizationInterceptor(authority: authority, logger: logger)])
 
         try await withGracefulShutdownHandler {
@@ -64,6 +66,7 @@ public final class CAServer: Service, Sendable {
             }
         } onGracefulShutdown: {
             logger.info("shutting down: draining open RPCs")
+            health.markNotServing()
             server.beginGracefulShutdown()
         }
         logger.info("stopped")

@@ -1,7 +1,6 @@
 import GRPCCore
-import GRPCNIOTransportHTTP2
 import VouchAuthority
-import X509
+import VouchTLS
 
 /// The caller of the current RPC, set by `AuthenticationInterceptor`.
 public enum CallerIdentity {
@@ -11,8 +10,7 @@ public enum CallerIdentity {
     /// TLS layer already checked chain and revocation) or no credential.
     public static func resolve(_ context: ServerContext) -> Caller {
         let peer = context.remotePeer
-        guard let tls = context.transportSpecific as? HTTP2ServerTransport.Posix.Context,
-              let certificate = tls.peerCertificate, let spiffeID = certificate.spiffeID
+        guard let certificate = SPIFFEIdentityInterceptor.peerCertificate(context), let spiffeID = certificate.spiffeID
         else { return Caller(credential: .none, peer: peer) }
         return Caller(credential: .certificate(spiffeID: spiffeID, serial: certificate.serialHex), peer: peer)
     }

@@ -248,13 +248,14 @@ public final class CertificateAuthority: Sendable {
 
     private func sign(_ csr: CertificateSigningRequest, names: SubjectAltNames, ttlSeconds: Int64, now: Date) throws -> CertificateRecord {
         let lifetime = try policy.certificateLifetime(requested: ttlSeconds)
-        // Never outlive the issuing CA: a chain is only as valid as its shortest link.
+        // Never outlive the issuing CA: a chain is only as valid as its shortest link. The backdate
+        // (for slow peer clocks) stays small against short lifetimes so agents' 2/3 point stays put.
         let notAfter = min(now.addingTimeInterval(lifetime), material.intermediate.notAfter)
         let certificate: X509Certificate
         do {
             certificate = try material.signer.sign(csr, template: CertificateTemplate(
                 role: .leaf, serial: try SerialNumber.random(), subject: [("O", "Vouch")],
-                notBefore: now.addingTimeInterval(-policy.backdate), notAfter: notAfter, subjectAltNames: names,
+                notBefore: now.addingTimeInterval(-min(policy.backdate, lifetime / 10)), notAfter: notAfter, subjectAltNames: names,
                 crlDistributionPoint: policy.crlDistributionPoint))
         } catch let error as CryptoError {
             throw AuthorityError(error.kind == .malformed ? .invalidArgument : .internal, error.message)

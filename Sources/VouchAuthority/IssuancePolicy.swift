@@ -9,7 +9,7 @@ public struct IssuancePolicy: Sendable {
     public var maximumCertificateTTL: TimeInterval
     /// Lower bound on any requested lifetime.
     public var minimumCertificateTTL: TimeInterval
-    /// How far notBefore is set in the past, for peers with slightly slow clocks.
+    /// How far notBefore is set in the past, for peers with slightly slow clocks (at most a tenth of the lifetime).
     public var backdate: TimeInterval
     public var defaultTokenTTL: TimeInterval
     public var maximumTokenTTL: TimeInterval

@@ -32,6 +32,11 @@ final class CAFixture: @unchecked Sendable {
         server = try ServerProcess(directory: caDir)
     }
 
+    /// Starts the server again on the port it had, e.g. after `server.kill()`.
+    func startServerOnSamePort() throws {
+        server = try ServerProcess(directory: caDir, port: server.port)
+    }
+
     /// `vouch token create`, returning the token from the last stdout line.
     func createToken(spiffeID: String, dns: [String] = [], ips: [String] = [], ttl: String = "15m", uses: Int = 1) throws -> String {
         var arguments = ["token", "create", "--dir", caDir, "--server", server.address, "--spiffe-id", spiffeID,

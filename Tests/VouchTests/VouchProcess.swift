@@ -61,28 +61,17 @@ final class ServerProcess: @unchecked Sendable {
     private(set) var port = 0
     private let output = OutputCollector()
 
-    init(directory: String, extraArguments: [String] = []) throws {
+    init(directory: String, port: Int = 0, extraArguments: [String] = []) throws {
         self.directory = directory
-        process.executableURL = URL(fileURLWithPath: VouchBinary.path)
-        process.arguments = ["server", "--dir", directory, "--listen", "127.0.0.1:0"] + extraArguments
-        let pipe = Pipe(), errors = Pipe()
-        process.standardOutput = pipe
-        process.standardError = errors
-        output.attach(pipe.fileHandleForReading)
-        output.attach(errors.fileHandleForReading)
-        try process.run()
-        let deadline = Date().addingTimeInterval(30)
-        while Date() < deadline {
-            if let line = output.text.split(separator: "\n").first(where: { $0.hasPrefix("vouch server listening on ") }),
-               let port = Int(line.split(separator: ":").last ?? "") {
-                self.port = port
-                return
-            }
-            guard process.isRunning else { break }
-            Thread.sleep(forTimeInterval: 0.05)
-        }
-        process.terminate()
-        throw CLIFailure("server did not start: \(output.text)")
+        self.port = try launch(process, output: output,
+                               arguments: ["server", "--dir", directory, "--listen", "127.0.0.1:\(port)"] + extraArguments,
+                               announcement: "vouch server listening on ")
+    }
+
+    /// SIGKILL: no graceful shutdown at all.
+    func kill() {
+        Foundation.kill(process.processIdentifier, SIGKILL)
+        process.waitUntilExit()
     }
 
     var address: String { "127.0.0.1:\(port)" }
@@ -90,15 +79,68 @@ final class ServerProcess: @unchecked Sendable {
 
     /// SIGTERM, then wait for a graceful exit; returns the exit status.
     @discardableResult
-    func stop() -> Int32 {
-        if process.isRunning {
-            process.terminate()
-            process.waitUntilExit()
-        }
-        return process.terminationStatus
-    }
+    func stop() -> Int32 { terminate(process) }
 
     deinit { if process.isRunning { process.terminate() } }
+}
+
+/// A `vouch agent` child process.
+final class AgentProcess: @unchecked Sendable {
+    let process = Process()
+    private(set) var port = 0
+    private let output = OutputCollector()
+
+    init(arguments: [String]) throws {
+        port = try launch(process, output: output, arguments: ["agent"] + arguments + ["--listen", "127.0.0.1:0"],
+                          announcement: "vouch agent listening on ")
+    }
+
+    var address: String { "127.0.0.1:\(port)" }
+    var log: String { output.text }
+    var pid: Int32 { process.processIdentifier }
+
+    @discardableResult
+    func stop() -> Int32 { terminate(process) }
+
+    deinit { if process.isRunning { process.terminate() } }
+}
+
+/// SIGTERM and wait up to 15 s for a graceful exit; a process that hangs is
+/// killed and reported as status -1, so a broken shutdown fails tests instead of hanging them.
+func terminate(_ process: Process) -> Int32 {
+    guard process.isRunning else { return process.terminationStatus }
+    process.terminate()
+    let deadline = Date().addingTimeInterval(15)
+    while process.isRunning, Date() < deadline { Thread.sleep(forTimeInterval: 0.02) }
+    if process.isRunning {
+        kill(process.processIdentifier, SIGKILL)
+        process.waitUntilExit()
+        return -1
+    }
+    return process.terminationStatus
+}
+
+/// Starts `vouch` with `arguments` and waits for the line announcing its port.
+private func launch(_ process: Process, output: OutputCollector, arguments: [String], announcement: String) throws -> Int {
+    process.executableURL = URL(fileURLWithPath: VouchBinary.path)
+    process.arguments = arguments
+    let pipe = Pipe(), errors = Pipe()
+    process.standardOutput = pipe
+    process.standardError = errors
+    output.attach(pipe.fileHandleForReading)
+    output.attach(errors.fileHandleForReading)
+    try process.run()
+    let deadline = Date().addingTimeInterval(30)
+    while Date() < deadline {
+        if let line = output.text.split(separator: "\n").first(where: { $0.hasPrefix(announcement) }),
+           let port = Int(line.split(separator: ":").last ?? "") {
+            return port
+        }
+        guard process.isRunning else { break }
+        Thread.sleep(forTimeInterval: 0.05)
+    }
+    process.terminate()
+    throw CLIFailure("\(arguments.first ?? "") did not start: \(output.text)")
 }
 
 struct CLIFailure: Error, CustomStringConvertible {

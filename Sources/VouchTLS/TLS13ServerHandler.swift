@@ -1,4 +1,5 @@
 import GRPCNIOTransportHTTP2
+import NIOCertificateReloading
 import NIOCore
 import NIOSSL
 
@@ -23,8 +24,20 @@ public struct TLS13ServerHandler: Sendable {
         var tls = TLSConfiguration.makeServerConfiguration(
             certificateChain: try NIOSSLCertificate.fromPEMFile(certificatePEMPath).map { .certificate($0) },
             privateKey: .privateKey(try NIOSSLPrivateKey(file: keyPEMPath, format: .pem)))
+        return restrict(tls, requireClientCertificate: false)
+    }
+
+    /// Server TLS settings whose certificate and key come from a reloader on every new handshake.
+    public static func configuration(certificateReloader: some CertificateReloader,
+                                     requireClientCertificate: Bool) throws -> TLSConfiguration {
+        restrict(try TLSConfiguration.makeServerConfiguration(certificateReloader: certificateReloader),
+                 requireClientCertificate: requireClientCertificate)
+    }
+
+    private static func restrict(_ configuration: TLSConfiguration, requireClientCertificate: Bool) -> TLSConfiguration {
+        var tls = configuration
         tls.minimumTLSVersion = .tlsv13
-        tls.certificateVerification = .optionalVerification
+        tls.certificateVerification = requireClientCertificate ? .noHostnameVerification : .optionalVerification
         tls.applicationProtocols = ["grpc-exp", "h2"]
         return tls
     }

@@ -1,0 +1,225 @@
+import Foundation
+import GRPCCore
+import GRPCNIOTransportHTTP2
+import Logging
+import ServiceLifecycle
+import VouchAPI
+import VouchCrypto
+import VouchTLS
+
+/// `vouch agent` as a ServiceLifecycle service: obtains an identity, keeps it
+/// fresh on disk, and serves its local mTLS status API with hot reload.
+public final class Agent: Service, Sendable {
+    public let configuration: AgentConfiguration
+    public let state = AgentState()
+    let files: IdentityFiles
+    let logger: Logger
+    let client: CertificateAuthorityClient
+    let schedule: RenewalSchedule
+    let hooks: RotationHooks
+    /// Told about each new certificate (first one included), e.g. for quickstart output.
+    let onIdentity: @Sendable (AgentSnapshot) -> Void
+    /// Told the bound address of the local server.
+    let onListening: @Sendable (HostPort) -> Void
+
+    public init(configuration: AgentConfiguration, logger: Logger,
+                onIdentity: @escaping @Sendable (AgentSnapshot) -> Void = { _ in },
+                onListening: @escaping @Sendable (HostPort) -> Void = { _ in }) {
+        self.configuration = configuration
+        self.files = IdentityFiles(directory: configuration.outDirectory)
+        self.logger = logger
+        self.client = CertificateAuthorityClient(address: configuration.caAddress, bundlePath: configuration.caBundlePath,
+                                                 timeout: configuration.rpcTimeout)
+        self.schedule = RenewalSchedule(renewFraction: configuration.renewFraction, jitterFraction: configuration.jitterFraction,
+                                        minimumBackoff: configuration.minimumBackoff, maximumBackoff: configuration.maximumBackoff)
+        self.hooks = RotationHooks(command: configuration.execCommand, signal: configuration.signal,
+                                   pidFile: configuration.pidFile, logger: logger)
+        self.onIdentity = onIdentity
+        self.onListening = onListening
+    }
+
+    public func run() async throws {
+        try await obtainInitialIdentity()
+        let tls = try RotatingServerTLS(files: files, onReject: { [logger] reason in
+            logger.notice("refused TLS client certificate", metadata: ["reason": "\(reason)"])
+        })
+        try await withGracefulShutdownHandler {
+            try await withThrowingDiscardingTaskGroup { group in
+                if let listen = configuration.listen {
+                    let server = try makeServer(tls: tls, address: listen)
+                    group.addTask { try await server.serve() }
+                    group.addTask { [self] in
+                        try await withTaskCancellationOrGracefulShutdownHandler {
+                            if let bound = try await server.listeningAddress {
+                                let port = bound.ipv4?.port ?? bound.ipv6?.port ?? listen.port
+                                let address = HostPort(host: listen.host, port: port)
+                                logger.info("local server listening", metadata: ["address": "\(address)"])
+                                onListening(address)
+                            }
+                            try await gracefulShutdown()
+                        } onCancelOrGracefulShutdown: {
+                            server.beginGracefulShutdown()
+                        }
+                    }
+                }
+                group.addTask { [self] in
+                    // Sleeps until the next renewal; shutdown must not wait for it.
+                    do {
+                        try await cancelWhenGracefulShutdown { try await self.rotateForever(tls: tls) }
+                    } catch is CancellationError {
+                        // Graceful shutdown interrupted the wait for the next renewal.
+                    }
+                }
+            }
+        } onGracefulShutdown: { [logger] in
+            logger.info("shutting down")
+        }
+        logger.info("stopped")
+    }
+
+    private func makeServer(tls: RotatingServerTLS, address: HostPort) throws -> GRPCServer<HTTP2ServerTransport.Posix> {
+        GRPCServer(transport: try tls.makeTransport(host: address.host, port: address.port),
+                   services: [AgentStatusService(state: state), HealthService(services: ["vouch.v1.Agent"])],
+                   interceptors: [SPIFFEIdentityInterceptor()])
+    }
+
+    // MARK: Identity
+
+    /// Reuses a valid identity from disk, else enrolls with the token.
+    private func obtainInitialIdentity() async throws {
+        if let identity = try? files.load() {
+            if identity.leaf.notAfter > Date() {
+                logger.info("using identity on disk", metadata: ["serial": "\(identity.leaf.serialHex)",
+                                                                "not_after": "\(identity.leaf.notAfter)"])
+                record(identity.leaf, rotated: false)
+                return
+            }
+            logger.error("certificate on disk has expired", metadata: ["serial": "\(identity.leaf.serialHex)",
+                                                                       "not_after": "\(identity.leaf.notAfter)"])
+        }
+        try await enrollWithToken()
+    }
+
+    private func enrollWithToken() async throws {
+        guard let tokenPath = configuration.tokenFilePath else {
+            throw AgentError("no valid certificate in \(files.directory) and no --token-file: create a token with "
+                + "`vouch token create --spiffe-id ID` and pass it with --token-file")
+        }
+        guard let token = try? String(contentsOfFile: tokenPath, encoding: .utf8)
+            .trimmingCharacters(in: .whitespacesAndNewlines), !token.isEmpty else {
+            throw AgentError("cannot read a token from \(tokenPath)")
+        }
+        let key = try PrivateKey(generating: configuration.keyAlgorithm)
+        let issued: CertificateAuthorityClient.Issued
+        do {
+            issued = try await client.enroll(token: token, key: key, ttl: configuration.certificateTTL)
+        } catch let error as RPCError where error.code == .unauthenticated {
+            throw AgentError("the CA refused the token in \(tokenPath) (\(error.message)): create a new one with "
+                + "`vouch token create --spiffe-id ID`")
+        }
+        try IdentityWriter(files: files).write(leaf: issued.leaf, key: key, chain: issued.chain, roots: issued.roots)
+        logger.info("enrolled", metadata: ["spiffe_id": "\(issued.leaf.spiffeID ?? "")", "serial": "\(issued.leaf.serialHex)",
+                                           "not_after": "\(issued.leaf.notAfter)"])
+        record(issued.leaf, rotated: false)
+    }
+
+    private func record(_ leaf: X509Certificate, rotated: Bool) {
+        state.update { snapshot in
+            snapshot.spiffeID = leaf.spiffeID ?? ""
+            snapshot.serial = leaf.serialHex
+            snapshot.notBefore = leaf.notBefore
+            snapshot.notAfter = leaf.notAfter
+            if rotated {
+                snapshot.rotations += 1
+                snapshot.lastRotation = Date()
+            }
+            snapshot.lastError = ""
+        }
+        onIdentity(state.current)
+    }
+
+    // MARK: Rotation
+
+    private func rotateForever(tls: RotatingServerTLS) async throws {
+        var failures = 0
+        var retryAt: Date?
+        while !Task.isCancelled {
+            let current = state.current
+            guard let notBefore = current.notBefore, let notAfter = current.notAfter else { return }
+            let due = retryAt ?? schedule.renewalTime(notBefore: notBefore, notAfter: notAfter)
+            state.update { $0.nextRenewal = due }
+            try await sleep(until: due)
+
+            if Date() >= notAfter {
+                try await recoverFromExpiry(tls: tls, expiredAt: notAfter)
+                failures = 0
+                retryAt = nil
+                continue
+            }
+            do {
+                let key = try PrivateKey(generating: configuration.keyAlgorithm)
+                let issued = try await client.renew(current: files, newKey: key, ttl: configuration.certificateTTL)
+                try IdentityWriter(files: files).write(leaf: issued.leaf, key: key, chain: issued.chain, roots: issued.roots)
+                let served = try tls.reload()
+                logger.info("rotated", metadata: ["from": "\(current.serial)", "serial": "\(served.serialHex)",
+                                                  "not_after": "\(served.notAfter)"])
+                failures = 0
+                retryAt = nil
+                record(served, rotated: true)
+                hooks.run(serial: served.serialHex, directory: files.directory)
+            } catch {
+                failures += 1
+                let message = Self.describe(error)
+                state.update {
+                    $0.failures += 1
+                    $0.lastError = message
+                    $0.lastErrorAt = Date()
+                }
+                let delay = schedule.backoff(failures: failures)
+                retryAt = Date().addingTimeInterval(delay)
+                logger.warning("renewal failed; keeping the current certificate", metadata: [
+                    "error": "\(message)", "attempt": "\(failures)", "serial": "\(current.serial)",
+                    "retry_in": "\(String(format: "%.1f", delay))s", "not_after": "\(notAfter)"])
+            }
+        }
+    }
+
+    /// The certificate expired, so the CA will not renew it: say what the operator must do,
+    /// then wait (without calling the CA) for a new token in the token file.
+    private func recoverFromExpiry(tls: RotatingServerTLS, expiredAt: Date) async throws {
+        let instruction = "certificate \(state.current.serial) expired at \(expiredAt) and the CA refuses expired certificates: "
+            + "create a new token with `vouch token create --spiffe-id \(state.current.spiffeID)` and write it to "
+            + (configuration.tokenFilePath ?? "a file passed as --token-file")
+        state.update {
+            $0.lastError = instruction
+            $0.lastErrorAt = Date()
+        }
+        logger.error("\(instruction)")
+        guard let tokenPath = configuration.tokenFilePath else { throw AgentError(instruction) }
+        let seen = Self.modificationDate(tokenPath)
+        while Self.modificationDate(tokenPath) == seen {
+            try await Task.sleep(for: .seconds(2))
+        }
+        try await enrollWithToken()
+        try tls.reload()
+    }
+
+    static func modificationDate(_ path: String) -> Date? {
+        (try? FileManager.default.attributesOfItem(atPath: path))?[.modificationDate] as? Date
+    }
+
+    private func sleep(until date: Date) async throws {
+        let interval = date.timeIntervalSinceNow
+        if interval > 0 { try await Task.sleep(for: .milliseconds(Int64(interval * 1000))) }
+    }
+
+    static func describe(_ error: any Error) -> String {
+        if let error = error as? RPCError { return "\(error.code): \(error.message)" }
+        return String(describing: error)
+    }
+}
+
+public struct AgentError: Error, CustomStringConvertible {
+    public let description: String
+    init(_ description: String) { self.description = description }
+}

@@ -1,0 +1,53 @@
+import Foundation
+import VouchAPI
+import VouchCrypto
+
+/// Everything `vouch agent` is told on its command line.
+public struct AgentConfiguration: Sendable {
+    public var caAddress: HostPort
+    /// Trust bundle used to verify the CA server.
+    public var caBundlePath: String
+    /// One-time token for the first enrollment (or re-enrollment after expiry).
+    public var tokenFilePath: String?
+    public var outDirectory: String
+    /// Local mTLS status server address, if any.
+    public var listen: HostPort?
+    /// Requested certificate lifetime in seconds; 0 lets the CA choose.
+    public var certificateTTL: Int64
+    /// Renew when this fraction of the lifetime has passed.
+    public var renewFraction: Double
+    /// Spread of renewal times, as a fraction of the lifetime, so agents do not renew in lockstep.
+    public var jitterFraction: Double
+    public var keyAlgorithm: KeyAlgorithm
+    /// Shell command run after each rotation.
+    public var execCommand: String?
+    /// Signal sent after each rotation to the process in `pidFile`.
+    public var signal: Int32?
+    public var pidFile: String?
+    public var minimumBackoff: Double
+    public var maximumBackoff: Double
+    /// Deadline for every call to the CA.
+    public var rpcTimeout: Double
+
+    public init(caAddress: HostPort, caBundlePath: String, tokenFilePath: String?, outDirectory: String,
+                listen: HostPort? = nil, certificateTTL: Int64 = 0, renewFraction: Double = 2.0 / 3.0,
+                jitterFraction: Double = 0.05, keyAlgorithm: KeyAlgorithm = .p256, execCommand: String? = nil,
+                signal: Int32? = nil, pidFile: String? = nil, minimumBackoff: Double = 1, maximumBackoff: Double = 30,
+                rpcTimeout: Double = 10) {
+        self.caAddress = caAddress
+        self.caBundlePath = caBundlePath
+        self.tokenFilePath = tokenFilePath
+        self.outDirectory = outDirectory
+        self.listen = listen
+        self.certificateTTL = certificateTTL
+        self.renewFraction = renewFraction
+        self.jitterFraction = jitterFraction
+        self.keyAlgorithm = keyAlgorithm
+        self.execCommand = execCommand
+        self.signal = signal
+        self.pidFile = pidFile
+        self.minimumBackoff = minimumBackoff
+        self.maximumBackoff = maximumBackoff
+        self.rpcTimeout = rpcTimeout
+    }
+}

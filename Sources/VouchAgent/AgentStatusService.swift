@@ -1,0 +1,25 @@
+import GRPCCore
+import VouchAPI
+import VouchTLS
+
+/// `vouch.v1.Agent` on the agent's local mTLS listener.
+struct AgentStatusService: Vouch_V1_Agent.SimpleServiceProtocol {
+    let state: AgentState
+
+    func getStatus(request: Vouch_V1_GetStatusRequest, context: ServerContext) async throws -> Vouch_V1_AgentStatus {
+        let snapshot = state.current
+        var status = Vouch_V1_AgentStatus()
+        status.spiffeID = snapshot.spiffeID
+        status.serial = snapshot.serial
+        status.notBefore = Int64(snapshot.notBefore?.timeIntervalSince1970 ?? 0)
+        status.notAfter = Int64(snapshot.notAfter?.timeIntervalSince1970 ?? 0)
+        status.lastRotation = Int64(snapshot.lastRotation?.timeIntervalSince1970 ?? 0)
+        status.lastError = snapshot.lastError
+        status.lastErrorAt = Int64(snapshot.lastErrorAt?.timeIntervalSince1970 ?? 0)
+        status.rotations = Int64(snapshot.rotations)
+        status.failures = Int64(snapshot.failures)
+        status.nextRenewal = Int64(snapshot.nextRenewal?.timeIntervalSince1970 ?? 0)
+        status.callerSpiffeID = SPIFFEIdentityInterceptor.current ?? ""
+        return status
+    }
+}

@@ -1,0 +1,48 @@
+import Foundation
+import VouchCrypto
+
+/// The files an agent keeps in its output directory (DESIGN.md): `svid.pem`
+/// (leaf), `svid_key.pem` (PKCS#8, 0600), `chain.pem` (intermediates),
+/// `bundle.pem` (trust roots).
+public struct IdentityFiles: Sendable {
+    public let directory: String
+
+    public init(directory: String) { self.directory = directory }
+
+    public var certificate: String { directory + "/svid.pem" }
+    public var key: String { directory + "/svid_key.pem" }
+    public var chain: String { directory + "/chain.pem" }
+    public var bundle: String { directory + "/bundle.pem" }
+
+    public static let names: Set<String> = ["svid.pem", "svid_key.pem", "chain.pem", "bundle.pem"]
+
+    /// Reads the four files; throws if any is missing or does not parse.
+    public func load() throws -> LoadedIdentity {
+        func read(_ path: String) throws -> String {
+            guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {
+                throw CryptoError(.malformed, "cannot read \(path)")
+            }
+            return text
+        }
+        let certificatePEM = try read(certificate), keyPEM = try read(key)
+        let chainPEM = try read(chain), bundlePEM = try read(bundle)
+        let leaf = try X509Certificate(pem: certificatePEM)
+        let privateKey = try PrivateKey(pem: keyPEM)
+        guard leaf.matches(privateKey) else {
+            throw CryptoError(.failure, "\(key) does not match \(certificate)")
+        }
+        return LoadedIdentity(leaf: leaf, certificatePEM: certificatePEM, keyPEM: keyPEM, chainPEM: chainPEM, bundlePEM: bundlePEM)
+    }
+}
+
+/// An identity read from disk.
+public struct LoadedIdentity: Sendable {
+    public let leaf: X509Certificate
+    public let certificatePEM: String
+    public let keyPEM: String
+    public let chainPEM: String
+    public let bundlePEM: String
+
+    /// Leaf followed by intermediates, as a TLS server or client presents it.
+    public var fullChainPEM: String { certificatePEM + chainPEM }
+}

@@ -1,0 +1,146 @@
+import Foundation
+import GRPCCore
+import Synchronization
+import VouchAPI
+import VouchCrypto
+import XCTest
+
+/// `vouch agent` as a real process against a real `vouch server`.
+final class AgentRotationTests: XCTestCase {
+    static let web = "spiffe://example.org/svc/web"
+
+    /// Starts an agent enrolled with a fresh token granting localhost/127.0.0.1.
+    func startAgent(_ ca: CAFixture, ttl: String, extra: [String] = []) throws -> (AgentProcess, String) {
+        let out = ca.root + "/agent"
+        let tokenFile = ca.root + "/token"
+        try ca.createToken(spiffeID: Self.web, dns: ["localhost"], ips: ["127.0.0.1"])
+            .write(toFile: tokenFile, atomically: true, encoding: .utf8)
+        let agent = try AgentProcess(arguments: ["--ca", ca.server.address, "--ca-bundle", ca.caDir + "/bundle.pem",
+                                                 "--token-file", tokenFile, "--out", out, "--cert-ttl", ttl] + extra)
+        return (agent, out)
+    }
+
+    /// The serial of the certificate a new TLS handshake with the agent gets, via `openssl s_client`.
+    func servedSerial(_ agent: AgentProcess, _ ca: CAFixture) throws -> String {
+        let result = try openssl(["s_client", "-connect", agent.address, "-tls1_3", "-CAfile", ca.caDir + "/bundle.pem",
+                                  "-cert", ca.caDir + "/admin.pem", "-key", ca.caDir + "/admin_key.pem"], stdin: Data())
+        guard result.stdout.contains("Verify return code: 0 (ok)") else { throw CLIFailure("s_client: \(result.stdout) \(result.stderr)") }
+        return try X509Certificate(pem: result.stdout).serialHex
+    }
+
+    func testRotatesThreeTimesWithoutDroppingAnOpenConnection() async throws {
+        let ca = try CAFixture()
+        let (agent, out) = try startAgent(ca, ttl: "20s")
+        let pid = agent.pid
+        let admin = ca.admin
+        let agentAddress = HostPort(host: "127.0.0.1", port: agent.port)
+
+        // Watch the files while rotations happen: every read must parse and the key stay 0600.
+        let fileChecks = Mutex((reads: 0, broken: [String]()))
+        let watcher = Task.detached {
+            while !Task.isCancelled {
+                do {
+                    let cert = try X509Certificate(pem: String(contentsOfFile: out + "/svid.pem", encoding: .utf8))
+                    _ = try PrivateKey(pem: String(contentsOfFile: out + "/svid_key.pem", encoding: .utf8))
+                    _ = try X509Certificate.all(inPEM: String(contentsOfFile: out + "/chain.pem", encoding: .utf8))
+                    let mode = try FileManager.default.attributesOfItem(atPath: out + "/svid_key.pem")[.posixPermissions] as? Int
+                    fileChecks.withLock {
+                        $0.reads += 1
+                        if mode != 0o600 { $0.broken.append("key mode \(String(mode ?? 0, radix: 8))") }
+                        if cert.serialHex.isEmpty { $0.broken.append("empty serial") }
+                    }
+                } catch {
+                    fileChecks.withLock { $0.broken.append("\(error)") }
+                }
+                try? await Task.sleep(for: .milliseconds(20))
+            }
+        }
+        defer { watcher.cancel() }
+
+        var handshakeSerials = [try servedSerial(agent, ca)]
+        var calls = 0, failures = 0
+        // One gRPC connection, held open, calling GetStatus every 100 ms through three rotations.
+        try await VouchClient.with(server: agentAddress, credentials: admin) { client in
+            let status = Vouch_V1_Agent.Client(wrapping: client)
+            var lastSerial = ""
+            let deadline = Date().addingTimeInterval(75)
+            while Date() < deadline {
+                do {
+                    let reply = try await status.getStatus(Vouch_V1_GetStatusRequest(), options: VouchClient.options(timeout: .seconds(2)))
+                    calls += 1
+                    XCTAssertEqual(reply.callerSpiffeID, "spiffe://example.org/vouch/admin")
+                    if reply.serial != lastSerial {
+                        if !lastSerial.isEmpty {
+                            // A new handshake gets the rotated certificate.
+                            let served = try servedSerial(agent, ca)
+                            XCTAssertEqual(served, reply.serial, "new handshakes get the new certificate")
+                            handshakeSerials.append(served)
+                        }
+                        lastSerial = reply.serial
+                    }
+                    if reply.rotations >= 3 { break }
+                } catch {
+                    failures += 1
+                }
+                try await Task.sleep(for: .milliseconds(100))
+            }
+        }
+        XCTAssertEqual(failures, 0, "calls on the open connection never fail across rotations")
+        XCTAssertGreaterThan(calls, 100)
+        XCTAssertGreaterThanOrEqual(handshakeSerials.count, 4, "initial certificate plus three rotations: \(handshakeSerials)")
+        XCTAssertEqual(Set(handshakeSerials).count, handshakeSerials.count, "each rotation serves a new serial")
+        XCTAssertTrue(agent.process.isRunning)
+        XCTAssertEqual(agent.pid, pid, "the agent never restarts")
+
+        let checks = fileChecks.withLock { $0 }
+        XCTAssertGreaterThan(checks.reads, 100)
+        XCTAssertEqual(checks.broken, [], "files were always complete")
+        XCTAssertEqual(agent.stop(), 0, "graceful exit on SIGTERM")
+    }
+
+    func testKeepsServingThroughACAOutageAndRenewsWhenItIsBack() async throws {
+        let ca = try CAFixture()
+        // 40 s certificates renewed at half-life (~20 s); the CA is down from ~2 s to ~30 s.
+        let (agent, _) = try startAgent(ca, ttl: "40s", extra: ["--renew-fraction", "0.5", "--max-backoff", "4s"])
+        let first = try servedSerial(agent, ca)
+        ca.server.kill()
+        try await Task.sleep(for: .seconds(28))
+        XCTAssertEqual(try servedSerial(agent, ca), first, "the last good certificate is served while the CA is down")
+        let delays = agent.log.split(separator: "\n").filter { $0.contains("renewal failed") }.compactMap { line -> Double? in
+            guard let range = line.range(of: "retry_in=") else { return nil }
+            return Double(line[range.upperBound...].prefix { $0.isNumber || $0 == "." })
+        }
+        XCTAssertGreaterThanOrEqual(delays.count, 3, agent.log)
+        XCTAssertLessThan(delays[0], delays[2], "backoff grows: \(delays)")
+        XCTAssertLessThanOrEqual(delays.max() ?? 0, 4 * 1.2 + 0.05, "backoff is capped: \(delays)")
+
+        try ca.startServerOnSamePort()
+        var renewed = first
+        let deadline = Date().addingTimeInterval(10)
+        while renewed == first, Date() < deadline {
+            try await Task.sleep(for: .milliseconds(500))
+            renewed = try servedSerial(agent, ca)
+        }
+        XCTAssertNotEqual(renewed, first, "renewed once the CA was back: \(agent.log)")
+        XCTAssertTrue(agent.log.contains("rotated"))
+    }
+
+    func testRestartReusesTheIdentityOnDiskWithoutAToken() async throws {
+        let ca = try CAFixture()
+        let (agent, out) = try startAgent(ca, ttl: "10m")
+        let serial = try servedSerial(agent, ca)
+        XCTAssertEqual(agent.stop(), 0)
+        let again = try AgentProcess(arguments: ["--ca", ca.server.address, "--ca-bundle", ca.caDir + "/bundle.pem",
+                                                 "--out", out, "--cert-ttl", "10m"])
+        XCTAssertEqual(try servedSerial(again, ca), serial, "the second start serves the same certificate, no token needed")
+        again.stop()
+    }
+
+    func testFirstStartWithoutTokenFailsWithAnInstruction() throws {
+        let ca = try CAFixture()
+        let result = try vouch("agent", "--ca", ca.server.address, "--ca-bundle", ca.caDir + "/bundle.pem",
+                               "--out", ca.root + "/empty")
+        XCTAssertNotEqual(result.status, 0)
+        XCTAssertTrue(result.stderr.contains("vouch token create"), result.stderr)
+    }
+}
