@@ -21,6 +21,8 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
+        .package(url: "https://github.com/apple/swift-metrics.git", from: "2.13.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
     ],
     targets: [
         // Thin C shim over the system OpenSSL 3 libcrypto: exposes the macros Swift cannot import.
@@ -82,6 +84,18 @@ let package = Package(
             ],
             exclude: ["vouch/v1/ca.proto", "vouch/v1/agent.proto", "grpc/health/v1/health.proto"]
         ),
+        // Prometheus text exposition of swift-metrics over a small HTTP endpoint.
+        .target(
+            name: "VouchMetrics",
+            dependencies: [
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
+        ),
         // The agent: enrollment, rotation on disk, local status server, hooks.
         .target(
             name: "VouchAgent",
@@ -90,9 +104,11 @@ let package = Package(
                 "VouchAuthority",
                 "VouchCrypto",
                 "VouchTLS",
+                "VouchMetrics",
                 .product(name: "GRPCCore", package: "grpc-swift-2"),
                 .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
         ),
@@ -100,6 +116,7 @@ let package = Package(
             name: "vouch",
             dependencies: [
                 "VouchAgent",
+                "VouchMetrics",
                 "VouchAPI",
                 "VouchAuthority",
                 "VouchCrypto",

@@ -2,6 +2,7 @@ import Foundation
 import GRPCCore
 import GRPCNIOTransportHTTP2
 import Logging
+import Metrics
 import ServiceLifecycle
 import VouchAPI
 import VouchCrypto
@@ -21,6 +22,10 @@ public final class Agent: Service, Sendable {
     let onIdentity: @Sendable (AgentSnapshot) -> Void
     /// Told the bound address of the local server.
     let onListening: @Sendable (HostPort) -> Void
+    let rotationsCounter = Counter(label: "vouch_agent_rotations_total")
+    let failuresCounter = Counter(label: "vouch_agent_renewal_failures_total")
+    let expiryGauge = Gauge(label: "vouch_agent_certificate_expires_in_seconds")
+    let notAfterGauge = Gauge(label: "vouch_agent_certificate_not_after_timestamp_seconds")
 
     public init(configuration: AgentConfiguration, logger: Logger,
                 onIdentity: @escaping @Sendable (AgentSnapshot) -> Void = { _ in },
@@ -123,7 +128,15 @@ public final class Agent: Service, Sendable {
         record(issued.leaf, rotated: false)
     }
 
+    /// Sets the time-dependent gauges; called before each metrics scrape.
+    public func refreshGauges() {
+        guard let notAfter = state.current.notAfter else { return }
+        expiryGauge.record(notAfter.timeIntervalSinceNow)
+        notAfterGauge.record(notAfter.timeIntervalSince1970)
+    }
+
     private func record(_ leaf: X509Certificate, rotated: Bool) {
+        if rotated { rotationsCounter.increment() }
         state.update { snapshot in
             snapshot.spiffeID = leaf.spiffeID ?? ""
             snapshot.serial = leaf.serialHex
@@ -135,6 +148,7 @@ public final class Agent: Service, Sendable {
             }
             snapshot.lastError = ""
         }
+        refreshGauges()
         onIdentity(state.current)
     }
 
@@ -169,6 +183,7 @@ public final class Agent: Service, Sendable {
                 hooks.run(serial: served.serialHex, directory: files.directory)
             } catch {
                 failures += 1
+                failuresCounter.increment()
                 let message = Self.describe(error)
                 state.update {
                     $0.failures += 1

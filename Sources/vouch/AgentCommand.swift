@@ -5,6 +5,7 @@ import ServiceLifecycle
 import VouchAgent
 import VouchAPI
 import VouchCrypto
+import VouchMetrics
 
 struct AgentCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
@@ -25,6 +26,9 @@ struct AgentCommand: AsyncParsableCommand {
 
     @Option(help: "Serve the local mTLS status and health API on HOST:PORT.")
     var listen: HostPort?
+
+    @Option(help: "Serve Prometheus metrics over HTTP at http://HOST:PORT/metrics.")
+    var metrics: HostPort?
 
     @Option(help: "Certificate lifetime to request, e.g. 24h or 2m.")
     var certTtl: DurationArgument = DurationArgument(argument: "24h")!
@@ -72,6 +76,7 @@ struct AgentCommand: AsyncParsableCommand {
             umask(0o077)
             bootstrapLogging(level: logLevel, format: logFormat)
             let logger = Logger(label: "vouch.agent")
+            let registry = metrics.map { _ in PrometheusBootstrap.install() }
             let configuration = AgentConfiguration(
                 caAddress: ca, caBundlePath: caBundle, tokenFilePath: tokenFile, outDirectory: out, listen: listen,
                 certificateTTL: certTtl.seconds, renewFraction: renewFraction, keyAlgorithm: KeyAlgorithm(rawValue: keyType)!,
@@ -81,8 +86,17 @@ struct AgentCommand: AsyncParsableCommand {
                 print("vouch agent listening on \(address)")
                 fflush(nil)
             })
+            var services: [ServiceGroupConfiguration.ServiceConfiguration] = [.init(service: agent)]
+            if let metrics, let registry {
+                services.append(.init(service: MetricsEndpoint(
+                    host: metrics.host, port: metrics.port, registry: registry, beforeScrape: agent.refreshGauges,
+                    onListening: { port in
+                        print("vouch agent metrics on \(HostPort(host: metrics.host, port: port))")
+                        fflush(nil)
+                    })))
+            }
             let group = ServiceGroup(configuration: ServiceGroupConfiguration(
-                services: [agent], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+                services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
             try await group.run()
         }
     }

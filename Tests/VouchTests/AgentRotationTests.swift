@@ -30,7 +30,7 @@ final class AgentRotationTests: XCTestCase {
 
     func testRotatesThreeTimesWithoutDroppingAnOpenConnection() async throws {
         let ca = try CAFixture()
-        let (agent, out) = try startAgent(ca, ttl: "20s")
+        let (agent, out) = try startAgent(ca, ttl: "20s", extra: ["--metrics", "127.0.0.1:0"])
         let pid = agent.pid
         let admin = ca.admin
         let agentAddress = HostPort(host: "127.0.0.1", port: agent.port)
@@ -91,6 +91,17 @@ final class AgentRotationTests: XCTestCase {
         XCTAssertEqual(Set(handshakeSerials).count, handshakeSerials.count, "each rotation serves a new serial")
         XCTAssertTrue(agent.process.isRunning)
         XCTAssertEqual(agent.pid, pid, "the agent never restarts")
+
+        // Prometheus metrics: rotations, failures, seconds until expiry.
+        let metricsLine = agent.log.split(separator: "\n").first { $0.hasPrefix("vouch agent metrics on ") } ?? ""
+        let metrics = try execute("/usr/bin/curl", ["-sf", "http://\(metricsLine.dropFirst("vouch agent metrics on ".count))/metrics"])
+        XCTAssertEqual(metrics.status, 0, metrics.stderr)
+        let rotations = metrics.stdout.split(separator: "\n").first { $0.hasPrefix("vouch_agent_rotations_total ") }
+        XCTAssertGreaterThanOrEqual(Double(rotations?.split(separator: " ").last ?? "") ?? 0, 3, metrics.stdout)
+        let expiresIn = metrics.stdout.split(separator: "\n").first { $0.hasPrefix("vouch_agent_certificate_expires_in_seconds ") }
+        let seconds = Double(expiresIn?.split(separator: " ").last ?? "") ?? -1
+        XCTAssertTrue(seconds > 0 && seconds <= 20, metrics.stdout)
+        XCTAssertTrue(metrics.stdout.contains("vouch_agent_renewal_failures_total"), metrics.stdout)
 
         let checks = fileChecks.withLock { $0 }
         XCTAssertGreaterThan(checks.reads, 100)

@@ -43,7 +43,7 @@ final class CAFixture: @unchecked Sendable {
                          "--ttl", ttl, "--uses", String(uses)]
         for name in dns { arguments += ["--dns", name] }
         for ip in ips { arguments += ["--ip", ip] }
-        let result = try run(VouchBinary.path, arguments)
+        let result = try execute(VouchBinary.path, arguments)
         guard result.status == 0 else { throw CLIFailure("token create failed: \(result.stderr)") }
         return result.lastLine
     }

@@ -23,7 +23,7 @@ struct CommandResult {
 }
 
 /// Runs a command to completion and captures its output.
-func run(_ executable: String, _ arguments: [String], stdin: Data? = nil) throws -> CommandResult {
+func execute(_ executable: String, _ arguments: [String], stdin: Data? = nil) throws -> CommandResult {
     let process = Process()
     process.executableURL = URL(fileURLWithPath: executable)
     process.arguments = arguments
@@ -47,11 +47,11 @@ func run(_ executable: String, _ arguments: [String], stdin: Data? = nil) throws
 }
 
 func vouch(_ arguments: String...) throws -> CommandResult {
-    try run(VouchBinary.path, arguments)
+    try execute(VouchBinary.path, arguments)
 }
 
 func openssl(_ arguments: [String], stdin: Data? = nil) throws -> CommandResult {
-    try run("/usr/bin/openssl", arguments, stdin: stdin)
+    try execute("/usr/bin/openssl", arguments, stdin: stdin)
 }
 
 /// A `vouch server` child process on 127.0.0.1 with a free port.
