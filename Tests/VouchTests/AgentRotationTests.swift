@@ -136,6 +136,31 @@ final class AgentRotationTests: XCTestCase {
         XCTAssertTrue(agent.log.contains("rotated"))
     }
 
+    func testAfterExpiryItSaysANewTokenIsNeededAndReEnrollsWithOne() async throws {
+        let ca = try CAFixture()
+        let (agent, _) = try startAgent(ca, ttl: "8s", extra: ["--max-backoff", "1s"])
+        let first = try servedSerial(agent, ca)
+        ca.server.kill()
+        try await Task.sleep(for: .seconds(10))
+        XCTAssertTrue(agent.log.contains("expired"), agent.log)
+        XCTAssertTrue(agent.log.contains("vouch token create --spiffe-id \(Self.web)"), agent.log)
+        // It waits for a token instead of calling the dead CA again and again.
+        let attempts = agent.log.components(separatedBy: "renewal failed").count
+        try await Task.sleep(for: .seconds(3))
+        XCTAssertEqual(agent.log.components(separatedBy: "renewal failed").count, attempts, "no retries after expiry")
+
+        try ca.startServerOnSamePort()
+        try ca.createToken(spiffeID: Self.web, dns: ["localhost"], ips: ["127.0.0.1"])
+            .write(toFile: ca.root + "/token", atomically: true, encoding: .utf8)
+        var serial = first
+        let deadline = Date().addingTimeInterval(15)
+        while serial == first, Date() < deadline {
+            try await Task.sleep(for: .milliseconds(500))
+            serial = (try? servedSerial(agent, ca)) ?? first  // the expired one fails verification
+        }
+        XCTAssertNotEqual(serial, first, "re-enrolled with the new token without a restart: \(agent.log)")
+    }
+
     func testRestartReusesTheIdentityOnDiskWithoutAToken() async throws {
         let ca = try CAFixture()
         let (agent, out) = try startAgent(ca, ttl: "10m")
