@@ -36,4 +36,7 @@ public protocol AuthorityStore: Sendable {
 
     func appendAudit(_ entry: AuditEntry) async throws
     func auditEvents(afterID: Int64, limit: Int) async throws -> [AuditRecord]
+
+    /// Every audit row with its chain fields, and the recorded head, for `AuditChain.verify`.
+    func auditChain() async throws -> (rows: [AuditChain.Row], head: (id: Int64, hash: [UInt8])?)
 }

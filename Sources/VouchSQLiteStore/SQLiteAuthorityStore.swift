@@ -184,19 +184,39 @@ public final class SQLiteAuthorityStore: AuthorityStore {
     public func auditEvents(afterID: Int64, limit: Int) async throws -> [AuditRecord] {
         try await pool.read { db in
             try Row.fetchAll(db, sql: "SELECT * FROM audit_event WHERE id > ? ORDER BY id LIMIT ?", arguments: [afterID, limit])
-                .map { row in
-                    AuditRecord(id: row["id"], entry: AuditEntry(
-                        time: Date(timeIntervalSince1970: row["time"]), actor: row["actor"], action: row["action"],
-                        subject: row["subject"], peer: row["peer"], detail: row["detail"]))
-                }
+                .map { row in AuditRecord(id: row["id"], entry: Self.auditEntry(row)) }
+        }
+    }
+
+    public func auditChain() async throws -> (rows: [AuditChain.Row], head: (id: Int64, hash: [UInt8])?) {
+        try await pool.read { db in
+            let rows = try Row.fetchAll(db, sql: "SELECT * FROM audit_event ORDER BY id").map { row in
+                AuditChain.Row(id: row["id"], entry: Self.auditEntry(row),
+                               previousHash: Array((row["prev_hash"] as Data?) ?? Data()), hash: Array((row["hash"] as Data?) ?? Data()))
+            }
+            let head = try Row.fetchOne(db, sql: "SELECT last_id, last_hash FROM audit_head WHERE id = 1").map { row in
+                (id: row["last_id"] as Int64, hash: Array(row["last_hash"] as Data))
+            }
+            return (rows, head)
         }
     }
 
     // MARK: Row mapping
 
+    /// Appends to the hash chain inside the caller's transaction, so concurrent writers cannot fork it.
     static func append(_ entry: AuditEntry, in db: Database) throws {
-        try db.execute(sql: "INSERT INTO audit_event (time, actor, action, subject, peer, detail) VALUES (?, ?, ?, ?, ?, ?)",
-                       arguments: [entry.time.timeIntervalSince1970, entry.actor, entry.action, entry.subject, entry.peer, entry.detail])
+        let previous = try Data.fetchOne(db, sql: "SELECT last_hash FROM audit_head WHERE id = 1").map(Array.init) ?? AuditChain.genesis
+        let hash = AuditChain.hash(previous: previous, entry: entry)
+        try db.execute(sql: """
+            INSERT INTO audit_event (time, actor, action, subject, peer, detail, prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+            """, arguments: [entry.time.timeIntervalSince1970, entry.actor, entry.action, entry.subject, entry.peer, entry.detail,
+                             Data(previous), Data(hash)])
+        try db.execute(sql: "UPDATE audit_head SET last_id = ?, last_hash = ? WHERE id = 1", arguments: [db.lastInsertedRowID, Data(hash)])
+    }
+
+    static func auditEntry(_ row: Row) -> AuditEntry {
+        AuditEntry(time: Date(timeIntervalSince1970: row["time"]), actor: row["actor"], action: row["action"],
+                   subject: row["subject"], peer: row["peer"], detail: row["detail"])
     }
 
     static func insert(_ c: CertificateRecord, in db: Database) throws {

@@ -1,4 +1,6 @@
+import Foundation
 import GRDB
+import VouchAuthority
 
 /// Versioned schema. Migrations are append-only: a released one is never edited.
 enum Schema {
@@ -59,6 +61,28 @@ enum Schema {
                 );
                 INSERT INTO crl_state (id, last_number) VALUES (1, 0);
                 """)
+        }
+        migrator.registerMigration("v2-audit-chain") { db in
+            try db.execute(sql: """
+                ALTER TABLE audit_event ADD COLUMN prev_hash BLOB;
+                ALTER TABLE audit_event ADD COLUMN hash BLOB;
+                CREATE TABLE audit_head (
+                    id INTEGER PRIMARY KEY CHECK (id = 1),
+                    last_id INTEGER NOT NULL,
+                    last_hash BLOB NOT NULL
+                );
+                """)
+            // Chain the rows written before this migration, in order.
+            var previous = AuditChain.genesis
+            var lastID: Int64 = 0
+            for row in try Row.fetchAll(db, sql: "SELECT * FROM audit_event ORDER BY id") {
+                let hash = AuditChain.hash(previous: previous, entry: SQLiteAuthorityStore.auditEntry(row))
+                try db.execute(sql: "UPDATE audit_event SET prev_hash = ?, hash = ? WHERE id = ?",
+                               arguments: [Data(previous), Data(hash), row["id"] as Int64])
+                previous = hash
+                lastID = row["id"]
+            }
+            try db.execute(sql: "INSERT INTO audit_head (id, last_id, last_hash) VALUES (1, ?, ?)", arguments: [lastID, Data(previous)])
         }
         return migrator
     }

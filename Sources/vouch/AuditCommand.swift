@@ -1,10 +1,12 @@
 import ArgumentParser
 import Foundation
 import VouchAPI
+import VouchAuthority
+import VouchSQLiteStore
 
 struct AuditCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "audit", abstract: "Read the audit log.", subcommands: [AuditList.self])
+        commandName: "audit", abstract: "Read the audit log.", subcommands: [AuditList.self, AuditVerify.self])
 }
 
 struct AuditList: AsyncParsableCommand {
@@ -44,6 +46,38 @@ struct AuditList: AsyncParsableCommand {
                 printTable(["ID", "TIME", "ACTOR", "ACTION", "SUBJECT", "DETAIL"], rows.map {
                     ["\($0.id)", $0.time, $0.actor, $0.action, $0.subject, $0.detail]
                 })
+            }
+        }
+    }
+}
+
+struct AuditVerify: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "verify",
+        abstract: "Check the audit log's hash chain in the CA database; fails on an edited, deleted or reordered row.")
+
+    @Option(help: "CA directory made by `vouch ca init` (reads DIR/vouch.db on this host).")
+    var dir: String = "./vouch-ca"
+
+    @Flag(help: "Print the result as JSON.")
+    var json = false
+
+    func run() async throws {
+        try await runReportingErrors {
+            let files = CAFiles(directory: dir)
+            guard FileManager.default.fileExists(atPath: files.database) else { throw CLIError("no database at \(files.database)") }
+            let chain = try await SQLiteAuthorityStore(path: files.database).auditChain()
+            switch AuditChain.verify(chain.rows, head: chain.head) {
+            case .intact(let events, let head):
+                let hex = head.map { String(format: "%02x", $0) }.joined()
+                if json {
+                    try printJSON(["status": "intact", "events": String(events), "head": hex])
+                } else {
+                    print("audit log intact: \(events) events, head \(hex)")
+                }
+            case .broken(let rowID, let reason):
+                if json { try printJSON(["status": "broken", "row": String(rowID), "reason": reason]) }
+                throw CLIError("audit log broken at row \(rowID): \(reason)")
             }
         }
     }
