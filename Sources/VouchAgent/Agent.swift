@@ -22,6 +22,7 @@ public final class Agent: Service, Sendable {
     let onIdentity: @Sendable (AgentSnapshot) -> Void
     /// Told the bound address of the local server.
     let onListening: @Sendable (HostPort) -> Void
+    public let revocations: RevocationFollower
     let rotationsCounter = Counter(label: "vouch_agent_rotations_total")
     let failuresCounter = Counter(label: "vouch_agent_renewal_failures_total")
     let expiryGauge = Gauge(label: "vouch_agent_certificate_expires_in_seconds")
@@ -41,11 +42,15 @@ public final class Agent: Service, Sendable {
                                    pidFile: configuration.pidFile, logger: logger)
         self.onIdentity = onIdentity
         self.onListening = onListening
+        self.revocations = RevocationFollower(files: files, address: configuration.caAddress, bundlePath: configuration.caBundlePath,
+                                              refreshInterval: configuration.crlRefreshInterval, rpcTimeout: configuration.rpcTimeout,
+                                              logger: logger)
     }
 
     public func run() async throws {
         try await obtainInitialIdentity()
-        let tls = try RotatingServerTLS(files: files, onReject: { [logger] reason in
+        revocations.loadSavedCRL()
+        let tls = try RotatingServerTLS(files: files, isRevoked: { [revocations] in revocations.isRevoked($0) }, onReject: { [logger] reason in
             logger.notice("refused TLS client certificate", metadata: ["reason": "\(reason)"])
         })
         try await withGracefulShutdownHandler {
@@ -67,12 +72,14 @@ public final class Agent: Service, Sendable {
                         }
                     }
                 }
-                group.addTask { [self] in
-                    // Sleeps until the next renewal; shutdown must not wait for it.
-                    do {
-                        try await cancelWhenGracefulShutdown { try await self.rotateForever(tls: tls) }
-                    } catch is CancellationError {
-                        // Graceful shutdown interrupted the wait for the next renewal.
+                // These loops sleep between rounds; shutdown must not wait for them.
+                for loop in [{ try await self.rotateForever(tls: tls) },
+                             { try await self.revocations.watchForever(schedule: self.schedule) },
+                             { try await self.revocations.refreshCRLForever() }] as [@Sendable () async throws -> Void] {
+                    group.addTask {
+                        do {
+                            try await cancelWhenGracefulShutdown { try await loop() }
+                        } catch is CancellationError {}
                     }
                 }
             }
@@ -85,7 +92,7 @@ public final class Agent: Service, Sendable {
     private func makeServer(tls: RotatingServerTLS, address: HostPort) throws -> GRPCServer<HTTP2ServerTransport.Posix> {
         GRPCServer(transport: try tls.makeTransport(host: address.host, port: address.port),
                    services: [AgentStatusService(state: state), HealthService(services: ["vouch.v1.Agent"])],
-                   interceptors: [SPIFFEIdentityInterceptor()])
+                   interceptors: [SPIFFEIdentityInterceptor(isRevoked: { [revocations] in revocations.isRevoked($0) })])
     }
 
     // MARK: Identity

@@ -28,12 +28,14 @@ public struct AgentConfiguration: Sendable {
     public var maximumBackoff: Double
     /// Deadline for every call to the CA.
     public var rpcTimeout: Double
+    /// How often the CRL is fetched as a fallback to the revocation stream.
+    public var crlRefreshInterval: Double
 
     public init(caAddress: HostPort, caBundlePath: String, tokenFilePath: String?, outDirectory: String,
                 listen: HostPort? = nil, certificateTTL: Int64 = 0, renewFraction: Double = 2.0 / 3.0,
                 jitterFraction: Double = 0.05, keyAlgorithm: KeyAlgorithm = .p256, execCommand: String? = nil,
                 signal: Int32? = nil, pidFile: String? = nil, minimumBackoff: Double = 1, maximumBackoff: Double = 30,
-                rpcTimeout: Double = 10) {
+                rpcTimeout: Double = 10, crlRefreshInterval: Double = 60) {
         self.caAddress = caAddress
         self.caBundlePath = caBundlePath
         self.tokenFilePath = tokenFilePath
@@ -49,5 +51,6 @@ public struct AgentConfiguration: Sendable {
         self.minimumBackoff = minimumBackoff
         self.maximumBackoff = maximumBackoff
         self.rpcTimeout = rpcTimeout
+        self.crlRefreshInterval = crlRefreshInterval
     }
 }

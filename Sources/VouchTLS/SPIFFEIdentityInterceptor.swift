@@ -9,9 +9,13 @@ public struct SPIFFEIdentityInterceptor: ServerInterceptor {
     @TaskLocal public static var current: String?
 
     let isAllowed: @Sendable (String) -> Bool
+    let isRevoked: @Sendable (String) -> Bool
 
-    public init(isAllowed: @escaping @Sendable (String) -> Bool = { _ in true }) {
+    /// - Parameter isRevoked: checked per RPC too, so a connection opened before a revocation stops working.
+    public init(isAllowed: @escaping @Sendable (String) -> Bool = { _ in true },
+                isRevoked: @escaping @Sendable (String) -> Bool = { _ in false }) {
         self.isAllowed = isAllowed
+        self.isRevoked = isRevoked
     }
 
     /// The verified peer certificate of an RPC on the Posix HTTP/2 transport.
@@ -23,8 +27,11 @@ public struct SPIFFEIdentityInterceptor: ServerInterceptor {
         request: StreamingServerRequest<Input>, context: ServerContext,
         next: @Sendable (StreamingServerRequest<Input>, ServerContext) async throws -> StreamingServerResponse<Output>
     ) async throws -> StreamingServerResponse<Output> {
-        guard let id = Self.peerCertificate(context)?.spiffeID else {
+        guard let certificate = Self.peerCertificate(context), let id = certificate.spiffeID else {
             throw RPCError(code: .unauthenticated, message: "a client certificate with a SPIFFE ID is required")
+        }
+        guard !isRevoked(certificate.serialHex) else {
+            throw RPCError(code: .failedPrecondition, message: "client certificate \(certificate.serialHex) is revoked")
         }
         guard isAllowed(id) else {
             throw RPCError(code: .permissionDenied, message: "\(id) may not call \(context.descriptor.fullyQualifiedMethod)")

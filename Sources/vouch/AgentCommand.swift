@@ -51,6 +51,9 @@ struct AgentCommand: AsyncParsableCommand {
     @Option(help: "Longest wait between failed renewal attempts.")
     var maxBackoff: DurationArgument = DurationArgument(argument: "30s")!
 
+    @Option(help: "How often to fetch the CRL as a fallback to the revocation stream.")
+    var crlRefresh: DurationArgument = DurationArgument(argument: "60s")!
+
     @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
     var logLevel: Logger.Level = .info
 
@@ -81,7 +84,7 @@ struct AgentCommand: AsyncParsableCommand {
                 caAddress: ca, caBundlePath: caBundle, tokenFilePath: tokenFile, outDirectory: out, listen: listen,
                 certificateTTL: certTtl.seconds, renewFraction: renewFraction, keyAlgorithm: KeyAlgorithm(rawValue: keyType)!,
                 execCommand: exec, signal: signal.flatMap(Self.signalNumber), pidFile: pidFile,
-                maximumBackoff: Double(maxBackoff.seconds))
+                maximumBackoff: Double(maxBackoff.seconds), crlRefreshInterval: Double(max(1, crlRefresh.seconds)))
             let agent = Agent(configuration: configuration, logger: logger, onListening: { address in
                 print("vouch agent listening on \(address)")
                 fflush(nil)
