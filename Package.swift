@@ -70,6 +70,7 @@ let package = Package(
                 "VouchAuthority",
                 "VouchCrypto",
                 "VouchTLS",
+                "VouchHTTP",
                 .product(name: "GRPCCore", package: "grpc-swift-2"),
                 .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),
                 .product(name: "GRPCProtobuf", package: "grpc-swift-protobuf"),
@@ -84,9 +85,9 @@ let package = Package(
             ],
             exclude: ["vouch/v1/ca.proto", "vouch/v1/agent.proto", "grpc/health/v1/health.proto"]
         ),
-        // Prometheus text exposition of swift-metrics over a small HTTP endpoint.
+        // A small plain-HTTP endpoint (CRL, OCSP, Prometheus metrics) for software that does not speak gRPC.
         .target(
-            name: "VouchMetrics",
+            name: "VouchHTTP",
             dependencies: [
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
@@ -104,7 +105,7 @@ let package = Package(
                 "VouchAuthority",
                 "VouchCrypto",
                 "VouchTLS",
-                "VouchMetrics",
+                "VouchHTTP",
                 .product(name: "GRPCCore", package: "grpc-swift-2"),
                 .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),
                 .product(name: "Logging", package: "swift-log"),
@@ -116,7 +117,7 @@ let package = Package(
             name: "vouch",
             dependencies: [
                 "VouchAgent",
-                "VouchMetrics",
+                "VouchHTTP",
                 "VouchAPI",
                 "VouchAuthority",
                 "VouchCrypto",

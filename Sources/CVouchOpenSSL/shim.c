@@ -52,3 +52,82 @@ int vouch_req_extension_count(const X509_REQ *req) {
     sk_X509_EXTENSION_pop_free(exts, X509_EXTENSION_free);
     return n;
 }
+
+OCSP_REQUEST *vouch_ocsp_request_parse(const unsigned char *der, long length) {
+    const unsigned char *cursor = der;
+    OCSP_REQUEST *request = d2i_OCSP_REQUEST(NULL, &cursor, length);
+    if (request != NULL && cursor != der + length) {
+        OCSP_REQUEST_free(request);
+        return NULL;
+    }
+    return request;
+}
+
+int vouch_ocsp_request_count(OCSP_REQUEST *request) { return OCSP_request_onereq_count(request); }
+
+int vouch_ocsp_request_serial(OCSP_REQUEST *request, int i, X509 *issuer, unsigned char *buffer, int capacity,
+                              int *issued_by_us) {
+    OCSP_CERTID *id = OCSP_onereq_get0_id(OCSP_request_onereq_get0(request, i));
+    ASN1_OBJECT *digest_object = NULL;
+    ASN1_INTEGER *serial = NULL;
+    if (id == NULL || OCSP_id_get0_info(NULL, &digest_object, NULL, &serial, id) != 1) return -1;
+    const EVP_MD *digest = EVP_get_digestbyobj(digest_object);
+    *issued_by_us = 0;
+    if (digest != NULL) {
+        OCSP_CERTID *ours = OCSP_cert_id_new(digest, X509_get_subject_name(issuer), X509_get0_pubkey_bitstr(issuer), serial);
+        if (ours != NULL) {
+            *issued_by_us = OCSP_id_issuer_cmp(ours, id) == 0;
+            OCSP_CERTID_free(ours);
+        }
+    }
+    BIGNUM *bn = ASN1_INTEGER_to_BN(serial, NULL);
+    if (bn == NULL) return -1;
+    int length = BN_num_bytes(bn);
+    if (length > capacity) { BN_free(bn); return -1; }
+    BN_bn2bin(bn, buffer);
+    BN_free(bn);
+    return length;
+}
+
+int vouch_ocsp_response_build(OCSP_REQUEST *request, X509 *signer, EVP_PKEY *key, const int *statuses,
+                              const long *revoked_at, const int *reasons, long this_update, long next_update,
+                              unsigned char **out) {
+    int result = -1;
+    OCSP_BASICRESP *basic = OCSP_BASICRESP_new();
+    ASN1_TIME *this_time = ASN1_TIME_set(NULL, (time_t)this_update);
+    ASN1_TIME *next_time = ASN1_TIME_set(NULL, (time_t)next_update);
+    OCSP_RESPONSE *response = NULL;
+    if (basic == NULL || this_time == NULL || next_time == NULL) goto done;
+    int count = OCSP_request_onereq_count(request);
+    for (int i = 0; i < count; i++) {
+        OCSP_CERTID *id = OCSP_onereq_get0_id(OCSP_request_onereq_get0(request, i));
+        ASN1_TIME *revocation = NULL;
+        if (statuses[i] == V_OCSP_CERTSTATUS_REVOKED) revocation = ASN1_TIME_set(NULL, (time_t)revoked_at[i]);
+        OCSP_SINGLERESP *single = OCSP_basic_add1_status(basic, id, statuses[i],
+                                                         statuses[i] == V_OCSP_CERTSTATUS_REVOKED ? reasons[i] : -1,
+                                                         revocation, this_time, next_time);
+        ASN1_TIME_free(revocation);
+        if (single == NULL) goto done;
+    }
+    OCSP_copy_nonce(basic, request);
+    if (OCSP_basic_sign(basic, signer, key, EVP_sha256(), NULL, 0) != 1) goto done;
+    response = OCSP_response_create(OCSP_RESPONSE_STATUS_SUCCESSFUL, basic);
+    if (response == NULL) goto done;
+    *out = NULL;
+    result = i2d_OCSP_RESPONSE(response, out);
+done:
+    OCSP_RESPONSE_free(response);
+    OCSP_BASICRESP_free(basic);
+    ASN1_TIME_free(this_time);
+    ASN1_TIME_free(next_time);
+    return result;
+}
+
+int vouch_ocsp_error_response(int status, unsigned char **out) {
+    OCSP_RESPONSE *response = OCSP_response_create(status, NULL);
+    if (response == NULL) return -1;
+    *out = NULL;
+    int length = i2d_OCSP_RESPONSE(response, out);
+    OCSP_RESPONSE_free(response);
+    return length;
+}

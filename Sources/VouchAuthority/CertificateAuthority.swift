@@ -168,6 +168,16 @@ public final class CertificateAuthority: Sendable {
         try await crl.snapshot(now: clock())
     }
 
+    /// A signed OCSP response (RFC 6960) for a DER OCSP request.
+    public func ocspResponse(to request: [UInt8]) async -> [UInt8] {
+        let now = clock()
+        return await OCSPResponder(signer: material.signer, validity: policy.crlRefreshInterval).respond(to: request, now: now) { serial in
+            guard let record = try? await store.certificate(serial: serial) else { return .unknown }
+            if let revokedAt = record.revokedAt { return .revoked(at: revokedAt, reason: record.revocationReason ?? 0) }
+            return .good
+        }
+    }
+
     // MARK: Tokens
 
     public func createToken(spiffeID: String, dnsNames: [String], ipAddresses: [String], ttlSeconds: Int64, uses: Int,

@@ -5,7 +5,7 @@ import ServiceLifecycle
 import VouchAgent
 import VouchAPI
 import VouchCrypto
-import VouchMetrics
+import VouchHTTP
 
 struct AgentCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
@@ -91,12 +91,14 @@ struct AgentCommand: AsyncParsableCommand {
             })
             var services: [ServiceGroupConfiguration.ServiceConfiguration] = [.init(service: agent)]
             if let metrics, let registry {
-                services.append(.init(service: MetricsEndpoint(
-                    host: metrics.host, port: metrics.port, registry: registry, beforeScrape: agent.refreshGauges,
-                    onListening: { port in
-                        print("vouch agent metrics on \(HostPort(host: metrics.host, port: port))")
-                        fflush(nil)
-                    })))
+                services.append(.init(service: HTTPEndpoint(host: metrics.host, port: metrics.port, onListening: { port in
+                    print("vouch agent metrics on \(HostPort(host: metrics.host, port: port))")
+                    fflush(nil)
+                }) { request in
+                    guard request.method == "GET", request.path == "/metrics" else { return .text(404, "see /metrics") }
+                    agent.refreshGauges()
+                    return PrometheusBootstrap.scrape(registry)
+                }))
             }
             let group = ServiceGroup(configuration: ServiceGroupConfiguration(
                 services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))

@@ -4,6 +4,7 @@ import Logging
 import ServiceLifecycle
 import VouchAPI
 import VouchAuthority
+import VouchHTTP
 import VouchSQLiteStore
 
 struct ServerCommand: AsyncParsableCommand {
@@ -28,7 +29,10 @@ struct ServerCommand: AsyncParsableCommand {
     @Option(name: .customLong("admin-id"), help: "Extra admin SPIFFE ID (repeatable); the init admin is always one.")
     var adminIDs: [String] = []
 
-    @Option(help: "URL written into issued certificates' CRL distribution point.")
+    @Option(help: "Also serve plain HTTP on HOST:PORT: GET /crl and an OCSP responder at /ocsp.")
+    var http: HostPort?
+
+    @Option(help: "URL written into issued certificates' CRL distribution point (e.g. http://ca.internal:8080/crl).")
     var crlURL: String?
 
     @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
@@ -61,8 +65,15 @@ struct ServerCommand: AsyncParsableCommand {
                 print("vouch server listening on \(address)")
                 fflush(nil)
             }
+            var services: [any Service] = [server]
+            if let http {
+                services.append(HTTPEndpoint(host: http.host, port: http.port, onListening: { port in
+                    print("vouch server http on \(HostPort(host: http.host, port: port))")
+                    fflush(nil)
+                }, handler: CAHTTPRoutes.handler(authority: authority)))
+            }
             let group = ServiceGroup(configuration: ServiceGroupConfiguration(
-                services: [server], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+                services: services.map { .init(service: $0) }, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
             try await group.run()
         }
     }

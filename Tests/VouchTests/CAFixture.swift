@@ -20,9 +20,19 @@ final class CAFixture: @unchecked Sendable {
         server = try ServerProcess(directory: caDir)
     }
 
+    /// Another view of an existing CA directory whose server runs with other flags.
+    init(reusing other: CAFixture, server: ServerProcess) throws {
+        root = other.root
+        caDir = other.caDir
+        self.server = server
+        ownsDirectory = false
+    }
+
+    private var ownsDirectory = true
+
     deinit {
         server.stop()
-        try? FileManager.default.removeItem(atPath: root)
+        if ownsDirectory { try? FileManager.default.removeItem(atPath: root) }
     }
 
     var address: HostPort { HostPort(host: "127.0.0.1", port: server.port) }

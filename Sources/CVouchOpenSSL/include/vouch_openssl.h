@@ -12,6 +12,7 @@
 #include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/objects.h>
+#include <openssl/ocsp.h>
 #include <openssl/pem.h>
 #include <openssl/rand.h>
 #include <openssl/x509.h>
@@ -38,4 +39,20 @@ int vouch_req_add_extension(X509_REQ *req, X509_EXTENSION *ext);
 
 /// Number of extensions a CSR requests (0 when none).
 int vouch_req_extension_count(const X509_REQ *req);
+
+/// Parses a DER OCSP request; NULL if it is not one. Free with OCSP_REQUEST_free.
+OCSP_REQUEST *vouch_ocsp_request_parse(const unsigned char *der, long length);
+int vouch_ocsp_request_count(OCSP_REQUEST *request);
+/// Copies the serial of single request i (big-endian magnitude) into buffer and returns its
+/// length (-1 on error); *issued_by_us is 1 when its issuer name and key hashes match `issuer`.
+int vouch_ocsp_request_serial(OCSP_REQUEST *request, int i, X509 *issuer, unsigned char *buffer, int capacity,
+                              int *issued_by_us);
+/// Builds and signs a successful OCSP response, one status per single request
+/// (V_OCSP_CERTSTATUS_GOOD/REVOKED/UNKNOWN), copying the nonce. Returns the DER length
+/// and sets *out (free with vouch_openssl_free), or -1.
+int vouch_ocsp_response_build(OCSP_REQUEST *request, X509 *signer, EVP_PKEY *key, const int *statuses,
+                              const long *revoked_at, const int *reasons, long this_update, long next_update,
+                              unsigned char **out);
+/// A DER OCSP response carrying only an error status (e.g. OCSP_RESPONSE_STATUS_MALFORMEDREQUEST).
+int vouch_ocsp_error_response(int status, unsigned char **out);
 #endif

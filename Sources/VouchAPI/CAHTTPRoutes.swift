@@ -1,0 +1,35 @@
+import Foundation
+import VouchAuthority
+import VouchHTTP
+
+/// The CA's plain-HTTP routes for software that does not speak gRPC:
+/// `GET /crl` (DER CRL, e.g. for nginx `ssl_crl` or envoy) and an RFC 6960
+/// OCSP responder at `POST /ocsp` and `GET /ocsp/<base64 request>`.
+public enum CAHTTPRoutes {
+    public static func handler(authority: CertificateAuthority, metrics: (@Sendable () -> HTTPResponse)? = nil)
+        -> @Sendable (HTTPRequest) async -> HTTPResponse {
+        { request in
+            switch (request.method, request.path) {
+            case ("GET", "/crl"):
+                do {
+                    let snapshot = try await authority.currentCRL()
+                    return HTTPResponse(status: 200, contentType: "application/pkix-crl", body: snapshot.der)
+                } catch {
+                    return .text(500, "CRL unavailable")
+                }
+            case ("POST", "/ocsp"), ("POST", "/"):
+                return HTTPResponse(status: 200, contentType: "application/ocsp-response",
+                                    body: await authority.ocspResponse(to: request.body))
+            case ("GET", let path) where path.hasPrefix("/ocsp/"):
+                let encoded = String(path.dropFirst("/ocsp/".count)).removingPercentEncoding ?? ""
+                guard let der = Data(base64Encoded: encoded) else { return .text(400, "not a base64 OCSP request") }
+                return HTTPResponse(status: 200, contentType: "application/ocsp-response",
+                                    body: await authority.ocspResponse(to: Array(der)))
+            case ("GET", "/metrics") where metrics != nil:
+                return metrics!()
+            default:
+                return .text(404, "Vouch CA: GET /crl, POST /ocsp")
+            }
+        }
+    }
+}
