@@ -30,6 +30,7 @@ public struct AdminService: Vouch_V1_Admin.SimpleServiceProtocol {
         try await mapErrors {
             var response = Vouch_V1_ListTokensResponse()
             response.tokens = try await authority.listTokens().map(Vouch_V1_TokenInfo.init)
+            try await authority.auditAdminRead("ListTokens", caller: caller(context))
             return response
         }
     }
@@ -61,13 +62,16 @@ public struct AdminService: Vouch_V1_Admin.SimpleServiceProtocol {
             var response = Vouch_V1_ListCertificatesResponse()
             response.certificates = records.map { Vouch_V1_CertificateInfo($0, now: now) }
             if records.count == limit, let last = records.last?.id { response.nextPageToken = String(last) }
+            try await authority.auditAdminRead("ListCertificates", subject: request.identity, caller: caller(context))
             return response
         }
     }
 
     public func getCertificate(request: Vouch_V1_GetCertificateRequest, context: ServerContext) async throws -> Vouch_V1_CertificateInfo {
         try await mapErrors {
-            Vouch_V1_CertificateInfo(try await authority.certificate(serial: request.serial), now: authority.now)
+            let info = Vouch_V1_CertificateInfo(try await authority.certificate(serial: request.serial), now: authority.now)
+            try await authority.auditAdminRead("GetCertificate", subject: info.serial, caller: caller(context))
+            return info
         }
     }
 
@@ -77,6 +81,7 @@ public struct AdminService: Vouch_V1_Admin.SimpleServiceProtocol {
             var response = Vouch_V1_ListAuditEventsResponse()
             response.events = try await authority.auditEvents(afterID: request.afterID, limit: request.limit == 0 ? 100 : Int(request.limit))
                 .map(Vouch_V1_AuditEvent.init)
+            try await authority.auditAdminRead("ListAuditEvents", caller: caller(context))
             return response
         }
     }

@@ -240,6 +240,12 @@ public final class CertificateAuthority: Sendable {
 
     public var now: Date { clock() }
 
+    /// Records a read-only admin call (listings), so the audit log shows who looked at what.
+    public func auditAdminRead(_ method: String, subject: String = "", caller: Caller) async throws {
+        try await store.appendAudit(AuditEntry(time: clock(), actor: caller.auditName, action: "admin.\(method)",
+                                               subject: subject, peer: caller.peer, detail: ""))
+    }
+
     // MARK: Signing
 
     private func parseCSR(_ der: [UInt8]) throws -> CertificateSigningRequest {
