@@ -67,6 +67,8 @@ public final class CAServer: Service, Sendable {
         } onGracefulShutdown: {
             logger.info("shutting down: draining open RPCs")
             health.markNotServing()
+            // Watch streams never end on their own; finish them so draining completes.
+            self.authority.revocations.finishWatchers()
             server.beginGracefulShutdown()
         }
         logger.info("stopped")

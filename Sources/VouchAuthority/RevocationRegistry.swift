@@ -34,7 +34,16 @@ public final class RevocationRegistry: Sendable {
         }
     }
 
-    /// A stream of revocations added from now on; it ends when the consumer stops.
+    /// Ends every watch stream (on shutdown), so open WatchRevocations calls complete.
+    public func finishWatchers() {
+        let watchers = state.withLock { state in
+            defer { state.watchers.removeAll() }
+            return Array(state.watchers.values)
+        }
+        for watcher in watchers { watcher.finish() }
+    }
+
+    /// A stream of revocations added from now on; it ends when the consumer stops or on `finishWatchers()`.
     public func watch() -> AsyncStream<RevocationRecord> {
         let (stream, continuation) = AsyncStream.makeStream(of: RevocationRecord.self, bufferingPolicy: .bufferingNewest(10_000))
         let id = UUID()
