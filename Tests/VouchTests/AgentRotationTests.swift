@@ -30,7 +30,16 @@ final class AgentRotationTests: XCTestCase {
 
     func testRotatesThreeTimesWithoutDroppingAnOpenConnection() async throws {
         let ca = try CAFixture()
-        let (agent, out) = try startAgent(ca, ttl: "20s", extra: ["--metrics", "127.0.0.1:0"])
+        // Hooks: a command that records each new serial, and a process that counts SIGHUPs.
+        let hookLog = ca.root + "/hook.log", hupLog = ca.root + "/hup.log", pidFile = ca.root + "/reloader.pid"
+        let reloader = Process()
+        reloader.executableURL = URL(fileURLWithPath: "/bin/sh")
+        reloader.arguments = ["-c", "trap 'echo hup >> \(hupLog)' HUP; while true; do sleep 0.05; done"]
+        try reloader.run()
+        defer { reloader.terminate() }
+        try String(reloader.processIdentifier).write(toFile: pidFile, atomically: true, encoding: .utf8)
+        let (agent, out) = try startAgent(ca, ttl: "20s", extra: [
+            "--metrics", "127.0.0.1:0", "--exec", "echo $VOUCH_SERIAL >> \(hookLog)", "--signal", "HUP", "--pid-file", pidFile])
         let pid = agent.pid
         let admin = ca.admin
         let agentAddress = HostPort(host: "127.0.0.1", port: agent.port)
@@ -102,6 +111,12 @@ final class AgentRotationTests: XCTestCase {
         let seconds = Double(expiresIn?.split(separator: " ").last ?? "") ?? -1
         XCTAssertTrue(seconds > 0 && seconds <= 20, metrics.stdout)
         XCTAssertTrue(metrics.stdout.contains("vouch_agent_renewal_failures_total"), metrics.stdout)
+
+        let hooked = try String(contentsOfFile: hookLog, encoding: .utf8).split(separator: "\n").map(String.init)
+        XCTAssertEqual(Array(hooked.prefix(3)), Array(handshakeSerials.dropFirst().prefix(3)), "--exec ran after each rotation with its serial")
+        try await Task.sleep(for: .milliseconds(200))
+        let hups = (try? String(contentsOfFile: hupLog, encoding: .utf8))?.split(separator: "\n").count ?? 0
+        XCTAssertGreaterThanOrEqual(hups, 3, "--signal HUP reached the process in --pid-file after each rotation")
 
         let checks = fileChecks.withLock { $0 }
         XCTAssertGreaterThan(checks.reads, 100)
