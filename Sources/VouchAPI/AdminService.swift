@@ -9,15 +9,11 @@ public struct AdminService: Vouch_V1_Admin.SimpleServiceProtocol {
 
     public init(authority: CertificateAuthority) { self.authority = authority }
 
-    private func caller(_ context: ServerContext) -> Caller {
-        CallerIdentity.current ?? CallerIdentity.resolve(context)
-    }
-
     public func createToken(request: Vouch_V1_CreateTokenRequest, context: ServerContext) async throws -> Vouch_V1_CreateTokenResponse {
         try await mapErrors {
             let created = try await authority.createToken(
                 spiffeID: request.spiffeID, dnsNames: request.dnsNames, ipAddresses: request.ipAddresses,
-                ttlSeconds: request.ttlSeconds, uses: Int(request.uses), caller: caller(context))
+                ttlSeconds: request.ttlSeconds, uses: Int(request.uses), caller: CallerIdentity.of(context))
             var response = Vouch_V1_CreateTokenResponse()
             response.token = created.token.text
             response.tokenID = created.record.id
@@ -30,14 +26,14 @@ public struct AdminService: Vouch_V1_Admin.SimpleServiceProtocol {
         try await mapErrors {
             var response = Vouch_V1_ListTokensResponse()
             response.tokens = try await authority.listTokens().map(Vouch_V1_TokenInfo.init)
-            try await authority.auditAdminRead("ListTokens", caller: caller(context))
+            try await authority.auditAdminRead("ListTokens", caller: CallerIdentity.of(context))
             return response
         }
     }
 
     public func revokeToken(request: Vouch_V1_RevokeTokenRequest, context: ServerContext) async throws -> Vouch_V1_RevokeTokenResponse {
         try await mapErrors {
-            try await authority.revokeToken(id: request.tokenID, caller: caller(context))
+            try await authority.revokeToken(id: request.tokenID, caller: CallerIdentity.of(context))
             return Vouch_V1_RevokeTokenResponse()
         }
     }
@@ -62,7 +58,7 @@ public struct AdminService: Vouch_V1_Admin.SimpleServiceProtocol {
             var response = Vouch_V1_ListCertificatesResponse()
             response.certificates = records.map { Vouch_V1_CertificateInfo($0, now: now) }
             if records.count == limit, let last = records.last?.id { response.nextPageToken = String(last) }
-            try await authority.auditAdminRead("ListCertificates", subject: request.identity, caller: caller(context))
+            try await authority.auditAdminRead("ListCertificates", subject: request.identity, caller: CallerIdentity.of(context))
             return response
         }
     }
@@ -70,7 +66,7 @@ public struct AdminService: Vouch_V1_Admin.SimpleServiceProtocol {
     public func getCertificate(request: Vouch_V1_GetCertificateRequest, context: ServerContext) async throws -> Vouch_V1_CertificateInfo {
         try await mapErrors {
             let info = Vouch_V1_CertificateInfo(try await authority.certificate(serial: request.serial), now: authority.now)
-            try await authority.auditAdminRead("GetCertificate", subject: info.serial, caller: caller(context))
+            try await authority.auditAdminRead("GetCertificate", subject: info.serial, caller: CallerIdentity.of(context))
             return info
         }
     }
@@ -81,7 +77,7 @@ public struct AdminService: Vouch_V1_Admin.SimpleServiceProtocol {
             var response = Vouch_V1_ListAuditEventsResponse()
             response.events = try await authority.auditEvents(afterID: request.afterID, limit: request.limit == 0 ? 100 : Int(request.limit))
                 .map(Vouch_V1_AuditEvent.init)
-            try await authority.auditAdminRead("ListAuditEvents", caller: caller(context))
+            try await authority.auditAdminRead("ListAuditEvents", caller: CallerIdentity.of(context))
             return response
         }
     }

@@ -42,7 +42,7 @@ public struct AuthorizationInterceptor: ServerInterceptor {
         request: StreamingServerRequest<Input>, context: ServerContext,
         next: @Sendable (StreamingServerRequest<Input>, ServerContext) async throws -> StreamingServerResponse<Output>
     ) async throws -> StreamingServerResponse<Output> {
-        let caller = CallerIdentity.current ?? CallerIdentity.resolve(context)
+        let caller = CallerIdentity.of(context)
         let method = context.descriptor.fullyQualifiedMethod
         let refusal: RPCError?
         switch MethodAccess.rule(service: context.descriptor.service.fullyQualifiedService, method: context.descriptor.method) {

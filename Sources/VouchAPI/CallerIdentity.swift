@@ -6,6 +6,11 @@ import VouchTLS
 public enum CallerIdentity {
     @TaskLocal public static var current: Caller?
 
+    /// The caller the interceptor established, or read from the transport.
+    public static func of(_ context: ServerContext) -> Caller {
+        current ?? resolve(context)
+    }
+
     /// Reads the caller from the transport: a verified client certificate (the
     /// TLS layer already checked chain and revocation) or no credential.
     public static func resolve(_ context: ServerContext) -> Caller {

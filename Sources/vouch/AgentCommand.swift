@@ -54,11 +54,7 @@ struct AgentCommand: AsyncParsableCommand {
     @Option(help: "How often to fetch the CRL as a fallback to the revocation stream.")
     var crlRefresh: DurationArgument = DurationArgument(argument: "60s")!
 
-    @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
-    var logLevel: Logger.Level = .info
-
-    @Option(help: "Log format: text or json.")
-    var logFormat: LogFormat = .text
+    @OptionGroup var logging: LoggingOptions
 
     func validate() throws {
         guard renewFraction > 0.1, renewFraction < 0.95 else { throw ValidationError("--renew-fraction must be between 0.1 and 0.95") }
@@ -77,7 +73,7 @@ struct AgentCommand: AsyncParsableCommand {
     func run() async throws {
         try await runReportingErrors {
             umask(0o077)
-            bootstrapLogging(level: logLevel, format: logFormat)
+            logging.bootstrap()
             let logger = Logger(label: "vouch.agent")
             let registry = metrics.map { _ in PrometheusBootstrap.install() }
             let configuration = AgentConfiguration(

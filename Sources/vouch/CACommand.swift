@@ -2,7 +2,6 @@ import ArgumentParser
 import Foundation
 import VouchAuthority
 import VouchCrypto
-import VouchSQLiteStore
 
 struct CACommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
@@ -37,13 +36,7 @@ struct CAInit: AsyncParsableCommand {
             let names = sans.filter { IPAddress.canonical($0) == nil }.map { $0.lowercased() }
             let initializer = CAInitializer(files: files, trustDomain: trustDomain, passphrase: try readPassphrase(file: passphraseFile),
                                             serverDNSNames: names, serverIPAddresses: ips)
-            let issued = try initializer.run()
-            let store = try SQLiteAuthorityStore(path: files.database)
-            for record in issued {
-                try await store.insertCertificate(record, audit: AuditEntry(
-                    time: record.issuedAt, actor: "local", action: "issue", subject: record.serial, peer: "local",
-                    detail: "\(record.spiffeID) (ca init)"))
-            }
+            _ = try await initializeCA(initializer)
             let admin = IssuancePolicy.adminID(trustDomain: trustDomain)
             if json {
                 try printJSON([

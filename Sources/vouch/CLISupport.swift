@@ -5,6 +5,7 @@ import Logging
 import VouchAPI
 import VouchAuthority
 import VouchCrypto
+import VouchSQLiteStore
 
 /// A failure the CLI reports as one line on stderr with exit code 1.
 struct CLIError: Error, CustomStringConvertible {
@@ -168,3 +169,27 @@ func bootstrapLogging(level: Logger.Level, format: LogFormat) {
 }
 
 extension Logger.Level: @retroactive ExpressibleByArgument {}
+
+/// `vouch ca init`'s work, shared with quickstart: writes the CA files, then records the
+/// certificates it issued (server, admin) in the new database.
+func initializeCA(_ initializer: CAInitializer) async throws -> SQLiteAuthorityStore {
+    let issued = try initializer.run()
+    let store = try SQLiteAuthorityStore(path: initializer.files.database)
+    for record in issued {
+        try await store.insertCertificate(record, audit: AuditEntry(
+            time: record.issuedAt, actor: "local", action: "issue", subject: record.serial, peer: "local",
+            detail: "\(record.spiffeID) (ca init)"))
+    }
+    return store
+}
+
+/// Logging flags of the long-running commands.
+struct LoggingOptions: ParsableArguments {
+    @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
+    var logLevel: Logger.Level = .info
+
+    @Option(help: "Log format: text or json (one object per line).")
+    var logFormat: LogFormat = .text
+
+    func bootstrap() { bootstrapLogging(level: logLevel, format: logFormat) }
+}

@@ -37,12 +37,7 @@ struct QuickstartCommand: AsyncParsableCommand {
                 say("Using the CA in \(files.directory.path)")
                 store = try SQLiteAuthorityStore(path: files.database)
             } else {
-                let issued = try CAInitializer(files: files, trustDomain: trustDomain, passphrase: nil).run()
-                store = try SQLiteAuthorityStore(path: files.database)
-                for record in issued {
-                    try await store.insertCertificate(record, audit: AuditEntry(
-                        time: record.issuedAt, actor: "local", action: "issue", subject: record.serial, peer: "local", detail: record.spiffeID))
-                }
+                store = try await initializeCA(CAInitializer(files: files, trustDomain: trustDomain, passphrase: nil))
                 say("Created a CA for trust domain \(trustDomain) in \(files.directory.path)")
             }
             let material = try CAMaterial.load(from: files, passphrase: nil)

@@ -35,16 +35,12 @@ struct ServerCommand: AsyncParsableCommand {
     @Option(help: "URL written into issued certificates' CRL distribution point (e.g. http://ca.internal:8080/crl).")
     var crlURL: String?
 
-    @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
-    var logLevel: Logger.Level = .info
-
-    @Option(help: "Log format: text or json.")
-    var logFormat: LogFormat = .text
+    @OptionGroup var logging: LoggingOptions
 
     func run() async throws {
         try await runReportingErrors {
             umask(0o077)
-            bootstrapLogging(level: logLevel, format: logFormat)
+            logging.bootstrap()
             let logger = Logger(label: "vouch.server")
             let files = CAFiles(directory: dir)
             let material = try CAMaterial.load(from: files, passphrase: try readPassphrase(file: passphraseFile))

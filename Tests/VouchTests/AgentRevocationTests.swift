@@ -15,12 +15,8 @@ final class AgentRevocationTests: XCTestCase {
 
     func testRevokedClientIsRefusedByTheAgentWithinASecondAndAfterARestartWithoutTheCA() async throws {
         let ca = try CAFixture()
-        let tokenFile = ca.root + "/token"
-        try ca.createToken(spiffeID: "spiffe://example.org/svc/web", dns: ["localhost"], ips: ["127.0.0.1"])
-            .write(toFile: tokenFile, atomically: true, encoding: .utf8)
-        let out = ca.root + "/agent"
-        let arguments = ["--ca", ca.server.address, "--ca-bundle", ca.caDir + "/bundle.pem", "--out", out, "--cert-ttl", "10m"]
-        var agent = try AgentProcess(arguments: arguments + ["--token-file", tokenFile])
+        var (agent, out) = try ca.startAgent(ttl: "10m")
+        let arguments = ca.agentArguments(out: out, ttl: "10m")
 
         // A client service with its own certificate talks to the agent.
         let key = try PrivateKey(generating: .p256)

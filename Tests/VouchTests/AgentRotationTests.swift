@@ -9,15 +9,8 @@ import XCTest
 final class AgentRotationTests: XCTestCase {
     static let web = "spiffe://example.org/svc/web"
 
-    /// Starts an agent enrolled with a fresh token granting localhost/127.0.0.1.
     func startAgent(_ ca: CAFixture, ttl: String, extra: [String] = []) throws -> (AgentProcess, String) {
-        let out = ca.root + "/agent"
-        let tokenFile = ca.root + "/token"
-        try ca.createToken(spiffeID: Self.web, dns: ["localhost"], ips: ["127.0.0.1"])
-            .write(toFile: tokenFile, atomically: true, encoding: .utf8)
-        let agent = try AgentProcess(arguments: ["--ca", ca.server.address, "--ca-bundle", ca.caDir + "/bundle.pem",
-                                                 "--token-file", tokenFile, "--out", out, "--cert-ttl", ttl] + extra)
-        return (agent, out)
+        try ca.startAgent(spiffeID: Self.web, ttl: ttl, extra: extra)
     }
 
     /// The serial of the certificate a new TLS handshake with the agent gets, via `openssl s_client`.
@@ -181,8 +174,7 @@ final class AgentRotationTests: XCTestCase {
         let (agent, out) = try startAgent(ca, ttl: "10m")
         let serial = try servedSerial(agent, ca)
         XCTAssertEqual(agent.stop(), 0)
-        let again = try AgentProcess(arguments: ["--ca", ca.server.address, "--ca-bundle", ca.caDir + "/bundle.pem",
-                                                 "--out", out, "--cert-ttl", "10m"])
+        let again = try AgentProcess(arguments: ca.agentArguments(out: out, ttl: "10m"))
         XCTAssertEqual(try servedSerial(again, ca), serial, "the second start serves the same certificate, no token needed")
         again.stop()
     }

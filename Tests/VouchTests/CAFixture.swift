@@ -58,6 +58,19 @@ final class CAFixture: @unchecked Sendable {
         return result.lastLine
     }
 
+    /// Starts `vouch agent` enrolled with a fresh token for `spiffeID` granting localhost/127.0.0.1;
+    /// returns it and its output directory.
+    func startAgent(spiffeID: String = "spiffe://example.org/svc/web", ttl: String, extra: [String] = []) throws -> (AgentProcess, String) {
+        let out = root + "/agent", tokenFile = root + "/token"
+        try createToken(spiffeID: spiffeID, dns: ["localhost"], ips: ["127.0.0.1"]).write(toFile: tokenFile, atomically: true, encoding: .utf8)
+        let agent = try AgentProcess(arguments: agentArguments(out: out, ttl: ttl) + ["--token-file", tokenFile] + extra)
+        return (agent, out)
+    }
+
+    func agentArguments(out: String, ttl: String) -> [String] {
+        ["--ca", server.address, "--ca-bundle", caDir + "/bundle.pem", "--out", out, "--cert-ttl", ttl]
+    }
+
     var anonymous: VouchClient.Credentials { VouchClient.Credentials(bundlePEMPath: caDir + "/bundle.pem") }
 
     var admin: VouchClient.Credentials {

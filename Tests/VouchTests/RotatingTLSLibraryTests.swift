@@ -11,12 +11,7 @@ import XCTest
 final class RotatingTLSLibraryTests: XCTestCase {
     func testAServerOnTheAgentsFilesServesEachRotatedCertificate() async throws {
         let ca = try CAFixture()
-        let tokenFile = ca.root + "/token"
-        try ca.createToken(spiffeID: "spiffe://example.org/svc/web", dns: ["localhost"], ips: ["127.0.0.1"])
-            .write(toFile: tokenFile, atomically: true, encoding: .utf8)
-        let out = ca.root + "/agent"
-        let agent = try AgentProcess(arguments: ["--ca", ca.server.address, "--ca-bundle", ca.caDir + "/bundle.pem",
-                                                 "--token-file", tokenFile, "--out", out, "--cert-ttl", "12s"])
+        let (agent, out) = try ca.startAgent(ttl: "12s")
         defer { agent.stop() }
 
         // Another service's gRPC server, built on the library over the agent's directory.
