@@ -17,8 +17,9 @@ public final class CAServer: Service, Sendable {
     /// Called once with the bound address (useful with port 0).
     let onListening: @Sendable (HostPort) -> Void
 
-    /// Largest request accepted; a CSR is a few KiB.
-    public static let maxRequestBytes = 64 * 1024
+    /// Largest request the transport reads. CSRs are capped far lower (16 KiB) by the authority,
+    /// which answers with a clear invalidArgument; beyond this the transport resets the stream.
+    public static let maxRequestBytes = 1024 * 1024
 
     public init(authority: CertificateAuthority, files: CAFiles, address: HostPort, logger: Logger,
                 onListening: @escaping @Sendable (HostPort) -> Void = { _ in }) {

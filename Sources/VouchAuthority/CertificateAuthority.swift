@@ -10,6 +10,7 @@ public final class CertificateAuthority: Sendable {
     private let store: any AuthorityStore
     private let clock: @Sendable () -> Date
     private let crl: CRLPublisher
+    private let tokenGuesses: FailedAttemptLimiter
 
     public init(store: any AuthorityStore, material: CAMaterial, policy: IssuancePolicy,
                 clock: @escaping @Sendable () -> Date = { Date() }) {
@@ -19,6 +20,7 @@ public final class CertificateAuthority: Sendable {
         self.clock = clock
         self.crl = CRLPublisher(store: store, signer: material.signer, registry: revocations,
                                 validity: policy.crlValidity, refreshInterval: policy.crlRefreshInterval)
+        self.tokenGuesses = FailedAttemptLimiter(limit: policy.failedTokenAttemptsPerMinute, window: 60)
     }
 
     /// Loads persisted revocations so revoked certificates stay refused after a restart.
@@ -37,14 +39,14 @@ public final class CertificateAuthority: Sendable {
 
     public func enroll(token tokenText: String, csr csrDER: [UInt8], ttlSeconds: Int64, caller: Caller) async throws -> IssuedCertificate {
         let now = clock()
-        guard let token = EnrollmentToken.parse(tokenText) else {
-            throw AuthorityError(.unauthenticated, tokenText.isEmpty ? "enrollment token missing" : "enrollment token is malformed")
+        try tokenGuesses.check(peer: caller.peer, now: now)
+        let grant: TokenRecord
+        do {
+            grant = try await usableGrant(tokenText, now: now)
+        } catch let error as AuthorityError where error.kind == .unauthenticated {
+            tokenGuesses.recordFailure(peer: caller.peer, now: now)
+            throw error
         }
-        guard let grant = try await store.token(id: token.id), constantTimeEquals(grant.secretHash, token.secretHash) else {
-            throw AuthorityError(.unauthenticated, "enrollment token is not valid")
-        }
-        try Self.checkUsable(grant, now: now)
-
         let csr = try parseCSR(csrDER)
         let requested = csr.subjectAltNames
         guard requested.others == 0 else {
@@ -77,6 +79,18 @@ public final class CertificateAuthority: Sendable {
                        detail: "\(grant.spiffeID) until \(Self.iso(record.notAfter))"),
         ])
         return IssuedCertificate(record: record, chain: chainDER, roots: rootsDER)
+    }
+
+    /// The stored grant of a well-formed token whose secret matches, if it is still usable.
+    private func usableGrant(_ tokenText: String, now: Date) async throws -> TokenRecord {
+        guard let token = EnrollmentToken.parse(tokenText) else {
+            throw AuthorityError(.unauthenticated, tokenText.isEmpty ? "enrollment token missing" : "enrollment token is malformed")
+        }
+        guard let grant = try await store.token(id: token.id), constantTimeEquals(grant.secretHash, token.secretHash) else {
+            throw AuthorityError(.unauthenticated, "enrollment token is not valid")
+        }
+        try Self.checkUsable(grant, now: now)
+        return grant
     }
 
     static func checkUsable(_ token: TokenRecord, now: Date) throws {

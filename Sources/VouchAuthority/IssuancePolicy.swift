@@ -17,6 +17,8 @@ public struct IssuancePolicy: Sendable {
     public var adminIDs: Set<String>
     /// URL put in issued certificates' CRL distribution point, when set.
     public var crlDistributionPoint: String?
+    /// Failed enrollments (bad, used or expired tokens) allowed per peer address per minute.
+    public var failedTokenAttemptsPerMinute: Int = 10
     /// How long a CRL is valid (nextUpdate - thisUpdate).
     public var crlValidity: TimeInterval
     /// A CRL older than this is regenerated on the next request even without new revocations.
