@@ -1,0 +1,84 @@
+import Foundation
+import GRPCCore
+import VouchAPI
+import VouchCrypto
+import XCTest
+
+/// kill -9 in the middle of a burst of issuance: whatever a client received is
+/// in the database, and the server comes back.
+final class CrashDurabilityTests: XCTestCase {
+    final class Received: @unchecked Sendable {
+        private let lock = NSLock()
+        private var serials: [String] = []
+        private var failures = 0
+        func add(_ serial: String) { lock.withLock { serials.append(serial) } }
+        func fail() { lock.withLock { failures += 1 } }
+        var all: [String] { lock.withLock { serials } }
+        var failed: Int { lock.withLock { failures } }
+    }
+
+    func testEveryCertificateAClientReceivedSurvivesSIGKILL() async throws {
+        let ca = try CAFixture()
+        let token = try ca.createToken(spiffeID: "spiffe://example.org/svc/burst", uses: 1000)
+        let tokenID = String(token.split(separator: ".")[1])
+        let received = Received()
+        let calls = 1000, workers = 32
+        let killAfter = 400
+
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for worker in 0..<workers {
+                group.addTask {
+                    // Each worker holds one connection and issues its share back to back.
+                    try? await VouchClient.with(server: ca.address, credentials: ca.anonymous) { client in
+                        let authority = Vouch_V1_CertificateAuthority.Client(wrapping: client)
+                        for _ in stride(from: worker, to: calls, by: workers) {
+                            do {
+                                var request = Vouch_V1_EnrollRequest()
+                                request.token = token
+                                request.csr = Data(try CertificateSigningRequest.create(
+                                    key: try PrivateKey(generating: .p256), subjectAltNames: SubjectAltNames()).der)
+                                let response = try await authority.enroll(request, options: VouchClient.options(timeout: .seconds(5)))
+                                received.add(response.serial)
+                            } catch {
+                                received.fail()
+                            }
+                        }
+                    }
+                }
+            }
+            group.addTask {
+                while received.all.count < killAfter { try await Task.sleep(for: .milliseconds(5)) }
+                ca.server.kill()
+            }
+            try await group.waitForAll()
+        }
+        let serials = received.all
+        XCTAssertGreaterThanOrEqual(serials.count, killAfter)
+        XCTAssertLessThan(serials.count, calls, "the kill landed mid-burst")
+        XCTAssertEqual(serials.count + received.failed, calls)
+
+        // Read the database file directly after the crash.
+        let database = ca.caDir + "/vouch.db"
+        func query(_ sql: String) throws -> [String] {
+            let result = try execute("/usr/bin/sqlite3", [database, sql])
+            XCTAssertEqual(result.status, 0, result.stderr)
+            return result.stdout.split(separator: "\n").map(String.init)
+        }
+        XCTAssertEqual(try query("PRAGMA integrity_check"), ["ok"])
+        let stored = Set(try query("SELECT serial FROM certificate WHERE token_id = '\(tokenID)'"))
+        let missing = Set(serials).subtracting(stored)
+        XCTAssertEqual(missing, [], "every certificate a client received is in the database")
+        XCTAssertEqual(Set(serials).count, serials.count, "no serial handed out twice")
+        XCTAssertEqual(try query("SELECT COUNT(*) - COUNT(DISTINCT serial) FROM certificate"), ["0"])
+        let consumed = try query("SELECT uses_consumed FROM token WHERE id = '\(tokenID)'").first.flatMap(Int.init) ?? -1
+        XCTAssertEqual(consumed, stored.count, "token uses match the certificates issued with it")
+        print("crash: \(serials.count) certificates received before SIGKILL, \(stored.count) stored, \(received.failed) calls failed")
+
+        // The server comes back with the same state and serves again.
+        try ca.startServerOnSamePort()
+        let after = try await ca.enroll(token: token, key: try PrivateKey(generating: .p256))
+        XCTAssertFalse(stored.contains(after.serial))
+        let usesAfter = try query("SELECT uses_consumed FROM token WHERE id = '\(tokenID)'").first.flatMap(Int.init) ?? -1
+        XCTAssertEqual(usesAfter, stored.count + 1, "consumed uses stay consumed")
+    }
+}
