@@ -95,6 +95,7 @@ final class AgentRotationTests: XCTestCase {
         XCTAssertEqual(agent.pid, pid, "the agent never restarts")
 
         // Prometheus metrics: rotations, failures, seconds until expiry.
+        XCTAssertTrue(eventually { agent.log.contains("vouch agent metrics on ") })
         let metricsLine = agent.log.split(separator: "\n").first { $0.hasPrefix("vouch agent metrics on ") } ?? ""
         let metrics = try execute("/usr/bin/curl", ["-sf", "http://\(metricsLine.dropFirst("vouch agent metrics on ".count))/metrics"])
         XCTAssertEqual(metrics.status, 0, metrics.stderr)
@@ -141,7 +142,7 @@ final class AgentRotationTests: XCTestCase {
             renewed = try servedSerial(agent, ca)
         }
         XCTAssertNotEqual(renewed, first, "renewed once the CA was back: \(agent.log)")
-        XCTAssertTrue(agent.log.contains("rotated"))
+        XCTAssertTrue(eventually { agent.log.contains("rotated") })
     }
 
     func testAfterExpiryItSaysANewTokenIsNeededAndReEnrollsWithOne() async throws {
@@ -150,7 +151,7 @@ final class AgentRotationTests: XCTestCase {
         let first = try servedSerial(agent, ca)
         ca.server.kill()
         try await Task.sleep(for: .seconds(10))
-        XCTAssertTrue(agent.log.contains("expired"), agent.log)
+        XCTAssertTrue(eventually { agent.log.contains("expired") }, agent.log)
         XCTAssertTrue(agent.log.contains("vouch token create --spiffe-id \(Self.web)"), agent.log)
         // It waits for a token instead of calling the dead CA again and again.
         let attempts = agent.log.components(separatedBy: "renewal failed").count

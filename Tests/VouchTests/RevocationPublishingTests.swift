@@ -10,6 +10,7 @@ final class RevocationPublishingTests: XCTestCase {
         ca.server.stop()
         let server = try ServerProcess(directory: ca.caDir, extraArguments: ["--http", "127.0.0.1:0"])
         defer { server.stop() }
+        XCTAssertTrue(eventually { server.log.contains("vouch server http on ") }, server.log)
         let httpLine = server.log.split(separator: "\n").first { $0.hasPrefix("vouch server http on ") }
         let http = String(httpLine?.dropFirst("vouch server http on ".count) ?? "")
         XCTAssertFalse(http.isEmpty, server.log)

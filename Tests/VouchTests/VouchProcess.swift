@@ -72,6 +72,7 @@ final class ServerProcess: @unchecked Sendable {
     func kill() {
         Foundation.kill(process.processIdentifier, SIGKILL)
         process.waitUntilExit()
+        output.waitUntilDrained()
     }
 
     var address: String { "127.0.0.1:\(port)" }
@@ -79,7 +80,11 @@ final class ServerProcess: @unchecked Sendable {
 
     /// SIGTERM, then wait for a graceful exit; returns the exit status.
     @discardableResult
-    func stop() -> Int32 { terminate(process) }
+    func stop() -> Int32 {
+        let status = terminate(process)
+        output.waitUntilDrained()
+        return status
+    }
 
     deinit { if process.isRunning { process.terminate() } }
 }
@@ -100,7 +105,11 @@ final class AgentProcess: @unchecked Sendable {
     var pid: Int32 { process.processIdentifier }
 
     @discardableResult
-    func stop() -> Int32 { terminate(process) }
+    func stop() -> Int32 {
+        let status = terminate(process)
+        output.waitUntilDrained()
+        return status
+    }
 
     deinit { if process.isRunning { process.terminate() } }
 }
@@ -152,16 +161,39 @@ struct CLIFailure: Error, CustomStringConvertible {
 final class OutputCollector: @unchecked Sendable {
     private let lock = NSLock()
     private var data = Data()
+    private var attached = 0
+    private var closed = 0
 
     func attach(_ handle: FileHandle) {
+        lock.withLock { attached += 1 }
         handle.readabilityHandler = { [weak self] handle in
             let chunk = handle.availableData
-            if chunk.isEmpty { handle.readabilityHandler = nil; return }
+            if chunk.isEmpty {
+                handle.readabilityHandler = nil
+                self?.lock.withLock { self?.closed += 1 }
+                return
+            }
             self?.lock.withLock { self?.data.append(chunk) }
         }
     }
 
     var text: String { lock.withLock { String(decoding: data, as: UTF8.self) } }
+
+    /// After the child exited: waits until every pipe reached end of file, so `text` is complete.
+    func waitUntilDrained(timeout: TimeInterval = 3) {
+        let deadline = Date().addingTimeInterval(timeout)
+        while lock.withLock({ closed < attached }), Date() < deadline { Thread.sleep(forTimeInterval: 0.01) }
+    }
+}
+
+/// Polls `condition` until it holds or `timeout` passes (logs arrive asynchronously).
+func eventually(timeout: TimeInterval = 3, _ condition: () -> Bool) -> Bool {
+    let deadline = Date().addingTimeInterval(timeout)
+    while !condition() {
+        if Date() > deadline { return false }
+        Thread.sleep(forTimeInterval: 0.02)
+    }
+    return true
 }
 
 func temporaryDirectory() throws -> String {
