@@ -51,6 +51,9 @@ struct AgentCommand: AsyncParsableCommand {
     @Option(help: "Longest wait between failed renewal attempts.")
     var maxBackoff: DurationArgument = DurationArgument(argument: "30s")!
 
+    @Option(help: "Deadline for each call to the CA.")
+    var rpcTimeout: DurationArgument = DurationArgument(argument: "10s")!
+
     @Option(help: "How often to fetch the CRL as a fallback to the revocation stream.")
     var crlRefresh: DurationArgument = DurationArgument(argument: "60s")!
 
@@ -80,7 +83,7 @@ struct AgentCommand: AsyncParsableCommand {
                 caAddress: ca, caBundlePath: caBundle, tokenFilePath: tokenFile, outDirectory: out, listen: listen,
                 certificateTTL: certTtl.seconds, renewFraction: renewFraction, keyAlgorithm: KeyAlgorithm(rawValue: keyType)!,
                 execCommand: exec, signal: signal.flatMap(Self.signalNumber), pidFile: pidFile,
-                maximumBackoff: Double(maxBackoff.seconds), crlRefreshInterval: Double(max(1, crlRefresh.seconds)))
+                maximumBackoff: Double(maxBackoff.seconds), rpcTimeout: Double(max(1, rpcTimeout.seconds)), crlRefreshInterval: Double(max(1, crlRefresh.seconds)))
             let agent = Agent(configuration: configuration, logger: logger, onListening: { address in
                 print("vouch agent listening on \(address)")
                 fflush(nil)

@@ -145,6 +145,30 @@ final class AgentRotationTests: XCTestCase {
         XCTAssertTrue(eventually { agent.log.contains("rotated") })
     }
 
+    func testASlowCAHitsTheDeadlineAndTheAgentKeepsServing() async throws {
+        let ca = try CAFixture()
+        let proxy = try SlowProxy(upstreamPort: ca.server.port)
+        let out = ca.root + "/agent", tokenFile = ca.root + "/token"
+        try ca.createToken(spiffeID: Self.web, dns: ["localhost"], ips: ["127.0.0.1"]).write(toFile: tokenFile, atomically: true, encoding: .utf8)
+        // 30 s certificates renewed at about 15 s, through a proxy that stops answering.
+        let agent = try AgentProcess(arguments: ["--ca", "127.0.0.1:\(proxy.port)", "--ca-bundle", ca.caDir + "/bundle.pem",
+                                                 "--token-file", tokenFile, "--out", out, "--cert-ttl", "30s", "--renew-fraction", "0.5",
+                                                 "--rpc-timeout", "2s", "--max-backoff", "2s"])
+        defer { agent.stop() }
+        let first = try servedSerial(agent, ca)
+        proxy.holdReplies = true
+        XCTAssertTrue(eventually(timeout: 25) { agent.log.contains("deadlineExceeded") }, "renewal hit its deadline: \(agent.log)")
+        XCTAssertEqual(try servedSerial(agent, ca), first, "the last good certificate is still served")
+        proxy.holdReplies = false
+        var serial = first
+        let deadline = Date().addingTimeInterval(10)
+        while serial == first, Date() < deadline {
+            try await Task.sleep(for: .milliseconds(300))
+            serial = try servedSerial(agent, ca)
+        }
+        XCTAssertNotEqual(serial, first, "renewed once the CA answered in time again: \(agent.log)")
+    }
+
     func testAfterExpiryItSaysANewTokenIsNeededAndReEnrollsWithOne() async throws {
         let ca = try CAFixture()
         let (agent, _) = try startAgent(ca, ttl: "8s", extra: ["--max-backoff", "1s"])
