@@ -8,16 +8,45 @@ public enum AtomicFile {
     }
 
     public static func write(_ bytes: [UInt8], to path: String, mode: mode_t = 0o644) throws {
+        try writeAll([(path, bytes, mode)])
+    }
+
+    /// Writes several files of one directory so that a failure (disk full, read-only) changes
+    /// none of them: every temp file is written and fsynced first, and only then renamed in order.
+    public static func writeAll(_ files: [(path: String, bytes: [UInt8], mode: mode_t)]) throws {
+        var temps: [String] = []
+        var renamed = 0
+        defer {
+            for temp in temps.dropFirst(renamed) { unlink(temp) }
+        }
+        for file in files {
+            temps.append(try writeTemp(file.bytes, beside: file.path, mode: file.mode))
+        }
+        for (temp, file) in zip(temps, files) {
+            guard rename(temp, file.path) == 0 else { throw failure("rename to \(file.path)") }
+            renamed += 1
+        }
+        for directory in Set(files.map { directoryOf($0.path) }) {
+            let dirFD = open(directory, O_RDONLY | O_DIRECTORY)
+            if dirFD >= 0 {
+                defer { close(dirFD) }
+                guard fsync(dirFD) == 0 else { throw failure("fsync directory \(directory)") }
+            }
+        }
+    }
+
+    private static func directoryOf(_ path: String) -> String {
         let directory = (path as NSString).deletingLastPathComponent
+        return directory.isEmpty ? "." : directory
+    }
+
+    /// A fully written and fsynced temp file in the same directory as `path`.
+    private static func writeTemp(_ bytes: [UInt8], beside path: String, mode: mode_t) throws -> String {
         let name = (path as NSString).lastPathComponent
-        var template = Array("\(directory.isEmpty ? "." : directory)/.\(name).tmp-XXXXXX".utf8CString)
+        var template = Array("\(directoryOf(path))/.\(name).tmp-XXXXXX".utf8CString)
         let fd = template.withUnsafeMutableBufferPointer { mkstemp($0.baseAddress!) }
         guard fd >= 0 else { throw failure("create temp file for \(path)") }
         let tempPath = String(decoding: template.dropLast().map { UInt8(bitPattern: $0) }, as: UTF8.self)
-        var renamed = false
-        defer {
-            if !renamed { unlink(tempPath) }
-        }
         do {
             defer { close(fd) }
             guard fchmod(fd, mode) == 0 else { throw failure("chmod \(tempPath)") }
@@ -31,14 +60,11 @@ public enum AtomicFile {
                 offset += written
             }
             guard fsync(fd) == 0 else { throw failure("fsync \(tempPath)") }
+        } catch {
+            unlink(tempPath)
+            throw error
         }
-        guard rename(tempPath, path) == 0 else { throw failure("rename to \(path)") }
-        renamed = true
-        let dirFD = open(directory.isEmpty ? "." : directory, O_RDONLY | O_DIRECTORY)
-        if dirFD >= 0 {
-            defer { close(dirFD) }
-            guard fsync(dirFD) == 0 else { throw failure("fsync directory \(directory)") }
-        }
+        return tempPath
     }
 
     public static func write(_ text: String, to path: String, mode: mode_t = 0o644) throws {
