@@ -119,6 +119,19 @@ final class HostileInputTests: XCTestCase {
         XCTAssertTrue(eventually { ca.server.log.contains("does not chain to a trusted root") }, ca.server.log)
     }
 
+    func testAnExpiredClientCertificateIsRefusedAtTheHandshake() async throws {
+        let ca = try CAFixture()
+        let key = try PrivateKey(generating: .p256)
+        let issued = try await ca.enroll(token: try ca.createToken(spiffeID: Self.web), key: key, ttl: 5)
+        let identity = try ca.writeIdentity(issued, key: key, name: "short")
+        _ = try await ca.renew(with: identity, newKey: try PrivateKey(generating: .p256))  // valid: accepted
+        try await Task.sleep(for: .seconds(Double(issued.notAfter) - Date().timeIntervalSince1970 + 1.5))
+        await assertRPCError(.unavailable, "renew with an expired certificate") {
+            try await ca.renew(with: identity, newKey: try PrivateKey(generating: .p256))
+        }
+        XCTAssertTrue(eventually { ca.server.log.contains("does not chain to a trusted root") }, ca.server.log)
+    }
+
     func testHTTP1ClientsAreRefused() throws {
         let ca = try CAFixture()
         let http1 = try execute("/usr/bin/curl", ["-s", "--http1.1", "--cacert", ca.caDir + "/bundle.pem", "-o", "/dev/null",
