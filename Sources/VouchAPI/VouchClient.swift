@@ -20,9 +20,9 @@ public enum VouchClient {
     public static func transport(server: HostPort, credentials: Credentials) throws -> HTTP2ClientTransport.Posix {
         let target: any ResolvableTarget
         if server.isIPv6 {
-            target = .ipv6(host: server.host, port: server.port)
+            target = .ipv6(address: server.host, port: server.port)
         } else if HostPort.isIPv4Literal(server.host) {
-            target = .ipv4(host: server.host, port: server.port)
+            target = .ipv4(address: server.host, port: server.port)
         } else {
             target = .dns(host: server.host, port: server.port)
         }

@@ -52,8 +52,9 @@ public final class HTTPEndpoint: Service, Sendable {
         let channel = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .childChannelInitializer { channel in
-                channel.pipeline.configureHTTPServerPipeline().flatMap {
-                    channel.pipeline.addHandler(HTTPRequestHandler(handler: handler))
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.configureHTTPServerPipeline()
+                    try channel.pipeline.syncOperations.addHandler(HTTPRequestHandler(handler: handler))
                 }
             }
             .bind(host: host, port: port).get()
@@ -102,17 +103,18 @@ final class HTTPRequestHandler: ChannelInboundHandler {
                 promise.completeWithTask { await handler(request) }
             }
             let version = head.version
-            let bound = NIOLoopBound(context, eventLoop: context.eventLoop)
+            // Completed on the channel's event loop, where the handler and its context live.
+            let bound = NIOLoopBound((handler: self, context: context), eventLoop: context.eventLoop)
             promise.futureResult.whenSuccess { response in
-                let context = bound.value
+                let (handler, context) = bound.value
                 var headers = HTTPHeaders()
                 headers.add(name: "Content-Type", value: response.contentType)
                 headers.add(name: "Content-Length", value: String(response.body.count))
                 headers.add(name: "Connection", value: "close")
                 let status = HTTPResponseStatus(statusCode: response.status)
-                context.write(self.wrapOutboundOut(.head(HTTPResponseHead(version: version, status: status, headers: headers))), promise: nil)
-                context.write(self.wrapOutboundOut(.body(.byteBuffer(ByteBuffer(bytes: response.body)))), promise: nil)
-                context.writeAndFlush(self.wrapOutboundOut(.end(nil))).whenComplete { _ in context.close(promise: nil) }
+                context.write(handler.wrapOutboundOut(.head(HTTPResponseHead(version: version, status: status, headers: headers))), promise: nil)
+                context.write(handler.wrapOutboundOut(.body(.byteBuffer(ByteBuffer(bytes: response.body)))), promise: nil)
+                context.writeAndFlush(handler.wrapOutboundOut(.end(nil))).whenComplete { _ in bound.value.context.close(promise: nil) }
             }
         }
     }

@@ -21,7 +21,7 @@ public struct TLS13ServerHandler: Sendable {
 
     /// Server TLS settings Vouch listeners use, for a certificate and key in PEM files.
     public static func configuration(certificatePEMPath: String, keyPEMPath: String) throws -> TLSConfiguration {
-        var tls = TLSConfiguration.makeServerConfiguration(
+        let tls = TLSConfiguration.makeServerConfiguration(
             certificateChain: try NIOSSLCertificate.fromPEMFile(certificatePEMPath).map { .certificate($0) },
             privateKey: .privateKey(try NIOSSLPrivateKey(file: keyPEMPath, format: .pem)))
         return restrict(tls, requireClientCertificate: false)
