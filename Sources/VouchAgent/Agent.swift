@@ -171,8 +171,10 @@ public final class Agent: Service, Sendable {
             state.update { $0.nextRenewal = due }
             try await sleep(until: due)
 
-            if Date() >= notAfter {
-                try await recoverFromExpiry(tls: tls, expiredAt: notAfter)
+            // An expired or revoked certificate cannot be renewed: only a new token helps.
+            let dead = Date() >= notAfter ? "expired at \(notAfter)" : (revocations.isRevoked(current.serial) ? "was revoked" : nil)
+            if let dead {
+                try await waitForNewToken(tls: tls, because: dead)
                 failures = 0
                 retryAt = nil
                 continue
@@ -206,10 +208,10 @@ public final class Agent: Service, Sendable {
         }
     }
 
-    /// The certificate expired, so the CA will not renew it: say what the operator must do,
-    /// then wait (without calling the CA) for a new token in the token file.
-    private func recoverFromExpiry(tls: RotatingServerTLS, expiredAt: Date) async throws {
-        let instruction = "certificate \(state.current.serial) expired at \(expiredAt) and the CA refuses expired certificates: "
+    /// The certificate expired or was revoked, so the CA will not renew it: say what the operator
+    /// must do, then wait (without calling the CA) for a new token in the token file.
+    private func waitForNewToken(tls: RotatingServerTLS, because reason: String) async throws {
+        let instruction = "certificate \(state.current.serial) \(reason) and the CA will not renew it: "
             + "create a new token with `vouch token create --spiffe-id \(state.current.spiffeID)` and write it to "
             + (configuration.tokenFilePath ?? "a file passed as --token-file")
         state.update {

@@ -194,6 +194,24 @@ final class AgentRotationTests: XCTestCase {
         XCTAssertNotEqual(serial, first, "re-enrolled with the new token without a restart: \(agent.log)")
     }
 
+    func testARevokedAgentStopsRenewingAndAsksForANewToken() async throws {
+        let ca = try CAFixture()
+        let (agent, _) = try startAgent(ca, ttl: "9s", extra: ["--max-backoff", "1s"])
+        let first = try servedSerial(agent, ca)
+        _ = try await ca.revoke(first, reason: 1, as: ca.admin)
+        XCTAssertTrue(eventually(timeout: 15) { agent.log.contains("was revoked and the CA will not renew it") }, agent.log)
+        XCTAssertTrue(agent.log.contains("vouch token create --spiffe-id \(Self.web)"), agent.log)
+        try ca.createToken(spiffeID: Self.web, dns: ["localhost"], ips: ["127.0.0.1"])
+            .write(toFile: ca.root + "/token", atomically: true, encoding: .utf8)
+        var serial = first
+        let deadline = Date().addingTimeInterval(10)
+        while serial == first, Date() < deadline {
+            try await Task.sleep(for: .milliseconds(300))
+            serial = (try? servedSerial(agent, ca)) ?? first
+        }
+        XCTAssertNotEqual(serial, first, "re-enrolled with the new token: \(agent.log)")
+    }
+
     func testRestartReusesTheIdentityOnDiskWithoutAToken() async throws {
         let ca = try CAFixture()
         let (agent, out) = try startAgent(ca, ttl: "10m")
