@@ -17,23 +17,34 @@ public final class CertificateSigner: @unchecked Sendable {
 
     /// A self-signed certificate (a root CA).
     public static func selfSigned(key: PrivateKey, template: CertificateTemplate) throws -> X509Certificate {
-        try buildCertificate(subjectKey: key.pointer, issuer: nil, signingKey: key, template: template)
+        try buildCertificate(subjectKey: .key(key.pointer), issuer: nil, signingKey: key, template: template)
     }
 
     /// Signs the key of a verified CSR.
     public func sign(_ request: CertificateSigningRequest, template: CertificateTemplate) throws -> X509Certificate {
-        guard let subjectKey = X509_REQ_get0_pubkey(request.pointer) else {
-            throw cryptoFailure(.malformed, "CSR has no key")
-        }
-        return try Self.buildCertificate(subjectKey: subjectKey, issuer: certificate, signingKey: key, template: template)
+        try Self.buildCertificate(subjectKey: .request(request.pointer), issuer: certificate, signingKey: key, template: template)
     }
 
     /// Signs the public half of a locally generated key.
     public func sign(publicKeyOf subject: PrivateKey, template: CertificateTemplate) throws -> X509Certificate {
-        try Self.buildCertificate(subjectKey: subject.pointer, issuer: certificate, signingKey: key, template: template)
+        try Self.buildCertificate(subjectKey: .key(subject.pointer), issuer: certificate, signingKey: key, template: template)
     }
 
-    private static func buildCertificate(subjectKey: OpaquePointer, issuer: X509Certificate?, signingKey: PrivateKey,
+    /// Where the new certificate's public key comes from.
+    private enum SubjectKey {
+        case key(OpaquePointer)
+        /// Copied from the CSR's SubjectPublicKeyInfo as encoded: no decode/encode round trip.
+        case request(OpaquePointer)
+
+        func install(in cert: OpaquePointer) -> Bool {
+            switch self {
+            case .key(let key): return X509_set_pubkey(cert, key) == 1
+            case .request(let request): return vouch_x509_copy_req_pubkey(cert, request) == 1
+            }
+        }
+    }
+
+    private static func buildCertificate(subjectKey: SubjectKey, issuer: X509Certificate?, signingKey: PrivateKey,
                                          template: CertificateTemplate) throws -> X509Certificate {
         guard let cert = X509_new() else { throw cryptoFailure(.failure, "X509_new failed") }
         var handedOver = false
@@ -54,7 +65,7 @@ public final class CertificateSigner: @unchecked Sendable {
         }
         guard X509_set_subject_name(cert, name) == 1,
               X509_set_issuer_name(cert, issuer.map { X509_get_subject_name($0.pointer) } ?? name) == 1,
-              X509_set_pubkey(cert, subjectKey) == 1
+              subjectKey.install(in: cert)
         else { throw cryptoFailure(.failure, "set names or key") }
 
         var extensions: [(Int32, String)] = []

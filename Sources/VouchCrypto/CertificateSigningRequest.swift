@@ -81,9 +81,9 @@ public final class CertificateSigningRequest: @unchecked Sendable {
 
     public var publicKeyDescription: PublicKeyDescription { describePublicKey(X509_REQ_get0_pubkey(pointer)) }
 
-    /// The requested SubjectPublicKeyInfo, DER.
+    /// The requested SubjectPublicKeyInfo, DER, as the CSR encodes it.
     public var publicKeyDER: [UInt8] {
-        get throws { try derEncode { i2d_PUBKEY(X509_REQ_get0_pubkey(pointer), $0) } }
+        get throws { try derEncode { i2d_X509_PUBKEY(X509_REQ_get_X509_PUBKEY(pointer), $0) } }
     }
 }
 

@@ -69,12 +69,9 @@ public final class X509Certificate: @unchecked Sendable {
         return length > 0 ? decodeCString(buffer) : nil
     }
 
-    /// The SubjectPublicKeyInfo, DER.
+    /// The SubjectPublicKeyInfo, DER, as the certificate encodes it.
     public var publicKeyDER: [UInt8] {
-        get throws {
-            guard let key = X509_get0_pubkey(pointer) else { throw cryptoFailure(.malformed, "certificate has no key") }
-            return try derEncode { i2d_PUBKEY(key, $0) }
-        }
+        get throws { try derEncode { i2d_X509_PUBKEY(X509_get_X509_PUBKEY(pointer), $0) } }
     }
 
     /// Whether `key` is the private half of this certificate's public key.

@@ -6,6 +6,8 @@ import VouchAuthority
 /// certificate acknowledged to a client survives a crash or power loss.
 public final class SQLiteAuthorityStore: AuthorityStore {
     let pool: DatabasePool
+    /// Every write goes through group commit: concurrent writes share a transaction.
+    private let writer: GroupCommitWriter
 
     /// Opens (creating if needed, mode 0600) and migrates the database at `path`.
     public init(path: String) throws {
@@ -15,19 +17,20 @@ public final class SQLiteAuthorityStore: AuthorityStore {
         }
         var configuration = Configuration()
         configuration.prepareDatabase { db in
-            try db.execute(sql: "PRAGMA synchronous = FULL")
+            try db.executeCached(sql: "PRAGMA synchronous = FULL")
         }
         configuration.busyMode = .timeout(10)
         configuration.maximumReaderCount = 4
         pool = try DatabasePool(path: path, configuration: configuration)
         try Schema.migrator.migrate(pool)
+        writer = GroupCommitWriter(pool: pool)
     }
 
     // MARK: Tokens
 
     public func insertToken(_ token: TokenRecord, audit: AuditEntry) async throws {
-        try await pool.write { db in
-            try db.execute(sql: """
+        try await writer.write { db in
+            try db.executeCached(sql: """
                 INSERT INTO token (id, secret_hash, spiffe_id, dns_names, ip_addresses, created_at, expires_at,
                                    uses_allowed, uses_consumed, revoked)
                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
@@ -40,19 +43,19 @@ public final class SQLiteAuthorityStore: AuthorityStore {
 
     public func token(id: String) async throws -> TokenRecord? {
         try await pool.read { db in
-            try Row.fetchOne(db, sql: "SELECT * FROM token WHERE id = ?", arguments: [id]).map(Self.token)
+            try Row.fetchOne(db.cachedStatement(sql: "SELECT * FROM token WHERE id = ?"), arguments: [id]).map(Self.token)
         }
     }
 
     public func listTokens() async throws -> [TokenRecord] {
         try await pool.read { db in
-            try Row.fetchAll(db, sql: "SELECT * FROM token ORDER BY created_at DESC, id").map(Self.token)
+            try Row.fetchAll(db.cachedStatement(sql: "SELECT * FROM token ORDER BY created_at DESC, id")).map(Self.token)
         }
     }
 
     public func revokeToken(id: String, audit: AuditEntry) async throws -> Bool {
-        try await pool.write { db in
-            try db.execute(sql: "UPDATE token SET revoked = 1 WHERE id = ?", arguments: [id])
+        try await writer.write { db in
+            try db.executeCached(sql: "UPDATE token SET revoked = 1 WHERE id = ?", arguments: [id])
             guard db.changesCount > 0 else { return false }
             try Self.append(audit, in: db)
             return true
@@ -62,10 +65,10 @@ public final class SQLiteAuthorityStore: AuthorityStore {
     // MARK: Certificates
 
     public func recordEnrollment(tokenID: String, now: Date, certificate: CertificateRecord, audit: [AuditEntry]) async throws {
-        try await pool.write { db in
+        try await writer.write { db in
             // The use is consumed only if the token is still usable inside this transaction:
             // two concurrent enrollments with a single-use token cannot both pass.
-            try db.execute(sql: """
+            try db.executeCached(sql: """
                 UPDATE token SET uses_consumed = uses_consumed + 1
                 WHERE id = ? AND revoked = 0 AND expires_at > ? AND uses_consumed < uses_allowed
                 """, arguments: [tokenID, now.timeIntervalSince1970])
@@ -78,16 +81,16 @@ public final class SQLiteAuthorityStore: AuthorityStore {
     }
 
     public func recordRenewal(certificate: CertificateRecord, previousSerial: String, audit: [AuditEntry]) async throws {
-        try await pool.write { db in
+        try await writer.write { db in
             try Self.insert(certificate, in: db)
-            try db.execute(sql: "UPDATE certificate SET superseded_by = ? WHERE serial = ?",
+            try db.executeCached(sql: "UPDATE certificate SET superseded_by = ? WHERE serial = ?",
                            arguments: [certificate.serial, previousSerial])
             for entry in audit { try Self.append(entry, in: db) }
         }
     }
 
     public func insertCertificate(_ certificate: CertificateRecord, audit: AuditEntry) async throws {
-        try await pool.write { db in
+        try await writer.write { db in
             try Self.insert(certificate, in: db)
             try Self.append(audit, in: db)
         }
@@ -100,7 +103,7 @@ public final class SQLiteAuthorityStore: AuthorityStore {
 
     public func certificate(serial: String) async throws -> CertificateRecord? {
         try await pool.read { db in
-            try Row.fetchOne(db, sql: "SELECT \(Self.certificateColumns) WHERE c.serial = ?", arguments: [serial])
+            try Row.fetchOne(db.cachedStatement(sql: "SELECT \(Self.certificateColumns) WHERE c.serial = ?"), arguments: [serial])
                 .map(Self.certificate)
         }
     }
@@ -138,21 +141,21 @@ public final class SQLiteAuthorityStore: AuthorityStore {
         let sql = "SELECT \(Self.certificateColumns) \(filter) ORDER BY c.id DESC LIMIT ?"
         let finalArguments = arguments
         return try await pool.read { db in
-            try Row.fetchAll(db, sql: sql, arguments: finalArguments).map(Self.certificate)
+            try Row.fetchAll(db.cachedStatement(sql: sql), arguments: finalArguments).map(Self.certificate)
         }
     }
 
     // MARK: Revocations
 
     public func revoke(serial: String, reason: Int, at time: Date, audit: AuditEntry) async throws -> RevocationRecord? {
-        try await pool.write { db in
-            guard try Row.fetchOne(db, sql: "SELECT 1 FROM certificate WHERE serial = ?", arguments: [serial]) != nil else {
+        try await writer.write { db in
+            guard try Row.fetchOne(db.cachedStatement(sql: "SELECT 1 FROM certificate WHERE serial = ?"), arguments: [serial]) != nil else {
                 return nil
             }
-            try db.execute(sql: "INSERT OR IGNORE INTO revocation (serial, reason, revoked_at) VALUES (?, ?, ?)",
+            try db.executeCached(sql: "INSERT OR IGNORE INTO revocation (serial, reason, revoked_at) VALUES (?, ?, ?)",
                            arguments: [serial, reason, time.timeIntervalSince1970])
             if db.changesCount > 0 { try Self.append(audit, in: db) }
-            return try Row.fetchOne(db, sql: Self.revocationSQL + " WHERE r.serial = ?", arguments: [serial]).map(Self.revocation)
+            return try Row.fetchOne(db.cachedStatement(sql: Self.revocationSQL + " WHERE r.serial = ?"), arguments: [serial]).map(Self.revocation)
         }
     }
 
@@ -163,38 +166,38 @@ public final class SQLiteAuthorityStore: AuthorityStore {
 
     public func revocations(afterSequence: Int64) async throws -> [RevocationRecord] {
         try await pool.read { db in
-            try Row.fetchAll(db, sql: Self.revocationSQL + " WHERE r.sequence > ? ORDER BY r.sequence", arguments: [afterSequence])
+            try Row.fetchAll(db.cachedStatement(sql: Self.revocationSQL + " WHERE r.sequence > ? ORDER BY r.sequence"), arguments: [afterSequence])
                 .map(Self.revocation)
         }
     }
 
     public func nextCRLNumber() async throws -> Int64 {
-        try await pool.write { db in
-            try db.execute(sql: "UPDATE crl_state SET last_number = last_number + 1 WHERE id = 1")
-            return try Int64.fetchOne(db, sql: "SELECT last_number FROM crl_state WHERE id = 1") ?? 1
+        try await writer.write { db in
+            try db.executeCached(sql: "UPDATE crl_state SET last_number = last_number + 1 WHERE id = 1")
+            return try Int64.fetchOne(db.cachedStatement(sql: "SELECT last_number FROM crl_state WHERE id = 1")) ?? 1
         }
     }
 
     // MARK: Audit
 
     public func appendAudit(_ entry: AuditEntry) async throws {
-        try await pool.write { db in try Self.append(entry, in: db) }
+        try await writer.write { db in try Self.append(entry, in: db) }
     }
 
     public func auditEvents(afterID: Int64, limit: Int) async throws -> [AuditRecord] {
         try await pool.read { db in
-            try Row.fetchAll(db, sql: "SELECT * FROM audit_event WHERE id > ? ORDER BY id LIMIT ?", arguments: [afterID, limit])
+            try Row.fetchAll(db.cachedStatement(sql: "SELECT * FROM audit_event WHERE id > ? ORDER BY id LIMIT ?"), arguments: [afterID, limit])
                 .map { row in AuditRecord(id: row["id"], entry: Self.auditEntry(row)) }
         }
     }
 
     public func auditChain() async throws -> (rows: [AuditChain.Row], head: (id: Int64, hash: [UInt8])?) {
         try await pool.read { db in
-            let rows = try Row.fetchAll(db, sql: "SELECT * FROM audit_event ORDER BY id").map { row in
+            let rows = try Row.fetchAll(db.cachedStatement(sql: "SELECT * FROM audit_event ORDER BY id")).map { row in
                 AuditChain.Row(id: row["id"], entry: Self.auditEntry(row),
                                previousHash: Array((row["prev_hash"] as Data?) ?? Data()), hash: Array((row["hash"] as Data?) ?? Data()))
             }
-            let head = try Row.fetchOne(db, sql: "SELECT last_id, last_hash FROM audit_head WHERE id = 1").map { row in
+            let head = try Row.fetchOne(db.cachedStatement(sql: "SELECT last_id, last_hash FROM audit_head WHERE id = 1")).map { row in
                 (id: row["last_id"] as Int64, hash: Array(row["last_hash"] as Data))
             }
             return (rows, head)
@@ -205,13 +208,13 @@ public final class SQLiteAuthorityStore: AuthorityStore {
 
     /// Appends to the hash chain inside the caller's transaction, so concurrent writers cannot fork it.
     static func append(_ entry: AuditEntry, in db: Database) throws {
-        let previous = try Data.fetchOne(db, sql: "SELECT last_hash FROM audit_head WHERE id = 1").map(Array.init) ?? AuditChain.genesis
+        let previous = try Data.fetchOne(db.cachedStatement(sql: "SELECT last_hash FROM audit_head WHERE id = 1")).map(Array.init) ?? AuditChain.genesis
         let hash = AuditChain.hash(previous: previous, entry: entry)
-        try db.execute(sql: """
+        try db.executeCached(sql: """
             INSERT INTO audit_event (time, actor, action, subject, peer, detail, prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?)
             """, arguments: [entry.time.timeIntervalSince1970, entry.actor, entry.action, entry.subject, entry.peer, entry.detail,
                              Data(previous), Data(hash)])
-        try db.execute(sql: "UPDATE audit_head SET last_id = ?, last_hash = ? WHERE id = 1", arguments: [db.lastInsertedRowID, Data(hash)])
+        try db.executeCached(sql: "UPDATE audit_head SET last_id = ?, last_hash = ? WHERE id = 1", arguments: [db.lastInsertedRowID, Data(hash)])
     }
 
     static func auditEntry(_ row: Row) -> AuditEntry {
@@ -220,7 +223,7 @@ public final class SQLiteAuthorityStore: AuthorityStore {
     }
 
     static func insert(_ c: CertificateRecord, in db: Database) throws {
-        try db.execute(sql: """
+        try db.executeCached(sql: """
             INSERT INTO certificate (serial, spiffe_id, dns_names, ip_addresses, not_before, not_after, issued_at, der,
                                      renewed_from, token_id)
             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
@@ -255,5 +258,12 @@ public final class SQLiteAuthorityStore: AuthorityStore {
         RevocationRecord(sequence: row["sequence"], serial: row["serial"], reason: row["reason"],
                          revokedAt: Date(timeIntervalSince1970: row["revoked_at"]), spiffeID: row["spiffe_id"],
                          notAfter: Date(timeIntervalSince1970: row["not_after"]))
+    }
+}
+
+extension Database {
+    /// Executes a statement compiled once per connection and then reused (GRDB's statement cache).
+    func executeCached(sql: String, arguments: StatementArguments = []) throws {
+        try cachedStatement(sql: sql).execute(arguments: arguments)
     }
 }

@@ -37,6 +37,11 @@ void vouch_general_names_free(GENERAL_NAMES *names);
 /// Adds one extension (e.g. subjectAltName) to a CSR's extension request.
 int vouch_req_add_extension(X509_REQ *req, X509_EXTENSION *ext);
 
+/// Copies a CSR's SubjectPublicKeyInfo into a certificate as encoded, without
+/// decoding and re-encoding the key (OpenSSL 3's encoder lookup is the costly
+/// part of X509_set_pubkey). 1 on success.
+int vouch_x509_copy_req_pubkey(X509 *cert, X509_REQ *req);
+
 /// Number of extensions a CSR requests (0 when none).
 int vouch_req_extension_count(const X509_REQ *req);
 

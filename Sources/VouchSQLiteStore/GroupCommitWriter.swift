@@ -1,0 +1,100 @@
+import Foundation
+import GRDB
+
+/// Group commit: writes submitted while a transaction is being committed wait
+/// and then share the next transaction, so a renewal storm pays one fsync per
+/// batch instead of one per certificate.
+///
+/// Durability is unchanged: no caller is resumed before the transaction that
+/// holds its write has committed. Each write runs in its own savepoint, so one
+/// that throws (a used-up token, say) rolls back alone and the rest commit.
+final class GroupCommitWriter: Sendable {
+    private struct Job: Sendable {
+        /// Runs the write in a savepoint; returns what to do once the batch has committed.
+        let run: @Sendable (Database) -> @Sendable () -> Void
+        /// Called instead when the batch as a whole fails to commit.
+        let fail: @Sendable (any Error) -> Void
+    }
+
+    private struct Queue {
+        var pending: [Job] = []
+        var draining = false
+    }
+
+    private let pool: DatabasePool
+    private let queue = LockedQueue()
+    /// Upper bound on writes per transaction, so one batch cannot hold the writer for long.
+    private let maximumBatch: Int
+
+    init(pool: DatabasePool, maximumBatch: Int = 256) {
+        self.pool = pool
+        self.maximumBatch = maximumBatch
+    }
+
+    func write<T: Sendable>(_ body: @escaping @Sendable (Database) throws -> T) async throws -> T {
+        try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<T, any Error>) in
+            let job = Job(run: { db in
+                do {
+                    // Savepoint statements are cached like the others: they run once per write.
+                    try db.executeCached(sql: "SAVEPOINT job")
+                    do {
+                        let result = try body(db)
+                        try db.executeCached(sql: "RELEASE SAVEPOINT job")
+                        return { continuation.resume(returning: result) }
+                    } catch {
+                        try db.executeCached(sql: "ROLLBACK TO SAVEPOINT job")
+                        try db.executeCached(sql: "RELEASE SAVEPOINT job")
+                        throw error
+                    }
+                } catch {
+                    return { continuation.resume(throwing: error) }
+                }
+            }, fail: { error in continuation.resume(throwing: error) })
+            if queue.append(job) {
+                Task { await self.drain() }
+            }
+        }
+    }
+
+    /// Commits batches until the queue is empty; only one drain runs at a time.
+    private func drain() async {
+        while let batch = queue.takeBatch(limit: maximumBatch) {
+            do {
+                let completions = try await pool.write { db in batch.map { $0.run(db) } }
+                for complete in completions { complete() }
+            } catch {
+                for job in batch { job.fail(error) }
+            }
+        }
+    }
+
+    /// The pending jobs and whether a drain is running, under one lock.
+    private final class LockedQueue: @unchecked Sendable {
+        private let lock = NSLock()
+        private var state = Queue()
+
+        /// Adds a job; true when the caller must start a drain.
+        func append(_ job: Job) -> Bool {
+            lock.withLock {
+                state.pending.append(job)
+                if state.draining { return false }
+                state.draining = true
+                return true
+            }
+        }
+
+        /// The next batch, or nil (and the drain ends) when nothing is pending.
+        func takeBatch(limit: Int) -> [Job]? {
+            lock.withLock {
+                guard !state.pending.isEmpty else {
+                    state.draining = false
+                    return nil
+                }
+                let count = min(limit, state.pending.count)
+                let batch = Array(state.pending.prefix(count))
+                state.pending.removeFirst(count)
+                return batch
+            }
+        }
+    }
+}

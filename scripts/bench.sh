@@ -1,0 +1,287 @@
+#!/usr/bin/env bash
+# Vouch benchmarks, all in one run on one machine so the ratios compare like with like:
+#   1. openssl speed ecdsap256: the crypto ceiling (one CSR verify + one sign per certificate)
+#   2. Vouch Enroll and Renew at each concurrency level (release server, separate load generator,
+#      one persistent TLS connection per worker), with the server's CPU and RSS
+#   3. cfssl serve (Debian's golang-cfssl) with a SQLite certdb in WAL + synchronous=FULL, signing
+#      the same kind of CSR over HTTP, driven by wrk at the same concurrency levels
+#   4. new mTLS connections per second: openssl s_time against the Vouch server and against
+#      openssl s_server with the same P-256 certificate
+#   5. admin listings with BENCH_ROWS (1M) certificates in the database
+#   6. the agent: rotation from new certificate written to served, and steady-state RSS
+#
+# Usage: scripts/bench.sh            (about 7 minutes after the release build)
+# Knobs: BENCH_DURATION (s per level, 10), BENCH_CONCURRENCY (1,8,32,128), BENCH_ROWS (1000000),
+#        BENCH_SKIP (space-separated sections to skip: speed vouch cfssl handshakes listing agent)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+DURATION=${BENCH_DURATION:-10}
+LEVELS=${BENCH_CONCURRENCY:-1,8,32,128}
+ROWS=${BENCH_ROWS:-1000000}
+SKIP=" ${BENCH_SKIP:-} "
+WORK=$(mktemp -d /tmp/vouch-bench.XXXXXX)
+PIDS=()
+cleanup() {
+    for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+    wait 2>/dev/null || true
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+skipped() { [[ "$SKIP" == *" $1 "* ]]; }
+section() { printf '\n## %s\n\n' "$*"; }
+now() { date +%s.%N; }
+elapsed_ms() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.0f", (b - a) * 1000 }'; }
+cpu_seconds() { awk -v tck="$(getconf CLK_TCK)" '{ print ($14 + $15) / tck }' "/proc/$1/stat"; }
+rss_mb() { awk '/^VmRSS:/ { printf "%.1f", $2 / 1024 }' "/proc/$1/status"; }
+wait_for_line() { # file, text, seconds
+    for _ in $(seq 1 $(($3 * 20))); do grep -q "$2" "$1" 2>/dev/null && return 0; sleep 0.05; done
+    echo "timed out waiting for '$2' in $1" >&2; cat "$1" >&2; return 1
+}
+# Counts fsync + fdatasync calls of a process while a load runs (perf tracepoints; "n/a" without perf).
+fsync_start() {
+    FSYNC_OUT="$WORK/fsync.$1.$RANDOM"
+    if command -v perf >/dev/null && perf stat -e syscalls:sys_enter_fdatasync -p "$1" -- true >/dev/null 2>&1; then
+        perf stat -x, -e syscalls:sys_enter_fdatasync,syscalls:sys_enter_fsync -p "$1" -o "$FSYNC_OUT" 2>/dev/null &
+        FSYNC_PID=$!
+        sleep 0.5
+    else
+        FSYNC_PID=""
+    fi
+}
+fsync_stop() {
+    if [ -z "$FSYNC_PID" ]; then echo "n/a"; return; fi
+    kill -INT "$FSYNC_PID"; wait "$FSYNC_PID" 2>/dev/null || true
+    awk -F, '$1 ~ /^[0-9]+$/ { n += $1 } END { print n + 0 }' "$FSYNC_OUT"
+}
+per_cert() { awk -v f="$1" -v c="$2" 'BEGIN { if (f == "n/a" || c == 0) print "n/a"; else printf "%.3f", f / c }'; }
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+for tool in wrk cfssl openssl sqlite3 python3; do
+    if ! command -v "$tool" >/dev/null; then
+        echo "installing benchmark tools (wrk, golang-cfssl)" >&2
+        apt-get install -y wrk golang-cfssl openssl sqlite3 >/dev/null
+        break
+    fi
+done
+
+echo "building release binaries" >&2
+swift build -c release --product vouch >&2
+swift build -c release --product vouch-bench >&2
+BIN=$(swift build -c release --show-bin-path)
+
+section "Machine"
+echo "- $(nproc) cores: $(awk -F': ' '/model name/ { print $2; exit }' /proc/cpuinfo)"
+echo "- $(uname -sr), $(openssl version), SQLite $(sqlite3 --version | cut -d' ' -f1), cfssl $(cfssl version | awk '/Version/ { print $2 }')"
+echo "- Date: $(date -u +%Y-%m-%dT%H:%MZ), commit $(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
+
+# --- 1. crypto ceiling -------------------------------------------------------------------------
+if ! skipped speed; then
+    section "Crypto ceiling: openssl speed ecdsap256"
+    speed=$(openssl speed -seconds 3 ecdsap256 2>/dev/null | awk '/nistp256/ && /ecdsa/ { print $(NF-1), $NF }' | tail -1)
+    read -r signs verifies <<<"$speed"
+    awk -v s="$signs" -v v="$verifies" -v n="$(nproc)" 'BEGIN {
+        per = 1 / (1 / s + 1 / v)
+        printf "- one core: %.0f signs/s, %.0f verifies/s\n", s, v
+        printf "- one CSR verify + one sign per certificate: %.0f certs/s per core, %.0f on %d cores\n", per, per * n, n
+    }'
+fi
+
+# --- 2. Vouch Enroll / Renew ---------------------------------------------------------------------
+CA="$WORK/ca"
+"$BIN/vouch" ca init --dir "$CA" --trust-domain bench.test >/dev/null
+VOUCH_PORT=$(free_port)
+start_vouch() {
+    "$BIN/vouch" server --dir "$CA" --listen "127.0.0.1:$VOUCH_PORT" --max-ttl 168h >"$WORK/server.log" 2>&1 &
+    VOUCH_PID=$!
+    PIDS+=("$VOUCH_PID")
+    wait_for_line "$WORK/server.log" "vouch server listening on" 30
+}
+stop_vouch() { kill -TERM "$VOUCH_PID"; wait "$VOUCH_PID" 2>/dev/null || true; }
+start_vouch
+
+if ! skipped vouch; then
+    for mode in enroll renew; do
+        section "Vouch $mode (release server, ${DURATION}s per level, one TLS connection per worker)"
+        before=$(sqlite3 "$CA/vouch.db" "SELECT count(*) FROM certificate")
+        fsync_start "$VOUCH_PID"
+        "$BIN/vouch-bench" --server "127.0.0.1:$VOUCH_PORT" --dir "$CA" --mode "$mode" --concurrency "$LEVELS" \
+            --duration "$DURATION" --server-pid "$VOUCH_PID" --record "$WORK/vouch.jsonl" | sed 's/^/    /'
+        fsyncs=$(fsync_stop)
+        issued=$(( $(sqlite3 "$CA/vouch.db" "SELECT count(*) FROM certificate") - before ))
+        echo
+        echo "- certificates committed during the $mode runs (warm-ups included): $issued; fsync+fdatasync calls: $fsyncs" \
+             "($(per_cert "$fsyncs" "$issued") per certificate)"
+    done
+    echo "- SQLite journal: $(sqlite3 "$CA/vouch.db" 'PRAGMA journal_mode'), synchronous=FULL on every server connection" \
+         "(SQLiteAuthorityStore); no response is sent before its transaction commits"
+fi
+
+# --- 3. cfssl --------------------------------------------------------------------------------------
+if ! skipped cfssl; then
+    section "cfssl serve, SQLite certdb (WAL, synchronous=FULL), wrk, ${DURATION}s per level"
+    CF="$WORK/cfssl"
+    mkdir -p "$CF"
+    openssl ecparam -name prime256v1 -genkey -noout -out "$CF/ca-key.pem"
+    openssl req -x509 -new -key "$CF/ca-key.pem" -subj "/CN=cfssl bench CA" -days 30 -out "$CF/ca.pem" \
+        -addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign,cRLSign" 2>/dev/null
+    openssl ecparam -name prime256v1 -genkey -noout -out "$CF/leaf-key.pem"
+    openssl req -new -key "$CF/leaf-key.pem" -subj "/O=bench" \
+        -addext "subjectAltName=URI:spiffe://bench.test/bench/load" -out "$CF/leaf.csr" 2>/dev/null
+    # cfssl's own SQLite certdb schema (certdb/sqlite/migrations/001_CreateCertificates.sql).
+    sqlite3 "$CF/certs.db" >/dev/null <<'SQL'
+PRAGMA journal_mode=WAL;
+CREATE TABLE certificates (serial_number blob NOT NULL, authority_key_identifier blob NOT NULL, ca_label blob,
+  status blob NOT NULL, reason int, expiry timestamp, revoked_at timestamp, pem blob NOT NULL,
+  PRIMARY KEY(serial_number, authority_key_identifier));
+CREATE TABLE ocsp_responses (serial_number blob NOT NULL, authority_key_identifier blob NOT NULL, body blob NOT NULL,
+  expiry timestamp, PRIMARY KEY(serial_number, authority_key_identifier),
+  FOREIGN KEY(serial_number, authority_key_identifier) REFERENCES certificates(serial_number, authority_key_identifier));
+SQL
+    echo "{\"driver\":\"sqlite3\",\"data_source\":\"file:$CF/certs.db?_journal_mode=WAL&_synchronous=FULL&_busy_timeout=10000\"}" >"$CF/db.json"
+    echo '{"signing":{"default":{"expiry":"1h","usages":["digital signature","server auth","client auth"]}}}' >"$CF/config.json"
+    CF_PORT=$(free_port)
+    cfssl serve -address 127.0.0.1 -port "$CF_PORT" -ca "$CF/ca.pem" -ca-key "$CF/ca-key.pem" -config "$CF/config.json" \
+        -db-config "$CF/db.json" >"$CF/serve.log" 2>&1 &
+    CF_PID=$!
+    PIDS+=("$CF_PID")
+    wait_for_line "$CF/serve.log" "Now listening" 30
+    python3 - "$CF/leaf.csr" >"$CF/post.lua" <<'PY'
+import json, sys
+body = json.dumps({"certificate_request": open(sys.argv[1]).read()})
+print('wrk.method = "POST"\nwrk.headers["Content-Type"] = "application/json"\nwrk.body = [==[' + body + ']==]')
+PY
+    URL="http://127.0.0.1:$CF_PORT/api/v1/cfssl/sign"
+    wrk -t 1 -c 8 -d 2s -s "$CF/post.lua" "$URL" >/dev/null # warm-up
+    cf_before=$(sqlite3 "$CF/certs.db" 'SELECT count(*) FROM certificates')
+    fsync_start "$CF_PID"
+    echo "    conc  certs/s   p50 ms   p99 ms  non-2xx  server CPU  server RSS"
+    IFS=, read -ra levels <<<"$LEVELS"
+    for level in "${levels[@]}"; do
+        threads=$((level < 2 ? 1 : 2))
+        before=$(cpu_seconds "$CF_PID")
+        out=$(wrk -t "$threads" -c "$level" -d "${DURATION}s" --latency -s "$CF/post.lua" "$URL")
+        after=$(cpu_seconds "$CF_PID")
+        awk -v level="$level" -v cpu="$(awk -v a="$before" -v b="$after" -v d="$DURATION" 'BEGIN { printf "%.1f", (b - a) / d * 100 }')" \
+            -v rss="$(rss_mb "$CF_PID")" '
+            function ms(v) { if (v ~ /us$/) return v / 1000; if (v ~ /ms$/) return v + 0; if (v ~ /s$/) return v * 1000; return v }
+            /^ +50%/ { p50 = ms($2) } /^ +99%/ { p99 = ms($2) } /Requests\/sec/ { rps = $2 } /Non-2xx/ { bad = $NF }
+            END { printf "    %4d %8.1f %8.2f %8.2f %8d %10s%% %8s MB\n", level, rps, p50, p99, bad + 0, cpu, rss
+                  printf "{\"concurrency\": %d, \"perSecond\": %.1f, \"p99\": %.2f}\n", level, rps, p99 >> "'"$WORK/cfssl.jsonl"'" }' <<<"$out"
+    done
+    cf_fsyncs=$(fsync_stop)
+    cf_issued=$(( $(sqlite3 "$CF/certs.db" 'SELECT count(*) FROM certificates') - cf_before ))
+    echo
+    echo "- certificates in cfssl's certdb from these runs: $cf_issued; fsync+fdatasync calls: $cf_fsyncs" \
+         "($(per_cert "$cf_fsyncs" "$cf_issued") per certificate); journal: $(sqlite3 "$CF/certs.db" 'PRAGMA journal_mode')"
+    kill "$CF_PID"
+fi
+
+# --- 4. new mTLS connections per second ----------------------------------------------------------
+if ! skipped handshakes; then
+    section "New TLS 1.3 connections per second with a client certificate (openssl s_time, 4 in parallel, ${DURATION}s)"
+    s_time_rate() { # port
+        for _ in 1 2 3 4; do
+            openssl s_time -connect "127.0.0.1:$1" -new -time "$DURATION" -cert "$CA/admin.pem" -key "$CA/admin_key.pem" \
+                -CAfile "$CA/bundle.pem" 2>/dev/null | awk '/connections in .* real seconds/ { print $1 / $4 }' &
+        done | awk '{ total += $1 } END { printf "%.0f", total }'
+    }
+    vouch_rate=$(s_time_rate "$VOUCH_PORT")
+    S_PORT=$(free_port)
+    openssl s_server -accept "$S_PORT" -cert "$CA/server.pem" -key "$CA/server_key.pem" -CAfile "$CA/bundle.pem" \
+        -Verify 1 -tls1_3 -quiet >"$WORK/s_server.log" 2>&1 &
+    S_PID=$!
+    PIDS+=("$S_PID")
+    sleep 0.5
+    reference_rate=$(s_time_rate "$S_PORT")
+    kill "$S_PID"
+    echo "- Vouch server: $vouch_rate connections/s"
+    echo "- openssl s_server (same P-256 server certificate, client certificate required): $reference_rate connections/s"
+    awk -v a="$vouch_rate" -v b="$reference_rate" 'BEGIN { printf "- ratio Vouch / s_server: %.2f\n", a / b }'
+fi
+
+# --- 5. listings with 1M certificates ---------------------------------------------------------------
+if ! skipped listing; then
+    section "Admin listings with $ROWS certificates in the database"
+    stop_vouch
+    seeded_start=$(now)
+    # Certificates spread evenly from 1 day expired to 7 days ahead, over 5000 identities; 1% revoked.
+    sqlite3 "$CA/vouch.db" <<SQL
+PRAGMA journal_mode=WAL;
+BEGIN;
+WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < $ROWS)
+INSERT INTO certificate (serial, spiffe_id, dns_names, ip_addresses, not_before, not_after, issued_at, der, renewed_from, token_id)
+SELECT printf('7f%030x', i), 'spiffe://bench.test/svc/' || (i % 5000), '', '',
+       unixepoch() - 86400 - 3600 + (i * 691200.0 / $ROWS), unixepoch() - 86400 + (i * 691200.0 / $ROWS),
+       unixepoch() - 86400 - 3600 + (i * 691200.0 / $ROWS), randomblob(480), NULL, NULL
+FROM n;
+INSERT INTO revocation (serial, reason, revoked_at)
+SELECT serial, 1, unixepoch() FROM certificate WHERE id % 100 = 0 AND serial LIKE '7f%';
+COMMIT;
+SQL
+    echo "- seeded in $(elapsed_ms "$seeded_start" "$(now)") ms; database $(du -m "$CA/vouch.db" | cut -f1) MB"
+    start_vouch
+    list() { # label, args...
+        local label=$1; shift
+        "$BIN/vouch" cert list --dir "$CA" --server "127.0.0.1:$VOUCH_PORT" --json "$@" >/dev/null # warm the page cache once
+        local start count
+        start=$(now)
+        count=$("$BIN/vouch" cert list --dir "$CA" --server "127.0.0.1:$VOUCH_PORT" --json "$@" | grep -c '"serial"' || true)
+        printf -- "- %s: %s certificates in %s ms (whole CLI call: process start, TLS, query, JSON)\n" \
+            "$label" "$count" "$(elapsed_ms "$start" "$(now)")"
+    }
+    list "expiring within 1h, all of them" --expiring-within 1h --limit 100000
+    list "expiring within 24h, first 100" --expiring-within 24h --limit 100
+    list "active, first 100" --status active --limit 100
+    list "revoked, first 100" --status revoked --limit 100
+    list "one identity (glob spiffe://bench.test/svc/4242), all" --identity 'spiffe://bench.test/svc/4242' --limit 100000
+    list "identity prefix glob spiffe://bench.test/svc/42*, first 100" --identity 'spiffe://bench.test/svc/42*' --limit 100
+    start=$(now)
+    "$BIN/vouch" cert list --dir "$CA" --server "127.0.0.1:$VOUCH_PORT" --limit 1 --json >/dev/null
+    echo "- newest certificate only (baseline for the CLI call itself): $(elapsed_ms "$start" "$(now)") ms"
+fi
+
+# --- 6. agent ---------------------------------------------------------------------------------------
+if ! skipped agent; then
+    section "Agent: rotation from certificate written to certificate served, and RSS (20 s certificates)"
+    AGENT_DIR="$WORK/agent"
+    mkdir -p "$AGENT_DIR"
+    "$BIN/vouch" token create --dir "$CA" --server "127.0.0.1:$VOUCH_PORT" --spiffe-id spiffe://bench.test/bench/agent \
+        --dns localhost --ip 127.0.0.1 | tail -1 >"$WORK/token"
+    AGENT_PORT=$(free_port)
+    "$BIN/vouch" agent --ca "127.0.0.1:$VOUCH_PORT" --ca-bundle "$CA/bundle.pem" --token-file "$WORK/token" \
+        --out "$AGENT_DIR" --listen "127.0.0.1:$AGENT_PORT" --cert-ttl 20s >"$WORK/agent.log" 2>&1 &
+    AGENT_PID=$!
+    PIDS+=("$AGENT_PID")
+    wait_for_line "$WORK/agent.log" "vouch agent listening on" 30
+    served_serial() {
+        openssl s_client -connect "127.0.0.1:$AGENT_PORT" -cert "$AGENT_DIR/svid.pem" -key "$AGENT_DIR/svid_key.pem" \
+            -CAfile "$AGENT_DIR/bundle.pem" </dev/null 2>/dev/null | openssl x509 -noout -serial 2>/dev/null | cut -d= -f2
+    }
+    file_serial() { openssl x509 -noout -serial -in "$AGENT_DIR/svid.pem" 2>/dev/null | cut -d= -f2; }
+    for rotation in 1 2 3; do
+        old=$(file_serial)
+        while [ "$(file_serial)" = "$old" ]; do sleep 0.2; done
+        new=$(file_serial)
+        written=$(stat -c %.9Y "$AGENT_DIR/svid.pem")
+        for _ in $(seq 1 500); do [ "$(served_serial)" = "$new" ] && break; done
+        echo "- rotation $rotation: serial $new served $(elapsed_ms "$written" "$(now)") ms after svid.pem was written"
+    done
+    echo "- agent RSS after 3 rotations: $(rss_mb "$AGENT_PID") MB"
+fi
+
+# --- summary ----------------------------------------------------------------------------------------
+if [ -s "$WORK/vouch.jsonl" ] && [ -s "$WORK/cfssl.jsonl" ]; then
+    section "Ratios (same run)"
+    python3 - "$WORK/vouch.jsonl" "$WORK/cfssl.jsonl" <<'PY'
+import json, sys
+vouch = [json.loads(line) for line in open(sys.argv[1])]
+cfssl = {row["concurrency"]: row for row in map(json.loads, open(sys.argv[2]))}
+for row in vouch:
+    c = row["concurrency"]
+    if c in cfssl and cfssl[c]["perSecond"] > 0:
+        print(f"- {row['mode']} c={c}: Vouch {row['load']['perSecond']:.0f} certs/s / cfssl {cfssl[c]['perSecond']:.0f} certs/s"
+              f" = {row['load']['perSecond'] / cfssl[c]['perSecond']:.2f}")
+PY
+fi
