@@ -4,9 +4,10 @@ import VouchHTTP
 
 /// The CA's plain-HTTP routes for software that does not speak gRPC:
 /// `GET /crl` (DER CRL, e.g. for nginx `ssl_crl` or envoy) and an RFC 6960
-/// OCSP responder at `POST /ocsp` and `GET /ocsp/<base64 request>`.
+/// OCSP responder at `POST /ocsp` and `GET /ocsp/<base64 request>`, `GET /healthz`
+/// for load balancers and probes, and `GET /metrics` (Prometheus) when given.
 public enum CAHTTPRoutes {
-    public static func handler(authority: CertificateAuthority, metrics: (@Sendable () -> HTTPResponse)? = nil)
+    public static func handler(authority: CertificateAuthority, metrics: (@Sendable () async -> HTTPResponse)? = nil)
         -> @Sendable (HTTPRequest) async -> HTTPResponse {
         { request in
             switch (request.method, request.path) {
@@ -26,9 +27,17 @@ public enum CAHTTPRoutes {
                 return HTTPResponse(status: 200, contentType: "application/ocsp-response",
                                     body: await authority.ocspResponse(to: Array(der)))
             case ("GET", "/metrics") where metrics != nil:
-                return metrics!()
+                return await metrics!()
+            case ("GET", "/healthz"):
+                // Healthy when the CA can produce its CRL: keys loaded and the database readable.
+                do {
+                    _ = try await authority.currentCRL()
+                    return .text(200, "ok")
+                } catch {
+                    return .text(503, "unhealthy: \(error)")
+                }
             default:
-                return .text(404, "Vouch CA: GET /crl, POST /ocsp")
+                return .text(404, "Vouch CA: GET /crl, POST /ocsp, GET /healthz, GET /metrics")
             }
         }
     }

@@ -53,7 +53,8 @@ public final class CAServer: Service, Sendable {
         let server = GRPCServer(
             transport: transport,
             services: [CertificateAuthorityService(authority: authority), AdminService(authority: authority), health],
-            interceptors: [AuthenticationInterceptor(authority: authority), AuthorizationInterceptor(authority: authority, logger: logger)])
+            interceptors: [MetricsInterceptor(), AuthenticationInterceptor(authority: authority),
+                           AuthorizationInterceptor(authority: authority, logger: logger)])
 
         try await withGracefulShutdownHandler {
             try await withThrowingDiscardingTaskGroup { group in

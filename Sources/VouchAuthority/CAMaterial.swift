@@ -8,12 +8,17 @@ public struct CAMaterial: Sendable {
     public let intermediate: X509Certificate
     /// Signs leaves and CRLs with the intermediate key.
     public let signer: CertificateSigner
+    /// The roots clients should trust: bundle.pem, which holds more than this CA's own root
+    /// during a root rollover. Handed out with every certificate and by GetTrustBundle.
+    public let trustRoots: [X509Certificate]
 
-    public init(settings: CASettings, root: X509Certificate, intermediate: X509Certificate, signer: CertificateSigner) {
+    public init(settings: CASettings, root: X509Certificate, intermediate: X509Certificate, signer: CertificateSigner,
+                trustRoots: [X509Certificate]? = nil) {
         self.settings = settings
         self.root = root
         self.intermediate = intermediate
         self.signer = signer
+        self.trustRoots = trustRoots ?? [root]
     }
 
     /// Loads a CA directory made by `vouch ca init`.
@@ -29,8 +34,13 @@ public struct CAMaterial: Sendable {
         guard intermediate.isSigned(by: root) else {
             throw AuthorityError(.failedPrecondition, "intermediate.pem is not signed by root.pem")
         }
+        var trustRoots = [root]
+        if let bundle = try? String(contentsOfFile: files.bundle, encoding: .utf8) {
+            let extra = try X509Certificate.all(inPEM: bundle).filter { $0.der != root.der }
+            trustRoots += extra
+        }
         return CAMaterial(settings: settings, root: root, intermediate: intermediate,
-                          signer: try CertificateSigner(certificate: intermediate, key: key))
+                          signer: try CertificateSigner(certificate: intermediate, key: key), trustRoots: trustRoots)
     }
 }
 

@@ -28,7 +28,7 @@ public final class CertificateAuthority: Sendable {
         revocations.add(try await store.revocations(afterSequence: 0))
     }
 
-    public var rootsDER: [[UInt8]] { [material.root.der] }
+    public var rootsDER: [[UInt8]] { material.trustRoots.map(\.der) }
     public var chainDER: [[UInt8]] { [material.intermediate.der] }
 
     public func isAdmin(_ caller: Caller) -> Bool {
@@ -248,6 +248,12 @@ public final class CertificateAuthority: Sendable {
                                  limit: Int, beforeID: Int64?) async throws -> [CertificateRecord] {
         try await store.listCertificates(CertificateQuery(identityGlob: identityGlob, status: status, expiringWithin: expiringWithin,
                                                           now: clock(), limit: limit, beforeID: beforeID))
+    }
+
+    /// Unrevoked certificates whose notAfter falls within the next `interval`: the ones a renewal storm is made of.
+    public func countExpiring(within interval: TimeInterval) async throws -> Int {
+        try await store.countCertificates(CertificateQuery(identityGlob: nil, status: .active, expiringWithin: interval,
+                                                           now: clock(), limit: 0, beforeID: nil))
     }
 
     public func auditEvents(afterID: Int64, limit: Int) async throws -> [AuditRecord] {

@@ -20,6 +20,9 @@ public final class RevocationRegistry: Sendable {
 
     public var latestSequence: Int64 { state.withLock { $0.latestSequence } }
 
+    /// How many certificates are revoked.
+    public var count: Int { state.withLock { $0.serials.count } }
+
     /// Records revocations (from storage at start-up, or a new one) and tells watchers.
     public func add(_ records: [RevocationRecord]) {
         let watchers = state.withLock { state -> [AsyncStream<RevocationRecord>.Continuation] in

@@ -109,6 +109,25 @@ public final class SQLiteAuthorityStore: AuthorityStore {
     }
 
     public func listCertificates(_ query: CertificateQuery) async throws -> [CertificateRecord] {
+        var (filter, arguments) = Self.filter(query)
+        _ = arguments.append(contentsOf: [query.limit])
+        let sql = "SELECT \(Self.certificateColumns) \(filter) ORDER BY c.id DESC LIMIT ?"
+        let finalArguments = arguments
+        return try await pool.read { db in
+            try Row.fetchAll(db.cachedStatement(sql: sql), arguments: finalArguments).map(Self.certificate)
+        }
+    }
+
+    public func countCertificates(_ query: CertificateQuery) async throws -> Int {
+        let (filter, arguments) = Self.filter(query)
+        let sql = "SELECT count(*) FROM certificate c LEFT JOIN revocation r ON r.serial = c.serial \(filter)"
+        return try await pool.read { db in
+            try Int.fetchOne(db.cachedStatement(sql: sql), arguments: arguments) ?? 0
+        }
+    }
+
+    /// The WHERE clause of a certificate query; every condition can use an index.
+    static func filter(_ query: CertificateQuery) -> (String, StatementArguments) {
         var conditions: [String] = []
         var arguments: StatementArguments = []
         let now = query.now.timeIntervalSince1970
@@ -136,13 +155,7 @@ public final class SQLiteAuthorityStore: AuthorityStore {
             conditions.append("c.id < ?")
             _ = arguments.append(contentsOf: [before])
         }
-        let filter = conditions.isEmpty ? "" : "WHERE " + conditions.joined(separator: " AND ")
-        _ = arguments.append(contentsOf: [query.limit])
-        let sql = "SELECT \(Self.certificateColumns) \(filter) ORDER BY c.id DESC LIMIT ?"
-        let finalArguments = arguments
-        return try await pool.read { db in
-            try Row.fetchAll(db.cachedStatement(sql: sql), arguments: finalArguments).map(Self.certificate)
-        }
+        return (conditions.isEmpty ? "" : "WHERE " + conditions.joined(separator: " AND "), arguments)
     }
 
     // MARK: Revocations

@@ -127,7 +127,7 @@ func printJSON(_ value: some Encodable) throws {
 }
 
 func iso8601(_ seconds: Int64) -> String {
-    seconds == 0 ? "" : ISO8601DateFormatter().string(from: Date(timeIntervalSince1970: TimeInterval(seconds)))
+    seconds == 0 ? "" : Date(timeIntervalSince1970: TimeInterval(seconds)).formatted(.iso8601)
 }
 
 /// Prints rows as aligned columns.

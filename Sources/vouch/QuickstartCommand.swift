@@ -62,7 +62,7 @@ struct QuickstartCommand: AsyncParsableCommand {
 }
 
 func say(_ line: String) {
-    let time = ISO8601DateFormatter().string(from: Date())
+    let time = Date().formatted(.iso8601)
     print("[\(time)] \(line)")
     fflush(nil)
 }
@@ -92,7 +92,7 @@ struct QuickstartAgentLauncher: Service {
             caAddress: address, caBundlePath: files.bundle, tokenFilePath: tokenPath, outDirectory: agentDir + "/files",
             listen: HostPort(host: "127.0.0.1", port: 0), certificateTTL: certificateTTL)
         let agent = Agent(configuration: configuration, logger: Logger(label: "vouch.agent"), onIdentity: { snapshot in
-            let expiry = snapshot.notAfter.map { ISO8601DateFormatter().string(from: $0) } ?? "?"
+            let expiry = snapshot.notAfter.map { $0.formatted(.iso8601) } ?? "?"
             let seconds = Int(snapshot.notAfter?.timeIntervalSinceNow ?? 0)
             if snapshot.rotations == 0 {
                 say("Agent enrolled \(snapshot.spiffeID): serial \(snapshot.serial), expires \(expiry) (in \(seconds)s)")

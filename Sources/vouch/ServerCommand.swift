@@ -63,10 +63,15 @@ struct ServerCommand: AsyncParsableCommand {
             }
             var services: [any Service] = [server]
             if let http {
+                let registry = PrometheusBootstrap.install()
+                let database = files.database
                 services.append(HTTPEndpoint(host: http.host, port: http.port, onListening: { port in
                     print("vouch server http on \(HostPort(host: http.host, port: port))")
                     fflush(nil)
-                }, handler: CAHTTPRoutes.handler(authority: authority)))
+                }, handler: CAHTTPRoutes.handler(authority: authority, metrics: {
+                    await CAGauges.refresh(authority: authority, databasePath: database)
+                    return PrometheusBootstrap.scrape(registry)
+                })))
             }
             let group = ServiceGroup(configuration: ServiceGroupConfiguration(
                 services: services.map { .init(service: $0) }, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
