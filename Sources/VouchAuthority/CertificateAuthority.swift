@@ -204,6 +204,7 @@ public final class CertificateAuthority: Sendable {
         for name in dns where !IdentityRules.isValidDNSName(name) {
             throw AuthorityError(.invalidArgument, "\(name.debugDescription) is not a valid DNS name")
         }
+        try policy.validateGrant(spiffeID: spiffeID, dnsNames: dns)
         let ips = try ipAddresses.map { ip -> String in
             guard let canonical = IPAddress.canonical(ip) else { throw AuthorityError(.invalidArgument, "\(ip.debugDescription) is not an IP address") }
             return canonical
@@ -285,7 +286,17 @@ public final class CertificateAuthority: Sendable {
     }
 
     private func sign(_ csr: CertificateSigningRequest, names: SubjectAltNames, ttlSeconds: Int64, now: Date) throws -> CertificateRecord {
-        let lifetime = try policy.certificateLifetime(requested: ttlSeconds)
+        // The profile is looked up again at issuance: a token or certificate from before a
+        // configuration change gets today's rules.
+        let profile = try policy.profile(for: names.uris[0])
+        if let profile, let allowed = profile.keyTypes {
+            let key = csr.publicKeyDescription
+            guard let type = CertificateProfile.keyTypeName(family: key.family.rawValue, curve: key.curve), allowed.contains(type) else {
+                throw AuthorityError(.invalidArgument,
+                                     "profile \(profile.name) accepts keys \(allowed.sorted().joined(separator: ", ")), not \(key)")
+            }
+        }
+        let lifetime = try policy.certificateLifetime(requested: ttlSeconds, profile: profile)
         // Never outlive the issuing CA: a chain is only as valid as its shortest link. The backdate
         // (for slow peer clocks) stays small against short lifetimes so agents' 2/3 point stays put.
         let notAfter = min(now.addingTimeInterval(lifetime), material.intermediate.notAfter)

@@ -23,6 +23,8 @@ public struct IssuancePolicy: Sendable {
     public var crlValidity: TimeInterval
     /// A CRL older than this is regenerated on the next request even without new revocations.
     public var crlRefreshInterval: TimeInterval
+    /// Per-identity rules; when any are set, every SPIFFE ID must match one (the first match applies).
+    public var profiles: [CertificateProfile] = []
 
     public init(trustDomain: String,
                 defaultCertificateTTL: TimeInterval = 24 * 3600,
@@ -53,14 +55,33 @@ public struct IssuancePolicy: Sendable {
     /// The SPIFFE ID of the CA server's own certificate.
     public static func serverID(trustDomain: String) -> String { "spiffe://\(trustDomain)/vouch/server" }
 
-    /// The lifetime to issue for a requested TTL in seconds (0 = default).
-    public func certificateLifetime(requested seconds: Int64) throws -> TimeInterval {
+    /// The lifetime to issue for a requested TTL in seconds (0 = default), within the profile's limits if any.
+    public func certificateLifetime(requested seconds: Int64, profile: CertificateProfile? = nil) throws -> TimeInterval {
         guard seconds >= 0 else { throw AuthorityError(.invalidArgument, "ttl_seconds must not be negative") }
-        if seconds == 0 { return min(defaultCertificateTTL, maximumCertificateTTL) }
+        let maximum = min(profile?.maximumTTL ?? maximumCertificateTTL, maximumCertificateTTL)
+        if seconds == 0 { return min(profile?.defaultTTL ?? defaultCertificateTTL, maximum) }
         guard TimeInterval(seconds) >= minimumCertificateTTL else {
             throw AuthorityError(.invalidArgument, "ttl_seconds \(seconds) is below the minimum of \(Int(minimumCertificateTTL))")
         }
-        return min(TimeInterval(seconds), maximumCertificateTTL)
+        return min(TimeInterval(seconds), maximum)
+    }
+
+    /// The profile governing `spiffeID`: nil when no profiles are configured; an error when
+    /// profiles are configured and none matches.
+    public func profile(for spiffeID: String) throws -> CertificateProfile? {
+        guard !profiles.isEmpty else { return nil }
+        guard let profile = profiles.first(where: { $0.matches(spiffeID: spiffeID) }) else {
+            throw AuthorityError(.invalidArgument, "no profile allows SPIFFE ID \(spiffeID)")
+        }
+        return profile
+    }
+
+    /// Checks what a token would grant against the identity's profile.
+    public func validateGrant(spiffeID: String, dnsNames: [String]) throws {
+        guard let profile = try profile(for: spiffeID) else { return }
+        for name in dnsNames where !profile.allows(dnsName: name) {
+            throw AuthorityError(.invalidArgument, "profile \(profile.name) does not allow DNS name \(name)")
+        }
     }
 
     /// Checks a SPIFFE ID is well formed and in this trust domain.

@@ -12,17 +12,20 @@ struct AgentCommand: AsyncParsableCommand {
         commandName: "agent",
         abstract: "Enroll, keep a certificate fresh on disk, and serve a local mTLS status API that hot-reloads it.")
 
-    @Option(help: "CA server address, HOST:PORT.")
-    var ca: HostPort
+    @Option(help: "YAML config file (agent: section); flags override it. See docs/configuration.md.")
+    var config: String?
 
-    @Option(help: "Trust bundle to verify the CA server (bundle.pem from `vouch ca init`).")
-    var caBundle: String
+    @Option(help: "CA server address, HOST:PORT (required here or as agent.ca).")
+    var ca: HostPort?
+
+    @Option(help: "Trust bundle to verify the CA server (bundle.pem from `vouch ca init`; required here or as agent.ca_bundle).")
+    var caBundle: String?
 
     @Option(help: "File holding a one-time enrollment token (needed for the first start or after expiry).")
     var tokenFile: String?
 
-    @Option(help: "Directory for svid.pem, svid_key.pem, chain.pem, bundle.pem.")
-    var out: String
+    @Option(help: "Directory for svid.pem, svid_key.pem, chain.pem, bundle.pem (required here or as agent.out).")
+    var out: String?
 
     @Option(help: "Serve the local mTLS status and health API on HOST:PORT.")
     var listen: HostPort?
@@ -30,14 +33,14 @@ struct AgentCommand: AsyncParsableCommand {
     @Option(help: "Serve Prometheus metrics over HTTP at http://HOST:PORT/metrics.")
     var metrics: HostPort?
 
-    @Option(help: "Certificate lifetime to request, e.g. 24h or 2m.")
-    var certTtl: DurationArgument = DurationArgument(argument: "24h")!
+    @Option(help: "Certificate lifetime to request, e.g. 24h or 2m (default 24h).")
+    var certTtl: DurationArgument?
 
-    @Option(help: "Renew after this fraction of the lifetime (jittered).")
-    var renewFraction: Double = 0.66
+    @Option(help: "Renew after this fraction of the lifetime, jittered (default 0.66).")
+    var renewFraction: Double?
 
-    @Option(help: "Key type: p256, p384, ed25519, rsa2048, rsa3072, rsa4096.")
-    var keyType: String = "p256"
+    @Option(help: "Key type: p256, p384, ed25519, rsa2048, rsa3072, rsa4096 (default p256).")
+    var keyType: String?
 
     @Option(help: "Shell command run after each rotation (VOUCH_SERIAL and VOUCH_DIR are set).")
     var exec: String?
@@ -48,23 +51,16 @@ struct AgentCommand: AsyncParsableCommand {
     @Option(help: "File holding the pid to signal.")
     var pidFile: String?
 
-    @Option(help: "Longest wait between failed renewal attempts.")
-    var maxBackoff: DurationArgument = DurationArgument(argument: "30s")!
+    @Option(help: "Longest wait between failed renewal attempts (default 30s).")
+    var maxBackoff: DurationArgument?
 
-    @Option(help: "Deadline for each call to the CA.")
-    var rpcTimeout: DurationArgument = DurationArgument(argument: "10s")!
+    @Option(help: "Deadline for each call to the CA (default 10s).")
+    var rpcTimeout: DurationArgument?
 
-    @Option(help: "How often to fetch the CRL as a fallback to the revocation stream.")
-    var crlRefresh: DurationArgument = DurationArgument(argument: "60s")!
+    @Option(help: "How often to fetch the CRL as a fallback to the revocation stream (default 60s).")
+    var crlRefresh: DurationArgument?
 
     @OptionGroup var logging: LoggingOptions
-
-    func validate() throws {
-        guard renewFraction > 0.1, renewFraction < 0.95 else { throw ValidationError("--renew-fraction must be between 0.1 and 0.95") }
-        guard KeyAlgorithm(rawValue: keyType) != nil else { throw ValidationError("unknown --key-type \(keyType)") }
-        guard (signal == nil) == (pidFile == nil) else { throw ValidationError("--signal and --pid-file go together") }
-        if let signal, Self.signalNumber(signal) == nil { throw ValidationError("unknown signal \(signal)") }
-    }
 
     static func signalNumber(_ name: String) -> Int32? {
         let table: [String: Int32] = ["HUP": SIGHUP, "INT": SIGINT, "QUIT": SIGQUIT, "USR1": SIGUSR1, "USR2": SIGUSR2,
@@ -73,17 +69,40 @@ struct AgentCommand: AsyncParsableCommand {
         return Int32(name) ?? table[upper.hasPrefix("SIG") ? String(upper.dropFirst(3)) : upper]
     }
 
+    /// Flags over the config file over defaults, checked as a whole.
+    func resolvedConfiguration(_ file: ConfigFile.AgentSection?) throws -> (AgentConfiguration, metrics: HostPort?) {
+        guard let ca = try ca ?? configAddress(file?.ca, key: "agent.ca") else { throw CLIError("--ca is required (or agent.ca in --config)") }
+        guard let caBundle = caBundle ?? file?.caBundle else { throw CLIError("--ca-bundle is required (or agent.ca_bundle in --config)") }
+        guard let out = out ?? file?.out else { throw CLIError("--out is required (or agent.out in --config)") }
+        let renewFraction = renewFraction ?? file?.renewFraction ?? 0.66
+        guard renewFraction > 0.1, renewFraction < 0.95 else { throw CLIError("--renew-fraction must be between 0.1 and 0.95") }
+        let keyType = keyType ?? file?.keyType ?? "p256"
+        guard let algorithm = KeyAlgorithm(rawValue: keyType) else { throw CLIError("unknown --key-type \(keyType)") }
+        let signal = signal ?? file?.signal, pidFile = pidFile ?? file?.pidFile
+        guard (signal == nil) == (pidFile == nil) else { throw CLIError("--signal and --pid-file go together") }
+        if let signal, Self.signalNumber(signal) == nil { throw CLIError("unknown signal \(signal)") }
+        let certTtl = try certTtl ?? configDuration(file?.certTTL, key: "agent.cert_ttl") ?? DurationArgument(argument: "24h")!
+        let maxBackoff = try maxBackoff ?? configDuration(file?.maxBackoff, key: "agent.max_backoff") ?? DurationArgument(argument: "30s")!
+        let rpcTimeout = try rpcTimeout ?? configDuration(file?.rpcTimeout, key: "agent.rpc_timeout") ?? DurationArgument(argument: "10s")!
+        let crlRefresh = try crlRefresh ?? configDuration(file?.crlRefresh, key: "agent.crl_refresh") ?? DurationArgument(argument: "60s")!
+        let configuration = AgentConfiguration(
+            caAddress: ca, caBundlePath: caBundle, tokenFilePath: tokenFile ?? file?.tokenFile, outDirectory: out,
+            listen: try listen ?? configAddress(file?.listen, key: "agent.listen"),
+            certificateTTL: certTtl.seconds, renewFraction: renewFraction, keyAlgorithm: algorithm,
+            execCommand: exec ?? file?.exec, signal: signal.flatMap(Self.signalNumber), pidFile: pidFile,
+            maximumBackoff: Double(maxBackoff.seconds), rpcTimeout: Double(max(1, rpcTimeout.seconds)),
+            crlRefreshInterval: Double(max(1, crlRefresh.seconds)))
+        return (configuration, try metrics ?? configAddress(file?.metrics, key: "agent.metrics"))
+    }
+
     func run() async throws {
         try await runReportingErrors {
             umask(0o077)
-            logging.bootstrap()
+            let file = try config.map(ConfigFile.load)?.agent
+            let (configuration, metrics) = try resolvedConfiguration(file)
+            try logging.bootstrap(configLevel: file?.logLevel, configFormat: file?.logFormat)
             let logger = Logger(label: "vouch.agent")
             let registry = metrics.map { _ in PrometheusBootstrap.install() }
-            let configuration = AgentConfiguration(
-                caAddress: ca, caBundlePath: caBundle, tokenFilePath: tokenFile, outDirectory: out, listen: listen,
-                certificateTTL: certTtl.seconds, renewFraction: renewFraction, keyAlgorithm: KeyAlgorithm(rawValue: keyType)!,
-                execCommand: exec, signal: signal.flatMap(Self.signalNumber), pidFile: pidFile,
-                maximumBackoff: Double(maxBackoff.seconds), rpcTimeout: Double(max(1, rpcTimeout.seconds)), crlRefreshInterval: Double(max(1, crlRefresh.seconds)))
             let agent = Agent(configuration: configuration, logger: logger, onListening: { address in
                 print("vouch agent listening on \(address)")
                 fflush(nil)

@@ -185,11 +185,24 @@ func initializeCA(_ initializer: CAInitializer) async throws -> SQLiteAuthorityS
 
 /// Logging flags of the long-running commands.
 struct LoggingOptions: ParsableArguments {
-    @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
-    var logLevel: Logger.Level = .info
+    @Option(help: "Log level: trace, debug, info, notice, warning, error, critical (default info).")
+    var logLevel: Logger.Level?
 
-    @Option(help: "Log format: text or json (one object per line).")
-    var logFormat: LogFormat = .text
+    @Option(help: "Log format: text or json, one object per line (default text).")
+    var logFormat: LogFormat?
 
-    func bootstrap() { bootstrapLogging(level: logLevel, format: logFormat) }
+    func bootstrap() { bootstrapLogging(level: logLevel ?? .info, format: logFormat ?? .text) }
+
+    /// Flags first, then the config file's values, then the defaults.
+    func bootstrap(configLevel: String?, configFormat: String?) throws {
+        let level = try logLevel ?? configLevel.map { text in
+            guard let level = Logger.Level(rawValue: text) else { throw CLIError("config key log_level: unknown level \(text)") }
+            return level
+        } ?? .info
+        let format = try logFormat ?? configFormat.map { text in
+            guard let format = LogFormat(rawValue: text) else { throw CLIError("config key log_format: use text or json, not \(text)") }
+            return format
+        } ?? .text
+        bootstrapLogging(level: level, format: format)
+    }
 }

@@ -11,25 +11,28 @@ struct ServerCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "server", abstract: "Run the CA server (gRPC over mTLS, TLS 1.3 only).")
 
-    @Option(help: "CA directory made by `vouch ca init`.")
-    var dir: String = "./vouch-ca"
+    @Option(help: "YAML config file (server: section); flags override it. See docs/configuration.md.")
+    var config: String?
 
-    @Option(help: "Address to listen on, HOST:PORT (port 0 picks a free one).")
-    var listen: HostPort = HostPort(host: "127.0.0.1", port: 8443)
+    @Option(help: "CA directory made by `vouch ca init` (default ./vouch-ca).")
+    var dir: String?
+
+    @Option(help: "Address to listen on, HOST:PORT; port 0 picks a free one (default 127.0.0.1:8443).")
+    var listen: HostPort?
 
     @Option(help: "Passphrase file for encrypted CA keys (or set VOUCH_CA_PASSPHRASE).")
     var passphraseFile: String?
 
-    @Option(help: "Certificate lifetime when a request does not ask for one.")
-    var defaultTtl: DurationArgument = DurationArgument(argument: "24h")!
+    @Option(help: "Certificate lifetime when a request does not ask for one (default 24h).")
+    var defaultTtl: DurationArgument?
 
-    @Option(help: "Longest certificate lifetime issued.")
-    var maxTtl: DurationArgument = DurationArgument(argument: "168h")!
+    @Option(help: "Longest certificate lifetime issued (default 168h).")
+    var maxTtl: DurationArgument?
 
     @Option(name: .customLong("admin-id"), help: "Extra admin SPIFFE ID (repeatable); the init admin is always one.")
     var adminIDs: [String] = []
 
-    @Option(help: "Also serve plain HTTP on HOST:PORT: GET /crl and an OCSP responder at /ocsp.")
+    @Option(help: "Also serve plain HTTP on HOST:PORT: /crl, /ocsp, /healthz and /metrics.")
     var http: HostPort?
 
     @Option(help: "URL written into issued certificates' CRL distribution point (e.g. http://ca.internal:8080/crl).")
@@ -40,19 +43,31 @@ struct ServerCommand: AsyncParsableCommand {
     func run() async throws {
         try await runReportingErrors {
             umask(0o077)
-            logging.bootstrap()
+            let file = try config.map(ConfigFile.load)?.server
+            try logging.bootstrap(configLevel: file?.logLevel, configFormat: file?.logFormat)
             let logger = Logger(label: "vouch.server")
+            let dir = self.dir ?? file?.dir ?? "./vouch-ca"
+            let listen = try self.listen ?? configAddress(file?.listen, key: "server.listen") ?? HostPort(host: "127.0.0.1", port: 8443)
+            let http = try self.http ?? configAddress(file?.http, key: "server.http")
+            let defaultTtl = try self.defaultTtl ?? configDuration(file?.defaultTTL, key: "server.default_ttl") ?? DurationArgument(argument: "24h")!
+            let maxTtl = try self.maxTtl ?? configDuration(file?.maxTTL, key: "server.max_ttl") ?? DurationArgument(argument: "168h")!
             let files = CAFiles(directory: dir)
-            let material = try CAMaterial.load(from: files, passphrase: try readPassphrase(file: passphraseFile))
+            let material = try CAMaterial.load(from: files, passphrase: try readPassphrase(file: passphraseFile ?? file?.passphraseFile))
             let trustDomain = material.settings.trustDomain
             guard defaultTtl.seconds > 0, maxTtl.seconds >= defaultTtl.seconds else {
                 throw CLIError("--default-ttl must be positive and not above --max-ttl")
             }
             var policy = IssuancePolicy(trustDomain: trustDomain, defaultCertificateTTL: TimeInterval(defaultTtl.seconds),
-                                        maximumCertificateTTL: TimeInterval(maxTtl.seconds), crlDistributionPoint: crlURL)
-            for id in adminIDs {
+                                        maximumCertificateTTL: TimeInterval(maxTtl.seconds), crlDistributionPoint: crlURL ?? file?.crlURL)
+            for id in adminIDs + (file?.admins ?? []) {
                 try policy.validateSPIFFEID(id)
                 policy.adminIDs.insert(id)
+            }
+            policy.profiles = try (file?.profiles ?? []).map { try $0.certificateProfile() }
+            for profile in policy.profiles {
+                for pattern in profile.spiffeIDPatterns where !pattern.hasPrefix("spiffe://\(trustDomain)/") {
+                    throw CLIError("profile \(profile.name): \(pattern) is outside trust domain \(trustDomain)")
+                }
             }
             let store = try SQLiteAuthorityStore(path: files.database)
             let authority = CertificateAuthority(store: store, material: material, policy: policy)

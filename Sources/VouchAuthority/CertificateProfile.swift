@@ -1,0 +1,74 @@
+import Foundation
+
+/// Issuance rules for a family of identities, chosen by SPIFFE ID: which IDs and DNS
+/// names may be granted, how long certificates live, and which key types are accepted.
+/// With no profiles configured, any ID in the trust domain gets the global limits.
+public struct CertificateProfile: Sendable, Equatable {
+    /// Key type names as profiles spell them.
+    public static let keyTypeNames: Set<String> = ["p256", "p384", "ed25519", "rsa"]
+
+    public var name: String
+    /// Globs (`*` any run of characters, `?` one) over SPIFFE IDs, e.g. `spiffe://example.org/web/*`.
+    public var spiffeIDPatterns: [String]
+    /// Globs over DNS names a token for this profile may grant; empty means none.
+    public var dnsPatterns: [String]
+    public var defaultTTL: TimeInterval?
+    public var maximumTTL: TimeInterval?
+    /// Accepted CSR key types (see `keyTypeNames`); nil accepts every type Vouch accepts.
+    public var keyTypes: Set<String>?
+
+    public init(name: String, spiffeIDPatterns: [String], dnsPatterns: [String] = [], defaultTTL: TimeInterval? = nil,
+                maximumTTL: TimeInterval? = nil, keyTypes: Set<String>? = nil) {
+        self.name = name
+        self.spiffeIDPatterns = spiffeIDPatterns
+        self.dnsPatterns = dnsPatterns
+        self.defaultTTL = defaultTTL
+        self.maximumTTL = maximumTTL
+        self.keyTypes = keyTypes
+    }
+
+    public func matches(spiffeID: String) -> Bool {
+        spiffeIDPatterns.contains { Glob.matches(pattern: $0, spiffeID) }
+    }
+
+    public func allows(dnsName: String) -> Bool {
+        dnsPatterns.contains { Glob.matches(pattern: $0.lowercased(), dnsName.lowercased()) }
+    }
+
+    /// The profile name of a CSR key ("p256", "rsa", ...), nil for a type no profile can name.
+    public static func keyTypeName(family: String, curve: String) -> String? {
+        switch (family, curve) {
+        case ("ec", "prime256v1"): return "p256"
+        case ("ec", "secp384r1"): return "p384"
+        case ("ed25519", _): return "ed25519"
+        case ("rsa", _): return "rsa"
+        default: return nil
+        }
+    }
+}
+
+/// Shell-style glob matching with `*` and `?`, no character classes.
+enum Glob {
+    static func matches(pattern: String, _ text: String) -> Bool {
+        let p = Array(pattern.unicodeScalars), t = Array(text.unicodeScalars)
+        var pi = 0, ti = 0, starP = -1, starT = 0
+        while ti < t.count {
+            if pi < p.count && (p[pi] == "?" || p[pi] == t[ti]) {
+                pi += 1
+                ti += 1
+            } else if pi < p.count && p[pi] == "*" {
+                starP = pi
+                starT = ti
+                pi += 1
+            } else if starP >= 0 {
+                pi = starP + 1
+                starT += 1
+                ti = starT
+            } else {
+                return false
+            }
+        }
+        while pi < p.count && p[pi] == "*" { pi += 1 }
+        return pi == p.count
+    }
+}

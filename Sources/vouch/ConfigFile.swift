@@ -1,0 +1,161 @@
+import Foundation
+import VouchAPI
+import VouchAuthority
+import Yams
+
+/// The `--config` file of `vouch server` and `vouch agent`: one YAML file with a `server:`
+/// and an `agent:` section. Every key is optional and a flag given on the command line wins.
+/// docs/configuration.md lists every key with its default.
+struct ConfigFile: Decodable {
+    var server: ServerSection?
+    var agent: AgentSection?
+
+    struct ServerSection: Decodable {
+        var dir: String?
+        var listen: String?
+        var http: String?
+        var crlURL: String?
+        var passphraseFile: String?
+        var defaultTTL: String?
+        var maxTTL: String?
+        var admins: [String]?
+        var logLevel: String?
+        var logFormat: String?
+        var profiles: [Profile]?
+
+        enum CodingKeys: String, CodingKey, CaseIterable {
+            case dir, listen, http, admins, profiles
+            case crlURL = "crl_url", passphraseFile = "passphrase_file", defaultTTL = "default_ttl", maxTTL = "max_ttl"
+            case logLevel = "log_level", logFormat = "log_format"
+        }
+    }
+
+    struct Profile: Decodable {
+        var name: String
+        var spiffeIDs: [String]
+        var dnsNames: [String]?
+        var defaultTTL: String?
+        var maxTTL: String?
+        var keyTypes: [String]?
+
+        enum CodingKeys: String, CodingKey, CaseIterable {
+            case name
+            case spiffeIDs = "spiffe_ids", dnsNames = "dns_names", defaultTTL = "default_ttl", maxTTL = "max_ttl", keyTypes = "key_types"
+        }
+    }
+
+    struct AgentSection: Decodable {
+        var ca: String?
+        var caBundle: String?
+        var tokenFile: String?
+        var out: String?
+        var listen: String?
+        var metrics: String?
+        var certTTL: String?
+        var renewFraction: Double?
+        var keyType: String?
+        var exec: String?
+        var signal: String?
+        var pidFile: String?
+        var maxBackoff: String?
+        var rpcTimeout: String?
+        var crlRefresh: String?
+        var logLevel: String?
+        var logFormat: String?
+
+        enum CodingKeys: String, CodingKey, CaseIterable {
+            case ca, out, listen, metrics, exec, signal
+            case caBundle = "ca_bundle", tokenFile = "token_file", certTTL = "cert_ttl", renewFraction = "renew_fraction"
+            case keyType = "key_type", pidFile = "pid_file", maxBackoff = "max_backoff", rpcTimeout = "rpc_timeout"
+            case crlRefresh = "crl_refresh", logLevel = "log_level", logFormat = "log_format"
+        }
+    }
+
+    enum CodingKeys: String, CodingKey, CaseIterable { case server, agent }
+
+    /// Reads and checks a config file; unknown keys are errors, so a typo cannot silently fall back to a default.
+    static func load(_ path: String) throws -> ConfigFile {
+        let text: String
+        do {
+            text = try String(contentsOfFile: path, encoding: .utf8)
+        } catch {
+            throw CLIError("cannot read config file \(path)")
+        }
+        do {
+            try checkKeys(try Yams.load(yaml: text), path: path)
+            return try YAMLDecoder().decode(ConfigFile.self, from: text)
+        } catch let error as CLIError {
+            throw error
+        } catch let error as DecodingError {
+            throw CLIError("config file \(path): \(describe(error))")
+        } catch {
+            // Yams reports the line and a caret drawing; one line is enough to find it.
+            let summary = "\(error)".split(whereSeparator: \.isNewline).first.map(String.init) ?? "\(error)"
+            throw CLIError("config file \(path) is not valid YAML: \(summary)")
+        }
+    }
+
+    private static func checkKeys(_ document: Any?, path: String) throws {
+        guard let document else { return }
+        guard let top = document as? [String: Any] else { throw CLIError("config file \(path): expected a mapping with server: and agent:") }
+        try unknown(in: top, allowed: CodingKeys.allCases.map(\.rawValue), at: "", path: path)
+        if let server = top["server"] as? [String: Any] {
+            try unknown(in: server, allowed: ServerSection.CodingKeys.allCases.map(\.rawValue), at: "server.", path: path)
+            for (index, profile) in (server["profiles"] as? [Any] ?? []).enumerated() {
+                guard let profile = profile as? [String: Any] else { throw CLIError("config file \(path): server.profiles[\(index)] is not a mapping") }
+                try unknown(in: profile, allowed: Profile.CodingKeys.allCases.map(\.rawValue), at: "server.profiles[\(index)].", path: path)
+            }
+        }
+        if let agent = top["agent"] as? [String: Any] {
+            try unknown(in: agent, allowed: AgentSection.CodingKeys.allCases.map(\.rawValue), at: "agent.", path: path)
+        }
+    }
+
+    private static func unknown(in mapping: [String: Any], allowed: [String], at prefix: String, path: String) throws {
+        if let key = mapping.keys.sorted().first(where: { !allowed.contains($0) }) {
+            throw CLIError("config file \(path): unknown key \(prefix)\(key) (known: \(allowed.sorted().joined(separator: ", ")))")
+        }
+    }
+
+    private static func describe(_ error: DecodingError) -> String {
+        switch error {
+        case .typeMismatch(_, let context), .valueNotFound(_, let context), .keyNotFound(_, let context), .dataCorrupted(let context):
+            let path = context.codingPath.map { $0.intValue.map { "[\($0)]" } ?? $0.stringValue }.joined(separator: ".")
+            return "\(path.isEmpty ? "" : path + ": ")\(context.debugDescription)"
+        @unknown default:
+            return "\(error)"
+        }
+    }
+}
+
+/// Parses a duration from the config file, naming the key when it is malformed.
+func configDuration(_ text: String?, key: String) throws -> DurationArgument? {
+    guard let text else { return nil }
+    guard let duration = DurationArgument(argument: text) else { throw CLIError("config key \(key): \(text.debugDescription) is not a duration like 30s, 15m, 24h") }
+    return duration
+}
+
+/// Parses HOST:PORT from the config file, naming the key when it is malformed.
+func configAddress(_ text: String?, key: String) throws -> HostPort? {
+    guard let text else { return nil }
+    guard let address = HostPort(text) else { throw CLIError("config key \(key): \(text.debugDescription) is not HOST:PORT") }
+    return address
+}
+
+extension ConfigFile.Profile {
+    func certificateProfile() throws -> CertificateProfile {
+        guard !spiffeIDs.isEmpty else { throw CLIError("profile \(name): spiffe_ids must list at least one pattern") }
+        let types = keyTypes.map(Set.init)
+        if let unknown = types?.subtracting(CertificateProfile.keyTypeNames).sorted().first {
+            throw CLIError("profile \(name): unknown key type \(unknown) (known: \(CertificateProfile.keyTypeNames.sorted().joined(separator: ", ")))")
+        }
+        let defaultTTL = try configDuration(defaultTTL, key: "profiles.\(name).default_ttl")
+        let maxTTL = try configDuration(maxTTL, key: "profiles.\(name).max_ttl")
+        if let defaultTTL, let maxTTL, defaultTTL.seconds > maxTTL.seconds {
+            throw CLIError("profile \(name): default_ttl is above max_ttl")
+        }
+        return CertificateProfile(name: name, spiffeIDPatterns: spiffeIDs, dnsPatterns: dnsNames ?? [],
+                                  defaultTTL: defaultTTL.map { TimeInterval($0.seconds) }, maximumTTL: maxTTL.map { TimeInterval($0.seconds) },
+                                  keyTypes: types)
+    }
+}
