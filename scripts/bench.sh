@@ -53,11 +53,13 @@ fsync_start() {
         FSYNC_PID=""
     fi
 }
+# Sets FSYNC_COUNT; not run in $(...), since only this shell can wait for perf.
 fsync_stop() {
-    if [ -z "$FSYNC_PID" ]; then echo "n/a"; return; fi
+    FSYNC_COUNT="n/a"
+    [ -z "$FSYNC_PID" ] && return
     pkill -P "$FSYNC_PID" sleep || true
     wait "$FSYNC_PID" 2>/dev/null || true
-    awk -F, '$1 ~ /^[0-9]+$/ { n += $1 } END { print n + 0 }' "$FSYNC_OUT"
+    FSYNC_COUNT=$(awk -F, '$1 ~ /^[0-9]+$/ { n += $1 } END { print n + 0 }' "$FSYNC_OUT")
 }
 per_cert() { awk -v f="$1" -v c="$2" 'BEGIN { if (f == "n/a" || c == 0) print "n/a"; else printf "%.3f", f / c }'; }
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
@@ -113,7 +115,8 @@ if ! skipped vouch; then
         fsync_start "$VOUCH_PID"
         "$BIN/vouch-bench" --server "127.0.0.1:$VOUCH_PORT" --dir "$CA" --mode "$mode" --concurrency "$LEVELS" \
             --duration "$DURATION" --server-pid "$VOUCH_PID" --record "$WORK/vouch.jsonl" | sed 's/^/    /'
-        fsyncs=$(fsync_stop)
+        fsync_stop
+        fsyncs=$FSYNC_COUNT
         issued=$(( $(sqlite3 "$CA/vouch.db" "SELECT count(*) FROM certificate") - before ))
         echo
         echo "- certificates committed during the $mode runs (warm-ups included): $issued; fsync+fdatasync calls: $fsyncs" \
@@ -175,7 +178,8 @@ PY
             END { printf "    %4d %8.1f %8.2f %8.2f %8d %10s%% %8s MB\n", level, rps, p50, p99, bad + 0, cpu, rss
                   printf "{\"concurrency\": %d, \"perSecond\": %.1f, \"p99\": %.2f}\n", level, rps, p99 >> "'"$WORK/cfssl.jsonl"'" }' <<<"$out"
     done
-    cf_fsyncs=$(fsync_stop)
+    fsync_stop
+    cf_fsyncs=$FSYNC_COUNT
     cf_issued=$(( $(sqlite3 "$CF/certs.db" 'SELECT count(*) FROM certificates') - cf_before ))
     echo
     echo "- certificates in cfssl's certdb from these runs: $cf_issued; fsync+fdatasync calls: $cf_fsyncs" \
