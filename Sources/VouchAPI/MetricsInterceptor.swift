@@ -30,6 +30,16 @@ public struct MetricsInterceptor: ServerInterceptor {
         }
     }
 
+    /// Creates the certificate counters at zero, so a scrape right after start-up already has
+    /// the series (alerts and rate() misbehave on series that appear only with the first event).
+    /// Call after the metrics backend is bootstrapped.
+    public static func registerCertificateCounters() {
+        for label in ["vouch_ca_certificates_issued_total", "vouch_ca_certificates_renewed_total",
+                      "vouch_ca_certificates_revoked_total"] {
+            _ = Counter(label: label)
+        }
+    }
+
     static func record(method: String, outcome: String, since started: ContinuousClock.Instant) {
         let duration = ContinuousClock.now - started
         Counter(label: "vouch_ca_requests_total", dimensions: [("method", method), ("code", outcome)]).increment()

@@ -79,6 +79,7 @@ struct ServerCommand: AsyncParsableCommand {
             var services: [any Service] = [server]
             if let http {
                 let registry = PrometheusBootstrap.install()
+                MetricsInterceptor.registerCertificateCounters()
                 let database = files.database
                 services.append(HTTPEndpoint(host: http.host, port: http.port, onListening: { port in
                     print("vouch server http on \(HostPort(host: http.host, port: port))")

@@ -15,6 +15,13 @@ final class ServerMetricsTests: XCTestCase {
         let http = String(server.log.split(separator: "\n").first { $0.hasPrefix("vouch server http on ") }?
             .dropFirst("vouch server http on ".count) ?? "")
 
+        // Before any call, the certificate counters are already there, at zero.
+        let initial = try execute("/usr/bin/curl", ["-sf", "http://\(http)/metrics"]).stdout
+        for series in ["vouch_ca_certificates_issued_total 0", "vouch_ca_certificates_renewed_total 0",
+                       "vouch_ca_certificates_revoked_total 0"] {
+            XCTAssertTrue(initial.split(separator: "\n").contains { $0 == series }, initial)
+        }
+
         // Two enrollments, one renewal, one revocation, two refusals of different kinds.
         let key = try PrivateKey(generating: .p256)
         let first = try await fixture.enroll(token: try fixture.createToken(spiffeID: "spiffe://example.org/svc/a"), key: key, ttl: 1800)
