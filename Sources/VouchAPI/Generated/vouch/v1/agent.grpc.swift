@@ -64,6 +64,11 @@ extension Vouch_V1_Agent {
     ///
     /// Where possible, prefer using the stricter, less-verbose ``ServiceProtocol``
     /// or ``SimpleServiceProtocol`` instead.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > The status API of one agent. Callers present a client certificate issued by the same CA, with a
+    /// > SPIFFE ID and not revoked.
     public protocol StreamingServiceProtocol: GRPCCore.RegistrableRPCService {
         /// Handle the "GetStatus" method.
         ///
@@ -91,6 +96,11 @@ extension Vouch_V1_Agent {
     /// trailing response metadata. If you don't need these then consider using
     /// the ``SimpleServiceProtocol``. If you need fine grained control over your RPCs then
     /// use ``StreamingServiceProtocol``.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > The status API of one agent. Callers present a client certificate issued by the same CA, with a
+    /// > SPIFFE ID and not revoked.
     public protocol ServiceProtocol: Vouch_V1_Agent.StreamingServiceProtocol {
         /// Handle the "GetStatus" method.
         ///
@@ -116,6 +126,11 @@ extension Vouch_V1_Agent {
     /// This is the highest level protocol for the service. The API is the easiest to use but
     /// doesn't provide access to request or response metadata. If you need access to these
     /// then use ``ServiceProtocol`` instead.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > The status API of one agent. Callers present a client certificate issued by the same CA, with a
+    /// > SPIFFE ID and not revoked.
     public protocol SimpleServiceProtocol: Vouch_V1_Agent.ServiceProtocol {
         /// Handle the "GetStatus" method.
         ///
@@ -195,6 +210,11 @@ extension Vouch_V1_Agent {
     ///
     /// You don't need to implement this protocol directly, use the generated
     /// implementation, ``Client``.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > The status API of one agent. Callers present a client certificate issued by the same CA, with a
+    /// > SPIFFE ID and not revoked.
     public protocol ClientProtocol: Sendable {
         /// Call the "GetStatus" method.
         ///
@@ -225,6 +245,11 @@ extension Vouch_V1_Agent {
     /// The ``Client`` provides an implementation of ``ClientProtocol`` which wraps
     /// a `GRPCCore.GRPCCClient`. The underlying `GRPCClient` provides the long-lived
     /// means of communication with the remote peer.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > The status API of one agent. Callers present a client certificate issued by the same CA, with a
+    /// > SPIFFE ID and not revoked.
     public struct Client<Transport>: ClientProtocol where Transport: GRPCCore.ClientTransport {
         private let client: GRPCCore.GRPCClient<Transport>
 

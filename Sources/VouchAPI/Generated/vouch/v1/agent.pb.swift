@@ -23,6 +23,7 @@ fileprivate nonisolated struct _GeneratedWithProtocGenSwiftVersion: SwiftProtobu
   typealias Version = _2
 }
 
+/// Input of Agent.GetStatus (no fields).
 public nonisolated struct Vouch_V1_GetStatusRequest: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
@@ -33,6 +34,7 @@ public nonisolated struct Vouch_V1_GetStatusRequest: Sendable {
   public init() {}
 }
 
+/// The agent's current certificate and rotation state.
 public nonisolated struct Vouch_V1_AgentStatus: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for

@@ -82,6 +82,7 @@ public nonisolated enum Vouch_V1_CertificateStatus: SwiftProtobuf.Enum, Swift.Ca
 
 }
 
+/// Input of CertificateAuthority.Enroll.
 public nonisolated struct Vouch_V1_EnrollRequest: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
@@ -105,6 +106,7 @@ public nonisolated struct Vouch_V1_EnrollRequest: Sendable {
   public init() {}
 }
 
+/// Input of CertificateAuthority.Renew; the caller is the client certificate on the connection.
 public nonisolated struct Vouch_V1_RenewRequest: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
@@ -123,6 +125,7 @@ public nonisolated struct Vouch_V1_RenewRequest: Sendable {
   public init() {}
 }
 
+/// A newly issued certificate with what a client needs to serve and verify it (Enroll, Renew).
 public nonisolated struct Vouch_V1_CertificateResponse: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
@@ -152,6 +155,7 @@ public nonisolated struct Vouch_V1_CertificateResponse: Sendable {
   public init() {}
 }
 
+/// Input of CertificateAuthority.Revoke.
 public nonisolated struct Vouch_V1_RevokeRequest: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
@@ -170,6 +174,7 @@ public nonisolated struct Vouch_V1_RevokeRequest: Sendable {
   public init() {}
 }
 
+/// The result of CertificateAuthority.Revoke; revoking twice returns the first revocation.
 public nonisolated struct Vouch_V1_RevokeResponse: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
@@ -190,6 +195,7 @@ public nonisolated struct Vouch_V1_RevokeResponse: Sendable {
   public init() {}
 }
 
+/// Input of CertificateAuthority.GetTrustBundle (no fields).
 public nonisolated struct Vouch_V1_TrustBundleRequest: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
@@ -200,6 +206,7 @@ public nonisolated struct Vouch_V1_TrustBundleRequest: Sendable {
   public init() {}
 }
 
+/// The CA certificates: roots to trust and the intermediates that issue leaves.
 public nonisolated struct Vouch_V1_TrustBundle: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
@@ -216,6 +223,7 @@ public nonisolated struct Vouch_V1_TrustBundle: Sendable {
   public init() {}
 }
 
+/// Input of CertificateAuthority.GetCRL (no fields).
 public nonisolated struct Vouch_V1_CRLRequest: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
@@ -226,6 +234,7 @@ public nonisolated struct Vouch_V1_CRLRequest: Sendable {
   public init() {}
 }
 
+/// The current certificate revocation list and its validity window.
 public nonisolated struct Vouch_V1_CRLResponse: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
@@ -248,6 +257,7 @@ public nonisolated struct Vouch_V1_CRLResponse: Sendable {
   public init() {}
 }
 
+/// Input of CertificateAuthority.WatchRevocations.
 public nonisolated struct Vouch_V1_WatchRevocationsRequest: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
@@ -262,6 +272,7 @@ public nonisolated struct Vouch_V1_WatchRevocationsRequest: Sendable {
   public init() {}
 }
 
+/// One revocation, as streamed by CertificateAuthority.WatchRevocations.
 public nonisolated struct Vouch_V1_RevocationEvent: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
@@ -290,6 +301,7 @@ public nonisolated struct Vouch_V1_RevocationEvent: Sendable {
   public init() {}
 }
 
+/// Input of Admin.CreateToken: what the token lets its holder enroll for.
 public nonisolated struct Vouch_V1_CreateTokenRequest: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
@@ -316,6 +328,7 @@ public nonisolated struct Vouch_V1_CreateTokenRequest: Sendable {
   public init() {}
 }
 
+/// A new enrollment token; the secret is returned only here.
 public nonisolated struct Vouch_V1_CreateTokenResponse: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
@@ -335,6 +348,7 @@ public nonisolated struct Vouch_V1_CreateTokenResponse: Sendable {
   public init() {}
 }
 
+/// Input of Admin.ListTokens (no fields).
 public nonisolated struct Vouch_V1_ListTokensRequest: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
@@ -345,6 +359,7 @@ public nonisolated struct Vouch_V1_ListTokensRequest: Sendable {
   public init() {}
 }
 
+/// An enrollment token as Admin.ListTokens shows it, without its secret.
 public nonisolated struct Vouch_V1_TokenInfo: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
@@ -382,6 +397,7 @@ public nonisolated struct Vouch_V1_TokenInfo: Sendable {
   public init() {}
 }
 
+/// The result of Admin.ListTokens.
 public nonisolated struct Vouch_V1_ListTokensResponse: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
@@ -395,6 +411,7 @@ public nonisolated struct Vouch_V1_ListTokensResponse: Sendable {
   public init() {}
 }
 
+/// Input of Admin.RevokeToken.
 public nonisolated struct Vouch_V1_RevokeTokenRequest: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
@@ -408,6 +425,7 @@ public nonisolated struct Vouch_V1_RevokeTokenRequest: Sendable {
   public init() {}
 }
 
+/// The result of Admin.RevokeToken (no fields).
 public nonisolated struct Vouch_V1_RevokeTokenResponse: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
@@ -418,6 +436,7 @@ public nonisolated struct Vouch_V1_RevokeTokenResponse: Sendable {
   public init() {}
 }
 
+/// Input of Admin.ListCertificates: filters and paging; filters combine with AND.
 public nonisolated struct Vouch_V1_ListCertificatesRequest: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
@@ -444,6 +463,7 @@ public nonisolated struct Vouch_V1_ListCertificatesRequest: Sendable {
   public init() {}
 }
 
+/// An issued certificate as the CA records it (Admin.ListCertificates, Admin.GetCertificate).
 public nonisolated struct Vouch_V1_CertificateInfo: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
@@ -493,6 +513,7 @@ public nonisolated struct Vouch_V1_CertificateInfo: Sendable {
   public init() {}
 }
 
+/// One page of Admin.ListCertificates.
 public nonisolated struct Vouch_V1_ListCertificatesResponse: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
@@ -509,6 +530,7 @@ public nonisolated struct Vouch_V1_ListCertificatesResponse: Sendable {
   public init() {}
 }
 
+/// Input of Admin.GetCertificate.
 public nonisolated struct Vouch_V1_GetCertificateRequest: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
@@ -522,6 +544,7 @@ public nonisolated struct Vouch_V1_GetCertificateRequest: Sendable {
   public init() {}
 }
 
+/// Input of Admin.ListAuditEvents.
 public nonisolated struct Vouch_V1_ListAuditEventsRequest: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
@@ -538,6 +561,7 @@ public nonisolated struct Vouch_V1_ListAuditEventsRequest: Sendable {
   public init() {}
 }
 
+/// One row of the audit log, a hash chain the CA host verifies with `vouch audit verify`.
 public nonisolated struct Vouch_V1_AuditEvent: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
@@ -569,6 +593,7 @@ public nonisolated struct Vouch_V1_AuditEvent: Sendable {
   public init() {}
 }
 
+/// One page of Admin.ListAuditEvents.
 public nonisolated struct Vouch_V1_ListAuditEventsResponse: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
