@@ -8,17 +8,19 @@
 #   4. new mTLS connections per second: openssl s_time against the Vouch server and against
 #      openssl s_server with the same P-256 certificate
 #   5. admin listings with BENCH_ROWS (1M) certificates in the database
-#   6. the agent: rotation from new certificate written to served, and steady-state RSS
+#   6. the agent: rotation from new certificate written to served, and steady-state memory
 #
 # Usage: scripts/bench.sh            (about 7 minutes after the release build)
 # Knobs: BENCH_DURATION (s per level, 10), BENCH_CONCURRENCY (1,8,32,128), BENCH_ROWS (1000000),
-#        BENCH_SKIP (space-separated sections to skip: speed vouch cfssl handshakes listing agent)
+#        BENCH_SKIP (space-separated sections to skip: speed vouch cfssl handshakes listing agent),
+#        BENCH_AGENT_ROTATIONS (rotations before the agent's memory is read, 15)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 DURATION=${BENCH_DURATION:-10}
 LEVELS=${BENCH_CONCURRENCY:-1,8,32,128}
 ROWS=${BENCH_ROWS:-1000000}
+AGENT_ROTATIONS=${BENCH_AGENT_ROTATIONS:-15}
 SKIP=" ${BENCH_SKIP:-} "
 WORK=$(mktemp -d /tmp/vouch-bench.XXXXXX)
 PIDS=()
@@ -92,6 +94,10 @@ if ! skipped speed; then
         printf "- one core: %.0f signs/s, %.0f verifies/s\n", s, v
         printf "- one CSR verify + one sign per certificate: %.0f certs/s per core, %.0f on %d cores\n", per, per * n, n
     }'
+    # What parsing a CSR costs next to verifying it (one core, scripts/bench/csr-parse.c).
+    openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$WORK/csr_key.pem" -subj /CN=bench \
+        -addext subjectAltName=URI:spiffe://bench.test/csr -outform DER -out "$WORK/csr.der" 2>/dev/null
+    cc -O2 scripts/bench/csr-parse.c -lcrypto -o "$WORK/csr-parse" && "$WORK/csr-parse" "$WORK/csr.der"
 fi
 
 # --- 2. Vouch Enroll / Renew ---------------------------------------------------------------------
@@ -258,7 +264,7 @@ fi
 
 # --- 6. agent ---------------------------------------------------------------------------------------
 if ! skipped agent; then
-    section "Agent: rotation from certificate written to certificate served, and RSS (20 s certificates)"
+    section "Agent: rotation from certificate written to certificate served, and memory (20 s certificates)"
     AGENT_DIR="$WORK/agent"
     mkdir -p "$AGENT_DIR"
     "$BIN/vouch" token create --dir "$CA" --server "127.0.0.1:$VOUCH_PORT" --spiffe-id spiffe://bench.test/bench/agent \
@@ -283,8 +289,11 @@ if ! skipped agent; then
         echo "- rotation $rotation: serial $new served $(elapsed_ms "$written" "$(now)") ms after svid.pem was written" \
              "(an upper bound: includes one openssl s_client handshake, about 10 ms)"
     done
-    awk '/^VmRSS:/ { rss = $2 } /^RssAnon:/ { anon = $2 } /^RssFile:/ { file = $2 }
-         END { printf "- agent RSS after 3 rotations: %.1f MB = %.1f MB private (heap, stacks) + %.1f MB mapped read-only from the binary and shared libraries\n", rss / 1024, anon / 1024, file / 1024 }' "/proc/$AGENT_PID/status"
+    # Steady state: the heap grows over the first rotations (TLS and gRPC buffers on each thread),
+    # then stays flat; measure after AGENT_ROTATIONS of them.
+    while [ "$(grep -c '\] rotated' "$WORK/agent.log")" -lt "$AGENT_ROTATIONS" ]; do sleep 1; done
+    echo "- agent memory after $AGENT_ROTATIONS rotations (scripts/bench/memory-map.py):"
+    python3 scripts/bench/memory-map.py "$AGENT_PID" | sed 's/^/  /'
 fi
 
 # --- summary ----------------------------------------------------------------------------------------
