@@ -10,7 +10,7 @@
 #   5. admin listings with BENCH_ROWS (1M) certificates in the database
 #   6. the agent: rotation from new certificate written to served, and steady-state memory
 #
-# Usage: scripts/bench.sh            (about 7 minutes after the release build)
+# Usage: scripts/bench.sh            (about 10 minutes after the release build)
 # Knobs: BENCH_DURATION (s per level, 10), BENCH_CONCURRENCY (1,8,32,128), BENCH_ROWS (1000000),
 #        BENCH_SKIP (space-separated sections to skip: speed vouch cfssl handshakes listing agent),
 #        BENCH_AGENT_ROTATIONS (rotations before the agent's memory is read, 15)
