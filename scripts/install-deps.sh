@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs the system packages Vouch builds and tests with (Debian/Ubuntu).
 set -euo pipefail
-packages=(libssl-dev libsqlite3-dev openssl protobuf-compiler python3-venv curl sqlite3)
+packages=(libssl-dev libsqlite3-dev openssl protobuf-compiler protoc-gen-go protoc-gen-go-grpc python3-venv curl sqlite3)
 missing=()
 for p in "${packages[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
