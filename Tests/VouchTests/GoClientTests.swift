@@ -12,39 +12,8 @@ final class GoClientTests: XCTestCase {
         guard FileManager.default.isExecutableFile(atPath: client) else {
             return XCTFail("no Go client: run scripts/setup-go.sh (scripts/test.sh does)")
         }
-        let ca = try CAFixture()
-        let spiffeID = "spiffe://example.org/go/client"
-        let tokenFile = ca.root + "/go-token", out = ca.root + "/go-identity"
-        try ca.createToken(spiffeID: spiffeID).write(toFile: tokenFile, atomically: true, encoding: .utf8)
-
-        let run = try execute(client, ["--ca", ca.server.address, "--bundle", ca.caDir + "/bundle.pem",
-                                       "--token-file", tokenFile, "--out", out])
-        XCTAssertEqual(run.status, 0, run.stderr)
-        let result = try JSONSerialization.jsonObject(with: Data(run.lastLine.utf8)) as? [String: Any] ?? [:]
-        let enrolled = result["enrolled"] as? [String: Any] ?? [:]
-        let renewed = result["renewed"] as? [String: Any] ?? [:]
-        XCTAssertEqual(enrolled["spiffe_id"] as? String, spiffeID)
-        XCTAssertEqual(renewed["spiffe_id"] as? String, spiffeID)
-        let enrolledSerial = try XCTUnwrap(enrolled["serial"] as? String)
-        let renewedSerial = try XCTUnwrap(renewed["serial"] as? String)
-        XCTAssertNotEqual(enrolledSerial, renewedSerial)
-        XCTAssertEqual((result["revoked"] as? [String: Any])?["serial"] as? String, renewedSerial)
-        // Refused on the open connection (failedPrecondition), or at the handshake if it had to reconnect.
-        XCTAssertTrue(["FailedPrecondition", "Unavailable"].contains(result["renew_after_revoke"] as? String ?? ""),
-                      "revoked certificate was not refused: \(run.stdout)")
-
-        // The CA agrees: the renewal chains to the enrollment and is revoked.
-        let shown = try vouch("cert", "show", renewedSerial, "--dir", ca.caDir, "--server", ca.server.address, "--json")
-        XCTAssertEqual(shown.status, 0, shown.stderr)
-        XCTAssertTrue(shown.stdout.contains(enrolledSerial) && shown.stdout.contains("revoked"), shown.stdout)
-
-        // Standard files: a PKCS#8 key only its owner reads, a chain OpenSSL verifies against the bundle.
-        let keyMode = try FileManager.default.attributesOfItem(atPath: out + "/svid_key.pem")[.posixPermissions] as? Int
-        XCTAssertEqual(keyMode, 0o600)
-        let key = try String(contentsOfFile: out + "/svid_key.pem", encoding: .utf8)
-        XCTAssertTrue(key.hasPrefix("-----BEGIN PRIVATE KEY-----"), key)
-        let verified = try openssl(["verify", "-CAfile", ca.caDir + "/bundle.pem", "-untrusted", out + "/svid.pem", out + "/svid.pem"])
-        XCTAssertTrue(verified.stdout.contains("OK"), verified.stdout + verified.stderr)
+        try ExampleClientRun(refusals: ["FailedPrecondition", "Unavailable"])
+            .check(command: [client], spiffeID: "spiffe://example.org/go/client")
     }
 
     func testTheReadmeProtocCommandGeneratesTheGoClient() throws {

@@ -13,38 +13,7 @@ final class PythonClientTests: XCTestCase {
         guard FileManager.default.isExecutableFile(atPath: python) else {
             return XCTFail("no Python venv: run scripts/setup-python.sh (scripts/test.sh does)")
         }
-        let ca = try CAFixture()
-        let spiffeID = "spiffe://example.org/py/client"
-        let token = try ca.createToken(spiffeID: spiffeID)
-        let tokenFile = ca.root + "/py-token", out = ca.root + "/py-identity"
-        try token.write(toFile: tokenFile, atomically: true, encoding: .utf8)
-
-        let run = try execute(python, [Self.repository + "/clients/python/vouch_example.py", "--ca", ca.server.address,
-                                       "--bundle", ca.caDir + "/bundle.pem", "--token-file", tokenFile, "--out", out])
-        XCTAssertEqual(run.status, 0, run.stderr)
-        let result = try JSONSerialization.jsonObject(with: Data(run.lastLine.utf8)) as? [String: Any] ?? [:]
-        let enrolled = result["enrolled"] as? [String: Any] ?? [:]
-        let renewed = result["renewed"] as? [String: Any] ?? [:]
-        let revoked = result["revoked"] as? [String: Any] ?? [:]
-        XCTAssertEqual(enrolled["spiffe_id"] as? String, spiffeID)
-        XCTAssertEqual(renewed["spiffe_id"] as? String, spiffeID)
-        let enrolledSerial = try XCTUnwrap(enrolled["serial"] as? String)
-        let renewedSerial = try XCTUnwrap(renewed["serial"] as? String)
-        XCTAssertNotEqual(enrolledSerial, renewedSerial)
-        XCTAssertEqual(revoked["serial"] as? String, renewedSerial)
-        let afterRevoke = result["renew_after_revoke"] as? String
-        XCTAssertTrue(["FAILED_PRECONDITION", "UNAVAILABLE"].contains(afterRevoke ?? ""), "revoked cert was not refused: \(run.stdout)")
-
-        // The CA's own view agrees: the renewal chains to the enrollment and is revoked.
-        let shown = try vouch("cert", "show", renewedSerial, "--dir", ca.caDir, "--server", ca.server.address, "--json")
-        XCTAssertEqual(shown.status, 0, shown.stderr)
-        XCTAssertTrue(shown.stdout.contains("\"renewed_from\" : \"\(enrolledSerial)\"") || shown.stdout.contains(enrolledSerial), shown.stdout)
-        XCTAssertTrue(shown.stdout.contains("revoked"), shown.stdout)
-
-        // The files the client wrote are standard PEM that OpenSSL verifies against the bundle.
-        let keyMode = try FileManager.default.attributesOfItem(atPath: out + "/svid_key.pem")[.posixPermissions] as? Int
-        XCTAssertEqual(keyMode, 0o600)
-        let verified = try openssl(["verify", "-CAfile", ca.caDir + "/bundle.pem", "-untrusted", out + "/svid.pem", out + "/svid.pem"])
-        XCTAssertTrue(verified.stdout.contains("OK"), verified.stdout + verified.stderr)
+        try ExampleClientRun(refusals: ["FAILED_PRECONDITION", "UNAVAILABLE"])
+            .check(command: [python, Self.repository + "/clients/python/vouch_example.py"], spiffeID: "spiffe://example.org/py/client")
     }
 }
