@@ -23,7 +23,7 @@ public protocol AuthorityStore: Sendable {
 
     func certificate(serial: String) async throws -> CertificateRecord?
     func listCertificates(_ query: CertificateQuery) async throws -> [CertificateRecord]
-    /// How many certificates match `query` (its limit and beforeID are ignored).
+    /// How many certificates match `query`'s filters (its limit is ignored).
     func countCertificates(_ query: CertificateQuery) async throws -> Int
 
     /// Revokes a certificate; for one already revoked, returns the first

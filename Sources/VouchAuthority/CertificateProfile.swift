@@ -1,4 +1,7 @@
 import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// Issuance rules for a family of identities, chosen by SPIFFE ID: which IDs and DNS
 /// names may be granted, how long certificates live, and which key types are accepted.
@@ -47,28 +50,10 @@ public struct CertificateProfile: Sendable, Equatable {
     }
 }
 
-/// Shell-style glob matching with `*` and `?`, no character classes.
+/// Shell-style glob matching (`*`, `?`, `[...]`) by the C library's fnmatch, the same syntax
+/// as the SQLite GLOB that `vouch cert list --identity` uses. `*` also matches `/`.
 enum Glob {
     static func matches(pattern: String, _ text: String) -> Bool {
-        let p = Array(pattern.unicodeScalars), t = Array(text.unicodeScalars)
-        var pi = 0, ti = 0, starP = -1, starT = 0
-        while ti < t.count {
-            if pi < p.count && (p[pi] == "?" || p[pi] == t[ti]) {
-                pi += 1
-                ti += 1
-            } else if pi < p.count && p[pi] == "*" {
-                starP = pi
-                starT = ti
-                pi += 1
-            } else if starP >= 0 {
-                pi = starP + 1
-                starT += 1
-                ti = starT
-            } else {
-                return false
-            }
-        }
-        while pi < p.count && p[pi] == "*" { pi += 1 }
-        return pi == p.count
+        fnmatch(pattern, text, 0) == 0
     }
 }

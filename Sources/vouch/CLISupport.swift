@@ -191,8 +191,6 @@ struct LoggingOptions: ParsableArguments {
     @Option(help: "Log format: text or json, one object per line (default text).")
     var logFormat: LogFormat?
 
-    func bootstrap() { bootstrapLogging(level: logLevel ?? .info, format: logFormat ?? .text) }
-
     /// Flags first, then the config file's values, then the defaults.
     func bootstrap(configLevel: String?, configFormat: String?) throws {
         let level = try logLevel ?? configLevel.map { text in
