@@ -50,12 +50,18 @@ let package = Package(
                 .product(name: "GRDB", package: "GRDB.swift"),
             ]
         ),
+        // What every listener allows a connection: open-connection cap, handshake and idle timeouts.
+        .target(
+            name: "VouchConnectionLimits",
+            dependencies: [.product(name: "NIOCore", package: "swift-nio")]
+        ),
         // Reusable hot-reloading mTLS for Swift gRPC servers: TLS 1.3 listener, peer
         // verification with swappable trust and revocation, identity files, file watch.
         .target(
             name: "VouchTLS",
             dependencies: [
                 "VouchCrypto",
+                "VouchConnectionLimits",
                 .product(name: "GRPCCore", package: "grpc-swift-2"),
                 .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -70,6 +76,7 @@ let package = Package(
             name: "VouchAPI",
             dependencies: [
                 "VouchAuthority",
+                "VouchConnectionLimits",
                 "VouchCrypto",
                 "VouchTLS",
                 "VouchHTTP",
@@ -92,6 +99,7 @@ let package = Package(
         .target(
             name: "VouchHTTP",
             dependencies: [
+                "VouchConnectionLimits",
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -105,6 +113,7 @@ let package = Package(
             name: "VouchAgent",
             dependencies: [
                 "VouchAPI",
+                "VouchConnectionLimits",
                 "VouchAuthority",
                 "VouchCrypto",
                 "VouchTLS",
@@ -120,6 +129,8 @@ let package = Package(
             name: "vouch",
             dependencies: [
                 "VouchAgent",
+                "VouchConnectionLimits",
+                "VouchTLS",
                 "VouchHTTP",
                 "VouchAPI",
                 "VouchAuthority",

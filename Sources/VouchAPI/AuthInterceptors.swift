@@ -28,7 +28,7 @@ public struct AuthenticationInterceptor: ServerInterceptor {
     }
 }
 
-/// Enforces `MethodAccess` rules per method and logs each refusal.
+/// Enforces `MethodAccess` rules per method.
 public struct AuthorizationInterceptor: ServerInterceptor {
     let authority: CertificateAuthority
     let logger: Logger
@@ -61,11 +61,8 @@ public struct AuthorizationInterceptor: ServerInterceptor {
         case nil:
             refusal = RPCError(code: .permissionDenied, message: "\(method) is not allowed")
         }
-        if let refusal {
-            logger.notice("refused", metadata: ["method": "\(method)", "caller": "\(caller.auditName)", "peer": "\(caller.peer)",
-                                                "code": "\(refusal.code)", "reason": "\(refusal.message)"])
-            throw refusal
-        }
+        // RefusalInterceptor, further out, logs and audits the refusal.
+        if let refusal { throw refusal }
         return try await next(request, context)
     }
 }

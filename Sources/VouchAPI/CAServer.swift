@@ -5,6 +5,7 @@ import Logging
 import NIOSSL
 import ServiceLifecycle
 import VouchAuthority
+import VouchConnectionLimits
 import VouchTLS
 
 /// The CA's gRPC listener as a ServiceLifecycle service: TLS 1.3 only, client
@@ -14,6 +15,10 @@ public final class CAServer: Service, Sendable {
     let files: CAFiles
     let address: HostPort
     let logger: Logger
+    /// Signs audit checkpoints for Admin.GetAuditCheckpoint, if given.
+    let auditCheckpoints: AuditCheckpointer?
+    /// Handshake and idle timeouts and the cap on open connections.
+    let limits: ListenerLimits
     /// Called once with the bound address (useful with port 0).
     let onListening: @Sendable (HostPort) -> Void
 
@@ -22,11 +27,15 @@ public final class CAServer: Service, Sendable {
     public static let maxRequestBytes = 1024 * 1024
 
     public init(authority: CertificateAuthority, files: CAFiles, address: HostPort, logger: Logger,
+                auditCheckpoints: AuditCheckpointer? = nil,
+                limits: ListenerLimits = ListenerLimits(),
                 onListening: @escaping @Sendable (HostPort) -> Void = { _ in }) {
+        self.limits = limits
         self.authority = authority
         self.files = files
         self.address = address
         self.logger = logger
+        self.auditCheckpoints = auditCheckpoints
         self.onListening = onListening
     }
 
@@ -36,10 +45,15 @@ public final class CAServer: Service, Sendable {
             rootsPEM: try String(contentsOfFile: files.bundle, encoding: .utf8),
             intermediatesPEM: authority.material.intermediate.pem,
             isRevoked: { [revocations = authority.revocations] in revocations.isRevoked(serial: $0) },
-            onReject: { reason in logger.notice("refused TLS client certificate", metadata: ["reason": "\(reason)"]) })
+            onReject: { [handshakeLog = RateLimitedLog(burst: 50, per: 10)] reason in
+                handshakeLog.log(logger, .notice, "refused TLS client certificate", metadata: ["reason": "\(reason)"])
+            })
         let tls = try TLS13ServerHandler(
             configuration: TLS13ServerHandler.configuration(certificatePEMPath: files.serverCertificate, keyPEMPath: files.serverKey),
-            verifier: verifier)
+            verifier: verifier, limits: limits, onLimitReached: { limit, refused in
+                logger.warning("connection limit reached: refusing new connections",
+                               metadata: ["listener": "grpc", "max_connections": "\(limit)", "refused": "\(refused)"])
+            })
         let transport = HTTP2ServerTransport.Posix(
             address: address.isIPv6 ? .ipv6(host: address.host, port: address.port) : .ipv4(host: address.host, port: address.port),
             // Replaced per connection by TLS13ServerHandler; present so the transport sets up TLS and ALPN.
@@ -47,13 +61,14 @@ public final class CAServer: Service, Sendable {
                                     privateKey: .file(path: files.serverKey, format: .pem)) { $0.requireALPN = true },
             config: .defaults { config in
                 config.rpc.maxRequestPayloadSize = Self.maxRequestBytes
-                config.channelDebuggingCallbacks.onAcceptTCPConnection = tls.onAccept
+                tls.configure(&config)
             })
         let health = HealthService(services: ["vouch.v1.CertificateAuthority", "vouch.v1.Admin"])
         let server = GRPCServer(
             transport: transport,
-            services: [CertificateAuthorityService(authority: authority), AdminService(authority: authority), health],
-            interceptors: [MetricsInterceptor(), AuthenticationInterceptor(authority: authority),
+            services: [CertificateAuthorityService(authority: authority), AdminService(authority: authority, auditCheckpoints: auditCheckpoints), health],
+            interceptors: [MetricsInterceptor(), RefusalInterceptor(authority: authority, logger: logger),
+                           AuthenticationInterceptor(authority: authority),
                            AuthorizationInterceptor(authority: authority, logger: logger)])
 
         try await withGracefulShutdownHandler {

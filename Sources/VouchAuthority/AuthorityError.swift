@@ -19,10 +19,21 @@ public struct AuthorityError: Error, CustomStringConvertible, Sendable, Equatabl
     public let kind: Kind
     public let message: String
 
+    /// Messages travel back to clients in a gRPC trailer and into logs; a bound keeps
+    /// attacker-sized input from overflowing either.
+    public static let maximumMessageLength = 1024
+
     public init(_ kind: Kind, _ message: String) {
         self.kind = kind
-        self.message = message
+        self.message = message.count > Self.maximumMessageLength
+            ? String(message.prefix(Self.maximumMessageLength)) + "…" : message
     }
 
     public var description: String { message }
+
+    /// `text` as an error message may quote it: escaped, and cut to `limit` characters.
+    public static func quoted(_ text: String, limit: Int = 80) -> String {
+        guard text.count > limit else { return text.debugDescription }
+        return String(text.prefix(limit)).debugDescription + "… (\(text.utf8.count) bytes)"
+    }
 }

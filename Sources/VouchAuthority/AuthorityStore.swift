@@ -14,9 +14,13 @@ public protocol AuthorityStore: Sendable {
     /// certificate and the audit entries.
     func recordEnrollment(tokenID: String, now: Date, certificate: CertificateRecord, audit: [AuditEntry]) async throws
 
-    /// In one transaction: inserts the certificate, marks `previousSerial` as
-    /// superseded by it, and writes the audit entries.
-    func recordRenewal(certificate: CertificateRecord, previousSerial: String, audit: [AuditEntry]) async throws
+    /// In one transaction: inserts the certificate, marks `previousSerial` as superseded by it,
+    /// and writes the audit entries; provided `previousSerial` is unrevoked and its successor is
+    /// still `replacing` (nil: not renewed yet). Otherwise throws `AuthorityError(.failedPrecondition)`
+    /// and stores nothing, so of two concurrent renewals from one certificate only one lands. A
+    /// replaced successor is revoked (reason superseded) in the same transaction and returned.
+    func recordRenewal(certificate: CertificateRecord, previousSerial: String, replacing: String?,
+                       at time: Date, audit: [AuditEntry]) async throws -> RevocationRecord?
 
     /// Inserts a certificate issued outside a request (the CA's own server and admin certificates).
     func insertCertificate(_ certificate: CertificateRecord, audit: AuditEntry) async throws
@@ -26,9 +30,15 @@ public protocol AuthorityStore: Sendable {
     /// How many certificates match `query`'s filters (its limit is ignored).
     func countCertificates(_ query: CertificateQuery) async throws -> Int
 
-    /// Revokes a certificate; for one already revoked, returns the first
-    /// revocation unchanged. Returns nil if there is no such certificate.
-    func revoke(serial: String, reason: Int, at time: Date, audit: AuditEntry) async throws -> RevocationRecord?
+    /// In one transaction: revokes a certificate and, with `withRenewals`, every certificate
+    /// renewed from it, transitively; `audit` makes the entry for each certificate newly revoked
+    /// (serial, SPIFFE ID). Returns the revocations of all of them (an earlier revocation is kept
+    /// unchanged), the target's included; empty if there is no such certificate.
+    func revoke(serial: String, reason: Int, at time: Date, withRenewals: Bool,
+                audit: @escaping @Sendable (_ serial: String, _ spiffeID: String) -> AuditEntry) async throws -> [RevocationRecord]
+
+    /// The serials renewed from `serial`, transitively, in issuance order.
+    func renewals(of serial: String) async throws -> [String]
 
     /// Revocations with a sequence above `afterSequence`, in order.
     func revocations(afterSequence: Int64) async throws -> [RevocationRecord]
@@ -37,8 +47,20 @@ public protocol AuthorityStore: Sendable {
     func nextCRLNumber() async throws -> Int64
 
     func appendAudit(_ entry: AuditEntry) async throws
+    /// How many audit entries `actor` caused with `action` since `since`.
+    func countAuditEvents(actor: String, action: String, since: Date) async throws -> Int
     func auditEvents(afterID: Int64, limit: Int) async throws -> [AuditRecord]
 
     /// Every audit row with its chain fields, and the recorded head, for `AuditChain.verify`.
     func auditChain() async throws -> (rows: [AuditChain.Row], head: (id: Int64, hash: [UInt8])?)
+
+    /// The recorded head of the audit chain (last row's id and hash); nil if its record is missing.
+    func auditHead() async throws -> (id: Int64, hash: [UInt8])?
+    /// Audit rows with an id above `afterID`, in order, with their chain fields.
+    func auditChainRows(afterID: Int64) async throws -> [AuditChain.Row]
+    /// Appends a signed checkpoint of the audit head (checkpoints are never changed or removed).
+    func appendAuditCheckpoint(_ checkpoint: AuditCheckpoint) async throws
+    /// Every stored checkpoint, oldest first.
+    func auditCheckpoints() async throws -> [AuditCheckpoint]
+    func latestAuditCheckpoint() async throws -> AuditCheckpoint?
 }

@@ -80,14 +80,8 @@ public struct CAInitializer {
 
     private func issueLeaf(signer: CertificateSigner, spiffeID: String, dnsNames: [String], ipAddresses: [String])
         throws -> (certificate: X509Certificate, key: PrivateKey, record: CertificateRecord) {
-        let key = try PrivateKey(generating: .p256)
-        let certificate = try signer.sign(publicKeyOf: key, template: CertificateTemplate(
-            role: .leaf, serial: try SerialNumber.random(), subject: [("O", "Vouch")],
-            notBefore: now.addingTimeInterval(-60), notAfter: now.addingTimeInterval(Self.year),
-            subjectAltNames: SubjectAltNames(uris: [spiffeID], dnsNames: dnsNames, ipAddresses: ipAddresses)))
-        let record = CertificateRecord(serial: certificate.serialHex, spiffeID: spiffeID, dnsNames: dnsNames,
-                                       ipAddresses: ipAddresses, notBefore: certificate.notBefore,
-                                       notAfter: certificate.notAfter, issuedAt: now, der: certificate.der)
-        return (certificate, key, record)
+        let issued = try LocalIssuance.issue(signer: signer, spiffeID: spiffeID, dnsNames: dnsNames, ipAddresses: ipAddresses,
+                                             lifetime: Self.year, now: now)
+        return (issued.certificate, issued.key, issued.record)
     }
 }

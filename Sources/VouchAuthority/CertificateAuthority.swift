@@ -39,29 +39,24 @@ public final class CertificateAuthority: Sendable {
 
     public func enroll(token tokenText: String, csr csrDER: [UInt8], ttlSeconds: Int64, caller: Caller) async throws -> IssuedCertificate {
         let now = clock()
-        try tokenGuesses.check(peer: caller.peer, now: now)
-        let grant: TokenRecord
-        do {
-            grant = try await usableGrant(tokenText, now: now)
-        } catch let error as AuthorityError where error.kind == .unauthenticated {
-            tokenGuesses.recordFailure(peer: caller.peer, now: now)
-            throw error
-        }
+        let grant = try await usableGrant(tokenText, peer: caller.peer, now: now)
+        // A token made before the reserved-identity rule must not mint the CA's own identities.
+        try policy.checkNotReserved(grant.spiffeID)
         let csr = try parseCSR(csrDER)
         let requested = csr.subjectAltNames
         guard requested.others == 0 else {
             throw AuthorityError(.invalidArgument, "CSR requests SAN types other than URI, DNS and IP")
         }
         for uri in requested.uris where uri != grant.spiffeID {
-            throw AuthorityError(.invalidArgument, "CSR requests URI SAN \(uri), but the token grants \(grant.spiffeID)")
+            throw AuthorityError(.invalidArgument, "CSR requests URI SAN \(AuthorityError.quoted(uri)), but the token grants \(grant.spiffeID)")
         }
         for name in requested.dnsNames where !grant.dnsNames.contains(name.lowercased()) {
-            throw AuthorityError(.invalidArgument, "CSR requests DNS SAN \(name), which the token does not grant")
+            throw AuthorityError(.invalidArgument, "CSR requests DNS SAN \(AuthorityError.quoted(name)), which the token does not grant")
         }
         var ips: [String] = []
         for ip in requested.ipAddresses {
             guard let canonical = IPAddress.canonical(ip), grant.ipAddresses.contains(canonical) else {
-                throw AuthorityError(.invalidArgument, "CSR requests IP SAN \(ip), which the token does not grant")
+                throw AuthorityError(.invalidArgument, "CSR requests IP SAN \(AuthorityError.quoted(ip)), which the token does not grant")
             }
             ips.append(canonical)
         }
@@ -82,15 +77,26 @@ public final class CertificateAuthority: Sendable {
     }
 
     /// The stored grant of a well-formed token whose secret matches, if it is still usable.
-    private func usableGrant(_ tokenText: String, now: Date) async throws -> TokenRecord {
-        guard let token = EnrollmentToken.parse(tokenText) else {
-            throw AuthorityError(.unauthenticated, tokenText.isEmpty ? "enrollment token missing" : "enrollment token is malformed")
+    /// Failures count against the peer's host and the token id they named (see FailedAttemptLimiter).
+    private func usableGrant(_ tokenText: String, peer: String, now: Date) async throws -> TokenRecord {
+        let token = EnrollmentToken.parse(tokenText)
+        var stored: TokenRecord?
+        if let token { stored = try await store.token(id: token.id) }
+        let key = FailedAttemptLimiter.key(peer: peer, tokenID: stored?.id)
+        try tokenGuesses.check(key: key, now: now)
+        do {
+            guard let token else {
+                throw AuthorityError(.unauthenticated, tokenText.isEmpty ? "enrollment token missing" : "enrollment token is malformed")
+            }
+            guard let stored, constantTimeEquals(stored.secretHash, token.secretHash) else {
+                throw AuthorityError(.unauthenticated, "enrollment token is not valid")
+            }
+            try Self.checkUsable(stored, now: now)
+            return stored
+        } catch {
+            tokenGuesses.recordFailure(key: key, now: now)
+            throw error
         }
-        guard let grant = try await store.token(id: token.id), constantTimeEquals(grant.secretHash, token.secretHash) else {
-            throw AuthorityError(.unauthenticated, "enrollment token is not valid")
-        }
-        try Self.checkUsable(grant, now: now)
-        return grant
     }
 
     static func checkUsable(_ token: TokenRecord, now: Date) throws {
@@ -109,22 +115,49 @@ public final class CertificateAuthority: Sendable {
             throw AuthorityError(.unauthenticated, "Renew needs the current certificate as TLS client certificate")
         }
         let current = try await standing(ofSerial: serial, now: now)
+        // A certificate issued before the reserved-identity rule does not carry that identity on.
+        try policy.checkNotReserved(current.spiffeID)
+        let replacing = try await successorToReplace(of: current, now: now)
         let csr = try parseCSR(csrDER)
         guard let currentKey = CertificateDER.subjectPublicKeyInfo(current.der) else {
             throw AuthorityError(.internal, "stored certificate \(current.serial) is not valid DER")
         }
-        guard try csr.publicKeyDER != Array(currentKey) else {
+        let reusesKey: Bool
+        do {
+            reusesKey = try csr.hasSameKey(asSubjectPublicKeyInfo: currentKey)
+        } catch let error as CryptoError {
+            throw AuthorityError(.internal, error.message)
+        }
+        guard !reusesKey else {
             throw AuthorityError(.invalidArgument, "the CSR reuses the current certificate's key; renewal needs a new key")
         }
         let names = SubjectAltNames(uris: [current.spiffeID], dnsNames: current.dnsNames, ipAddresses: current.ipAddresses)
         var record = try sign(csr, names: names, ttlSeconds: ttlSeconds, now: now)
         record.renewedFrom = current.serial
         record.tokenID = current.tokenID
-        try await store.recordRenewal(certificate: record, previousSerial: current.serial, audit: [
-            AuditEntry(time: now, actor: current.spiffeID, action: "renew", subject: record.serial, peer: caller.peer,
-                       detail: "from \(current.serial) until \(Self.iso(record.notAfter))"),
-        ])
+        var audit = [AuditEntry(time: now, actor: current.spiffeID, action: "renew", subject: record.serial, peer: caller.peer,
+                                detail: "from \(current.serial) until \(Self.iso(record.notAfter))")]
+        if let replacing {
+            audit.append(AuditEntry(time: now, actor: current.spiffeID, action: "revoke.superseded", subject: replacing, peer: caller.peer,
+                                    detail: "\(current.spiffeID) superseded: \(current.serial) renewed again as \(record.serial)"))
+        }
+        let replaced = try await store.recordRenewal(certificate: record, previousSerial: current.serial, replacing: replacing,
+                                                     at: now, audit: audit)
+        if let replaced { revocations.add([replaced]) }
         return IssuedCertificate(record: record, chain: chainDER, roots: rootsDER)
+    }
+
+    /// A lineage has one live certificate. A certificate already renewed may renew once more only
+    /// within `renewalRetryWindow` of that renewal, while its child has not renewed in turn (a client
+    /// that lost the response retrying); the child is then revoked. Otherwise: refused, which is what
+    /// a thief renewing a stolen, already renewed certificate gets.
+    private func successorToReplace(of current: CertificateRecord, now: Date) async throws -> String? {
+        guard let successor = current.supersededBy else { return nil }
+        let refusal = AuthorityError(.failedPrecondition, "certificate \(current.serial) was already renewed (as \(successor)); "
+            + "only the newest certificate of a lineage can renew")
+        guard let child = try await store.certificate(serial: successor), child.revokedAt == nil, child.supersededBy == nil,
+              now.timeIntervalSince(child.issuedAt) <= policy.renewalRetryWindow else { throw refusal }
+        return successor
     }
 
     /// The stored record of a caller's certificate, refusing revoked or unknown ones.
@@ -155,7 +188,7 @@ public final class CertificateAuthority: Sendable {
     public func revoke(serial serialText: String, reason: Int, caller: Caller) async throws -> RevocationRecord {
         let now = clock()
         guard let serial = SerialNumber.canonicalHex(serialText) else {
-            throw AuthorityError(.invalidArgument, "\(serialText.debugDescription) is not a hex serial number")
+            throw AuthorityError(.invalidArgument, "\(AuthorityError.quoted(serialText)) is not a hex serial number")
         }
         guard let reasonName = Self.revocationReasons[reason] else {
             throw AuthorityError(.invalidArgument, "\(reason) is not a CRLReason code Vouch accepts (0-6, 9, 10)")
@@ -166,14 +199,43 @@ public final class CertificateAuthority: Sendable {
         guard let target = try await store.certificate(serial: serial) else {
             throw AuthorityError(.notFound, "no certificate with serial \(serial)")
         }
-        guard isAdmin(caller) || target.spiffeID == callerID else {
+        let admin = isAdmin(caller)
+        guard admin || target.spiffeID == callerID else {
             throw AuthorityError(.permissionDenied, "\(callerID) may not revoke \(serial) of \(target.spiffeID)")
         }
-        guard let revocation = try await store.revoke(serial: serial, reason: reason, at: now, audit: AuditEntry(
-            time: now, actor: callerID, action: "revoke", subject: serial, peer: caller.peer, detail: "\(target.spiffeID) \(reasonName)"))
-        else { throw AuthorityError(.notFound, "no certificate with serial \(serial)") }
-        revocations.add([revocation])
+        if !admin, target.revokedAt == nil {
+            try await checkSelfRevocationBudget(of: callerID, now: now)
+        }
+        // A compromised key compromises every certificate renewed with it as credential.
+        let withRenewals = reason == 1
+        let records = try await store.revoke(serial: serial, reason: reason, at: now, withRenewals: withRenewals) { revoked, spiffeID in
+            revoked == serial
+                ? AuditEntry(time: now, actor: callerID, action: "revoke", subject: revoked, peer: caller.peer,
+                             detail: "\(spiffeID) \(reasonName)")
+                : AuditEntry(time: now, actor: callerID, action: "revoke.lineage", subject: revoked, peer: caller.peer,
+                             detail: "\(spiffeID) \(reasonName): renewed from \(serial)")
+        }
+        guard let revocation = records.first(where: { $0.serial == serial }) else {
+            throw AuthorityError(.notFound, "no certificate with serial \(serial)")
+        }
+        revocations.add(records)
         return revocation
+    }
+
+    /// Every revocation grows the CRL that every relying party downloads, so one identity
+    /// revoking its own certificates (renew, revoke, repeat) is bounded.
+    private func checkSelfRevocationBudget(of spiffeID: String, now: Date) async throws {
+        let since = now.addingTimeInterval(-policy.selfRevocationWindow)
+        let made = try await store.countAuditEvents(actor: spiffeID, action: "revoke", since: since)
+        guard made < policy.selfRevocationLimit else {
+            throw AuthorityError(.resourceExhausted, "\(spiffeID) has revoked \(made) of its certificates in the last "
+                + "\(Int(policy.selfRevocationWindow))s, the limit; ask an admin to revoke more")
+        }
+    }
+
+    /// The revocation history of a lineage: the serials renewed from `serial`, transitively, oldest first.
+    public func renewals(of serial: String) async throws -> [String] {
+        try await store.renewals(of: serial)
     }
 
     public func revocations(afterSequence: Int64) async throws -> [RevocationRecord] {
@@ -200,13 +262,17 @@ public final class CertificateAuthority: Sendable {
                             caller: Caller) async throws -> (token: EnrollmentToken, record: TokenRecord) {
         let now = clock()
         try policy.validateSPIFFEID(spiffeID)
+        try policy.checkNotReserved(spiffeID)
+        guard dnsNames.count <= Self.maximumGrantedNames, ipAddresses.count <= Self.maximumGrantedNames else {
+            throw AuthorityError(.invalidArgument, "a token grants at most \(Self.maximumGrantedNames) DNS names and \(Self.maximumGrantedNames) IP addresses")
+        }
         let dns = dnsNames.map { $0.lowercased() }
         for name in dns where !IdentityRules.isValidDNSName(name) {
-            throw AuthorityError(.invalidArgument, "\(name.debugDescription) is not a valid DNS name")
+            throw AuthorityError(.invalidArgument, "\(AuthorityError.quoted(name)) is not a valid DNS name")
         }
         try policy.validateGrant(spiffeID: spiffeID, dnsNames: dns)
         let ips = try ipAddresses.map { ip -> String in
-            guard let canonical = IPAddress.canonical(ip) else { throw AuthorityError(.invalidArgument, "\(ip.debugDescription) is not an IP address") }
+            guard let canonical = IPAddress.canonical(ip) else { throw AuthorityError(.invalidArgument, "\(AuthorityError.quoted(ip)) is not an IP address") }
             return canonical
         }
         guard ttlSeconds >= 0, TimeInterval(ttlSeconds) <= policy.maximumTokenTTL else {
@@ -224,10 +290,16 @@ public final class CertificateAuthority: Sendable {
         return (token, record)
     }
 
+    /// Most DNS names (and, separately, IP addresses) one token may grant.
+    public static let maximumGrantedNames = 100
+
     public func listTokens() async throws -> [TokenRecord] { try await store.listTokens() }
 
     public func revokeToken(id: String, caller: Caller) async throws {
         let now = clock()
+        guard id.utf8.count == 16, id.utf8.allSatisfy({ (0x30...0x39).contains($0) || (0x61...0x66).contains($0) || (0x41...0x46).contains($0) }) else {
+            throw AuthorityError(.invalidArgument, "\(AuthorityError.quoted(id)) is not a token id (16 hex digits)")
+        }
         let found = try await store.revokeToken(id: id.lowercased(), audit: AuditEntry(
             time: now, actor: caller.auditName, action: "token.revoke", subject: id, peer: caller.peer, detail: ""))
         guard found else { throw AuthorityError(.notFound, "no token with id \(id)") }
@@ -237,7 +309,7 @@ public final class CertificateAuthority: Sendable {
 
     public func certificate(serial serialText: String) async throws -> CertificateRecord {
         guard let serial = SerialNumber.canonicalHex(serialText) else {
-            throw AuthorityError(.invalidArgument, "\(serialText.debugDescription) is not a hex serial number")
+            throw AuthorityError(.invalidArgument, "\(AuthorityError.quoted(serialText)) is not a hex serial number")
         }
         guard let record = try await store.certificate(serial: serial) else {
             throw AuthorityError(.notFound, "no certificate with serial \(serial)")
@@ -247,7 +319,10 @@ public final class CertificateAuthority: Sendable {
 
     public func listCertificates(identityGlob: String?, status: CertificateStatus?, expiringWithin: TimeInterval?,
                                  limit: Int, beforeID: Int64?) async throws -> [CertificateRecord] {
-        try await store.listCertificates(CertificateQuery(identityGlob: identityGlob, status: status, expiringWithin: expiringWithin,
+        if let identityGlob, identityGlob.utf8.count > 2048 {
+            throw AuthorityError(.invalidArgument, "identity filter is longer than 2048 bytes")
+        }
+        return try await store.listCertificates(CertificateQuery(identityGlob: identityGlob, status: status, expiringWithin: expiringWithin,
                                                           now: clock(), limit: limit, beforeID: beforeID))
     }
 
@@ -267,6 +342,12 @@ public final class CertificateAuthority: Sendable {
     public func auditAdminRead(_ method: String, subject: String = "", caller: Caller) async throws {
         try await store.appendAudit(AuditEntry(time: clock(), actor: caller.auditName, action: "admin.\(method)",
                                                subject: subject, peer: caller.peer, detail: ""))
+    }
+
+    /// Records a refused request (bad token, denied call, exceeded limit) in the audit log.
+    public func recordRefusal(method: String, code: String, reason: String, caller: Caller) async throws {
+        try await store.appendAudit(AuditEntry(time: clock(), actor: caller.auditName, action: "refused",
+                                               subject: method, peer: caller.peer, detail: "\(code): \(reason)"))
     }
 
     // MARK: Signing
@@ -289,6 +370,7 @@ public final class CertificateAuthority: Sendable {
         // The profile is looked up again at issuance: a token or certificate from before a
         // configuration change gets today's rules.
         let profile = try policy.profile(for: names.uris[0])
+        try policy.validateGrant(spiffeID: names.uris[0], dnsNames: names.dnsNames)
         if let profile, let allowed = profile.keyTypes {
             let key = csr.publicKeyDescription
             guard let type = CertificateProfile.keyTypeName(family: key.family.rawValue, curve: key.curve), allowed.contains(type) else {

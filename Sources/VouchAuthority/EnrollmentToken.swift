@@ -18,12 +18,25 @@ public struct EnrollmentToken: Sendable {
         return EnrollmentToken(id: String(id), secret: secret)
     }
 
-    /// Parses the text form; nil if it is not shaped like a token.
+    /// Parses the text form; nil if it is not shaped like a token. Byte-wise and ASCII only,
+    /// so no Unicode look-alike reaches the store or a log line.
     public static func parse(_ text: String) -> EnrollmentToken? {
-        let parts = text.trimmingCharacters(in: .whitespacesAndNewlines).split(separator: ".", omittingEmptySubsequences: false)
-        guard parts.count == 3, parts[0] == "vch", parts[1].count == 16, parts[1].allSatisfy(\.isHexDigit),
-              (16...128).contains(parts[2].count) else { return nil }
-        return EnrollmentToken(id: String(parts[1]).lowercased(), secret: String(parts[2]))
+        let trimmed = text.trimmingCharacters(in: .whitespacesAndNewlines)
+        guard trimmed.utf8.count <= 160 else { return nil }
+        let parts = trimmed.utf8.split(separator: UInt8(ascii: "."), omittingEmptySubsequences: false)
+        guard parts.count == 3, parts[0].elementsEqual("vch".utf8), parts[1].count == 16,
+              parts[1].allSatisfy(isHexDigit), (16...128).contains(parts[2].count), parts[2].allSatisfy(isBase64URL)
+        else { return nil }
+        return EnrollmentToken(id: String(decoding: parts[1], as: UTF8.self).lowercased(),
+                               secret: String(decoding: parts[2], as: UTF8.self))
+    }
+
+    private static func isHexDigit(_ c: UInt8) -> Bool {
+        (c >= 0x30 && c <= 0x39) || (c >= 0x61 && c <= 0x66) || (c >= 0x41 && c <= 0x46)
+    }
+
+    private static func isBase64URL(_ c: UInt8) -> Bool {
+        (c >= 0x30 && c <= 0x39) || (c >= 0x61 && c <= 0x7a) || (c >= 0x41 && c <= 0x5a) || c == 0x2d || c == 0x5f
     }
 
     public var secretHash: [UInt8] { sha256(Array(secret.utf8)) }

@@ -1,8 +1,11 @@
 import Foundation
 import Synchronization
 
-/// Slows token guessing: after `limit` failed enrollments from one peer host
-/// within `window`, further attempts from it are refused until old failures age out.
+/// Slows token guessing: after `limit` failed enrollments for one key within `window`,
+/// further attempts for it are refused until old failures age out. The authority keys
+/// failures by peer host *and* token id, so guesses at one token (or malformed and unknown
+/// ones) lock only that key: a neighbour behind the same address with a valid token of its
+/// own is never refused.
 public final class FailedAttemptLimiter: Sendable {
     private let failures = Mutex([String: [Date]]())
     let limit: Int
@@ -19,20 +22,23 @@ public final class FailedAttemptLimiter: Sendable {
         return String(peer[..<colon])
     }
 
-    public func check(peer: String, now: Date) throws {
-        let key = Self.host(of: peer)
+    /// The limiter key for an attempt from `peer` at `tokenID` (nil: malformed or unknown token).
+    public static func key(peer: String, tokenID: String?) -> String {
+        host(of: peer) + "|" + (tokenID ?? "?")
+    }
+
+    public func check(key: String, now: Date) throws {
         let recent = failures.withLock { table -> Int in
             let kept = (table[key] ?? []).filter { now.timeIntervalSince($0) < window }
             table[key] = kept.isEmpty ? nil : kept
             return kept.count
         }
         if recent >= limit {
-            throw AuthorityError(.resourceExhausted, "too many failed enrollment attempts from this address; retry later")
+            throw AuthorityError(.resourceExhausted, "too many failed enrollment attempts for this token from this address; retry later")
         }
     }
 
-    public func recordFailure(peer: String, now: Date) {
-        let key = Self.host(of: peer)
+    public func recordFailure(key: String, now: Date) {
         failures.withLock { table in
             // Bound memory under a flood of distinct peers: forget entries that aged out.
             if table.count > 10_000 { table = table.filter { $0.value.contains { now.timeIntervalSince($0) < window } } }

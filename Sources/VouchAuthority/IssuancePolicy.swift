@@ -25,6 +25,13 @@ public struct IssuancePolicy: Sendable {
     public var crlRefreshInterval: TimeInterval
     /// Per-identity rules; when any are set, every SPIFFE ID must match one (the first match applies).
     public var profiles: [CertificateProfile] = []
+    /// How long after a renewal the renewed certificate may renew once more (a client that lost
+    /// the response retrying); the first child is then revoked, so a lineage keeps one live certificate.
+    public var renewalRetryWindow: TimeInterval = 60
+    /// Revocations one non-admin identity may make of its own certificates per `selfRevocationWindow`:
+    /// every revocation grows the CRL every relying party downloads.
+    public var selfRevocationLimit: Int = 10
+    public var selfRevocationWindow: TimeInterval = 24 * 3600
 
     public init(trustDomain: String,
                 defaultCertificateTTL: TimeInterval = 24 * 3600,
@@ -84,10 +91,34 @@ public struct IssuancePolicy: Sendable {
         }
     }
 
+    /// The path prefix of the CA's own identities (`/vouch/server`, `/vouch/admin`).
+    public static let reservedPathPrefix = "/vouch/"
+
+    /// Whether `spiffeID` belongs to the CA itself or to an admin: such certificates come only
+    /// from `vouch ca init` or an explicit command on the CA host, never from a token or a renewal.
+    public func isReserved(_ spiffeID: String) -> Bool {
+        adminIDs.contains(spiffeID) || spiffeID.hasPrefix("spiffe://\(trustDomain)\(Self.reservedPathPrefix)")
+    }
+
+    public func checkNotReserved(_ spiffeID: String) throws {
+        if isReserved(spiffeID) {
+            throw AuthorityError(.permissionDenied, "\(spiffeID) is reserved for the CA and its admins; it cannot be issued to a workload")
+        }
+    }
+
+    /// Refuses a configuration whose profiles name a reserved identity outright.
+    public func validate() throws {
+        for profile in profiles {
+            for pattern in profile.spiffeIDPatterns where !pattern.contains(where: { "*?[".contains($0) }) && isReserved(pattern) {
+                throw AuthorityError(.invalidArgument, "profile \(profile.name) names \(pattern), which is reserved for the CA and its admins")
+            }
+        }
+    }
+
     /// Checks a SPIFFE ID is well formed and in this trust domain.
     public func validateSPIFFEID(_ id: String) throws {
         guard let domain = IdentityRules.trustDomain(ofSPIFFEID: id) else {
-            throw AuthorityError(.invalidArgument, "\(id.debugDescription) is not a valid SPIFFE ID")
+            throw AuthorityError(.invalidArgument, "\(AuthorityError.quoted(id)) is not a valid SPIFFE ID")
         }
         guard domain == trustDomain else {
             throw AuthorityError(.invalidArgument, "SPIFFE ID \(id) is outside trust domain \(trustDomain)")

@@ -85,6 +85,19 @@ public final class CertificateSigningRequest: @unchecked Sendable {
     public var publicKeyDER: [UInt8] {
         get throws { try derEncode { i2d_X509_PUBKEY(X509_REQ_get_X509_PUBKEY(pointer), $0) } }
     }
+
+    /// Whether the CSR's key is the key in `subjectPublicKeyInfo` (DER), compared as keys:
+    /// the same EC point sent compressed or uncompressed is the same key.
+    public func hasSameKey(asSubjectPublicKeyInfo spki: ArraySlice<UInt8>) throws -> Bool {
+        guard let csrKey = X509_REQ_get0_pubkey(pointer) else { throw cryptoFailure(.malformed, "CSR carries no usable public key") }
+        let other: OpaquePointer? = Array(spki).withUnsafeBufferPointer { buffer in
+            var cursor: UnsafePointer<UInt8>? = buffer.baseAddress
+            return d2i_PUBKEY(nil, &cursor, buffer.count)
+        }
+        guard let other else { throw cryptoFailure(.malformed, "stored public key is not valid DER") }
+        defer { EVP_PKEY_free(other) }
+        return EVP_PKEY_eq(csrKey, other) == 1
+    }
 }
 
 /// Renders SANs for X509V3_EXT_conf_nid, refusing characters that would change its meaning.

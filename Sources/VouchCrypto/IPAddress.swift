@@ -10,6 +10,8 @@ public enum IPAddress {
 
     /// Network-order bytes of an IPv4 (4) or IPv6 (16) address.
     public static func parse(_ text: String) -> [UInt8]? {
+        // inet_pton reads a C string: an embedded NUL would hide whatever follows it.
+        guard text.utf8.count <= 64, !text.utf8.contains(0) else { return nil }
         var v4 = in_addr()
         if inet_pton(AF_INET, text, &v4) == 1 {
             return withUnsafeBytes(of: &v4) { Array($0) }

@@ -23,19 +23,29 @@ public enum SerialNumber {
         return out.isEmpty ? "0" : String(decoding: out, as: UTF8.self)
     }
 
-    /// Parses a hex serial (any case, optional colons); nil if it is not hex or too long.
+    /// Parses a hex serial (ASCII digits and letters in any case, optional colons); nil if it is
+    /// not hex or longer than 20 octets. Works on bytes: Unicode "hex digits" such as fullwidth
+    /// letters are refused rather than half-accepted.
     public static func bytes(fromHex text: String) -> [UInt8]? {
-        let digits = text.lowercased().filter { $0 != ":" }
-        guard !digits.isEmpty, digits.count <= 40, digits.allSatisfy(\.isHexDigit) else { return nil }
-        let padded = digits.count % 2 == 1 ? "0" + digits : digits
-        var result: [UInt8] = []
-        var index = padded.startIndex
-        while index < padded.endIndex {
-            let next = padded.index(index, offsetBy: 2)
-            result.append(UInt8(padded[index..<next], radix: 16)!)
-            index = next
+        guard text.utf8.count <= 128 else { return nil }
+        var nibbles: [UInt8] = []
+        for byte in text.utf8 where byte != UInt8(ascii: ":") {
+            guard let value = nibble(byte) else { return nil }
+            nibbles.append(value)
         }
+        guard !nibbles.isEmpty, nibbles.count <= 40 else { return nil }
+        if nibbles.count % 2 == 1 { nibbles.insert(0, at: 0) }
+        let result = stride(from: 0, to: nibbles.count, by: 2).map { nibbles[$0] << 4 | nibbles[$0 + 1] }
         return Array(result.drop { $0 == 0 })
+    }
+
+    private static func nibble(_ byte: UInt8) -> UInt8? {
+        switch byte {
+        case UInt8(ascii: "0")...UInt8(ascii: "9"): return byte - UInt8(ascii: "0")
+        case UInt8(ascii: "a")...UInt8(ascii: "f"): return byte - UInt8(ascii: "a") + 10
+        case UInt8(ascii: "A")...UInt8(ascii: "F"): return byte - UInt8(ascii: "A") + 10
+        default: return nil
+        }
     }
 
     /// Normalises a user-supplied serial to Vouch's canonical lowercase hex, or nil.

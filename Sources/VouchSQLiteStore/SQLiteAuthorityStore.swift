@@ -80,12 +80,27 @@ public final class SQLiteAuthorityStore: AuthorityStore {
         }
     }
 
-    public func recordRenewal(certificate: CertificateRecord, previousSerial: String, audit: [AuditEntry]) async throws {
+    public func recordRenewal(certificate: CertificateRecord, previousSerial: String, replacing: String?,
+                              at time: Date, audit: [AuditEntry]) async throws -> RevocationRecord? {
         try await writer.write { db in
             try Self.insert(certificate, in: db)
-            try db.executeCached(sql: "UPDATE certificate SET superseded_by = ? WHERE serial = ?",
-                           arguments: [certificate.serial, previousSerial])
+            // Conditional on what the authority saw: a concurrent renewal or revocation of the
+            // previous certificate since then makes this one change nothing, and it is refused.
+            try db.executeCached(sql: """
+                UPDATE certificate SET superseded_by = ?
+                WHERE serial = ? AND superseded_by IS ?
+                  AND NOT EXISTS (SELECT 1 FROM revocation WHERE revocation.serial = certificate.serial)
+                """, arguments: [certificate.serial, previousSerial, replacing])
+            guard db.changesCount == 1 else {
+                throw AuthorityError(.failedPrecondition, "certificate \(previousSerial) was renewed or revoked meanwhile; "
+                    + "only the newest certificate of a lineage can renew")
+            }
             for entry in audit { try Self.append(entry, in: db) }
+            guard let replacing else { return nil }
+            try db.executeCached(sql: "INSERT OR IGNORE INTO revocation (serial, reason, revoked_at) VALUES (?, 4, ?)",
+                                 arguments: [replacing, time.timeIntervalSince1970])
+            return try Row.fetchOne(db.cachedStatement(sql: Self.revocationSQL + " WHERE r.serial = ?"), arguments: [replacing])
+                .map(Self.revocation)
         }
     }
 
@@ -160,16 +175,38 @@ public final class SQLiteAuthorityStore: AuthorityStore {
 
     // MARK: Revocations
 
-    public func revoke(serial: String, reason: Int, at time: Date, audit: AuditEntry) async throws -> RevocationRecord? {
+    public func revoke(serial: String, reason: Int, at time: Date, withRenewals: Bool,
+                       audit: @Sendable @escaping (_ serial: String, _ spiffeID: String) -> AuditEntry) async throws -> [RevocationRecord] {
         try await writer.write { db in
-            guard try Row.fetchOne(db.cachedStatement(sql: "SELECT 1 FROM certificate WHERE serial = ?"), arguments: [serial]) != nil else {
-                return nil
+            guard let spiffeID = try String.fetchOne(db.cachedStatement(sql: "SELECT spiffe_id FROM certificate WHERE serial = ?"),
+                                                     arguments: [serial]) else { return [] }
+            // Inside the transaction, so a renewal committed a moment ago is part of the lineage.
+            let lineage = withRenewals ? try Self.renewals(of: serial, in: db) : []
+            var records: [RevocationRecord] = []
+            for (target, targetID) in [(serial, spiffeID)] + lineage {
+                try db.executeCached(sql: "INSERT OR IGNORE INTO revocation (serial, reason, revoked_at) VALUES (?, ?, ?)",
+                                     arguments: [target, reason, time.timeIntervalSince1970])
+                if db.changesCount > 0 { try Self.append(audit(target, targetID), in: db) }
+                if let record = try Row.fetchOne(db.cachedStatement(sql: Self.revocationSQL + " WHERE r.serial = ?"), arguments: [target])
+                    .map(Self.revocation) { records.append(record) }
             }
-            try db.executeCached(sql: "INSERT OR IGNORE INTO revocation (serial, reason, revoked_at) VALUES (?, ?, ?)",
-                           arguments: [serial, reason, time.timeIntervalSince1970])
-            if db.changesCount > 0 { try Self.append(audit, in: db) }
-            return try Row.fetchOne(db.cachedStatement(sql: Self.revocationSQL + " WHERE r.serial = ?"), arguments: [serial]).map(Self.revocation)
+            return records
         }
+    }
+
+    public func renewals(of serial: String) async throws -> [String] {
+        try await pool.read { db in try Self.renewals(of: serial, in: db).map(\.serial) }
+    }
+
+    /// Every certificate renewed from `serial`, transitively, in issuance order, with its SPIFFE ID.
+    static func renewals(of serial: String, in db: Database) throws -> [(serial: String, spiffeID: String)] {
+        try Row.fetchAll(db.cachedStatement(sql: """
+            WITH RECURSIVE line(serial) AS (
+                SELECT serial FROM certificate WHERE renewed_from = ?
+                UNION SELECT c.serial FROM certificate c JOIN line ON c.renewed_from = line.serial
+            )
+            SELECT c.serial, c.spiffe_id FROM certificate c JOIN line ON line.serial = c.serial ORDER BY c.id
+            """), arguments: [serial]).map { (serial: $0["serial"], spiffeID: $0["spiffe_id"]) }
     }
 
     static let revocationSQL = """
@@ -197,6 +234,13 @@ public final class SQLiteAuthorityStore: AuthorityStore {
         try await writer.write { db in try Self.append(entry, in: db) }
     }
 
+    public func countAuditEvents(actor: String, action: String, since: Date) async throws -> Int {
+        try await pool.read { db in
+            try Int.fetchOne(db.cachedStatement(sql: "SELECT count(*) FROM audit_event WHERE actor = ? AND action = ? AND time >= ?"),
+                             arguments: [actor, action, since.timeIntervalSince1970]) ?? 0
+        }
+    }
+
     public func auditEvents(afterID: Int64, limit: Int) async throws -> [AuditRecord] {
         try await pool.read { db in
             try Row.fetchAll(db.cachedStatement(sql: "SELECT * FROM audit_event WHERE id > ? ORDER BY id LIMIT ?"), arguments: [afterID, limit])
@@ -215,6 +259,48 @@ public final class SQLiteAuthorityStore: AuthorityStore {
             }
             return (rows, head)
         }
+    }
+
+    public func auditHead() async throws -> (id: Int64, hash: [UInt8])? {
+        try await pool.read { db in
+            try Row.fetchOne(db.cachedStatement(sql: "SELECT last_id, last_hash FROM audit_head WHERE id = 1")).map { row in
+                (id: row["last_id"] as Int64, hash: Array(row["last_hash"] as Data))
+            }
+        }
+    }
+
+    public func auditChainRows(afterID: Int64) async throws -> [AuditChain.Row] {
+        try await pool.read { db in
+            try Row.fetchAll(db.cachedStatement(sql: "SELECT * FROM audit_event WHERE id > ? ORDER BY id"), arguments: [afterID]).map { row in
+                AuditChain.Row(id: row["id"], entry: Self.auditEntry(row),
+                               previousHash: Array((row["prev_hash"] as Data?) ?? Data()), hash: Array((row["hash"] as Data?) ?? Data()))
+            }
+        }
+    }
+
+    public func appendAuditCheckpoint(_ checkpoint: AuditCheckpoint) async throws {
+        try await writer.write { db in
+            try db.executeCached(sql: "INSERT INTO audit_checkpoint (row_id, hash, time, signer, signature) VALUES (?, ?, ?, ?, ?)",
+                                 arguments: [checkpoint.rowID, Data(checkpoint.hash), Int64(checkpoint.time.timeIntervalSince1970),
+                                             checkpoint.signer, Data(checkpoint.signature)])
+        }
+    }
+
+    public func auditCheckpoints() async throws -> [AuditCheckpoint] {
+        try await pool.read { db in
+            try Row.fetchAll(db.cachedStatement(sql: "SELECT * FROM audit_checkpoint ORDER BY id")).map(Self.auditCheckpoint)
+        }
+    }
+
+    public func latestAuditCheckpoint() async throws -> AuditCheckpoint? {
+        try await pool.read { db in
+            try Row.fetchOne(db.cachedStatement(sql: "SELECT * FROM audit_checkpoint ORDER BY id DESC LIMIT 1")).map(Self.auditCheckpoint)
+        }
+    }
+
+    static func auditCheckpoint(_ row: Row) -> AuditCheckpoint {
+        AuditCheckpoint(rowID: row["row_id"], hash: Array(row["hash"] as Data), time: Date(timeIntervalSince1970: Double(row["time"] as Int64)),
+                        signer: row["signer"], signature: Array(row["signature"] as Data))
     }
 
     // MARK: Row mapping

@@ -84,6 +84,31 @@ enum Schema {
             }
             try db.execute(sql: "INSERT INTO audit_head (id, last_id, last_hash) VALUES (1, ?, ?)", arguments: [lastID, Data(previous)])
         }
+        migrator.registerMigration("v3-audit-checkpoint") { db in
+            // Signed checkpoints of the audit head (AuditCheckpoint). Append-only: the triggers stop
+            // accidental edits; deliberate ones are caught by the signature.
+            try db.execute(sql: """
+                CREATE TABLE audit_checkpoint (
+                    id INTEGER PRIMARY KEY AUTOINCREMENT,
+                    row_id INTEGER NOT NULL,
+                    hash BLOB NOT NULL,
+                    time INTEGER NOT NULL,
+                    signer TEXT NOT NULL,
+                    signature BLOB NOT NULL
+                );
+                CREATE TRIGGER audit_checkpoint_no_update BEFORE UPDATE ON audit_checkpoint
+                BEGIN SELECT RAISE(ABORT, 'audit checkpoints are append-only'); END;
+                CREATE TRIGGER audit_checkpoint_no_delete BEFORE DELETE ON audit_checkpoint
+                BEGIN SELECT RAISE(ABORT, 'audit checkpoints are append-only'); END;
+                """)
+        }
+        migrator.registerMigration("v4-lineage") { db in
+            // Lineage revocation walks renewed_from; the self-revocation limit counts an actor's audit rows.
+            try db.execute(sql: """
+                CREATE INDEX certificate_renewed_from ON certificate(renewed_from);
+                CREATE INDEX audit_event_actor_action_time ON audit_event(actor, action, time);
+                """)
+        }
         return migrator
     }
 }

@@ -2,10 +2,11 @@ import ArgumentParser
 import Foundation
 import VouchAuthority
 import VouchCrypto
+import VouchSQLiteStore
 
 struct CACommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "ca", abstract: "Create and inspect the CA.", subcommands: [CAInit.self])
+        commandName: "ca", abstract: "Create and inspect the CA.", subcommands: [CAInit.self, CAAdminCert.self])
 }
 
 struct CAInit: AsyncParsableCommand {
@@ -51,6 +52,58 @@ struct CAInit: AsyncParsableCommand {
                       admin cert:     \(files.adminCertificate) (\(admin))
                     Start it with: vouch server --dir \(dir)
                     """)
+            }
+        }
+    }
+}
+
+/// The only way, besides `ca init`, to an admin identity: tokens and renewals never grant one.
+struct CAAdminCert: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "admin-cert",
+        abstract: "Issue an admin client certificate on the CA host (list its ID with `vouch server --admin-id`).")
+
+    @Option(help: "CA directory made by `vouch ca init`.")
+    var dir: String = "./vouch-ca"
+
+    @Option(help: "SPIFFE ID of the admin, in the CA's trust domain.")
+    var spiffeId: String
+
+    @Option(help: "Directory to write admin.pem and admin_key.pem into; existing files are not overwritten.")
+    var out: String
+
+    @Option(help: "Certificate lifetime (default 90d).")
+    var ttl: DurationArgument = DurationArgument(argument: "90d")!
+
+    @Option(help: "Passphrase file for encrypted CA keys (or set VOUCH_CA_PASSPHRASE).")
+    var passphraseFile: String?
+
+    @Flag(help: "Print the result as JSON.")
+    var json = false
+
+    func run() async throws {
+        try await runReportingErrors {
+            umask(0o077)
+            guard ttl.seconds > 0 else { throw CLIError("--ttl must be positive") }
+            let files = CAFiles(directory: dir)
+            let material = try CAMaterial.load(from: files, passphrase: try readPassphrase(file: passphraseFile))
+            let issued = try LocalIssuance.adminCertificate(material: material, spiffeID: spiffeId,
+                                                            lifetime: TimeInterval(ttl.seconds), now: Date())
+            try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+            let certificatePath = out + "/admin.pem", keyPath = out + "/admin_key.pem"
+            // Key first and exclusive: an existing admin identity in --out is never replaced.
+            try AtomicFile.create(Array(try issued.key.pkcs8PEM().utf8), at: keyPath, mode: 0o600)
+            try AtomicFile.write(issued.certificate.pem + material.intermediate.pem, to: certificatePath)
+            let store = try SQLiteAuthorityStore(path: files.database)
+            try await store.insertCertificate(issued.record, audit: AuditEntry(
+                time: issued.record.issuedAt, actor: "local", action: "issue", subject: issued.record.serial, peer: "local",
+                detail: "\(spiffeId) (ca admin-cert)"))
+            if json {
+                try printJSON(["serial": issued.record.serial, "spiffe_id": spiffeId, "cert": certificatePath, "key": keyPath,
+                               "not_after": issued.record.notAfter.formatted(.iso8601)])
+            } else {
+                print("issued admin certificate \(issued.record.serial) for \(spiffeId) until \(issued.record.notAfter.formatted(.iso8601))")
+                print("  cert: \(certificatePath)\n  key:  \(keyPath)")
             }
         }
     }

@@ -6,6 +6,7 @@ import VouchAPI
 import VouchAuthority
 import VouchCrypto
 import VouchSQLiteStore
+import VouchTLS
 
 /// A failure the CLI reports as one line on stderr with exit code 1.
 struct CLIError: Error, CustomStringConvertible {
@@ -68,12 +69,16 @@ struct DurationArgument: ExpressibleByArgument, Sendable {
             }
             let (product, overflow) = value.multipliedReportingOverflow(by: unit)
             guard !overflow else { return nil }
-            total += product
+            let (sum, sumOverflow) = total.addingReportingOverflow(product)
+            guard !sumOverflow else { return nil }
+            total = sum
             number = ""
         }
         if !number.isEmpty {
             guard let value = Int64(number) else { return nil }  // bare number = seconds
-            total += value
+            let (sum, overflow) = total.addingReportingOverflow(value)
+            guard !overflow else { return nil }
+            total = sum
         }
         return total
     }
@@ -100,6 +105,9 @@ struct AdminConnectionOptions: ParsableArguments {
     @Option(help: "Trust bundle (default: DIR/bundle.pem).")
     var bundle: String?
 
+    @Option(help: "SPIFFE ID the CA server must present (default: spiffe://<trust domain of DIR>/vouch/server).")
+    var serverSpiffeId: String?
+
     @Option(help: "Deadline for the call.")
     var timeout: DurationArgument = DurationArgument(argument: "30s")!
 
@@ -107,7 +115,15 @@ struct AdminConnectionOptions: ParsableArguments {
         let files = CAFiles(directory: dir)
         return VouchClient.Credentials(bundlePEMPath: bundle ?? files.bundle,
                                        certificatePEMPath: cert ?? files.adminCertificate,
-                                       keyPEMPath: key ?? files.adminKey)
+                                       keyPEMPath: key ?? files.adminKey,
+                                       serverIdentity: serverIdentity(files: files))
+    }
+
+    /// The configured ID, else the Vouch server ID of the directory's trust domain. Without a
+    /// readable ca.json (a bundle copied off the CA host), any trust domain the bundle vouches for.
+    private func serverIdentity(files: CAFiles) -> ServerIdentity {
+        if let serverSpiffeId { return .spiffeID(serverSpiffeId) }
+        return .vouchServer(trustDomain: (try? CASettings.load(from: files))?.trustDomain)
     }
 
     var callOptions: CallOptions { VouchClient.options(timeout: .seconds(timeout.seconds)) }

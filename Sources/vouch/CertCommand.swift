@@ -1,5 +1,7 @@
 import ArgumentParser
 import Foundation
+import GRPCCore
+import GRPCNIOTransportHTTP2
 import VouchAPI
 import VouchAuthority
 import VouchCrypto
@@ -19,6 +21,8 @@ struct CertificateJSON: Encodable {
     let renewed_from: String?
     let superseded_by: String?
     let pem: String?
+    /// The certificate's whole line, first enrollment to newest renewal (cert show only).
+    var lineage: [LineageEntry]?
 
     init(_ info: Vouch_V1_CertificateInfo, includePEM: Bool) {
         serial = info.serial
@@ -118,10 +122,13 @@ struct CertShow: AsyncParsableCommand {
             try connection.checkFiles()
             var request = Vouch_V1_GetCertificateRequest()
             request.serial = serial
-            let info = try await VouchClient.with(server: connection.server, credentials: connection.credentials) { client in
-                try await Vouch_V1_Admin.Client(wrapping: client).getCertificate(request, options: connection.callOptions)
+            let (info, lineage) = try await VouchClient.with(server: connection.server, credentials: connection.credentials) { client in
+                let admin = Vouch_V1_Admin.Client(wrapping: client)
+                let info = try await admin.getCertificate(request, options: connection.callOptions)
+                return (info, try await Self.lineage(of: info, admin: admin, options: connection.callOptions))
             }
-            let view = CertificateJSON(info, includePEM: true)
+            var view = CertificateJSON(info, includePEM: true)
+            view.lineage = lineage
             if json {
                 try printJSON(view)
                 return
@@ -137,8 +144,49 @@ struct CertShow: AsyncParsableCommand {
             if let from = view.renewed_from { print("renewed from: \(from)") }
             if let by = view.superseded_by { print("superseded by: \(by)") }
             if let at = view.revoked_at { print("revoked at:   \(at) (\(view.revocation_reason ?? "?"))") }
+            if lineage.count > 1 {
+                print("lineage:      " + lineage.map { entry in
+                    (entry.serial == view.serial ? "[\(entry.serial)]" : entry.serial) + " (\(entry.status))"
+                }.joined(separator: " -> "))
+            }
             print(view.pem ?? "", terminator: "")
         }
+    }
+
+    /// Longest lineage walked each way; a line renewed hourly for a week is 168.
+    static let maximumLineage = 500
+
+    /// The lineage of `info`: its ancestors by renewed_from, itself, its descendants by superseded_by.
+    static func lineage(of info: Vouch_V1_CertificateInfo, admin: Vouch_V1_Admin.Client<HTTP2ClientTransport.Posix>,
+                        options: CallOptions) async throws -> [LineageEntry] {
+        func fetch(_ serial: String) async throws -> Vouch_V1_CertificateInfo {
+            var request = Vouch_V1_GetCertificateRequest()
+            request.serial = serial
+            return try await admin.getCertificate(request, options: options)
+        }
+        var before: [LineageEntry] = []
+        var cursor = info
+        while !cursor.renewedFrom.isEmpty, before.count < maximumLineage {
+            cursor = try await fetch(cursor.renewedFrom)
+            before.insert(LineageEntry(cursor), at: 0)
+        }
+        var after: [LineageEntry] = []
+        cursor = info
+        while !cursor.supersededBy.isEmpty, after.count < maximumLineage {
+            cursor = try await fetch(cursor.supersededBy)
+            after.append(LineageEntry(cursor))
+        }
+        return before + [LineageEntry(info)] + after
+    }
+}
+
+struct LineageEntry: Encodable {
+    let serial, status, issued_at: String
+
+    init(_ info: Vouch_V1_CertificateInfo) {
+        serial = info.serial
+        status = statusName(info.status)
+        issued_at = iso8601(info.issuedAt)
     }
 }
 

@@ -4,6 +4,7 @@ import Logging
 import ServiceLifecycle
 import VouchAPI
 import VouchAuthority
+import VouchConnectionLimits
 import VouchHTTP
 import VouchSQLiteStore
 
@@ -32,11 +33,22 @@ struct ServerCommand: AsyncParsableCommand {
     @Option(name: .customLong("admin-id"), help: "Extra admin SPIFFE ID (repeatable); the init admin is always one.")
     var adminIDs: [String] = []
 
-    @Option(help: "Also serve plain HTTP on HOST:PORT: /crl, /ocsp, /healthz and /metrics.")
+    @Option(help: "Also serve plain HTTP on HOST:PORT: /crl, /ocsp, /healthz, /metrics and /audit/checkpoint.")
     var http: HostPort?
 
     @Option(help: "URL written into issued certificates' CRL distribution point (e.g. http://ca.internal:8080/crl).")
     var crlURL: String?
+
+    @Option(help: "How often to sign an audit checkpoint when the audit log moved (default 60s; also at start and shutdown).")
+    var auditCheckpointInterval: DurationArgument = DurationArgument(argument: "60s")!
+
+    @Option(help: "How long a renewed certificate may renew once more, for a client that lost the response (default 60s).")
+    var renewalRetryWindow: DurationArgument?
+
+    @Option(help: "Revocations a non-admin identity may make of its own certificates per 24 hours (default 10).")
+    var selfRevocationLimit: Int?
+
+    @OptionGroup var listenerLimits: ListenerLimitOptions
 
     @OptionGroup var logging: LoggingOptions
 
@@ -69,25 +81,46 @@ struct ServerCommand: AsyncParsableCommand {
                     throw CLIError("profile \(profile.name): \(pattern) is outside trust domain \(trustDomain)")
                 }
             }
+            if let renewalRetryWindow {
+                guard renewalRetryWindow.seconds >= 0 else { throw CLIError("--renewal-retry-window must not be negative") }
+                policy.renewalRetryWindow = TimeInterval(renewalRetryWindow.seconds)
+            }
+            if let selfRevocationLimit {
+                guard selfRevocationLimit >= 0 else { throw CLIError("--self-revocation-limit must not be negative") }
+                policy.selfRevocationLimit = selfRevocationLimit
+            }
+            do {
+                try policy.validate()
+            } catch let error as AuthorityError {
+                throw CLIError(error.message)
+            }
             let store = try SQLiteAuthorityStore(path: files.database)
             let authority = CertificateAuthority(store: store, material: material, policy: policy)
             try await authority.start()
-            let server = CAServer(authority: authority, files: files, address: listen, logger: logger) { address in
+            guard auditCheckpointInterval.seconds > 0 else { throw CLIError("--audit-checkpoint-interval must be positive") }
+            let auditCheckpoints = AuditCheckpointer(store: store, signer: material.signer)
+            let limits = try listenerLimits.resolved(handshake: file?.handshakeTimeout, idle: file?.idleTimeout,
+                                                     maxConnections: file?.maxConnections, section: "server")
+            let server = CAServer(authority: authority, files: files, address: listen, logger: logger,
+                                  auditCheckpoints: auditCheckpoints, limits: limits) { address in
                 print("vouch server listening on \(address)")
                 fflush(nil)
             }
-            var services: [any Service] = [server]
+            // First, so it stops last and its final checkpoint covers the listeners' last events.
+            var services: [any Service] = [AuditCheckpointService(
+                checkpointer: auditCheckpoints, interval: .seconds(auditCheckpointInterval.seconds), logger: logger), server]
             if let http {
                 let registry = PrometheusBootstrap.install()
                 MetricsInterceptor.registerCertificateCounters()
                 let database = files.database
-                services.append(HTTPEndpoint(host: http.host, port: http.port, onListening: { port in
+                services.append(HTTPEndpoint(host: http.host, port: http.port, limits: limits,
+                                             onLimitReached: connectionLimitLogger(logger, listener: "http"), onListening: { port in
                     print("vouch server http on \(HostPort(host: http.host, port: port))")
                     fflush(nil)
                 }, handler: CAHTTPRoutes.handler(authority: authority, metrics: {
                     await CAGauges.refresh(authority: authority, databasePath: database)
                     return PrometheusBootstrap.scrape(registry)
-                })))
+                }, auditCheckpoints: auditCheckpoints)))
             }
             let group = ServiceGroup(configuration: ServiceGroupConfiguration(
                 services: services.map { .init(service: $0) }, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))

@@ -1,0 +1,67 @@
+import NIOCore
+import NIOSSL
+import Synchronization
+import X509
+
+/// A client's check of the server it dialled, run as the TLS custom verification
+/// callback: the chain must validate to the trust bundle (RFC 5280), cover the host
+/// name or IP dialled, and carry the expected SPIFFE ID. Setting a callback turns
+/// BoringSSL's own verification off, so all three happen here.
+public final class ServerCertificateVerifier: Sendable {
+    private let roots: [Certificate]
+    private let host: String
+    private let isIPAddress: Bool
+    public let expected: ServerIdentity
+    private let rejection = Mutex<String?>(nil)
+
+    public init(rootsPEM: String, host: String, isIPAddress: Bool, expected: ServerIdentity) throws {
+        self.roots = try PeerCertificateVerifier.parse(rootsPEM)
+        self.host = host
+        self.isIPAddress = isIPAddress
+        self.expected = expected
+    }
+
+    /// Why the last handshake was refused, for an error message clearer than a closed connection.
+    public var lastRejection: String? { rejection.withLock { $0 } }
+
+    public func verify(_ presented: [NIOSSLCertificate], _ promise: EventLoopPromise<NIOSSLVerificationResultWithMetadata>) {
+        let certificates: [Certificate]
+        do {
+            certificates = try presented.map { try Certificate(derEncoded: $0.toDERBytes()) }
+        } catch {
+            reject("the server sent an unparseable certificate", promise)
+            return
+        }
+        guard let leaf = certificates.first else {
+            reject("the server sent no certificate", promise)
+            return
+        }
+        let presentedID = leaf.spiffeID
+        guard expected.accepts(presentedID) else {
+            let shown = presentedID.map { String($0.prefix(256)) } ?? "no SPIFFE ID"
+            reject("the server at \(host) presented \(shown), not \(expected)", promise)
+            return
+        }
+        let roots = self.roots, host = self.host, isIPAddress = self.isIPAddress
+        promise.completeWithTask { [self] in
+            var verifier = Verifier(rootCertificates: CertificateStore(roots)) {
+                RFC5280Policy()
+                ServerIdentityPolicy(serverHostname: isIPAddress ? nil : host, serverIP: isIPAddress ? host : nil)
+            }
+            switch await verifier.validate(leaf: leaf, intermediates: CertificateStore(certificates.dropFirst())) {
+            case .validCertificate(let chain):
+                let nioChain = try chain.map { try NIOSSLCertificate(bytes: PeerCertificateVerifier.der($0), format: .der) }
+                return .certificateVerified(VerificationMetadata(NIOSSL.ValidatedCertificateChain(nioChain)))
+            case .couldNotValidate(let failures):
+                let reason = failures.first.map { "\($0.policyFailureReason)" } ?? "no path to a trusted root"
+                rejection.withLock { $0 = "the certificate of the server at \(host) did not verify: \(reason)" }
+                return .failed
+            }
+        }
+    }
+
+    private func reject(_ reason: String, _ promise: EventLoopPromise<NIOSSLVerificationResultWithMetadata>) {
+        rejection.withLock { $0 = reason }
+        promise.succeed(.failed)
+    }
+}
