@@ -6,8 +6,13 @@ import VouchAuthority
 /// authorization interceptor admits admin identities only.
 public struct AdminService: Vouch_V1_Admin.SimpleServiceProtocol {
     let authority: CertificateAuthority
+    /// Signs audit checkpoints for GetAuditCheckpoint (AdminService+AuditCheckpoint.swift); nil: unavailable.
+    let auditCheckpoints: AuditCheckpointer?
 
-    public init(authority: CertificateAuthority) { self.authority = authority }
+    public init(authority: CertificateAuthority, auditCheckpoints: AuditCheckpointer? = nil) {
+        self.authority = authority
+        self.auditCheckpoints = auditCheckpoints
+    }
 
     public func createToken(request: Vouch_V1_CreateTokenRequest, context: ServerContext) async throws -> Vouch_V1_CreateTokenResponse {
         try await mapErrors {

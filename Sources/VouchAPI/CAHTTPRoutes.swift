@@ -5,9 +5,11 @@ import VouchHTTP
 /// The CA's plain-HTTP routes for software that does not speak gRPC:
 /// `GET /crl` (DER CRL, e.g. for nginx `ssl_crl` or envoy) and an RFC 6960
 /// OCSP responder at `POST /ocsp` and `GET /ocsp/<base64 request>`, `GET /healthz`
-/// for load balancers and probes, and `GET /metrics` (Prometheus) when given.
+/// for load balancers and probes, `GET /metrics` (Prometheus) and `GET /audit/checkpoint`
+/// (the latest signed audit checkpoint, one JSON line) when given.
 public enum CAHTTPRoutes {
-    public static func handler(authority: CertificateAuthority, metrics: (@Sendable () async -> HTTPResponse)? = nil)
+    public static func handler(authority: CertificateAuthority, metrics: (@Sendable () async -> HTTPResponse)? = nil,
+                               auditCheckpoints: AuditCheckpointer? = nil)
         -> @Sendable (HTTPRequest) async -> HTTPResponse {
         { request in
             switch (request.method, request.path) {
@@ -28,6 +30,14 @@ public enum CAHTTPRoutes {
                                     body: await authority.ocspResponse(to: Array(der)))
             case ("GET", "/metrics") where metrics != nil:
                 return await metrics!()
+            case ("GET", "/audit/checkpoint") where auditCheckpoints != nil:
+                // The latest stored one: signing on demand is left to admins (GetAuditCheckpoint).
+                do {
+                    guard let latest = try await auditCheckpoints!.latest() else { return .text(404, "no audit checkpoint yet") }
+                    return HTTPResponse(status: 200, contentType: "application/json", body: Array((latest.text + "\n").utf8))
+                } catch {
+                    return .text(500, "audit checkpoint unavailable")
+                }
             case ("GET", "/healthz"):
                 // Healthy when the CA can produce its CRL: keys loaded and the database readable.
                 do {
@@ -37,7 +47,7 @@ public enum CAHTTPRoutes {
                     return .text(503, "unhealthy: \(error)")
                 }
             default:
-                return .text(404, "Vouch CA: GET /crl, POST /ocsp, GET /healthz, GET /metrics")
+                return .text(404, "Vouch CA: GET /crl, POST /ocsp, GET /healthz, GET /metrics, GET /audit/checkpoint")
             }
         }
     }

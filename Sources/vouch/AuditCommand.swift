@@ -2,11 +2,12 @@ import ArgumentParser
 import Foundation
 import VouchAPI
 import VouchAuthority
+import VouchCrypto
 import VouchSQLiteStore
 
 struct AuditCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "audit", abstract: "Read the audit log.", subcommands: [AuditList.self, AuditVerify.self])
+        commandName: "audit", abstract: "Read the audit log.", subcommands: [AuditList.self, AuditVerify.self, AuditCheckpointCommand.self])
 }
 
 struct AuditList: AsyncParsableCommand {
@@ -54,10 +55,18 @@ struct AuditList: AsyncParsableCommand {
 struct AuditVerify: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "verify",
-        abstract: "Check the audit log's hash chain in the CA database; fails on an edited, deleted or reordered row.")
+        abstract: "Check the audit log in the CA database: its hash chain, its head and its signed checkpoints.",
+        discussion: """
+            Fails on an edited, deleted or reordered row, a missing or wrong head, and a stored checkpoint whose \
+            signature does not verify with DIR/intermediate.pem or whose hash differs from the chain. With \
+            --checkpoint, also on a log that ends before the saved checkpoint's row (rollback) or differs from it.
+            """)
 
-    @Option(help: "CA directory made by `vouch ca init` (reads DIR/vouch.db on this host).")
+    @Option(help: "CA directory made by `vouch ca init` (reads DIR/vouch.db and DIR/intermediate.pem on this host).")
     var dir: String = "./vouch-ca"
+
+    @Option(help: "A checkpoint saved earlier by `vouch audit checkpoint --out FILE` or from GET /audit/checkpoint.")
+    var checkpoint: String?
 
     @Flag(help: "Print the result as JSON.")
     var json = false
@@ -66,18 +75,70 @@ struct AuditVerify: AsyncParsableCommand {
         try await runReportingErrors {
             let files = CAFiles(directory: dir)
             guard FileManager.default.fileExists(atPath: files.database) else { throw CLIError("no database at \(files.database)") }
-            let chain = try await SQLiteAuthorityStore(path: files.database).auditChain()
-            switch AuditChain.verify(chain.rows, head: chain.head) {
-            case .intact(let events, let head):
-                let hex = head.map { String(format: "%02x", $0) }.joined()
+            let intermediate = try X509Certificate(pem: try String(contentsOfFile: files.intermediateCertificate, encoding: .utf8))
+            let exported = try checkpoint.map { path in
+                guard let text = try? String(contentsOfFile: path, encoding: .utf8) else { throw CLIError("cannot read \(path)") }
+                return try AuditCheckpoint(text: text)
+            }
+            let store = try SQLiteAuthorityStore(path: files.database)
+            let chain = try await store.auditChain()
+            let checkpoints = try await store.auditCheckpoints()
+            switch AuditChain.verify(chain.rows, head: chain.head, checkpoints: checkpoints, intermediate: intermediate, exported: exported) {
+            case .intact(let events, let head, let checked):
                 if json {
-                    try printJSON(["status": "intact", "events": String(events), "head": hex])
+                    try printJSON(["status": "intact", "events": String(events), "head": head.hex, "checkpoints": String(checked)])
                 } else {
-                    print("audit log intact: \(events) events, head \(hex)")
+                    print("audit log intact: \(events) events, head \(head.hex), \(checked) signed checkpoints match")
                 }
             case .broken(let rowID, let reason):
                 if json { try printJSON(["status": "broken", "row": String(rowID), "reason": reason]) }
                 throw CLIError("audit log broken at row \(rowID): \(reason)")
+            }
+        }
+    }
+}
+
+struct AuditCheckpointCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "checkpoint",
+        abstract: "Have the server sign a checkpoint of the audit log's head; keep it off the CA host.",
+        discussion: """
+            Prints the checkpoint as one JSON line (or writes it to --out). Later, \
+            `vouch audit verify --dir DIR --checkpoint FILE` fails if the log was rewritten or rolled back past it.
+            """)
+
+    @OptionGroup var connection: AdminConnectionOptions
+
+    @Option(help: "Write the checkpoint line to this file instead of stdout.")
+    var out: String?
+
+    @Flag(help: "Print the checkpoint's fields as JSON.")
+    var json = false
+
+    func run() async throws {
+        try await runReportingErrors {
+            try connection.checkFiles()
+            let response = try await VouchClient.with(server: connection.server, credentials: connection.credentials) { client in
+                try await Vouch_V1_Admin.Client(wrapping: client).getAuditCheckpoint(Vouch_V1_GetAuditCheckpointRequest(),
+                                                                                      options: connection.callOptions)
+            }
+            let checkpoint = try AuditCheckpoint(text: response.text)
+            // Where the intermediate certificate is at hand, refuse to save a checkpoint it did not sign.
+            let files = CAFiles(directory: connection.dir)
+            if let pem = try? String(contentsOfFile: files.intermediateCertificate, encoding: .utf8),
+               let problem = checkpoint.signatureProblem(certificate: try X509Certificate(pem: pem)) {
+                throw CLIError("the server's checkpoint is not valid: \(problem)")
+            }
+            if let out {
+                try AtomicFile.write(Array((checkpoint.text + "\n").utf8), to: out)
+            }
+            if json {
+                try printJSON(["row": String(checkpoint.rowID), "hash": checkpoint.hash.hex, "time": checkpoint.time.formatted(.iso8601),
+                               "signer": checkpoint.signer, "text": checkpoint.text])
+            } else if out == nil {
+                print(checkpoint.text)
+            } else {
+                print("audit checkpoint at row \(checkpoint.rowID) saved to \(out!)")
             }
         }
     }

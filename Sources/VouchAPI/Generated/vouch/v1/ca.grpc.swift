@@ -1603,6 +1603,19 @@ public enum Vouch_V1_Admin: Sendable {
                 type: .unary
             )
         }
+        /// Namespace for "GetAuditCheckpoint" metadata.
+        public enum GetAuditCheckpoint: Sendable {
+            /// Request type for "GetAuditCheckpoint".
+            public typealias Input = Vouch_V1_GetAuditCheckpointRequest
+            /// Response type for "GetAuditCheckpoint".
+            public typealias Output = Vouch_V1_AuditCheckpoint
+            /// Descriptor for "GetAuditCheckpoint".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "vouch.v1.Admin"),
+                method: "GetAuditCheckpoint",
+                type: .unary
+            )
+        }
         /// Descriptors for all methods in the "vouch.v1.Admin" service.
         public static let descriptors: [GRPCCore.MethodDescriptor] = [
             CreateToken.descriptor,
@@ -1610,7 +1623,8 @@ public enum Vouch_V1_Admin: Sendable {
             RevokeToken.descriptor,
             ListCertificates.descriptor,
             GetCertificate.descriptor,
-            ListAuditEvents.descriptor
+            ListAuditEvents.descriptor,
+            GetAuditCheckpoint.descriptor
         ]
     }
 }
@@ -1749,6 +1763,25 @@ extension Vouch_V1_Admin {
             request: GRPCCore.StreamingServerRequest<Vouch_V1_ListAuditEventsRequest>,
             context: GRPCCore.ServerContext
         ) async throws -> GRPCCore.StreamingServerResponse<Vouch_V1_ListAuditEventsResponse>
+
+        /// Handle the "GetAuditCheckpoint" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Signs a fresh checkpoint of the audit log's head with the intermediate key
+        /// > and stores it; save it to detect a later rewrite or rollback of the log.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Vouch_V1_GetAuditCheckpointRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Vouch_V1_AuditCheckpoint` messages.
+        func getAuditCheckpoint(
+            request: GRPCCore.StreamingServerRequest<Vouch_V1_GetAuditCheckpointRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Vouch_V1_AuditCheckpoint>
     }
 
     /// Service protocol for the "vouch.v1.Admin" service.
@@ -1871,6 +1904,25 @@ extension Vouch_V1_Admin {
             request: GRPCCore.ServerRequest<Vouch_V1_ListAuditEventsRequest>,
             context: GRPCCore.ServerContext
         ) async throws -> GRPCCore.ServerResponse<Vouch_V1_ListAuditEventsResponse>
+
+        /// Handle the "GetAuditCheckpoint" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Signs a fresh checkpoint of the audit log's head with the intermediate key
+        /// > and stores it; save it to detect a later rewrite or rollback of the log.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Vouch_V1_GetAuditCheckpointRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Vouch_V1_AuditCheckpoint` message.
+        func getAuditCheckpoint(
+            request: GRPCCore.ServerRequest<Vouch_V1_GetAuditCheckpointRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Vouch_V1_AuditCheckpoint>
     }
 
     /// Simple service protocol for the "vouch.v1.Admin" service.
@@ -1991,6 +2043,25 @@ extension Vouch_V1_Admin {
             request: Vouch_V1_ListAuditEventsRequest,
             context: GRPCCore.ServerContext
         ) async throws -> Vouch_V1_ListAuditEventsResponse
+
+        /// Handle the "GetAuditCheckpoint" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Signs a fresh checkpoint of the audit log's head with the intermediate key
+        /// > and stores it; save it to detect a later rewrite or rollback of the log.
+        ///
+        /// - Parameters:
+        ///   - request: A `Vouch_V1_GetAuditCheckpointRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Vouch_V1_AuditCheckpoint` to respond with.
+        func getAuditCheckpoint(
+            request: Vouch_V1_GetAuditCheckpointRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> Vouch_V1_AuditCheckpoint
     }
 }
 
@@ -2064,6 +2135,17 @@ extension Vouch_V1_Admin.StreamingServiceProtocol {
                 )
             }
         )
+        router.registerHandler(
+            forMethod: Vouch_V1_Admin.Method.GetAuditCheckpoint.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Vouch_V1_GetAuditCheckpointRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Vouch_V1_AuditCheckpoint>(),
+            handler: { request, context in
+                try await self.getAuditCheckpoint(
+                    request: request,
+                    context: context
+                )
+            }
+        )
     }
 }
 
@@ -2130,6 +2212,17 @@ extension Vouch_V1_Admin.ServiceProtocol {
         context: GRPCCore.ServerContext
     ) async throws -> GRPCCore.StreamingServerResponse<Vouch_V1_ListAuditEventsResponse> {
         let response = try await self.listAuditEvents(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
+    public func getAuditCheckpoint(
+        request: GRPCCore.StreamingServerRequest<Vouch_V1_GetAuditCheckpointRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Vouch_V1_AuditCheckpoint> {
+        let response = try await self.getAuditCheckpoint(
             request: GRPCCore.ServerRequest(stream: request),
             context: context
         )
@@ -2211,6 +2304,19 @@ extension Vouch_V1_Admin.SimpleServiceProtocol {
     ) async throws -> GRPCCore.ServerResponse<Vouch_V1_ListAuditEventsResponse> {
         return GRPCCore.ServerResponse<Vouch_V1_ListAuditEventsResponse>(
             message: try await self.listAuditEvents(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func getAuditCheckpoint(
+        request: GRPCCore.ServerRequest<Vouch_V1_GetAuditCheckpointRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Vouch_V1_AuditCheckpoint> {
+        return GRPCCore.ServerResponse<Vouch_V1_AuditCheckpoint>(
+            message: try await self.getAuditCheckpoint(
                 request: request.message,
                 context: context
             ),
@@ -2369,6 +2475,30 @@ extension Vouch_V1_Admin {
             deserializer: some GRPCCore.MessageDeserializer<Vouch_V1_ListAuditEventsResponse>,
             options: GRPCCore.CallOptions,
             onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Vouch_V1_ListAuditEventsResponse>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "GetAuditCheckpoint" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Signs a fresh checkpoint of the audit log's head with the intermediate key
+        /// > and stores it; save it to detect a later rewrite or rollback of the log.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Vouch_V1_GetAuditCheckpointRequest` message.
+        ///   - serializer: A serializer for `Vouch_V1_GetAuditCheckpointRequest` messages.
+        ///   - deserializer: A deserializer for `Vouch_V1_AuditCheckpoint` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func getAuditCheckpoint<Result>(
+            request: GRPCCore.ClientRequest<Vouch_V1_GetAuditCheckpointRequest>,
+            serializer: some GRPCCore.MessageSerializer<Vouch_V1_GetAuditCheckpointRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Vouch_V1_AuditCheckpoint>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Vouch_V1_AuditCheckpoint>) async throws -> Result
         ) async throws -> Result where Result: Sendable
     }
 
@@ -2596,6 +2726,41 @@ extension Vouch_V1_Admin {
                 onResponse: handleResponse
             )
         }
+
+        /// Call the "GetAuditCheckpoint" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Signs a fresh checkpoint of the audit log's head with the intermediate key
+        /// > and stores it; save it to detect a later rewrite or rollback of the log.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Vouch_V1_GetAuditCheckpointRequest` message.
+        ///   - serializer: A serializer for `Vouch_V1_GetAuditCheckpointRequest` messages.
+        ///   - deserializer: A deserializer for `Vouch_V1_AuditCheckpoint` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func getAuditCheckpoint<Result>(
+            request: GRPCCore.ClientRequest<Vouch_V1_GetAuditCheckpointRequest>,
+            serializer: some GRPCCore.MessageSerializer<Vouch_V1_GetAuditCheckpointRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Vouch_V1_AuditCheckpoint>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Vouch_V1_AuditCheckpoint>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Vouch_V1_Admin.Method.GetAuditCheckpoint.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
     }
 }
 
@@ -2771,6 +2936,36 @@ extension Vouch_V1_Admin.ClientProtocol {
             request: request,
             serializer: GRPCProtobuf.ProtobufSerializer<Vouch_V1_ListAuditEventsRequest>(),
             deserializer: GRPCProtobuf.ProtobufDeserializer<Vouch_V1_ListAuditEventsResponse>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "GetAuditCheckpoint" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Signs a fresh checkpoint of the audit log's head with the intermediate key
+    /// > and stores it; save it to detect a later rewrite or rollback of the log.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Vouch_V1_GetAuditCheckpointRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func getAuditCheckpoint<Result>(
+        request: GRPCCore.ClientRequest<Vouch_V1_GetAuditCheckpointRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Vouch_V1_AuditCheckpoint>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.getAuditCheckpoint(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Vouch_V1_GetAuditCheckpointRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Vouch_V1_AuditCheckpoint>(),
             options: options,
             onResponse: handleResponse
         )
@@ -2972,6 +3167,40 @@ extension Vouch_V1_Admin.ClientProtocol {
             metadata: metadata
         )
         return try await self.listAuditEvents(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "GetAuditCheckpoint" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Signs a fresh checkpoint of the audit log's head with the intermediate key
+    /// > and stores it; save it to detect a later rewrite or rollback of the log.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func getAuditCheckpoint<Result>(
+        _ message: Vouch_V1_GetAuditCheckpointRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Vouch_V1_AuditCheckpoint>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Vouch_V1_GetAuditCheckpointRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.getAuditCheckpoint(
             request: request,
             options: options,
             onResponse: handleResponse

@@ -607,6 +607,49 @@ public nonisolated struct Vouch_V1_ListAuditEventsResponse: Sendable {
   public init() {}
 }
 
+/// Input of Admin.GetAuditCheckpoint; it has no fields.
+public nonisolated struct Vouch_V1_GetAuditCheckpointRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+/// A signed statement that the audit log had row `row_id` with chain hash `hash`,
+/// checked by `vouch audit verify --checkpoint FILE` on the CA host.
+public nonisolated struct Vouch_V1_AuditCheckpoint: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// Id of the last audit row the checkpoint covers (0 for an empty log).
+  public var rowID: Int64 = 0
+
+  /// That row's chain hash, SHA-256 (32 bytes).
+  public var hash: Data = Data()
+
+  /// When it was signed, Unix seconds.
+  public var time: Int64 = 0
+
+  /// Serial (hex) of the intermediate certificate whose key signed it.
+  public var signer: String = String()
+
+  /// Signature by the intermediate key (ECDSA, DER) over the text
+  /// "vouch audit checkpoint v1\nrow=<row_id>\nhash=<hex>\ntime=<time>\nsigner=<signer>\n".
+  public var signature: Data = Data()
+
+  /// The whole checkpoint as the one JSON line `vouch audit checkpoint` saves and
+  /// `GET /audit/checkpoint` serves.
+  public var text: String = String()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
 // MARK: - Code below here is support for the SwiftProtobuf runtime.
 
 fileprivate nonisolated let _protobuf_package = "vouch.v1"
@@ -1606,6 +1649,80 @@ nonisolated extension Vouch_V1_ListAuditEventsResponse: SwiftProtobuf.Message, S
 
   public static func ==(lhs: Vouch_V1_ListAuditEventsResponse, rhs: Vouch_V1_ListAuditEventsResponse) -> Bool {
     if lhs.events != rhs.events {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Vouch_V1_GetAuditCheckpointRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".GetAuditCheckpointRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap()
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    // Load everything into unknown fields
+    while try decoder.nextFieldNumber() != nil {}
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Vouch_V1_GetAuditCheckpointRequest, rhs: Vouch_V1_GetAuditCheckpointRequest) -> Bool {
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Vouch_V1_AuditCheckpoint: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".AuditCheckpoint"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}row_id\0\u{1}hash\0\u{1}time\0\u{1}signer\0\u{1}signature\0\u{1}text\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularInt64Field(value: &self.rowID) }()
+      case 2: try { try decoder.decodeSingularBytesField(value: &self.hash) }()
+      case 3: try { try decoder.decodeSingularInt64Field(value: &self.time) }()
+      case 4: try { try decoder.decodeSingularStringField(value: &self.signer) }()
+      case 5: try { try decoder.decodeSingularBytesField(value: &self.signature) }()
+      case 6: try { try decoder.decodeSingularStringField(value: &self.text) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if self.rowID != 0 {
+      try visitor.visitSingularInt64Field(value: self.rowID, fieldNumber: 1)
+    }
+    if !self.hash.isEmpty {
+      try visitor.visitSingularBytesField(value: self.hash, fieldNumber: 2)
+    }
+    if self.time != 0 {
+      try visitor.visitSingularInt64Field(value: self.time, fieldNumber: 3)
+    }
+    if !self.signer.isEmpty {
+      try visitor.visitSingularStringField(value: self.signer, fieldNumber: 4)
+    }
+    if !self.signature.isEmpty {
+      try visitor.visitSingularBytesField(value: self.signature, fieldNumber: 5)
+    }
+    if !self.text.isEmpty {
+      try visitor.visitSingularStringField(value: self.text, fieldNumber: 6)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Vouch_V1_AuditCheckpoint, rhs: Vouch_V1_AuditCheckpoint) -> Bool {
+    if lhs.rowID != rhs.rowID {return false}
+    if lhs.hash != rhs.hash {return false}
+    if lhs.time != rhs.time {return false}
+    if lhs.signer != rhs.signer {return false}
+    if lhs.signature != rhs.signature {return false}
+    if lhs.text != rhs.text {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

@@ -1,0 +1,61 @@
+import Foundation
+import VouchCrypto
+
+/// Signs checkpoints of the audit log's head with the intermediate key and keeps them in
+/// the store. Before signing it checks that the rows since the last checkpoint continue
+/// the chain, so it never puts the CA's signature on a head it cannot link to its past.
+public final class AuditCheckpointer: Sendable {
+    let store: any AuthorityStore
+    let signer: CertificateSigner
+    let clock: @Sendable () -> Date
+
+    public init(store: any AuthorityStore, signer: CertificateSigner, clock: @escaping @Sendable () -> Date = { Date() }) {
+        self.store = store
+        self.signer = signer
+        self.clock = clock
+    }
+
+    /// Signs and stores a checkpoint of the current head if it moved since the latest
+    /// stored checkpoint; nil when nothing changed.
+    public func checkpointIfMoved() async throws -> AuditCheckpoint? {
+        let head = try await currentHead()
+        if let latest = try await store.latestAuditCheckpoint(), latest.rowID == head.id, latest.hash == head.hash {
+            return nil
+        }
+        return try await checkpoint()
+    }
+
+    /// Signs and stores a checkpoint of the current head.
+    public func checkpoint() async throws -> AuditCheckpoint {
+        let head = try await currentHead()
+        let last = try await store.latestAuditCheckpoint()
+        if let last {
+            if let problem = last.signatureProblem(certificate: signer.certificate) {
+                throw AuthorityError(.failedPrecondition, "not signing an audit checkpoint: the latest stored one (row \(last.rowID)) is invalid: \(problem)")
+            }
+            guard last.rowID <= head.id else {
+                throw AuthorityError(.failedPrecondition,
+                                     "not signing an audit checkpoint: the log ends at row \(head.id), before the last checkpoint's row \(last.rowID)")
+            }
+            let rows = try await store.auditChainRows(afterID: last.rowID)
+            if let broken = AuditChain.verifyTail(rows, after: (last.rowID, last.hash), head: head) {
+                throw AuthorityError(.failedPrecondition, "not signing an audit checkpoint: audit log broken at row \(broken.rowID): \(broken.reason)")
+            }
+        }
+        let checkpoint = try AuditCheckpoint.sign(rowID: head.id, hash: head.hash, time: clock(), with: signer)
+        try await store.appendAuditCheckpoint(checkpoint)
+        return checkpoint
+    }
+
+    /// The latest stored checkpoint, if any.
+    public func latest() async throws -> AuditCheckpoint? {
+        try await store.latestAuditCheckpoint()
+    }
+
+    private func currentHead() async throws -> (id: Int64, hash: [UInt8]) {
+        guard let head = try await store.auditHead() else {
+            throw AuthorityError(.failedPrecondition, "not signing an audit checkpoint: the audit_head record is missing")
+        }
+        return head
+    }
+}
