@@ -39,7 +39,8 @@ public final class Agent: Service, Sendable {
         self.schedule = RenewalSchedule(renewFraction: configuration.renewFraction, jitterFraction: configuration.jitterFraction,
                                         minimumBackoff: configuration.minimumBackoff, maximumBackoff: configuration.maximumBackoff)
         self.hooks = RotationHooks(command: configuration.execCommand, signal: configuration.signal,
-                                   pidFile: configuration.pidFile, logger: logger)
+                                   pidFile: configuration.pidFile, processName: configuration.signalProcessName,
+                                   timeout: configuration.hookTimeout, logger: logger)
         self.onIdentity = onIdentity
         self.onListening = onListening
         self.revocations = RevocationFollower(files: files, address: configuration.caAddress, bundlePath: configuration.caBundlePath,
@@ -52,7 +53,12 @@ public final class Agent: Service, Sendable {
         revocations.loadSavedCRL()
         let tls = try RotatingServerTLS(files: files, isRevoked: { [revocations] in revocations.isRevoked($0) }, onReject: { [logger] reason in
             logger.notice("refused TLS client certificate", metadata: ["reason": "\(reason)"])
+        }, limits: configuration.listenerLimits, onLimitReached: { [logger] limit, refused in
+            logger.warning("connection limit reached: refusing new connections",
+                           metadata: ["listener": "grpc", "max_connections": "\(limit)", "refused": "\(refused)"])
         })
+        // A hook still running must neither delay shutdown nor outlive the agent.
+        defer { hooks.stop() }
         try await withGracefulShutdownHandler {
             try await withThrowingDiscardingTaskGroup { group in
                 if let listen = configuration.listen {
@@ -83,8 +89,9 @@ public final class Agent: Service, Sendable {
                     }
                 }
             }
-        } onGracefulShutdown: { [logger] in
+        } onGracefulShutdown: { [logger, hooks] in
             logger.info("shutting down")
+            hooks.stop()
         }
         logger.info("stopped")
     }

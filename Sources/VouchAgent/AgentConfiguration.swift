@@ -1,5 +1,6 @@
 import Foundation
 import VouchAPI
+import VouchConnectionLimits
 import VouchCrypto
 
 /// Everything `vouch agent` is told on its command line.
@@ -30,6 +31,12 @@ public struct AgentConfiguration: Sendable {
     public var rpcTimeout: Double
     /// How often the CRL is fetched as a fallback to the revocation stream.
     public var crlRefreshInterval: Double
+    /// Timeouts and connection cap of the local gRPC listener and the metrics listener.
+    public var listenerLimits = ListenerLimits()
+    /// Longest an `execCommand` may run before its process group is killed.
+    public var hookTimeout: Duration = .seconds(30)
+    /// If set, the pid file's process must have this name (/proc/PID/comm) to be signalled.
+    public var signalProcessName: String?
 
     public init(caAddress: HostPort, caBundlePath: String, tokenFilePath: String?, outDirectory: String,
                 listen: HostPort? = nil, certificateTTL: Int64 = 0, renewFraction: Double = 2.0 / 3.0,

@@ -2,6 +2,7 @@ import NIOCore
 import NIOHTTP1
 import NIOPosix
 import ServiceLifecycle
+import VouchConnectionLimits
 
 /// A request as the endpoint's handler sees it.
 public struct HTTPRequest: Sendable {
@@ -30,31 +31,51 @@ public struct HTTPResponse: Sendable {
 
 /// A plain HTTP/1.1 endpoint as a ServiceLifecycle service, for software that
 /// fetches CRLs, asks OCSP or scrapes metrics over HTTP. Each request is
-/// answered by an async handler; bodies over 64 KiB are refused.
+/// answered by an async handler; bodies over 64 KiB are refused. A client gets
+/// `limits.handshakeTimeout` to send its request headers and as long again for
+/// the body, a connection that moves no bytes for `limits.idleTimeout` is
+/// dropped, and at most `limits.maxConnections` are open at once.
 public final class HTTPEndpoint: Service, Sendable {
     let host: String
     let port: Int
+    let limits: ListenerLimits
     let handler: @Sendable (HTTPRequest) async -> HTTPResponse
     let onListening: @Sendable (Int) -> Void
+    let onLimitReached: @Sendable (_ limit: Int, _ refused: Int) -> Void
 
     public static let maxBodyBytes = 64 * 1024
 
-    public init(host: String, port: Int, onListening: @escaping @Sendable (Int) -> Void = { _ in },
+    /// `onLimitReached` hears, at most every 10 s, that the connection cap refused connections.
+    public init(host: String, port: Int, limits: ListenerLimits = ListenerLimits(),
+                onLimitReached: @escaping @Sendable (_ limit: Int, _ refused: Int) -> Void = { _, _ in },
+                onListening: @escaping @Sendable (Int) -> Void = { _ in },
                 handler: @escaping @Sendable (HTTPRequest) async -> HTTPResponse) {
         self.host = host
         self.port = port
+        self.limits = limits
         self.handler = handler
         self.onListening = onListening
+        self.onLimitReached = onLimitReached
     }
 
     public func run() async throws {
-        let handler = self.handler
+        let handler = self.handler, limits = self.limits, onLimitReached = self.onLimitReached
         let channel = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+            .serverChannelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    // Out of descriptors, accepting backs off instead of spinning.
+                    try channel.pipeline.syncOperations.addHandler(AcceptBackoffHandler())
+                    try channel.pipeline.syncOperations.addHandler(
+                        ConnectionCapHandler(limit: limits.maxConnections, onLimitReached: onLimitReached))
+                }
+            }
             .childChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandler(IdleStateHandler(allTimeout: TimeAmount(limits.idleTimeout)))
                     try channel.pipeline.syncOperations.configureHTTPServerPipeline()
-                    try channel.pipeline.syncOperations.addHandler(HTTPRequestHandler(handler: handler))
+                    try channel.pipeline.syncOperations.addHandler(
+                        HTTPRequestHandler(handler: handler, readTimeout: TimeAmount(limits.handshakeTimeout)))
                 }
             }
             .bind(host: host, port: port).get()
@@ -71,12 +92,39 @@ final class HTTPRequestHandler: ChannelInboundHandler {
     typealias OutboundOut = HTTPServerResponsePart
 
     let handler: @Sendable (HTTPRequest) async -> HTTPResponse
+    /// For the headers from the accept, then for the body from the headers.
+    let readTimeout: TimeAmount
+    private var readDeadline: Scheduled<Void>?
     private var head: HTTPRequestHead?
     private var body: [UInt8] = []
     private var tooLarge = false
 
-    init(handler: @escaping @Sendable (HTTPRequest) async -> HTTPResponse) {
+    init(handler: @escaping @Sendable (HTTPRequest) async -> HTTPResponse, readTimeout: TimeAmount) {
         self.handler = handler
+        self.readTimeout = readTimeout
+    }
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        startReadDeadline(context: context)
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        readDeadline?.cancel()
+    }
+
+    /// A request that does not arrive in time is not answered: the connection is closed.
+    private func startReadDeadline(context: ChannelHandlerContext) {
+        readDeadline?.cancel()
+        let loopBound = NIOLoopBound(context, eventLoop: context.eventLoop)
+        readDeadline = context.eventLoop.scheduleTask(in: readTimeout) { loopBound.value.close(promise: nil) }
+    }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if event is IdleStateHandler.IdleStateEvent {
+            context.close(promise: nil)
+            return
+        }
+        context.fireUserInboundEventTriggered(event)
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
@@ -85,6 +133,7 @@ final class HTTPRequestHandler: ChannelInboundHandler {
             self.head = head
             body = []
             tooLarge = false
+            startReadDeadline(context: context)
         case .body(var buffer):
             if body.count + buffer.readableBytes > HTTPEndpoint.maxBodyBytes {
                 tooLarge = true
@@ -92,6 +141,8 @@ final class HTTPRequestHandler: ChannelInboundHandler {
                 body += bytes
             }
         case .end:
+            readDeadline?.cancel()
+            readDeadline = nil
             guard let head else { return }
             let request = HTTPRequest(method: head.method.rawValue, path: String(head.uri.split(separator: "?").first ?? ""),
                                       contentType: head.headers["Content-Type"].first, body: body)

@@ -1,20 +1,25 @@
 import Foundation
 import GRPCNIOTransportHTTP2
 import NIOSSL
+import VouchConnectionLimits
 import VouchCrypto
 
 /// Hot-reloading mTLS for any Swift gRPC server, from an agent's identity
 /// files: TLS 1.3 only, client certificates required and verified against the
 /// bundle. `reload()` applies the files to new handshakes without touching
-/// open connections; `FileWatcher` can call it when the agent rewrites them.
+/// open connections; `FileWatcher` can call it when the agent rewrites them. Connections get
+/// handshake and idle timeouts and the listener a connection cap (`ListenerLimits`).
 public final class RotatingServerTLS: Sendable {
     public let files: IdentityFiles
     public let reloader: SwappableCertificateReloader
     public let verifier: PeerCertificateVerifier
     public let handler: TLS13ServerHandler
 
+    /// `limits` bound the connections of transports made by `makeTransport`; `onLimitReached`
+    /// hears (rate-limited) when the connection cap refuses connections.
     public init(files: IdentityFiles, isRevoked: @escaping @Sendable (String) -> Bool = { _ in false },
-                onReject: @escaping @Sendable (String) -> Void = { _ in }) throws {
+                onReject: @escaping @Sendable (String) -> Void = { _ in }, limits: ListenerLimits = ListenerLimits(),
+                onLimitReached: @escaping @Sendable (_ limit: Int, _ refused: Int) -> Void = { _, _ in }) throws {
         self.files = files
         let identity = try files.load()
         reloader = try SwappableCertificateReloader(certificateChainPEM: identity.fullChainPEM, privateKeyPEM: identity.keyPEM)
@@ -22,7 +27,7 @@ public final class RotatingServerTLS: Sendable {
                                                isRevoked: isRevoked, onReject: onReject)
         handler = try TLS13ServerHandler(
             configuration: TLS13ServerHandler.configuration(certificateReloader: reloader, requireClientCertificate: true),
-            verifier: verifier)
+            verifier: verifier, limits: limits, onLimitReached: onLimitReached)
     }
 
     /// Re-reads the files and applies them to new handshakes; returns the new leaf.
@@ -42,7 +47,7 @@ public final class RotatingServerTLS: Sendable {
             transportSecurity: try .tls(certificateReloader: reloader) { $0.requireALPN = true },
             config: .defaults { config in
                 config.rpc.maxRequestPayloadSize = maxRequestBytes
-                config.channelDebuggingCallbacks.onAcceptTCPConnection = handler.onAccept
+                handler.configure(&config)
             })
     }
 }

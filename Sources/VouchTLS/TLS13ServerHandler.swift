@@ -2,6 +2,7 @@ import GRPCNIOTransportHTTP2
 import NIOCertificateReloading
 import NIOCore
 import NIOSSL
+import VouchConnectionLimits
 
 /// grpc-swift-nio-transport hard-codes a TLS 1.2 minimum and offers no
 /// optional client certificates. On each accepted connection, before the
@@ -10,13 +11,41 @@ import NIOSSL
 /// and, when sent, verified by `PeerCertificateVerifier`. The transport still
 /// finds the handler by type for peer certificates. If it ever stops adding
 /// one, `context(handlerType:)` throws and the connection is dropped (fails closed).
+/// It also applies the listener's `ListenerLimits` (see `configure(_:)`).
 public struct TLS13ServerHandler: Sendable {
     let context: NIOSSLContext
     let verifier: PeerCertificateVerifier
+    public let limits: ListenerLimits
+    /// Told, at most every 10 s, that the connection cap refused connections (and how many).
+    let onLimitReached: @Sendable (_ limit: Int, _ refused: Int) -> Void
 
-    public init(configuration: TLSConfiguration, verifier: PeerCertificateVerifier) throws {
+    public init(configuration: TLSConfiguration, verifier: PeerCertificateVerifier, limits: ListenerLimits = ListenerLimits(),
+                onLimitReached: @escaping @Sendable (_ limit: Int, _ refused: Int) -> Void = { _, _ in }) throws {
         self.context = try NIOSSLContext(configuration: configuration)
         self.verifier = verifier
+        self.limits = limits
+        self.onLimitReached = onLimitReached
+    }
+
+    /// Installs this handler and the limits in a transport configuration: the TLS swap and the
+    /// handshake/idle timeouts on each accepted connection, the connection cap on the listener,
+    /// and the transport's own idle close (no RPC in flight) and keepalive pings, which make live
+    /// peers answer more often than the idle timeout.
+    public func configure(_ config: inout HTTP2ServerTransport.Posix.Config) {
+        config.channelDebuggingCallbacks.onAcceptTCPConnection = onAccept
+        config.channelDebuggingCallbacks.onBindTCPListener = onBind
+        config.connection.maxIdleTime = limits.idleTimeout
+        config.connection.keepalive.time = limits.idleTimeout / 2
+        config.connection.keepalive.timeout = min(limits.idleTimeout / 2, .seconds(20))
+    }
+
+    /// For `ChannelDebuggingCallbacks.onBindTCPListener`: the connection cap.
+    public func onBind(_ channel: any Channel) -> EventLoopFuture<Void> {
+        let limits = self.limits, onLimitReached = self.onLimitReached
+        return channel.eventLoop.makeCompletedFuture {
+            try channel.pipeline.syncOperations.addHandler(
+                ConnectionCapHandler(limit: limits.maxConnections, onLimitReached: onLimitReached))
+        }
     }
 
     /// Server TLS settings Vouch listeners use, for a certificate and key in PEM files.
@@ -46,13 +75,16 @@ public struct TLS13ServerHandler: Sendable {
     public func onAccept(_ channel: any Channel) -> EventLoopFuture<Void> {
         let context = self.context
         let verifier = self.verifier
+        let limits = self.limits
         return channel.eventLoop.makeCompletedFuture {
             let pipeline = channel.pipeline.syncOperations
             let existing = try pipeline.context(handlerType: NIOSSLServerHandler.self)
             pipeline.removeHandler(context: existing, promise: nil)
+            let tls = NIOSSLServerHandler(context: context, customVerificationCallbackWithMetadata: verifier.verify)
+            try pipeline.addHandler(tls, position: .first)
             try pipeline.addHandler(
-                NIOSSLServerHandler(context: context, customVerificationCallbackWithMetadata: verifier.verify),
-                position: .first)
+                TLSConnectionTimeoutHandler(handshakeTimeout: TimeAmount(limits.handshakeTimeout), idleTimeout: TimeAmount(limits.idleTimeout)),
+                position: .after(tls))
         }
     }
 }

@@ -51,6 +51,14 @@ struct AgentCommand: AsyncParsableCommand {
     @Option(help: "File holding the pid to signal.")
     var pidFile: String?
 
+    @Option(help: "Signal only if the pid file's process has this name (as in /proc/PID/comm), e.g. nginx.")
+    var signalProcessName: String?
+
+    @Option(help: "Longest an --exec hook may run before its process group is killed (default 30s).")
+    var hookTimeout: DurationArgument?
+
+    @OptionGroup var listenerLimits: ListenerLimitOptions
+
     @Option(help: "Longest wait between failed renewal attempts (default 30s).")
     var maxBackoff: DurationArgument?
 
@@ -92,7 +100,15 @@ struct AgentCommand: AsyncParsableCommand {
             execCommand: exec ?? file?.exec, signal: signal.flatMap(Self.signalNumber), pidFile: pidFile,
             maximumBackoff: Double(maxBackoff.seconds), rpcTimeout: Double(max(1, rpcTimeout.seconds)),
             crlRefreshInterval: Double(max(1, crlRefresh.seconds)))
-        return (configuration, try metrics ?? configAddress(file?.metrics, key: "agent.metrics"))
+        var limited = configuration
+        limited.listenerLimits = try listenerLimits.resolved(handshake: file?.handshakeTimeout, idle: file?.idleTimeout,
+                                                             maxConnections: file?.maxConnections, section: "agent")
+        let hookTimeout = try hookTimeout ?? configDuration(file?.hookTimeout, key: "agent.hook_timeout") ?? DurationArgument(argument: "30s")!
+        guard hookTimeout.seconds > 0 else { throw CLIError("--hook-timeout must be positive") }
+        limited.hookTimeout = .seconds(hookTimeout.seconds)
+        limited.signalProcessName = signalProcessName ?? file?.signalProcessName
+        if limited.signalProcessName != nil, signal == nil { throw CLIError("--signal-process-name needs --signal and --pid-file") }
+        return (limited, try metrics ?? configAddress(file?.metrics, key: "agent.metrics"))
     }
 
     func run() async throws {
@@ -109,7 +125,9 @@ struct AgentCommand: AsyncParsableCommand {
             })
             var services: [ServiceGroupConfiguration.ServiceConfiguration] = [.init(service: agent)]
             if let metrics, let registry {
-                services.append(.init(service: HTTPEndpoint(host: metrics.host, port: metrics.port, onListening: { port in
+                services.append(.init(service: HTTPEndpoint(host: metrics.host, port: metrics.port, limits: configuration.listenerLimits,
+                                                            onLimitReached: connectionLimitLogger(logger, listener: "metrics"),
+                                                            onListening: { port in
                     print("vouch agent metrics on \(HostPort(host: metrics.host, port: port))")
                     fflush(nil)
                 }) { request in

@@ -22,11 +22,15 @@ struct ConfigFile: Decodable {
         var logLevel: String?
         var logFormat: String?
         var profiles: [Profile]?
+        var handshakeTimeout: String?
+        var idleTimeout: String?
+        var maxConnections: Int?
 
         enum CodingKeys: String, CodingKey, CaseIterable {
             case dir, listen, http, admins, profiles
             case crlURL = "crl_url", passphraseFile = "passphrase_file", defaultTTL = "default_ttl", maxTTL = "max_ttl"
             case logLevel = "log_level", logFormat = "log_format"
+            case handshakeTimeout = "handshake_timeout", idleTimeout = "idle_timeout", maxConnections = "max_connections"
         }
     }
 
@@ -62,8 +66,15 @@ struct ConfigFile: Decodable {
         var crlRefresh: String?
         var logLevel: String?
         var logFormat: String?
+        var handshakeTimeout: String?
+        var idleTimeout: String?
+        var maxConnections: Int?
+        var hookTimeout: String?
+        var signalProcessName: String?
 
         enum CodingKeys: String, CodingKey, CaseIterable {
+            case handshakeTimeout = "handshake_timeout", idleTimeout = "idle_timeout", maxConnections = "max_connections"
+            case hookTimeout = "hook_timeout", signalProcessName = "signal_process_name"
             case ca, out, listen, metrics, exec, signal
             case caBundle = "ca_bundle", tokenFile = "token_file", certTTL = "cert_ttl", renewFraction = "renew_fraction"
             case keyType = "key_type", pidFile = "pid_file", maxBackoff = "max_backoff", rpcTimeout = "rpc_timeout"
@@ -73,13 +84,15 @@ struct ConfigFile: Decodable {
 
     enum CodingKeys: String, CodingKey, CaseIterable { case server, agent }
 
+    /// Config files are a few KiB; a larger one is a mistake or an attack on memory.
+    static let maxBytes = 1024 * 1024
+
     /// Reads and checks a config file; unknown keys are errors, so a typo cannot silently fall back to a default.
+    /// Files over `maxBytes` and YAML anchors/aliases are refused before any document is built.
     static func load(_ path: String) throws -> ConfigFile {
-        let text: String
-        do {
-            text = try String(contentsOfFile: path, encoding: .utf8)
-        } catch {
-            throw CLIError("cannot read config file \(path)")
+        let text = try readBounded(path)
+        if let found = YAMLAliasScan.firstAnchorOrAlias(in: text) {
+            throw CLIError("config file \(path): line \(found.line): YAML \(found.kind) found; anchors (&) and aliases (*) are not allowed, write values out")
         }
         do {
             try checkKeys(try Yams.load(yaml: text), path: path)
@@ -93,6 +106,21 @@ struct ConfigFile: Decodable {
             let summary = "\(error)".split(whereSeparator: \.isNewline).first.map(String.init) ?? "\(error)"
             throw CLIError("config file \(path) is not valid YAML: \(summary)")
         }
+    }
+
+    /// The file's text, read only up to `maxBytes` (+1 to notice a larger file).
+    private static func readBounded(_ path: String) throws -> String {
+        guard let handle = FileHandle(forReadingAtPath: path) else { throw CLIError("cannot read config file \(path)") }
+        defer { try? handle.close() }
+        let data: Data
+        do {
+            data = try handle.read(upToCount: maxBytes + 1) ?? Data()
+        } catch {
+            throw CLIError("cannot read config file \(path)")
+        }
+        guard data.count <= maxBytes else { throw CLIError("config file \(path) is larger than \(maxBytes / 1024) KiB") }
+        guard let text = String(data: data, encoding: .utf8) else { throw CLIError("config file \(path) is not UTF-8 text") }
+        return text
     }
 
     private static func checkKeys(_ document: Any?, path: String) throws {

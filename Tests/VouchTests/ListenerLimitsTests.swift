@@ -1,0 +1,148 @@
+import Foundation
+import VouchAPI
+import XCTest
+
+/// Every listener closes connections that never finish (TLS handshake, HTTP request) or sit
+/// idle, caps how many are open, and keeps serving everyone else meanwhile.
+final class ListenerLimitsTests: XCTestCase {
+    /// A TLS record header announcing a 512-byte ClientHello, then the first bytes of it.
+    static let partialClientHello: [UInt8] = [0x16, 0x03, 0x01, 0x02, 0x00, 0x01, 0x00, 0x01, 0xfc, 0x03, 0x03]
+
+    /// CA directories of the servers started here; each owns its directory and first server.
+    private var bases: [CAFixture] = []
+
+    func startServer(_ flags: [String]) throws -> (CAFixture, httpPort: Int) {
+        let base = try CAFixture()
+        bases.append(base)
+        let server = try ServerProcess(directory: base.caDir, extraArguments: ["--http", "127.0.0.1:0"] + flags)
+        let ca = try CAFixture(reusing: base, server: server)
+        XCTAssertTrue(eventually { server.log.contains("vouch server http on ") }, server.log)
+        let line = server.log.split(separator: "\n").first { $0.hasPrefix("vouch server http on ") } ?? ""
+        return (ca, Int(line.split(separator: ":").last ?? "") ?? 0)
+    }
+
+    override func tearDown() {
+        bases.removeAll()
+    }
+
+    /// The body and status of GET /healthz, as "ok 200".
+    func healthz(_ port: Int) throws -> String {
+        try execute("/usr/bin/curl", ["-s", "-m", "5", "-w", " %{http_code}", "http://127.0.0.1:\(port)/healthz"]).stdout
+            .split(whereSeparator: \.isWhitespace).joined(separator: " ")
+    }
+
+    func testStalledConnectionsAreClosedAfterTheTimeoutsWhileTheServerKeepsServing() async throws {
+        let (ca, httpPort) = try startServer(["--handshake-timeout", "2s", "--idle-timeout", "3s"])
+        let pid = ca.server.process.processIdentifier
+        let descriptorsBefore = openDescriptors(pid)
+
+        // 150 TCP connections to gRPC that never send, 50 that begin a TLS handshake and stall,
+        // 100 TCP connections to HTTP that never send; in batches the accept queue can hold.
+        let opened = Date()
+        var stalled: [RawConnection] = []
+        for (port, firstBytes) in [(ca.server.port, []), (ca.server.port, []), (ca.server.port, []),
+                                   (ca.server.port, Self.partialClientHello), (httpPort, []), (httpPort, [])] {
+            for _ in 0..<50 {
+                let connection = try RawConnection(port: port)
+                if !firstBytes.isEmpty { connection.send(firstBytes) }
+                stalled.append(connection)
+            }
+            XCTAssertTrue(eventually { openDescriptors(pid) >= descriptorsBefore + stalled.count },
+                          "the server holds \(stalled.count): \(openDescriptors(pid)) descriptors, \(descriptorsBefore) before")
+        }
+        XCTAssertEqual(RawConnection.waitUntilClosed(stalled, timeout: 0.3), 0, "nothing is closed before the handshake timeout")
+
+        // Meanwhile /healthz and gRPC answer.
+        XCTAssertEqual(try healthz(httpPort), "ok 200")
+        let bundle = try await ca.ca(ca.anonymous) { try await $0.getTrustBundle(Vouch_V1_TrustBundleRequest()) }
+        XCTAssertFalse(bundle.roots.isEmpty)
+
+        let closed = RawConnection.waitUntilClosed(stalled, timeout: 4)
+        let elapsed = Date().timeIntervalSince(opened)
+        XCTAssertEqual(closed, 300, "every stalled connection is closed")
+        XCTAssertLessThan(elapsed, 3.5, "closed about 2 s (--handshake-timeout) after they were opened")
+        XCTAssertTrue(eventually { openDescriptors(pid) <= descriptorsBefore + 2 },
+                      "descriptors are given back: \(openDescriptors(pid)) now, \(descriptorsBefore) before")
+
+        // A TLS client that completes the handshake and then sends nothing is closed after --idle-timeout.
+        let client = Process()
+        client.executableURL = URL(fileURLWithPath: "/usr/bin/openssl")
+        client.arguments = ["s_client", "-connect", ca.server.address, "-tls1_3", "-alpn", "h2", "-CAfile", ca.caDir + "/bundle.pem"]
+        let input = Pipe(), output = Pipe()
+        client.standardInput = input
+        client.standardOutput = output
+        client.standardError = output
+        let connected = Date()
+        try client.run()
+        defer { if client.isRunning { client.terminate() } }
+        XCTAssertTrue(eventually(timeout: 7) { !client.isRunning }, "the idle TLS connection was not closed")
+        let idleFor = Date().timeIntervalSince(connected)
+        XCTAssertGreaterThan(idleFor, 2.5, "not before --idle-timeout")
+        XCTAssertLessThan(idleFor, 5.5)
+        XCTAssertEqual(try healthz(httpPort), "ok 200")
+    }
+
+    func testConnectionCapRefusesTheExcessLogsItOnceAndRecovers() async throws {
+        let (ca, httpPort) = try startServer(["--max-connections", "20", "--handshake-timeout", "2s"])
+        var connections: [RawConnection] = []
+        for _ in 0..<30 { connections.append(try RawConnection(port: ca.server.port)) }
+        XCTAssertEqual(RawConnection.waitUntilClosed(connections, timeout: 1), 10, "the 10 over --max-connections are closed at once")
+        XCTAssertTrue(eventually { ca.server.log.contains("connection limit reached") }, ca.server.log)
+        let reports = ca.server.log.components(separatedBy: "connection limit reached").count - 1
+        XCTAssertEqual(reports, 1, "one log line for the burst: \(ca.server.log)")
+        XCTAssertTrue(ca.server.log.contains("max_connections=20"), ca.server.log)
+        XCTAssertEqual(try healthz(httpPort), "ok 200", "the HTTP listener has its own cap")
+
+        // The held 20 time out; then gRPC accepts again.
+        XCTAssertEqual(RawConnection.waitUntilClosed(connections, timeout: 3), 30)
+        let bundle = try await ca.ca(ca.anonymous) { try await $0.getTrustBundle(Vouch_V1_TrustBundleRequest()) }
+        XCTAssertFalse(bundle.roots.isEmpty)
+    }
+
+    func testSlowHTTPRequestsAreClosedWithinTheReadTimeouts() throws {
+        let (ca, httpPort) = try startServer(["--handshake-timeout", "1s", "--idle-timeout", "60s"])
+        let halfRequestLine = try RawConnection(port: httpPort)
+        halfRequestLine.send("GET /heal")
+        let noBody = try RawConnection(port: httpPort)
+        noBody.send("POST /ocsp HTTP/1.1\r\nHost: ca\r\nContent-Type: application/ocsp-request\r\nContent-Length: 100\r\n\r\n")
+        let sent = Date()
+        XCTAssertEqual(RawConnection.waitUntilClosed([halfRequestLine, noBody], timeout: 0.7), 0, "not before the timeout")
+        XCTAssertEqual(RawConnection.waitUntilClosed([halfRequestLine, noBody], timeout: 2), 2)
+        XCTAssertLessThan(Date().timeIntervalSince(sent), 2, "closed about 1 s after they stalled")
+
+        // Headers trickled a byte at a time still have to be complete within the timeout.
+        let trickle = try RawConnection(port: httpPort)
+        let started = Date()
+        for byte in "GET /healthz HTTP/1.1\r\nHost: ca\r\nX-Slow: 1\r\n".utf8 where !trickle.isClosed {
+            trickle.send([byte])
+            Thread.sleep(forTimeInterval: 0.1)
+        }
+        XCTAssertTrue(trickle.isClosed)
+        XCTAssertLessThan(Date().timeIntervalSince(started), 2)
+        XCTAssertEqual(try healthz(httpPort), "ok 200")
+        _ = ca
+    }
+
+    func testAgentListenersCloseStalledConnectionsAndLiveStreamsSurviveTheIdleTimeout() throws {
+        let (ca, _) = try startServer(["--idle-timeout", "2s"])
+        let (agent, _) = try ca.startAgent(ttl: "10m", extra: ["--metrics", "127.0.0.1:0", "--handshake-timeout", "1s", "--idle-timeout", "2s"])
+        defer { agent.stop() }
+        XCTAssertTrue(eventually { agent.log.contains("vouch agent metrics on ") }, agent.log)
+        let line = agent.log.split(separator: "\n").first { $0.hasPrefix("vouch agent metrics on ") } ?? ""
+        let metricsPort = Int(line.split(separator: ":").last ?? "") ?? 0
+
+        let silentGRPC = try RawConnection(port: agent.port)
+        let stalledTLS = try RawConnection(port: agent.port)
+        stalledTLS.send(Self.partialClientHello)
+        let halfRequest = try RawConnection(port: metricsPort)
+        halfRequest.send("GET /metr")
+        let opened = Date()
+        XCTAssertEqual(RawConnection.waitUntilClosed([silentGRPC, stalledTLS, halfRequest], timeout: 3), 3)
+        XCTAssertLessThan(Date().timeIntervalSince(opened), 2, "closed about 1 s after they stalled")
+
+        // The agent's revocation stream to the CA outlives the CA's 2 s idle timeout: keepalive pings
+        // show the CA a live peer, and a connection with an RPC in flight is not idle.
+        Thread.sleep(forTimeInterval: 5)
+        XCTAssertFalse(agent.log.contains("revocation stream down"), agent.log)
+    }
+}
