@@ -8,6 +8,12 @@
 //	    --token-file token.txt --out /tmp/go-identity
 //
 // Prints one JSON object describing what happened; exits 1 with a one-line reason on failure.
+//
+// The CA server must present, besides a certificate chaining to the bundle for the dialed host,
+// the SPIFFE ID of the Vouch server: --server-spiffe-id, else spiffe://<--trust-domain>/vouch/server,
+// else (before enrollment) spiffe://<any trust domain>/vouch/server and, once enrolled, the one of the
+// trust domain the CA issued us. Any other certificate of the same CA (a workload's with the CA's
+// host name or IP) is refused at the handshake, before the token is sent.
 package main
 
 import (
@@ -21,6 +27,7 @@ import (
 	"encoding/pem"
 	"flag"
 	"fmt"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -97,9 +104,68 @@ func describe(response *vouchv1.CertificateResponse) map[string]interface{} {
 	return map[string]interface{}{"serial": response.Serial, "spiffe_id": response.SpiffeId, "not_after": response.NotAfter}
 }
 
-// dial opens a TLS 1.3 connection to the CA, presenting a client certificate when one is given.
-func dial(address string, roots *x509.CertPool, client *identity) (*grpc.ClientConn, error) {
-	config := &tls.Config{MinVersion: tls.VersionTLS13, RootCAs: roots}
+// vouchServerPath is the path of the CA server's SPIFFE ID; Vouch issues it to no workload.
+const vouchServerPath = "/vouch/server"
+
+// serverIdentity is the SPIFFE ID the CA server must present: exact when id is set, else
+// spiffe://<trustDomain>/vouch/server, else that path in any trust domain.
+type serverIdentity struct {
+	id, trustDomain string
+}
+
+func (s serverIdentity) String() string {
+	switch {
+	case s.id != "":
+		return s.id
+	case s.trustDomain != "":
+		return "spiffe://" + s.trustDomain + vouchServerPath
+	default:
+		return "spiffe://<trust domain>" + vouchServerPath
+	}
+}
+
+func (s serverIdentity) accepts(presented string) bool {
+	if s.id != "" || s.trustDomain != "" {
+		return presented == s.String()
+	}
+	u, err := url.Parse(presented)
+	return err == nil && u.Scheme == "spiffe" && u.Host != "" && u.Path == vouchServerPath && u.RawQuery == "" && u.Fragment == ""
+}
+
+// trustDomainOf returns the trust domain of a SPIFFE ID ("" if it is not one).
+func trustDomainOf(spiffeID string) string {
+	u, err := url.Parse(spiffeID)
+	if err != nil || u.Scheme != "spiffe" {
+		return ""
+	}
+	return u.Host
+}
+
+// verifyServerID runs after Go's own chain and host name verification: the leaf must carry
+// exactly one SPIFFE ID, the expected one.
+func (s serverIdentity) verifyServerID(state tls.ConnectionState) error {
+	if len(state.PeerCertificates) == 0 {
+		return fmt.Errorf("CA server presented no certificate")
+	}
+	var ids []string
+	for _, uri := range state.PeerCertificates[0].URIs {
+		if uri.Scheme == "spiffe" {
+			ids = append(ids, uri.String())
+		}
+	}
+	if len(ids) != 1 {
+		return fmt.Errorf("CA server certificate carries %d SPIFFE IDs %v, expected exactly %s", len(ids), ids, s)
+	}
+	if !s.accepts(ids[0]) {
+		return fmt.Errorf("CA server presented SPIFFE ID %s, expected %s: not the Vouch CA server", ids[0], s)
+	}
+	return nil
+}
+
+// dial opens a TLS 1.3 connection to the CA, checking its SPIFFE ID and presenting a client
+// certificate when one is given.
+func dial(address string, roots *x509.CertPool, server serverIdentity, client *identity) (*grpc.ClientConn, error) {
+	config := &tls.Config{MinVersion: tls.VersionTLS13, RootCAs: roots, VerifyConnection: server.verifyServerID}
 	if client != nil {
 		config.Certificates = []tls.Certificate{client.tlsCertificate()}
 	}
@@ -112,7 +178,10 @@ func run() (map[string]interface{}, error) {
 	tokenFile := flag.String("token-file", "", "file holding a one-time enrollment token")
 	out := flag.String("out", "", "directory for svid.pem and svid_key.pem")
 	ttl := flag.Int64("ttl", 3600, "certificate lifetime in seconds")
+	serverID := flag.String("server-spiffe-id", "", "SPIFFE ID the CA server must present (default spiffe://<trust domain>/vouch/server)")
+	trustDomain := flag.String("trust-domain", "", "trust domain of the CA (default: any before enrollment, then the enrolled one's)")
 	flag.Parse()
+	server := serverIdentity{id: *serverID, trustDomain: *trustDomain}
 	if *address == "" || *bundle == "" || *tokenFile == "" || *out == "" {
 		return nil, fmt.Errorf("--ca, --bundle, --token-file and --out are required")
 	}
@@ -140,7 +209,7 @@ func run() (map[string]interface{}, error) {
 	if err != nil {
 		return nil, err
 	}
-	conn, err := dial(*address, roots, nil)
+	conn, err := dial(*address, roots, server, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -152,6 +221,10 @@ func run() (map[string]interface{}, error) {
 	}
 	current := fromResponse(key, enrolled)
 	result["enrolled"] = describe(enrolled)
+	if server.id == "" && server.trustDomain == "" {
+		// From now on, the Vouch server of the trust domain we were enrolled in.
+		server.trustDomain = trustDomainOf(enrolled.SpiffeId)
+	}
 	if err := current.write(*out); err != nil {
 		return nil, err
 	}
@@ -161,7 +234,7 @@ func run() (map[string]interface{}, error) {
 	if err != nil {
 		return nil, err
 	}
-	conn, err = dial(*address, roots, &current)
+	conn, err = dial(*address, roots, server, &current)
 	if err != nil {
 		return nil, err
 	}
@@ -177,7 +250,7 @@ func run() (map[string]interface{}, error) {
 	}
 
 	// 3. Revoke our own certificate (reason 4 = superseded), authenticated by that certificate.
-	conn, err = dial(*address, roots, &current)
+	conn, err = dial(*address, roots, server, &current)
 	if err != nil {
 		return nil, err
 	}
