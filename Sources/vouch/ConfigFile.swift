@@ -25,12 +25,15 @@ struct ConfigFile: Decodable {
         var handshakeTimeout: String?
         var idleTimeout: String?
         var maxConnections: Int?
+        var renewalRetryWindow: String?
+        var selfRevocationLimit: Int?
 
         enum CodingKeys: String, CodingKey, CaseIterable {
             case dir, listen, http, admins, profiles
             case crlURL = "crl_url", passphraseFile = "passphrase_file", defaultTTL = "default_ttl", maxTTL = "max_ttl"
             case logLevel = "log_level", logFormat = "log_format"
             case handshakeTimeout = "handshake_timeout", idleTimeout = "idle_timeout", maxConnections = "max_connections"
+            case renewalRetryWindow = "renewal_retry_window", selfRevocationLimit = "self_revocation_limit"
         }
     }
 

@@ -81,11 +81,11 @@ struct ServerCommand: AsyncParsableCommand {
                     throw CLIError("profile \(profile.name): \(pattern) is outside trust domain \(trustDomain)")
                 }
             }
-            if let renewalRetryWindow {
+            if let renewalRetryWindow = try renewalRetryWindow ?? configDuration(file?.renewalRetryWindow, key: "server.renewal_retry_window") {
                 guard renewalRetryWindow.seconds >= 0 else { throw CLIError("--renewal-retry-window must not be negative") }
                 policy.renewalRetryWindow = TimeInterval(renewalRetryWindow.seconds)
             }
-            if let selfRevocationLimit {
+            if let selfRevocationLimit = selfRevocationLimit ?? file?.selfRevocationLimit {
                 guard selfRevocationLimit >= 0 else { throw CLIError("--self-revocation-limit must not be negative") }
                 policy.selfRevocationLimit = selfRevocationLimit
             }

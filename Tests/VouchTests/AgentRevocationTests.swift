@@ -8,7 +8,8 @@ import XCTest
 /// on disk for restarts while the CA is down.
 final class AgentRevocationTests: XCTestCase {
     func status(_ agent: AgentProcess, as credentials: VouchClient.Credentials) async throws -> Vouch_V1_AgentStatus {
-        try await VouchClient.with(server: HostPort(host: "127.0.0.1", port: agent.port), credentials: credentials) {
+        try await VouchClient.with(server: HostPort(host: "127.0.0.1", port: agent.port),
+                                   credentials: credentials.expecting("spiffe://example.org/svc/web")) {
             try await Vouch_V1_Agent.Client(wrapping: $0).getStatus(Vouch_V1_GetStatusRequest(), options: VouchClient.options(timeout: .seconds(3)))
         }
     }

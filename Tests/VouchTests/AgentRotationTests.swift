@@ -62,7 +62,7 @@ final class AgentRotationTests: XCTestCase {
         var handshakeSerials = [try servedSerial(agent, ca)]
         var calls = 0, failures = 0
         // One gRPC connection, held open, calling GetStatus every 100 ms through three rotations.
-        try await VouchClient.with(server: agentAddress, credentials: admin) { client in
+        try await VouchClient.with(server: agentAddress, credentials: admin.expecting(Self.web)) { client in
             let status = Vouch_V1_Agent.Client(wrapping: client)
             var lastSerial = ""
             let deadline = Date().addingTimeInterval(75)

@@ -3,6 +3,7 @@ import GRPCCore
 import GRPCNIOTransportHTTP2
 import VouchAPI
 import VouchCrypto
+import VouchTLS
 import XCTest
 
 /// A fresh CA directory with a running `vouch server`, and clients for it.
@@ -133,5 +134,14 @@ func assertRPCError<T>(_ code: RPCError.Code, _ what: String, file: StaticString
         XCTAssertEqual(error.code, code, "\(what): \(error.message)", file: file, line: line)
     } catch {
         XCTFail("\(what): expected RPCError \(code), got \(error)", file: file, line: line)
+    }
+}
+
+extension VouchClient.Credentials {
+    /// The same credentials for a server that is not the CA, e.g. an agent's listener.
+    func expecting(_ spiffeID: String) -> VouchClient.Credentials {
+        var credentials = self
+        credentials.serverIdentity = .spiffeID(spiffeID)
+        return credentials
     }
 }

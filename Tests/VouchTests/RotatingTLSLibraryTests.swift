@@ -40,7 +40,8 @@ final class RotatingTLSLibraryTests: XCTestCase {
             XCTAssertTrue(reloads.serials.contains(current), "reloads \(reloads.serials), served \(current), on disk \(onDisk)")
 
             // Health over mTLS through the same server.
-            let health = try await VouchClient.with(server: HostPort(host: "127.0.0.1", port: port), credentials: ca.admin) {
+            let health = try await VouchClient.with(server: HostPort(host: "127.0.0.1", port: port),
+                                                    credentials: ca.admin.expecting("spiffe://example.org/svc/web")) {
                 try await Grpc_Health_V1_Health.Client(wrapping: $0).check(Grpc_Health_V1_HealthCheckRequest())
             }
             XCTAssertEqual(health.status, .serving)
