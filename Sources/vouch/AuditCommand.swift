@@ -75,7 +75,10 @@ struct AuditVerify: AsyncParsableCommand {
         try await runReportingErrors {
             let files = CAFiles(directory: dir)
             guard FileManager.default.fileExists(atPath: files.database) else { throw CLIError("no database at \(files.database)") }
-            let intermediate = try X509Certificate(pem: try String(contentsOfFile: files.intermediateCertificate, encoding: .utf8))
+            guard let intermediatePEM = try? String(contentsOfFile: files.intermediateCertificate, encoding: .utf8) else {
+                throw CLIError("cannot read \(files.intermediateCertificate): checkpoints are verified with the intermediate certificate")
+            }
+            let intermediate = try X509Certificate(pem: intermediatePEM)
             let exported = try checkpoint.map { path in
                 guard let text = try? String(contentsOfFile: path, encoding: .utf8) else { throw CLIError("cannot read \(path)") }
                 return try AuditCheckpoint(text: text)
