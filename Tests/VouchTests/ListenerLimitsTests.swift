@@ -99,6 +99,32 @@ final class ListenerLimitsTests: XCTestCase {
         XCTAssertFalse(bundle.roots.isEmpty)
     }
 
+    /// 1,100 idle HTTP connections to a server with 1,024 file descriptors: the HTTP listener's
+    /// default cap (a quarter of them) refuses the excess, so gRPC keeps its descriptors and
+    /// answers, and /healthz answers again once the handshake timeout frees the held ones.
+    func testAFloodOfIdleHTTPConnectionsCannotTakeTheDescriptorsGRPCNeeds() async throws {
+        var original = rlimit()
+        getrlimit(__rlimit_resource_t(RLIMIT_NOFILE.rawValue), &original)
+        var lowered = original
+        lowered.rlim_cur = 1024
+        setrlimit(__rlimit_resource_t(RLIMIT_NOFILE.rawValue), &lowered)   // inherited by the server only
+        let started = Result { try startServer(["--handshake-timeout", "2s"]) }
+        setrlimit(__rlimit_resource_t(RLIMIT_NOFILE.rawValue), &original)
+        let (ca, httpPort) = try started.get()
+
+        var flood: [RawConnection] = []
+        for _ in 0..<22 {
+            for _ in 0..<50 { flood.append(try RawConnection(port: httpPort)) }
+            try await Task.sleep(for: .milliseconds(20))   // lets the server drain its accept queue
+        }
+        XCTAssertTrue(eventually { ca.server.log.contains("connection limit reached") }, ca.server.log)
+        XCTAssertTrue(ca.server.log.contains("listener=http") && ca.server.log.contains("max_connections=256"), ca.server.log)
+        let bundle = try await ca.ca(ca.anonymous) { try await $0.getTrustBundle(Vouch_V1_TrustBundleRequest()) }
+        XCTAssertFalse(bundle.roots.isEmpty, "gRPC answers during the flood")
+        XCTAssertEqual(RawConnection.waitUntilClosed(flood, timeout: 4), 1100)
+        XCTAssertEqual(try healthz(httpPort), "ok 200")
+    }
+
     func testSlowHTTPRequestsAreClosedWithinTheReadTimeouts() throws {
         let (ca, httpPort) = try startServer(["--handshake-timeout", "1s", "--idle-timeout", "60s"])
         let halfRequestLine = try RawConnection(port: httpPort)
