@@ -27,6 +27,33 @@ final class AuditCheckpointTests: XCTestCase {
         XCTAssertTrue(result.stderr.contains("audit log broken at row 2: the audit_head record is missing"), result.stderr)
     }
 
+    func testAForgedStoredCheckpointFailsAndTheServerWillNotSignOverABrokenTail() throws {
+        let ca = try CAFixture()
+        ca.server.stop()
+        let database = ca.caDir + "/vouch.db"
+        // A checkpoint row copied with another signature: verify checks each one against intermediate.pem.
+        _ = try sqlite(database, """
+            INSERT INTO audit_checkpoint (row_id, hash, time, signer, signature)
+            SELECT row_id, hash, time + 1, signer, X'3006020101020101' FROM audit_checkpoint ORDER BY id DESC LIMIT 1
+            """)
+        let forged = try verify(ca)
+        XCTAssertTrue(forged.stderr.contains("audit log broken at row 2: the checkpoint signed at") && forged.stderr.contains(
+            "its signature does not verify with the intermediate certificate"), forged.stderr)
+
+        // A row appended by hand, its hashes made up: the server refuses to put its signature on it.
+        _ = try sqlite(database, """
+            DROP TRIGGER audit_checkpoint_no_delete;
+            DELETE FROM audit_checkpoint WHERE id = (SELECT max(id) FROM audit_checkpoint);
+            INSERT INTO audit_event (time, actor, action, subject, peer, detail, prev_hash, hash)
+            VALUES (0, 'local', 'revoke', 'ab', '', '', zeroblob(32), zeroblob(32));
+            UPDATE audit_head SET last_id = 3, last_hash = zeroblob(32);
+            """)
+        let server = try ServerProcess(directory: ca.caDir)
+        XCTAssertTrue(eventually { server.log.contains("audit checkpoint failed") }, server.log)
+        XCTAssertTrue(server.log.contains("audit log broken at row 3"), server.log)
+        server.stop()
+    }
+
     /// Vouch's chain hash, written out from its definition: SHA-256 over the previous hash, the
     /// time's IEEE 754 bits (big-endian), and each text field with a 4-byte big-endian length.
     static func chainHash(previous: [UInt8], timeBits: [UInt8], fields: [[UInt8]]) -> [UInt8] {
