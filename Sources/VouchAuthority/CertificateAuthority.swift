@@ -147,16 +147,18 @@ public final class CertificateAuthority: Sendable {
         return IssuedCertificate(record: record, chain: chainDER, roots: rootsDER)
     }
 
-    /// A lineage has one live certificate. A certificate already renewed may renew once more only
-    /// within `renewalRetryWindow` of that renewal, while its child has not renewed in turn (a client
-    /// that lost the response retrying); the child is then revoked. Otherwise: refused, which is what
-    /// a thief renewing a stolen, already renewed certificate gets.
+    /// A lineage has one live certificate. A certificate already renewed may renew once more, only
+    /// within `renewalRetryWindow` of that renewal and while its child has not renewed in turn (a
+    /// client that lost the response retrying); the child is then revoked. Otherwise: refused, which
+    /// is what a thief renewing a stolen, already renewed certificate gets.
     private func successorToReplace(of current: CertificateRecord, now: Date) async throws -> String? {
         guard let successor = current.supersededBy else { return nil }
         let refusal = AuthorityError(.failedPrecondition, "certificate \(current.serial) was already renewed (as \(successor)); "
             + "only the newest certificate of a lineage can renew")
         guard let child = try await store.certificate(serial: successor), child.revokedAt == nil, child.supersededBy == nil,
-              now.timeIntervalSince(child.issuedAt) <= policy.renewalRetryWindow else { throw refusal }
+              now.timeIntervalSince(child.issuedAt) <= policy.renewalRetryWindow,
+              try await store.renewals(of: current.serial) == [successor]  // not retried before
+        else { throw refusal }
         return successor
     }
 

@@ -34,9 +34,23 @@ actor TokenSupply {
     }
 }
 
-/// One load run: `concurrency` workers, each on its own persistent TLS connection,
-/// calling Enroll or Renew back to back; only calls finishing inside the measured
-/// window count.
+/// A key made before the clock starts, with its CSR and PEM: the client's own key
+/// generation and encoding are not measured.
+struct PreparedKey: Sendable {
+    let csr: [UInt8]
+    let keyPEM: String
+
+    init() throws {
+        let key = try PrivateKey(generating: .p256)
+        csr = try CertificateSigningRequest.create(key: key, subjectAltNames: SubjectAltNames()).der
+        keyPEM = try key.pkcs8PEM()
+    }
+}
+
+/// One load run: `concurrency` workers calling back to back; only calls finishing inside
+/// the measured window count. Enroll workers each hold one persistent TLS connection.
+/// Renew workers renew as agents do: each renewal on a new mTLS connection with the
+/// worker's newest certificate, since only the newest certificate of a lineage may renew.
 struct IssuanceLoad: Sendable {
     let server: HostPort
     let caDirectory: String
@@ -44,7 +58,7 @@ struct IssuanceLoad: Sendable {
     let concurrency: Int
     let warmup: Duration
     let duration: Duration
-    let csrs: [[UInt8]]
+    let csrs: [PreparedKey]
     let scratch: URL
 
     struct Outcome {
@@ -84,32 +98,24 @@ struct IssuanceLoad: Sendable {
     private func runWorker(_ worker: Int, tokens: TokenSupply, from: ContinuousClock.Instant,
                            until: ContinuousClock.Instant) async throws -> Outcome {
         let bundle = CAFiles(directory: caDirectory).bundle
-        var credentials = VouchClient.Credentials(bundlePEMPath: bundle)
         if mode == .renew {
-            credentials = try await enrollIdentity(worker, tokens: tokens, bundle: bundle)
+            return try await runRenewingWorker(worker, identity: try await enrollIdentity(worker, tokens: tokens, bundle: bundle),
+                                               from: from, until: until)
         }
-        return try await VouchClient.with(server: server, credentials: credentials) { client in
+        return try await VouchClient.with(server: server, credentials: VouchClient.Credentials(bundlePEMPath: bundle)) { client in
             let ca = Vouch_V1_CertificateAuthority.Client(wrapping: client)
             var outcome = Outcome()
             var index = worker
             while ContinuousClock.now < until {
-                let csr = Data(csrs[index % csrs.count])
+                let csr = Data(csrs[index % csrs.count].csr)
                 index += 1
                 let began = ContinuousClock.now
                 do {
-                    switch mode {
-                    case .enroll:
-                        var request = Vouch_V1_EnrollRequest()
-                        request.token = try await tokens.next()
-                        request.csr = csr
-                        request.ttlSeconds = 3600
-                        _ = try await ca.enroll(request, options: VouchClient.options())
-                    case .renew:
-                        var request = Vouch_V1_RenewRequest()
-                        request.csr = csr
-                        request.ttlSeconds = 3600
-                        _ = try await ca.renew(request, options: VouchClient.options())
-                    }
+                    var request = Vouch_V1_EnrollRequest()
+                    request.token = try await tokens.next()
+                    request.csr = csr
+                    request.ttlSeconds = 3600
+                    _ = try await ca.enroll(request, options: VouchClient.options())
                     let ended = ContinuousClock.now
                     if ended >= from && ended <= until {
                         outcome.latencies.append((ended - began).seconds)
@@ -124,6 +130,36 @@ struct IssuanceLoad: Sendable {
         }
     }
 
+    private func runRenewingWorker(_ worker: Int, identity first: VouchClient.Credentials, from: ContinuousClock.Instant,
+                                   until: ContinuousClock.Instant) async throws -> Outcome {
+        var identity = first
+        var outcome = Outcome()
+        var index = worker
+        while ContinuousClock.now < until {
+            let prepared = csrs[index % csrs.count]
+            index += 1
+            let began = ContinuousClock.now
+            do {
+                var request = Vouch_V1_RenewRequest()
+                request.csr = Data(prepared.csr)
+                request.ttlSeconds = 3600
+                let response = try await VouchClient.with(server: server, credentials: identity) {
+                    try await Vouch_V1_CertificateAuthority.Client(wrapping: $0).renew(request, options: VouchClient.options())
+                }
+                let ended = ContinuousClock.now
+                if ended >= from && ended <= until {
+                    outcome.latencies.append((ended - began).seconds)
+                }
+                identity = try write(response, keyPEM: prepared.keyPEM, worker: worker, bundle: identity.bundlePEMPath)
+            } catch {
+                outcome.failures += 1
+                outcome.firstError = outcome.firstError ?? "\(error)"
+                try await Task.sleep(for: .milliseconds(10))
+            }
+        }
+        return outcome
+    }
+
     /// Enrolls the worker's own identity and writes it where an mTLS client can load it.
     private func enrollIdentity(_ worker: Int, tokens: TokenSupply, bundle: String) async throws -> VouchClient.Credentials {
         let key = try PrivateKey(generating: .p256)
@@ -134,11 +170,17 @@ struct IssuanceLoad: Sendable {
         let response = try await VouchClient.with(server: server, credentials: VouchClient.Credentials(bundlePEMPath: bundle)) {
             try await Vouch_V1_CertificateAuthority.Client(wrapping: $0).enroll(request, options: VouchClient.options())
         }
+        return try write(response, keyPEM: try key.pkcs8PEM(), worker: worker, bundle: bundle)
+    }
+
+    /// Writes the worker's newest certificate (with its chain) and key; returns them as credentials.
+    private func write(_ response: Vouch_V1_CertificateResponse, keyPEM: String, worker: Int, bundle: String) throws
+        -> VouchClient.Credentials {
         let chain = try ([response.certificate] + response.chain).map { try X509Certificate(der: Array($0)) }
         let certificatePath = scratch.appendingPathComponent("worker-\(worker).pem").path
         let keyPath = scratch.appendingPathComponent("worker-\(worker)-key.pem").path
         try pemBundle(chain).write(toFile: certificatePath, atomically: true, encoding: .utf8)
-        try key.pkcs8PEM().write(toFile: keyPath, atomically: true, encoding: .utf8)
+        try keyPEM.write(toFile: keyPath, atomically: true, encoding: .utf8)
         return VouchClient.Credentials(bundlePEMPath: bundle, certificatePEMPath: certificatePath, keyPEMPath: keyPath)
     }
 }

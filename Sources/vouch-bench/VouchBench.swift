@@ -64,9 +64,7 @@ struct VouchBench: AsyncParsableCommand {
         let identity = spiffeID ?? "spiffe://\(settings.trustDomain)/bench/load"
 
         // Distinct keys, made before the clock starts: the client's own key generation is not measured.
-        let csrs = try (0..<256).map { _ in
-            try CertificateSigningRequest.create(key: try PrivateKey(generating: .p256), subjectAltNames: SubjectAltNames()).der
-        }
+        let csrs = try (0..<256).map { _ in try PreparedKey() }
         let scratch = FileManager.default.temporaryDirectory.appendingPathComponent("vouch-bench-\(getpid())")
         try FileManager.default.createDirectory(at: scratch, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: scratch) }
@@ -91,7 +89,7 @@ struct VouchBench: AsyncParsableCommand {
         }
     }
 
-    private func measure(mode: LoadMode, concurrency: Int, tokens: TokenSupply, csrs: [[UInt8]], scratch: URL) async throws -> Row {
+    private func measure(mode: LoadMode, concurrency: Int, tokens: TokenSupply, csrs: [PreparedKey], scratch: URL) async throws -> Row {
         let samples = SampleBox()
         let pid = serverPID
         let load = IssuanceLoad(server: server, caDirectory: dir, mode: mode, concurrency: concurrency,

@@ -37,25 +37,31 @@ final class CrashDurabilityTests: XCTestCase {
         try await withThrowingTaskGroup(of: Void.self) { group in
             for worker in 0..<workers {
                 group.addTask {
-                    // Each worker holds one connection and issues its share back to back.
-                    try? await VouchClient.with(server: ca.address, credentials: renewers[worker] ?? ca.anonymous) { client in
+                    if var identity = renewers[worker] {
+                        // Like an agent: each renewal on a new connection with the newest certificate,
+                        // since only the newest certificate of a lineage may renew.
+                        for _ in stride(from: worker, to: calls, by: workers) {
+                            do {
+                                let key = try PrivateKey(generating: .p256)
+                                let response = try await ca.renew(with: identity, newKey: key)
+                                received.add(response.serial)
+                                identity = try ca.writeIdentity(response, key: key, name: "worker\(worker)")
+                            } catch {
+                                received.fail()
+                            }
+                        }
+                        return
+                    }
+                    // Each enrolling worker holds one connection and issues its share back to back.
+                    try? await VouchClient.with(server: ca.address, credentials: ca.anonymous) { client in
                         let authority = Vouch_V1_CertificateAuthority.Client(wrapping: client)
                         for _ in stride(from: worker, to: calls, by: workers) {
                             do {
-                                let csr = Data(try CertificateSigningRequest.create(
+                                var request = Vouch_V1_EnrollRequest()
+                                request.token = token
+                                request.csr = Data(try CertificateSigningRequest.create(
                                     key: try PrivateKey(generating: .p256), subjectAltNames: SubjectAltNames()).der)
-                                let response: Vouch_V1_CertificateResponse
-                                if renewers[worker] != nil {
-                                    var request = Vouch_V1_RenewRequest()
-                                    request.csr = csr
-                                    response = try await authority.renew(request, options: VouchClient.options(timeout: .seconds(5)))
-                                } else {
-                                    var request = Vouch_V1_EnrollRequest()
-                                    request.token = token
-                                    request.csr = csr
-                                    response = try await authority.enroll(request, options: VouchClient.options(timeout: .seconds(5)))
-                                }
-                                received.add(response.serial)
+                                received.add(try await authority.enroll(request, options: VouchClient.options(timeout: .seconds(5))).serial)
                             } catch {
                                 received.fail()
                             }

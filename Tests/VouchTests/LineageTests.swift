@@ -57,6 +57,11 @@ final class LineageTests: XCTestCase {
         await assertRPCError(.unavailable, "the replaced child is refused at the handshake") {
             try await ca.renew(with: line[1].credentials, newKey: try PrivateKey(generating: .p256))
         }
+        // Once: a second retry from the same certificate is what a thief renewing in a loop would do.
+        await assertRPCError(.failedPrecondition, "a second retry from the superseded certificate") {
+            try await ca.renew(with: line[0].credentials, newKey: try PrivateKey(generating: .p256))
+        }
+        XCTAssertEqual(try status(ca, retried.serial)["status"] as? String, "active", "the retried child stays live")
         let audit = try vouch("audit", "list", "--dir", ca.caDir, "--server", ca.server.address, "--json")
         XCTAssertTrue(audit.stdout.contains("revoke.superseded"), "the fork is in the audit log")
     }
