@@ -14,6 +14,7 @@ public final class Agent: Service, Sendable {
     public let configuration: AgentConfiguration
     public let state = AgentState()
     let files: IdentityFiles
+    let trust: AgentTrust
     let logger: Logger
     let client: CertificateAuthorityClient
     let schedule: RenewalSchedule
@@ -33,6 +34,7 @@ public final class Agent: Service, Sendable {
                 onListening: @escaping @Sendable (HostPort) -> Void = { _ in }) {
         self.configuration = configuration
         self.files = IdentityFiles(directory: configuration.outDirectory)
+        self.trust = AgentTrust(configuration: configuration, files: files)
         self.logger = logger
         self.client = CertificateAuthorityClient(address: configuration.caAddress, bundlePath: configuration.caBundlePath,
                                                  timeout: configuration.rpcTimeout)
@@ -50,7 +52,7 @@ public final class Agent: Service, Sendable {
 
     public func run() async throws {
         try await obtainInitialIdentity()
-        revocations.loadSavedCRL()
+        await revocations.loadSavedCRL()
         let tls = try RotatingServerTLS(files: files, isRevoked: { [revocations] in revocations.isRevoked($0) }, onReject: { [logger] reason in
             logger.notice("refused TLS client certificate", metadata: ["reason": "\(reason)"])
         }, limits: configuration.listenerLimits, onLimitReached: { [logger] limit, refused in
@@ -104,17 +106,26 @@ public final class Agent: Service, Sendable {
 
     // MARK: Identity
 
-    /// Reuses a valid identity from disk, else enrolls with the token.
+    /// Reuses the identity on disk if it is valid and verifies against the agent's trust,
+    /// else says why and enrolls with the token.
     private func obtainInitialIdentity() async throws {
-        if let identity = try? files.load() {
-            if identity.leaf.notAfter > Date() {
-                logger.info("using identity on disk", metadata: ["serial": "\(identity.leaf.serialHex)",
-                                                                "not_after": "\(identity.leaf.notAfter)"])
-                record(identity.leaf, rotated: false)
-                return
+        var info = stat()
+        // Anything but a regular svid.pem is left to the output directory check before enrolling.
+        if lstat(files.certificate, &info) == 0, info.st_mode & S_IFMT == S_IFREG {
+            do {
+                let identity = try files.load()
+                if identity.leaf.notAfter > Date() {
+                    try await trust.verifyOnDisk(identity)
+                    logger.info("using identity on disk", metadata: ["serial": "\(identity.leaf.serialHex)",
+                                                                    "not_after": "\(identity.leaf.notAfter)"])
+                    record(identity.leaf, rotated: false)
+                    return
+                }
+                logger.error("certificate on disk has expired", metadata: ["serial": "\(identity.leaf.serialHex)",
+                                                                           "not_after": "\(identity.leaf.notAfter)"])
+            } catch {
+                logger.error("not using the identity on disk; enrolling with the token", metadata: ["reason": "\(error)"])
             }
-            logger.error("certificate on disk has expired", metadata: ["serial": "\(identity.leaf.serialHex)",
-                                                                       "not_after": "\(identity.leaf.notAfter)"])
         }
         try await enrollWithToken()
     }
@@ -128,18 +139,38 @@ public final class Agent: Service, Sendable {
             .trimmingCharacters(in: .whitespacesAndNewlines), !token.isEmpty else {
             throw AgentError("cannot read a token from \(tokenPath)")
         }
+        // Spend the token only if the answer can be written.
+        try OutputDirectory(files: files).prepare()
+        _ = try trust.configuredRoots()
         let key = try PrivateKey(generating: configuration.keyAlgorithm)
-        let issued: CertificateAuthorityClient.Issued
+        let answer: CertificateAuthorityClient.Answer
         do {
-            issued = try await client.enroll(token: token, key: key, ttl: configuration.certificateTTL)
+            answer = try await client.enroll(token: token, key: key, ttl: configuration.certificateTTL)
         } catch let error as RPCError where error.code == .unauthenticated {
             throw AgentError("the CA refused the token in \(tokenPath) (\(error.message)): create a new one with "
                 + "`vouch token create --spiffe-id ID`")
+        } catch let rejected as IdentityRejected {
+            throw AgentError("rejected the CA's enrollment answer: \(rejected)")
         }
-        try IdentityWriter(files: files).write(leaf: issued.leaf, key: key, chain: issued.chain, roots: issued.roots)
-        logger.info("enrolled", metadata: ["spiffe_id": "\(issued.leaf.spiffeID ?? "")", "serial": "\(issued.leaf.serialHex)",
-                                           "not_after": "\(issued.leaf.notAfter)"])
-        record(issued.leaf, rotated: false)
+        let identity: VerifiedIdentity, roots: [X509Certificate]
+        do {
+            (identity, roots) = try await trust.verifyEnrollment(answer, key: key)
+        } catch let rejected as IdentityRejected {
+            throw AgentError("rejected the CA's enrollment answer: \(rejected)")
+        }
+        noteUntrustedRoots(answer, trusted: roots)
+        try IdentityWriter(files: files).write(identity, key: key, bundlePEM: pemBundle(roots))
+        logger.info("enrolled", metadata: ["spiffe_id": "\(identity.leaf.spiffeID ?? "")", "serial": "\(identity.leaf.serialHex)",
+                                           "not_after": "\(identity.leaf.notAfter)"])
+        record(identity.leaf, rotated: false)
+    }
+
+    /// Roots in an answer that the agent does not already trust are never written.
+    private func noteUntrustedRoots(_ answer: CertificateAuthorityClient.Answer, trusted: [X509Certificate]) {
+        let count = trust.untrustedRootCount(answer, trusted: trusted)
+        if count > 0 {
+            logger.notice("ignoring roots in the CA's answer that the agent does not already trust", metadata: ["count": "\(count)"])
+        }
     }
 
     /// Sets the time-dependent gauges; called before each metrics scrape.
@@ -178,8 +209,10 @@ public final class Agent: Service, Sendable {
             state.update { $0.nextRenewal = due }
             try await sleep(until: due)
 
-            // An expired or revoked certificate cannot be renewed: only a new token helps.
-            let dead = Date() >= notAfter ? "expired at \(notAfter)" : (revocations.isRevoked(current.serial) ? "was revoked" : nil)
+            // An expired or revoked certificate cannot be renewed: only a new token helps. Revoked
+            // means listed in a verified CRL, never a mere streamed event.
+            let dead = Date() >= notAfter ? "expired at \(notAfter)"
+                : (revocations.isRevoked(current.serial) ? "was revoked (listed in the CA's signed CRL)" : nil)
             if let dead {
                 try await waitForNewToken(tls: tls, because: dead)
                 failures = 0
@@ -188,8 +221,11 @@ public final class Agent: Service, Sendable {
             }
             do {
                 let key = try PrivateKey(generating: configuration.keyAlgorithm)
-                let issued = try await client.renew(current: files, newKey: key, ttl: configuration.certificateTTL)
-                try IdentityWriter(files: files).write(leaf: issued.leaf, key: key, chain: issued.chain, roots: issued.roots)
+                let held = try files.load().leaf
+                let answer = try await client.renew(current: files, newKey: key, ttl: configuration.certificateTTL)
+                let identity = try await trust.verifyRenewal(answer, key: key, current: held)
+                noteUntrustedRoots(answer, trusted: try trust.heldRoots())
+                try IdentityWriter(files: files).write(identity, key: key, bundlePEM: nil)
                 let served = try tls.reload()
                 logger.info("rotated", metadata: ["from": "\(current.serial)", "serial": "\(served.serialHex)",
                                                   "not_after": "\(served.notAfter)"])
@@ -197,6 +233,11 @@ public final class Agent: Service, Sendable {
                 retryAt = nil
                 record(served, rotated: true)
                 hooks.run(serial: served.serialHex, directory: files.directory)
+            } catch let error as RPCError where error.code == .failedPrecondition && error.message.contains("is revoked") {
+                // The CA itself says this certificate is revoked: that is confirmation enough.
+                try await waitForNewToken(tls: tls, because: "was revoked (the CA refused to renew it: \(error.message))")
+                failures = 0
+                retryAt = nil
             } catch {
                 failures += 1
                 failuresCounter.increment()
@@ -208,7 +249,9 @@ public final class Agent: Service, Sendable {
                 }
                 let delay = schedule.backoff(failures: failures)
                 retryAt = Date().addingTimeInterval(delay)
-                logger.warning("renewal failed; keeping the current certificate", metadata: [
+                let what = error is IdentityRejected ? "rejected the CA's answer; keeping the current certificate"
+                    : "renewal failed; keeping the current certificate"
+                logger.warning("\(what)", metadata: [
                     "error": "\(message)", "attempt": "\(failures)", "serial": "\(current.serial)",
                     "retry_in": "\(String(format: "%.1f", delay))s", "not_after": "\(notAfter)"])
             }

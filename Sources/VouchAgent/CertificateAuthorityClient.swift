@@ -5,19 +5,24 @@ import VouchAPI
 import VouchCrypto
 import VouchTLS
 
-/// The agent's calls to the CA, each on a fresh connection with a deadline.
+/// The agent's calls to the CA, each on a fresh connection with a deadline. Answers are
+/// size-bounded here and only returned raw: the caller verifies them before using them.
 struct CertificateAuthorityClient: Sendable {
     let address: HostPort
     let bundlePath: String
     let timeout: Double
 
-    struct Issued {
-        let leaf: X509Certificate
-        let chain: [X509Certificate]
-        let roots: [X509Certificate]
+    /// Largest unary answer read from the CA (an honest one is a few KiB).
+    static let maxResponseBytes = 1 << 20
+
+    /// An Enroll/Renew answer, not yet believed.
+    struct Answer {
+        let leaf: [UInt8]
+        let chain: [[UInt8]]
+        let roots: [[UInt8]]
     }
 
-    func enroll(token: String, key: PrivateKey, ttl: Int64) async throws -> Issued {
+    func enroll(token: String, key: PrivateKey, ttl: Int64) async throws -> Answer {
         var request = Vouch_V1_EnrollRequest()
         request.token = token
         request.csr = Data(try CertificateSigningRequest.create(key: key, subjectAltNames: SubjectAltNames()).der)
@@ -27,7 +32,7 @@ struct CertificateAuthorityClient: Sendable {
     }
 
     /// Renews over mTLS with the certificate and key currently on disk.
-    func renew(current files: IdentityFiles, newKey: PrivateKey, ttl: Int64) async throws -> Issued {
+    func renew(current files: IdentityFiles, newKey: PrivateKey, ttl: Int64) async throws -> Answer {
         var request = Vouch_V1_RenewRequest()
         request.csr = Data(try CertificateSigningRequest.create(key: newKey, subjectAltNames: SubjectAltNames()).der)
         request.ttlSeconds = ttl
@@ -35,16 +40,30 @@ struct CertificateAuthorityClient: Sendable {
         return try await call(credentials) { try await $0.renew(request, options: options) }
     }
 
-    private var options: CallOptions { VouchClient.options(timeout: .milliseconds(Int64(timeout * 1000))) }
+    private var options: CallOptions {
+        var options = VouchClient.options(timeout: .milliseconds(Int64(timeout * 1000)))
+        options.limitResponses(to: Self.maxResponseBytes)
+        return options
+    }
 
     private func call(_ credentials: VouchClient.Credentials,
                       _ body: (Vouch_V1_CertificateAuthority.Client<HTTP2ClientTransport.Posix>) async throws -> Vouch_V1_CertificateResponse)
-        async throws -> Issued {
+        async throws -> Answer {
         let response = try await VouchClient.with(server: address, credentials: credentials) { client in
             try await body(Vouch_V1_CertificateAuthority.Client(wrapping: client))
         }
-        return Issued(leaf: try X509Certificate(der: Array(response.certificate)),
-                      chain: try response.chain.map { try X509Certificate(der: Array($0)) },
-                      roots: try response.roots.map { try X509Certificate(der: Array($0)) })
+        try IssuedIdentityCheck.checkSizes(leaf: response.certificate.count, intermediates: response.chain.map(\.count),
+                                           roots: response.roots.map(\.count))
+        return Answer(leaf: Array(response.certificate), chain: response.chain.map { Array($0) }, roots: response.roots.map { Array($0) })
+    }
+}
+
+extension CallOptions {
+    /// Caps the size of each message read from the CA. grpc-swift-nio-transport 2.x bounds the
+    /// messages a client reads by `maxRequestMessageBytes` (the agent's own requests are a few
+    /// hundred bytes), so both are set.
+    mutating func limitResponses(to bytes: Int) {
+        maxResponseMessageBytes = bytes
+        maxRequestMessageBytes = bytes
     }
 }

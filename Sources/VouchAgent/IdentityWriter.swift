@@ -3,19 +3,22 @@ import VouchAuthority
 import VouchCrypto
 import VouchTLS
 
-/// Writes an issued identity into the agent's directory, each file atomically.
+/// Writes a verified identity into the agent's directory, all files or none.
 struct IdentityWriter {
     let files: IdentityFiles
 
-    func write(leaf: X509Certificate, key: PrivateKey, chain: [X509Certificate], roots: [X509Certificate]) throws {
-        try FileManager.default.createDirectory(atPath: files.directory, withIntermediateDirectories: true)
-        // All four are written before any is replaced, so a full or read-only disk leaves the old
+    /// - Parameter bundlePEM: new trust roots, or nil to keep bundle.pem as it is (renewal:
+    ///   roots change only when already trusted, so a CA answer never replaces them).
+    func write(_ identity: VerifiedIdentity, key: PrivateKey, bundlePEM: String?) throws {
+        // Every file is written before any is replaced, so a full or read-only disk leaves the old
         // set intact; svid.pem is renamed last, the signal that a rotation is complete.
-        try AtomicFile.writeAll([
-            (files.bundle, Array(pemBundle(roots).utf8), 0o644),
-            (files.chain, Array(pemBundle(chain).utf8), 0o644),
+        var set: [(path: String, bytes: [UInt8], mode: mode_t)] = []
+        if let bundlePEM { set.append((files.bundle, Array(bundlePEM.utf8), 0o644)) }
+        set += [
+            (files.chain, Array(pemBundle(identity.intermediates).utf8), 0o644),
             (files.key, Array(try key.pkcs8PEM().utf8), 0o600),
-            (files.certificate, Array(leaf.pem.utf8), 0o644),
-        ])
+            (files.certificate, Array(identity.leaf.pem.utf8), 0o644),
+        ]
+        try AtomicFile.writeAll(set)
     }
 }

@@ -8,14 +8,18 @@ import VouchAuthority
 import VouchCrypto
 import VouchTLS
 
-/// Keeps the set of revoked serials the agent's listener refuses: pushed by the
-/// CA's WatchRevocations stream (within a second of a Revoke), with the signed
-/// CRL fetched periodically as a fallback and kept on disk (`crl.der`) so a
-/// restart while the CA is down still refuses revoked clients.
+/// Keeps the set of revoked serials the agent's listener refuses. Only a verified CRL
+/// fills it: signed by an issuing CA that chains to the agent's roots, not older (CRL
+/// number) than the one held, and not past its nextUpdate. WatchRevocations events are
+/// hints that make the next CRL fetch immediate (a revoked client is refused within a
+/// second); the CRL is also fetched every `refreshInterval` and kept on disk (`crl.der`)
+/// so a restart while the CA is down still refuses revoked clients.
 public final class RevocationFollower: Sendable {
     private struct State {
-        var fromCRL: Set<String> = []
-        var fromStream: Set<String> = []
+        var revoked: Set<String> = []
+        /// The CRL the set came from; a new one must not have a lower number.
+        var number: Int64?
+        var der: [UInt8] = []
         var lastSequence: Int64 = 0
     }
 
@@ -26,9 +30,20 @@ public final class RevocationFollower: Sendable {
     let refreshInterval: Double
     let rpcTimeout: Double
     let logger: Logger
+    /// Revocation events are sent by the CA at will; their log lines are rate-limited.
+    private let eventLog = LogRateLimiter()
     /// Wakes the CRL loop early (after a streamed revocation).
     private let refreshNow: AsyncStream<Void>.Continuation
     private let refreshRequests: AsyncStream<Void>
+
+    /// Largest GetCRL answer read, and largest single revocation event.
+    static let maxCRLResponseBytes = 1 << 20
+    static let maxEventBytes = 8 * 1024
+    /// Event fields beyond these are not a Vouch serial or SPIFFE ID; such events are dropped.
+    static let maxSerialHexDigits = 40
+    static let maxSPIFFEIDBytes = 2048
+    /// A CRL whose thisUpdate is further ahead than this is not believed.
+    static let clockSkew: TimeInterval = 300
 
     public var crlPath: String { files.directory + "/crl.der" }
 
@@ -42,52 +57,112 @@ public final class RevocationFollower: Sendable {
         (refreshRequests, refreshNow) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
     }
 
+    /// Whether `serial` is in the verified CRL held.
     public func isRevoked(_ serial: String) -> Bool {
-        state.withLock { $0.fromStream.contains(serial) || $0.fromCRL.contains(serial) }
+        state.withLock { $0.revoked.contains(serial) }
     }
 
-    /// Loads the CRL saved by an earlier run, if it verifies against the issuing CA on disk.
-    func loadSavedCRL() {
+    /// The CRL number held, if any.
+    public var heldNumber: Int64? { state.withLock { $0.number } }
+
+    /// Loads the CRL saved by an earlier run if its signature verifies. A saved CRL past its
+    /// nextUpdate is still kept (it is the newest list known) until a fresh one arrives.
+    func loadSavedCRL() async {
         guard let data = FileManager.default.contents(atPath: crlPath) else { return }
         do {
-            let serials = try verifiedSerials(Array(data))
-            state.withLock { $0.fromCRL = serials }
-            logger.info("loaded saved CRL", metadata: ["revoked": "\(serials.count)"])
+            let crl = try await verifiedCRL(Array(data))
+            if let next = crl.nextUpdate, next <= Date() {
+                logger.warning("saved CRL is past its nextUpdate; keeping it until a fresh one arrives",
+                               metadata: ["number": "\(crl.number ?? -1)", "next_update": "\(next)"])
+            }
+            hold(crl)
+            logger.info("loaded saved CRL", metadata: ["number": "\(crl.number ?? -1)", "revoked": "\(crl.entries.count)"])
         } catch {
             logger.warning("ignoring saved CRL", metadata: ["error": "\(error)"])
         }
     }
 
-    private func verifiedSerials(_ der: [UInt8]) throws -> Set<String> {
+    /// Parses `der` and checks its signature: the signer must be an intermediate in chain.pem
+    /// that chains to the roots in bundle.pem.
+    private func verifiedCRL(_ der: [UInt8]) async throws -> CertificateRevocationList {
         let crl = try CertificateRevocationList(der: der)
-        let issuers = try X509Certificate.all(inPEM: String(contentsOfFile: files.chain, encoding: .utf8))
+        let roots = try X509Certificate.all(inPEM: String(contentsOfFile: files.bundle, encoding: .utf8))
+        let intermediates = try X509Certificate.all(inPEM: String(contentsOfFile: files.chain, encoding: .utf8))
+        let issuers = await IssuedIdentityCheck.trustedIssuers(intermediates, roots: roots)
         guard issuers.contains(where: { crl.isSigned(by: $0) }) else {
-            throw CryptoError(.badSignature, "CRL is not signed by the issuing CA in \(files.chain)")
+            throw IdentityRejected("CRL is not signed by an issuing CA that chains to the agent's roots")
         }
-        return Set(crl.entries.map { SerialNumber.hex($0.serial) })
+        guard crl.number != nil else { throw IdentityRejected("CRL has no CRL number") }
+        return crl
     }
+
+    /// Checks a fetched CRL against the one held: newer or the same, and fresh.
+    func accept(_ der: [UInt8], now: Date = Date()) async throws -> (crl: CertificateRevocationList, changed: Bool) {
+        let crl = try await verifiedCRL(der)
+        let number = crl.number ?? -1
+        let held = state.withLock { (number: $0.number, der: $0.der) }
+        if let heldNumber = held.number {
+            guard number >= heldNumber else {
+                throw IdentityRejected("CRL number \(number) is lower than the \(heldNumber) held")
+            }
+            if number == heldNumber {
+                guard der == held.der else { throw IdentityRejected("CRL number \(number) reused for a different CRL") }
+            }
+        }
+        guard let next = crl.nextUpdate, next > now else {
+            throw IdentityRejected("CRL \(number) is stale (nextUpdate \(crl.nextUpdate.map { "\($0)" } ?? "missing") has passed)")
+        }
+        guard crl.thisUpdate <= now.addingTimeInterval(Self.clockSkew) else {
+            throw IdentityRejected("CRL \(number) has thisUpdate \(crl.thisUpdate) in the future")
+        }
+        return (crl, number != held.number)
+    }
+
+    private func hold(_ crl: CertificateRevocationList) {
+        let serials = Set(crl.entries.map { SerialNumber.hex($0.serial) })
+        state.withLock {
+            $0.revoked = serials
+            $0.number = crl.number
+            $0.der = crl.der
+        }
+    }
+
+    /// GetCRL needs no client certificate, so the agent learns of its own revocation too.
+    private var anonymous: VouchClient.Credentials { VouchClient.Credentials(bundlePEMPath: bundlePath) }
 
     private var mTLS: VouchClient.Credentials {
         VouchClient.Credentials(bundlePEMPath: bundlePath, certificatePEMPath: files.certificate, keyPEMPath: files.key)
     }
 
-    /// Fetches the CRL now and then every `refreshInterval`, or sooner when asked.
+    private func options(maxResponseBytes: Int, timeout: Double?) -> CallOptions {
+        var options = timeout.map { VouchClient.options(timeout: .milliseconds(Int64($0 * 1000))) } ?? CallOptions.defaults
+        options.limitResponses(to: maxResponseBytes)
+        return options
+    }
+
+    /// Fetches, verifies and (when newer) saves the CA's CRL.
+    func refreshCRL() async throws {
+        let response = try await VouchClient.with(server: address, credentials: anonymous) { client in
+            try await Vouch_V1_CertificateAuthority.Client(wrapping: client)
+                .getCRL(Vouch_V1_CRLRequest(), options: options(maxResponseBytes: Self.maxCRLResponseBytes, timeout: rpcTimeout))
+        }
+        let (crl, changed) = try await accept(Array(response.crl))
+        guard changed else { return }
+        try AtomicFile.write(crl.der, to: crlPath)
+        hold(crl)
+        logger.debug("CRL refreshed", metadata: ["number": "\(crl.number ?? -1)", "revoked": "\(crl.entries.count)"])
+    }
+
+    /// Fetches the CRL now and then every `refreshInterval`, or at once after a revocation hint.
     func refreshCRLForever() async throws {
         while !Task.isCancelled {
             do {
-                let response = try await VouchClient.with(server: address, credentials: mTLS) { client in
-                    try await Vouch_V1_CertificateAuthority.Client(wrapping: client)
-                        .getCRL(Vouch_V1_CRLRequest(), options: VouchClient.options(timeout: .milliseconds(Int64(rpcTimeout * 1000))))
-                }
-                let der = Array(response.crl)
-                let serials = try verifiedSerials(der)
-                try AtomicFile.write(der, to: crlPath)
-                state.withLock { $0.fromCRL = serials }
-                logger.debug("CRL refreshed", metadata: ["number": "\(response.crlNumber)", "revoked": "\(serials.count)"])
+                try await refreshCRL()
             } catch {
-                logger.warning("CRL refresh failed; keeping the last one", metadata: ["error": "\(Agent.describe(error))"])
+                logger.warning("CRL refresh failed; keeping the last one",
+                               metadata: ["error": "\(Agent.describe(error))", "held_number": "\(heldNumber ?? -1)"])
             }
-            // Whichever comes first: the interval, or a streamed revocation asking for a fresh copy on disk.
+            // Whichever comes first: the interval, or a streamed revocation asking for a fresh CRL.
             try await withThrowingTaskGroup(of: Void.self) { group in
                 group.addTask { try await Task.sleep(for: .milliseconds(Int64(self.refreshInterval * 1000))) }
                 group.addTask { for await _ in self.refreshRequests { return } }
@@ -105,7 +180,8 @@ public final class RevocationFollower: Sendable {
                 var request = Vouch_V1_WatchRevocationsRequest()
                 request.afterSequence = state.withLock { $0.lastSequence }
                 try await VouchClient.with(server: address, credentials: mTLS) { client in
-                    try await Vouch_V1_CertificateAuthority.Client(wrapping: client).watchRevocations(request) { response in
+                    try await Vouch_V1_CertificateAuthority.Client(wrapping: client).watchRevocations(
+                        request, options: options(maxResponseBytes: Self.maxEventBytes, timeout: nil)) { response in
                         for try await event in response.messages {
                             self.apply(event)
                         }
@@ -117,18 +193,41 @@ public final class RevocationFollower: Sendable {
                 let delay = schedule.backoff(failures: failures)
                 logger.notice("revocation stream down; CRL refresh covers meanwhile",
                               metadata: ["error": "\(Agent.describe(error))", "retry_in": "\(String(format: "%.1f", delay))s"])
+                reportSuppressed()
                 try await Task.sleep(for: .milliseconds(Int64(delay * 1000)))
             }
+            reportSuppressed()
         }
     }
 
+    /// A streamed revocation is only a hint: it makes the agent fetch the signed CRL at once.
     func apply(_ event: Vouch_V1_RevocationEvent) {
-        state.withLock {
-            $0.fromStream.insert(event.serial)
-            $0.lastSequence = max($0.lastSequence, event.sequence)
+        let wellFormed = (1...Self.maxSerialHexDigits).contains(event.serial.utf8.count)
+            && event.serial.utf8.allSatisfy { (UInt8(ascii: "0")...UInt8(ascii: "9")).contains($0) || (UInt8(ascii: "a")...UInt8(ascii: "f")).contains($0) }
+            && event.spiffeID.utf8.count <= Self.maxSPIFFEIDBytes
+        if wellFormed {
+            state.withLock { $0.lastSequence = max($0.lastSequence, event.sequence) }
+            refreshNow.yield()
         }
-        logger.info("revocation received", metadata: ["serial": "\(event.serial)", "spiffe_id": "\(event.spiffeID)",
-                                                      "sequence": "\(event.sequence)"])
-        refreshNow.yield()
+        let (allowed, suppressed) = eventLog.admit()
+        guard allowed else { return }
+        if suppressed > 0 { logSuppressed(suppressed) }
+        if wellFormed {
+            logger.info("revocation hint received; fetching the CRL", metadata: [
+                "serial": "\(event.serial)", "spiffe_id": "\(event.spiffeID)", "sequence": "\(event.sequence)"])
+        } else {
+            logger.warning("dropped a malformed revocation event", metadata: [
+                "serial_bytes": "\(event.serial.utf8.count)", "spiffe_id_bytes": "\(event.spiffeID.utf8.count)",
+                "sequence": "\(event.sequence)"])
+        }
+    }
+
+    private func reportSuppressed() {
+        let count = eventLog.takeSuppressed()
+        if count > 0 { logSuppressed(count) }
+    }
+
+    private func logSuppressed(_ count: Int) {
+        logger.warning("revocation events arriving faster than they are logged", metadata: ["not_logged": "\(count)"])
     }
 }

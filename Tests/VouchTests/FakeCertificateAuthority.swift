@@ -1,0 +1,155 @@
+import Foundation
+import GRPCCore
+import GRPCNIOTransportHTTP2
+import Synchronization
+import VouchAPI
+import VouchCrypto
+import VouchTLS
+
+/// A hostile CA in the test process: it listens with the real CA's server certificate and
+/// key (a stolen server key, so agents' server checks pass) and answers from `renewal`,
+/// `crl` and `events`, which tests change while an agent talks to it. `honest` signs with
+/// the real intermediate key (read from the CA directory), for answers a broken CA could send.
+final class FakeCertificateAuthority: Vouch_V1_CertificateAuthority.SimpleServiceProtocol, Sendable {
+    typealias Answer = @Sendable (CertificateSigningRequest) throws -> Vouch_V1_CertificateResponse
+
+    let honest: CertificateSigner
+    let attackerRoot: CertificateSigner
+    let realCA: CAFixture
+    private let state = Mutex<(renewal: Answer?, crl: (@Sendable () throws -> [UInt8])?, events: [Vouch_V1_RevocationEvent], renewals: Int)>(
+        (nil, nil, [], 0))
+    private let running = Mutex<(server: GRPCServer<HTTP2ServerTransport.Posix>, task: Task<Void, any Error>)?>(nil)
+    private let boundPort = Mutex(0)
+
+    /// Creates the fake and starts listening on a free port.
+    static func start(impersonating ca: CAFixture) async throws -> FakeCertificateAuthority {
+        let fake = try FakeCertificateAuthority(impersonating: ca)
+        try await fake.listen()
+        return fake
+    }
+
+    private init(impersonating ca: CAFixture) throws {
+        realCA = ca
+        honest = try CertificateSigner(certificate: X509Certificate(pem: String(contentsOfFile: ca.caDir + "/intermediate.pem", encoding: .utf8)),
+                                       key: PrivateKey(pem: String(contentsOfFile: ca.caDir + "/intermediate_key.pem", encoding: .utf8)))
+        let rootKey = try PrivateKey(generating: .p256)
+        attackerRoot = try CertificateSigner(certificate: CertificateSigner.selfSigned(key: rootKey, template: CertificateTemplate(
+            role: .authority(pathLength: 1), serial: try SerialNumber.random(), subject: [("CN", "Vouch Root CA")],
+            notBefore: Date().addingTimeInterval(-60), notAfter: Date().addingTimeInterval(3600))), key: rootKey)
+    }
+
+    private func listen() async throws {
+        let ca = realCA
+        let tls = try TLS13ServerHandler(
+            configuration: TLS13ServerHandler.configuration(certificatePEMPath: ca.caDir + "/server.pem", keyPEMPath: ca.caDir + "/server_key.pem"),
+            verifier: PeerCertificateVerifier(rootsPEM: String(contentsOfFile: ca.caDir + "/bundle.pem", encoding: .utf8),
+                                              intermediatesPEM: String(contentsOfFile: ca.caDir + "/intermediate.pem", encoding: .utf8)))
+        let transport = HTTP2ServerTransport.Posix(
+            address: .ipv4(host: "127.0.0.1", port: 0),
+            transportSecurity: .tls(certificateChain: [.file(path: ca.caDir + "/server.pem", format: .pem)],
+                                    privateKey: .file(path: ca.caDir + "/server_key.pem", format: .pem)) { $0.requireALPN = true },
+            config: .defaults { $0.channelDebuggingCallbacks.onAcceptTCPConnection = tls.onAccept })
+        let server = GRPCServer(transport: transport, services: [self])
+        let task = Task { try await server.serve() }
+        running.withLock { $0 = (server, task) }
+        let port = (try await server.listeningAddress)?.ipv4?.port ?? 0
+        boundPort.withLock { $0 = port }
+    }
+
+    func stop() {
+        running.withLock {
+            $0?.server.beginGracefulShutdown()
+            $0?.task.cancel()
+            $0 = nil
+        }
+    }
+
+    var port: Int { boundPort.withLock { $0 } }
+    var address: String { "127.0.0.1:\(port)" }
+    var renewals: Int { state.withLock { $0.renewals } }
+
+    func answerRenewals(_ answer: @escaping Answer) { state.withLock { $0.renewal = answer } }
+    func answerCRL(_ crl: @escaping @Sendable () throws -> [UInt8]) { state.withLock { $0.crl = crl } }
+    /// Queues events for the revocation stream; each is sent once, on whichever stream is open.
+    func stream(_ events: [Vouch_V1_RevocationEvent]) { state.withLock { $0.events += events } }
+
+    // MARK: Material
+
+    func leafTemplate(spiffeID: String, lifetime: TimeInterval, notBefore: Date = Date().addingTimeInterval(-30),
+                      role: CertificateTemplate.Role = .leaf) throws -> CertificateTemplate {
+        CertificateTemplate(role: role, serial: try SerialNumber.random(), subject: [("O", "Vouch")],
+                            notBefore: notBefore, notAfter: notBefore.addingTimeInterval(lifetime),
+                            subjectAltNames: SubjectAltNames(uris: [spiffeID], dnsNames: ["localhost"], ipAddresses: ["127.0.0.1"]))
+    }
+
+    func response(_ leaf: X509Certificate, chain: [X509Certificate]? = nil, roots: [X509Certificate]? = nil) -> Vouch_V1_CertificateResponse {
+        var response = Vouch_V1_CertificateResponse()
+        response.certificate = Data(leaf.der)
+        response.chain = (chain ?? [honest.certificate]).map { Data($0.der) }
+        response.roots = (roots ?? [realRoot]).map { Data($0.der) }
+        response.serial = leaf.serialHex
+        response.spiffeID = leaf.spiffeID ?? ""
+        response.notAfter = Int64(leaf.notAfter.timeIntervalSince1970)
+        return response
+    }
+
+    var realRoot: X509Certificate { try! X509Certificate(pem: String(contentsOfFile: realCA.caDir + "/root.pem", encoding: .utf8)) }
+
+    /// A CRL signed with the real intermediate key.
+    func genuineCRL(number: Int64, revoking serials: [String] = [], nextUpdate: Date = Date().addingTimeInterval(3600)) throws -> [UInt8] {
+        try honest.makeCRL(entries: serials.map { RevokedCertificateEntry(serial: SerialNumber.bytes(fromHex: $0)!, revokedAt: Date(), reason: 1) },
+                           number: number, thisUpdate: Date().addingTimeInterval(-7200), nextUpdate: nextUpdate)
+    }
+
+    static func event(serial: String, spiffeID: String = "spiffe://example.org/svc/web", sequence: Int64) -> Vouch_V1_RevocationEvent {
+        var event = Vouch_V1_RevocationEvent()
+        event.serial = serial
+        event.spiffeID = spiffeID
+        event.sequence = sequence
+        event.reason = 1
+        return event
+    }
+
+    // MARK: Service
+
+    func enroll(request: Vouch_V1_EnrollRequest, context: ServerContext) async throws -> Vouch_V1_CertificateResponse {
+        throw RPCError(code: .unimplemented, message: "fake CA")
+    }
+
+    func renew(request: Vouch_V1_RenewRequest, context: ServerContext) async throws -> Vouch_V1_CertificateResponse {
+        let answer = state.withLock { $0.renewals += 1; return $0.renewal }
+        guard let answer else { throw RPCError(code: .unavailable, message: "fake CA: no answer set") }
+        return try answer(try CertificateSigningRequest(der: Array(request.csr)))
+    }
+
+    func revoke(request: Vouch_V1_RevokeRequest, context: ServerContext) async throws -> Vouch_V1_RevokeResponse {
+        throw RPCError(code: .unimplemented, message: "fake CA")
+    }
+
+    func getTrustBundle(request: Vouch_V1_TrustBundleRequest, context: ServerContext) async throws -> Vouch_V1_TrustBundle {
+        throw RPCError(code: .unimplemented, message: "fake CA")
+    }
+
+    /// The set CRL, or else the real CA's current one.
+    func getCRL(request: Vouch_V1_CRLRequest, context: ServerContext) async throws -> Vouch_V1_CRLResponse {
+        if let crl = state.withLock({ $0.crl }) {
+            var response = Vouch_V1_CRLResponse()
+            response.crl = Data(try crl())
+            return response
+        }
+        return try await realCA.ca(realCA.anonymous) { try await $0.getCRL(Vouch_V1_CRLRequest(), options: VouchClient.options()) }
+    }
+
+    /// Sends queued events as they come, and holds the stream open.
+    func watchRevocations(request: Vouch_V1_WatchRevocationsRequest, response: RPCWriter<Vouch_V1_RevocationEvent>,
+                          context: ServerContext) async throws {
+        while !Task.isCancelled {
+            let events = state.withLock { state in
+                defer { state.events = [] }
+                return state.events
+            }
+            for event in events { try await response.write(event) }
+            try await Task.sleep(for: .milliseconds(20))
+        }
+    }
+}
