@@ -45,8 +45,13 @@ public final class CAServer: Service, Sendable {
             rootsPEM: try String(contentsOfFile: files.bundle, encoding: .utf8),
             intermediatesPEM: authority.material.intermediate.pem,
             isRevoked: { [revocations = authority.revocations] in revocations.isRevoked(serial: $0) },
-            onReject: { [handshakeLog = RateLimitedLog(burst: 50, per: 10)] reason in
+            onReject: { [authority, handshakeLog = RateLimitedLog(burst: 50, per: 10), auditLimit = RateLimitedLog(burst: 60, per: 60)] reason in
                 handshakeLog.log(logger, .notice, "refused TLS client certificate", metadata: ["reason": "\(reason)"])
+                // A revoked or foreign certificate presented to the CA is worth an audit row too.
+                guard let suppressed = auditLimit.admit() else { return }
+                let note = suppressed > 0 ? " (\(suppressed) earlier refusals not recorded)" : ""
+                Task { try? await authority.recordRefusal(method: "TLS handshake", code: "unauthenticated", reason: reason + note,
+                                                          caller: Caller(credential: .none, peer: "tls")) }
             })
         let tls = try TLS13ServerHandler(
             configuration: TLS13ServerHandler.configuration(certificatePEMPath: files.serverCertificate, keyPEMPath: files.serverKey),

@@ -25,7 +25,7 @@ final class ServerMetricsTests: XCTestCase {
         // Two enrollments, one renewal, one revocation, two refusals of different kinds.
         let key = try PrivateKey(generating: .p256)
         let first = try await fixture.enroll(token: try fixture.createToken(spiffeID: "spiffe://example.org/svc/a"), key: key, ttl: 1800)
-        _ = try await fixture.enroll(token: try fixture.createToken(spiffeID: "spiffe://example.org/svc/b"), key: key, ttl: 86400)
+        let second = try await fixture.enroll(token: try fixture.createToken(spiffeID: "spiffe://example.org/svc/b"), key: key, ttl: 86400)
         let identity = try fixture.writeIdentity(first, key: key, name: "a")
         let renewed = try await fixture.renew(with: identity, newKey: try PrivateKey(generating: .p256))
         let renewedSerial = try X509Certificate(der: Array(renewed.certificate)).serialHex
@@ -36,7 +36,9 @@ final class ServerMetricsTests: XCTestCase {
         await assertRPCError(.invalidArgument, "garbage CSR") {
             var request = Vouch_V1_RenewRequest()
             request.csr = Data([1, 2, 3])
-            _ = try await fixture.ca(identity) { try await $0.renew(request, options: VouchClient.options()) }
+            // From b: a's first certificate was renewed, so the lineage rule would refuse it before its CSR is read.
+            let other = try fixture.writeIdentity(second, key: key, name: "b")
+            _ = try await fixture.ca(other) { try await $0.renew(request, options: VouchClient.options()) }
         }
 
         let scrape = try execute("/usr/bin/curl", ["-sf", "http://\(http)/metrics"])
