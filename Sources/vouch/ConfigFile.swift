@@ -27,6 +27,7 @@ struct ConfigFile: Decodable {
         var maxConnections: Int?
         var renewalRetryWindow: String?
         var selfRevocationLimit: Int?
+        var auditCheckpointInterval: String?
 
         enum CodingKeys: String, CodingKey, CaseIterable {
             case dir, listen, http, admins, profiles
@@ -34,6 +35,7 @@ struct ConfigFile: Decodable {
             case logLevel = "log_level", logFormat = "log_format"
             case handshakeTimeout = "handshake_timeout", idleTimeout = "idle_timeout", maxConnections = "max_connections"
             case renewalRetryWindow = "renewal_retry_window", selfRevocationLimit = "self_revocation_limit"
+            case auditCheckpointInterval = "audit_checkpoint_interval"
         }
     }
 

@@ -40,7 +40,7 @@ struct ServerCommand: AsyncParsableCommand {
     var crlURL: String?
 
     @Option(help: "How often to sign an audit checkpoint when the audit log moved (default 60s; also at start and shutdown).")
-    var auditCheckpointInterval: DurationArgument = DurationArgument(argument: "60s")!
+    var auditCheckpointInterval: DurationArgument?
 
     @Option(help: "How long a renewed certificate may renew once more, for a client that lost the response (default 60s).")
     var renewalRetryWindow: DurationArgument?
@@ -97,6 +97,8 @@ struct ServerCommand: AsyncParsableCommand {
             let store = try SQLiteAuthorityStore(path: files.database)
             let authority = CertificateAuthority(store: store, material: material, policy: policy)
             try await authority.start()
+            let auditCheckpointInterval = try self.auditCheckpointInterval
+                ?? configDuration(file?.auditCheckpointInterval, key: "server.audit_checkpoint_interval") ?? DurationArgument(argument: "60s")!
             guard auditCheckpointInterval.seconds > 0 else { throw CLIError("--audit-checkpoint-interval must be positive") }
             let auditCheckpoints = AuditCheckpointer(store: store, signer: material.signer)
             let limits = try listenerLimits.resolved(handshake: file?.handshakeTimeout, idle: file?.idleTimeout,
