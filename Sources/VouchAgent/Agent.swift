@@ -211,9 +211,12 @@ public final class Agent: Service, Sendable {
 
             // An expired or revoked certificate cannot be renewed: only a new token helps. Revoked
             // means listed in a verified CRL, never a mere streamed event.
-            let dead = Date() >= notAfter ? "expired at \(notAfter)"
-                : (revocations.isRevoked(current.serial) ? "was revoked (listed in the CA's signed CRL)" : nil)
+            let dead = Date() >= notAfter ? "expired at \(notAfter)" : (revocations.isRevoked(current.serial) ? "was revoked" : nil)
             if let dead {
+                if dead == "was revoked" {
+                    logger.notice("own certificate is listed in the CA's signed CRL", metadata: [
+                        "serial": "\(current.serial)", "crl_number": "\(revocations.heldNumber ?? -1)"])
+                }
                 try await waitForNewToken(tls: tls, because: dead)
                 failures = 0
                 retryAt = nil
@@ -235,7 +238,8 @@ public final class Agent: Service, Sendable {
                 hooks.run(serial: served.serialHex, directory: files.directory)
             } catch let error as RPCError where error.code == .failedPrecondition && error.message.contains("is revoked") {
                 // The CA itself says this certificate is revoked: that is confirmation enough.
-                try await waitForNewToken(tls: tls, because: "was revoked (the CA refused to renew it: \(error.message))")
+                logger.notice("the CA refused to renew: own certificate revoked", metadata: ["error": "\(error.message)"])
+                try await waitForNewToken(tls: tls, because: "was revoked")
                 failures = 0
                 retryAt = nil
             } catch {
