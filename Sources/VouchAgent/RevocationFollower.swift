@@ -187,7 +187,12 @@ public final class RevocationFollower: Sendable {
                         }
                     }
                 }
+                // A CA ends the stream only when it shuts down; one that keeps ending it is not
+                // reconnected to in a tight loop.
                 failures = 0
+                try await Task.sleep(for: .seconds(1))
+            } catch is CancellationError {
+                throw CancellationError()
             } catch {
                 failures += 1
                 let delay = schedule.backoff(failures: failures)
