@@ -47,16 +47,13 @@ public final class PeerCertificateVerifier: Sendable {
     /// The NIOSSL custom verification callback.
     public func verify(_ presented: [NIOSSLCertificate], _ promise: EventLoopPromise<NIOSSLVerificationResultWithMetadata>) {
         let certificates: [Certificate]
-        do {
-            certificates = try presented.map { try Certificate(derEncoded: $0.toDERBytes()) }
-        } catch {
-            reject("unparseable peer certificate", promise)
+        switch Self.parsePresented(presented) {
+        case .success(let parsed): certificates = parsed
+        case .failure(let problem):
+            reject(problem.reason, promise)
             return
         }
-        guard let leaf = certificates.first else {
-            reject("peer sent no certificate", promise)
-            return
-        }
+        let leaf = certificates[0]
         let serial = VouchCrypto.SerialNumber.hex(Array(leaf.serialNumber.bytes))
         if isRevoked(serial) {
             reject("certificate \(serial) is revoked", promise)
@@ -75,6 +72,20 @@ public final class PeerCertificateVerifier: Sendable {
                 onReject("certificate \(serial) does not chain to a trusted root: \(failures.first.map { "\($0.policyFailureReason)" } ?? "no path")")
                 return .failed
             }
+        }
+    }
+
+    struct PresentationProblem: Error {
+        let reason: String
+    }
+
+    /// The certificates a peer presented, leaf first; never empty on success.
+    static func parsePresented(_ presented: [NIOSSLCertificate]) -> Result<[Certificate], PresentationProblem> {
+        do {
+            let certificates = try presented.map { try Certificate(derEncoded: $0.toDERBytes()) }
+            return certificates.isEmpty ? .failure(PresentationProblem(reason: "peer sent no certificate")) : .success(certificates)
+        } catch {
+            return .failure(PresentationProblem(reason: "unparseable peer certificate"))
         }
     }
 

@@ -26,16 +26,13 @@ public final class ServerCertificateVerifier: Sendable {
 
     public func verify(_ presented: [NIOSSLCertificate], _ promise: EventLoopPromise<NIOSSLVerificationResultWithMetadata>) {
         let certificates: [Certificate]
-        do {
-            certificates = try presented.map { try Certificate(derEncoded: $0.toDERBytes()) }
-        } catch {
-            reject("the server sent an unparseable certificate", promise)
+        switch PeerCertificateVerifier.parsePresented(presented) {
+        case .success(let parsed): certificates = parsed
+        case .failure(let problem):
+            reject("the server at \(host): \(problem.reason)", promise)
             return
         }
-        guard let leaf = certificates.first else {
-            reject("the server sent no certificate", promise)
-            return
-        }
+        let leaf = certificates[0]
         let presentedID = leaf.spiffeID
         guard expected.accepts(presentedID) else {
             let shown = presentedID.map { String($0.prefix(256)) } ?? "no SPIFFE ID"
