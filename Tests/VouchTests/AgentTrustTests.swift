@@ -72,7 +72,7 @@ final class AgentTrustTests: XCTestCase {
         ]
         for (what, reason, answer) in hostile {
             let logged = agent.log.count
-            fake.answerRenewals(answer)
+            fake.answerIssuance(answer)
             XCTAssertTrue(eventually(timeout: 10) { agent.log.dropFirst(logged).contains(reason) }, "\(what): \(agent.log.dropFirst(logged))")
             XCTAssertTrue(identityFiles(out) == before, "\(what): the files on disk are byte-identical")
         }
@@ -83,7 +83,7 @@ final class AgentTrustTests: XCTestCase {
         // (none at all, then only the attacker's).
         for roots in [[], [fake.attackerRoot.certificate]] {
             let current = try serialOnDisk(out)
-            fake.answerRenewals { csr in
+            fake.answerIssuance { csr in
                 fake.response(try fake.honest.sign(csr, template: fake.leafTemplate(spiffeID: id, lifetime: 20, notBefore: Date())), roots: roots)
             }
             XCTAssertTrue(eventually(timeout: 10) { (try? self.serialOnDisk(out)) != current }, agent.log)
@@ -92,6 +92,34 @@ final class AgentTrustTests: XCTestCase {
         XCTAssertTrue(agent.log.contains("ignoring roots in the CA's answer that the agent does not already trust"))
         XCTAssertTrue(eventually { (try? self.handshake(agent, as: admin).serialHex) == (try? self.serialOnDisk(out)) },
                       "the listener serves the new certificate")
+    }
+
+    func testAHostileEnrollmentAnswerIsRejectedAndNothingIsWritten() async throws {
+        let ca = try CAFixture()
+        let fake = try await FakeCertificateAuthority.start(impersonating: ca)
+        defer { fake.stop() }
+        let tokenFile = ca.root + "/token"
+        try "any-token".write(toFile: tokenFile, atomically: true, encoding: .utf8)
+        let id = self.id
+        let hostile: [(reason: String, answer: FakeCertificateAuthority.Answer)] = [
+            ("does not chain to a trusted root", { csr in
+                fake.response(try fake.attackerRoot.sign(csr, template: fake.leafTemplate(spiffeID: id, lifetime: 60)),
+                              chain: [], roots: [fake.attackerRoot.certificate]) }),
+            ("must carry exactly one spiffe:// URI SAN", { csr in
+                fake.response(try fake.honest.sign(csr, template: fake.leafTemplate(spiffeID: id, lifetime: 60,
+                                                                                    extraURIs: ["spiffe://example.org/vouch/admin"]))) }),
+        ]
+        for (index, (reason, answer)) in hostile.enumerated() {
+            fake.answerIssuance(answer)
+            let out = ca.root + "/agent\(index)"
+            let result = try execute("/usr/bin/timeout", ["20", VouchBinary.path, "agent", "--ca", fake.address, "--ca-bundle",
+                                                          ca.caDir + "/bundle.pem", "--out", out, "--token-file", tokenFile])
+            XCTAssertEqual(result.status, 1, result.stderr)
+            let last = result.stderr.split(separator: "\n").last.map(String.init) ?? ""
+            XCTAssertTrue(last.hasPrefix("vouch: rejected the CA's enrollment answer: certificate "), result.stderr)
+            XCTAssertTrue(last.contains(reason), result.stderr)
+            XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: out), [], "nothing written")
+        }
     }
 
     func testAnIdentityOnDiskThatDoesNotVerifyIsNotUsed() async throws {
@@ -156,7 +184,7 @@ final class AgentTrustTests: XCTestCase {
         fake.stream([FakeCertificateAuthority.event(serial: own, sequence: 1),
                      FakeCertificateAuthority.event(serial: valid.serial, spiffeID: "spiffe://example.org/svc/valid", sequence: 2)])
         let id = self.id
-        fake.answerRenewals { csr in
+        fake.answerIssuance { csr in
             fake.response(try fake.honest.sign(csr, template: fake.leafTemplate(spiffeID: id, lifetime: 60)))
         }
         let agent = try AgentProcess(arguments: ["--ca", fake.address, "--ca-bundle", ca.caDir + "/bundle.pem", "--out", out,

@@ -68,7 +68,8 @@ final class FakeCertificateAuthority: Vouch_V1_CertificateAuthority.SimpleServic
     var address: String { "127.0.0.1:\(port)" }
     var renewals: Int { state.withLock { $0.renewals } }
 
-    func answerRenewals(_ answer: @escaping Answer) { state.withLock { $0.renewal = answer } }
+    /// The answer to Enroll and Renew.
+    func answerIssuance(_ answer: @escaping Answer) { state.withLock { $0.renewal = answer } }
     func answerCRL(_ crl: @escaping @Sendable () throws -> [UInt8]) { state.withLock { $0.crl = crl } }
     /// Queues events for the revocation stream; each is sent once, on whichever stream is open.
     func stream(_ events: [Vouch_V1_RevocationEvent]) { state.withLock { $0.events += events } }
@@ -76,10 +77,10 @@ final class FakeCertificateAuthority: Vouch_V1_CertificateAuthority.SimpleServic
     // MARK: Material
 
     func leafTemplate(spiffeID: String, lifetime: TimeInterval, notBefore: Date = Date().addingTimeInterval(-30),
-                      role: CertificateTemplate.Role = .leaf) throws -> CertificateTemplate {
+                      role: CertificateTemplate.Role = .leaf, extraURIs: [String] = []) throws -> CertificateTemplate {
         CertificateTemplate(role: role, serial: try SerialNumber.random(), subject: [("O", "Vouch")],
                             notBefore: notBefore, notAfter: notBefore.addingTimeInterval(lifetime),
-                            subjectAltNames: SubjectAltNames(uris: [spiffeID], dnsNames: ["localhost"], ipAddresses: ["127.0.0.1"]))
+                            subjectAltNames: SubjectAltNames(uris: [spiffeID] + extraURIs, dnsNames: ["localhost"], ipAddresses: ["127.0.0.1"]))
     }
 
     func response(_ leaf: X509Certificate, chain: [X509Certificate]? = nil, roots: [X509Certificate]? = nil) -> Vouch_V1_CertificateResponse {
@@ -112,8 +113,11 @@ final class FakeCertificateAuthority: Vouch_V1_CertificateAuthority.SimpleServic
 
     // MARK: Service
 
+    /// Answered like Renew (the token is not looked at).
     func enroll(request: Vouch_V1_EnrollRequest, context: ServerContext) async throws -> Vouch_V1_CertificateResponse {
-        throw RPCError(code: .unimplemented, message: "fake CA")
+        let answer = state.withLock { $0.renewal }
+        guard let answer else { throw RPCError(code: .unavailable, message: "fake CA: no answer set") }
+        return try answer(try CertificateSigningRequest(der: Array(request.csr)))
     }
 
     func renew(request: Vouch_V1_RenewRequest, context: ServerContext) async throws -> Vouch_V1_CertificateResponse {
