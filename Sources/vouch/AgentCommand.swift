@@ -107,7 +107,7 @@ struct AgentCommand: AsyncParsableCommand {
         guard hookTimeout.seconds > 0 else { throw CLIError("--hook-timeout must be positive") }
         limited.hookTimeout = .seconds(hookTimeout.seconds)
         limited.signalProcessName = signalProcessName ?? file?.signalProcessName
-        if limited.signalProcessName != nil, signal == nil { throw CLIError("--signal-process-name needs --signal and --pid-file") }
+        if limited.signalProcessName != nil, limited.signal == nil { throw CLIError("--signal-process-name needs --signal and --pid-file") }
         return (limited, try metrics ?? configAddress(file?.metrics, key: "agent.metrics"))
     }
 

@@ -83,7 +83,11 @@ final class ListenerLimitsTests: XCTestCase {
     }
 
     func testConnectionCapRefusesTheExcessLogsItOnceAndRecovers() async throws {
-        let (ca, httpPort) = try startServer(["--max-connections", "20", "--handshake-timeout", "2s"])
+        // From the config file this time.
+        let config = FileManager.default.temporaryDirectory.appendingPathComponent("limits-\(UUID().uuidString).yaml").path
+        try "server:\n  max_connections: 20\n  handshake_timeout: 2s\n".write(toFile: config, atomically: true, encoding: .utf8)
+        defer { try? FileManager.default.removeItem(atPath: config) }
+        let (ca, httpPort) = try startServer(["--config", config])
         var connections: [RawConnection] = []
         for _ in 0..<30 { connections.append(try RawConnection(port: ca.server.port)) }
         XCTAssertEqual(RawConnection.waitUntilClosed(connections, timeout: 1), 10, "the 10 over --max-connections are closed at once")
@@ -151,7 +155,10 @@ final class ListenerLimitsTests: XCTestCase {
 
     func testAgentListenersCloseStalledConnectionsAndLiveStreamsSurviveTheIdleTimeout() throws {
         let (ca, _) = try startServer(["--idle-timeout", "2s"])
-        let (agent, _) = try ca.startAgent(ttl: "10m", extra: ["--metrics", "127.0.0.1:0", "--handshake-timeout", "1s", "--idle-timeout", "2s"])
+        let config = FileManager.default.temporaryDirectory.appendingPathComponent("limits-\(UUID().uuidString).yaml").path
+        try "agent:\n  handshake_timeout: 1s\n  idle_timeout: 2s\n  hook_timeout: 10s\n".write(toFile: config, atomically: true, encoding: .utf8)
+        defer { try? FileManager.default.removeItem(atPath: config) }
+        let (agent, _) = try ca.startAgent(ttl: "10m", extra: ["--metrics", "127.0.0.1:0", "--config", config])
         defer { agent.stop() }
         XCTAssertTrue(eventually { agent.log.contains("vouch agent metrics on ") }, agent.log)
         let line = agent.log.split(separator: "\n").first { $0.hasPrefix("vouch agent metrics on ") } ?? ""
