@@ -48,19 +48,25 @@ final class RotationHooks: Sendable {
     func run(serial: String, directory: String) {
         guard command != nil || (signal != nil && pidFile != nil) else { return }
         let job = Job(serial: serial, directory: directory)
-        let start: Bool = state.withLock { state in
-            guard !state.stopped else { return false }
+        enum Decision { case start, queue, stopped }
+        let decision: Decision = state.withLock { state in
+            if state.stopped { return .stopped }
             if state.busy {
                 state.queued = job
-                return false
+                return .queue
             }
             state.busy = true
-            return true
+            return .start
         }
-        guard start else {
+        switch decision {
+        case .stopped:
+            return
+        case .queue:
             logger.warning("rotation hook still running; hooks for this certificate run when it ends",
                            metadata: ["serial": "\(serial)"])
             return
+        case .start:
+            break
         }
         Thread.detachNewThread { [self] in
             var next: Job? = job
@@ -92,7 +98,8 @@ final class RotationHooks: Sendable {
 
     private func execute(_ job: Job) {
         if let command { runCommand(command, job) }
-        if let signal, let pidFile { sendSignal(signal, pidFile: pidFile) }
+        // Not while shutting down: the exec hook it follows was just killed.
+        if let signal, let pidFile, !state.withLock({ $0.stopped }) { sendSignal(signal, pidFile: pidFile) }
     }
 
     private func runCommand(_ command: String, _ job: Job) {
