@@ -49,7 +49,7 @@ public enum IssuedIdentityCheck {
     public static let maximumRoots = 16
     public static let maximumCertificateBytes = 16 * 1024
     /// How far ahead notBefore may be (the issuer's clock may run a little fast).
-    public static let clockSkew: TimeInterval = 300
+    public static let clockSkew: TimeInterval = 60
 
     /// Refuses oversized material before it is parsed.
     public static func checkSizes(leaf: Int, intermediates: [Int], roots: [Int]) throws {
@@ -84,14 +84,17 @@ public enum IssuedIdentityCheck {
                 throw IdentityRejected("certificate \(certificate.serialHex) is not valid before \(certificate.notBefore)")
             }
         }
+        // A certificate issued a moment ago by a CA whose clock runs slightly ahead is checked as of
+        // its notBefore (at most `clockSkew` ahead); expiry was checked against `now` above.
+        let validationTime = max(now, ([leaf] + intermediates).map(\.notBefore).max() ?? now)
         for (index, intermediate) in parsedIntermediates.enumerated() {
             guard isAuthority(intermediate) else { throw IdentityRejected("intermediate \(index + 1) is not a CA certificate") }
             let others = parsedIntermediates.enumerated().filter { $0.offset != index }.map(\.element)
-            if case .couldNotValidate(let failures) = await validate(intermediate, others, anchors, now) {
+            if case .couldNotValidate(let failures) = await validate(intermediate, others, anchors, validationTime) {
                 throw IdentityRejected("intermediate \(index + 1) does not chain to a trusted root: \(summary(failures))")
             }
         }
-        if case .couldNotValidate(let failures) = await validate(parsedLeaf, parsedIntermediates, anchors, now) {
+        if case .couldNotValidate(let failures) = await validate(parsedLeaf, parsedIntermediates, anchors, validationTime) {
             throw IdentityRejected("certificate \(leaf.serialHex) does not chain to a trusted root: \(summary(failures))")
         }
         guard !isAuthority(parsedLeaf), (try? parsedLeaf.extensions.keyUsage)??.keyCertSign != true else {
