@@ -45,7 +45,7 @@ public final class CAServer: Service, Sendable {
             rootsPEM: try String(contentsOfFile: files.bundle, encoding: .utf8),
             intermediatesPEM: authority.material.intermediate.pem,
             isRevoked: { [revocations = authority.revocations] in revocations.isRevoked(serial: $0) },
-            onReject: { [authority, handshakeLog = RateLimitedLog(burst: 50, per: 10), auditLimit = RateLimitedLog(burst: 60, per: 60)] reason in
+            onReject: { [authority, handshakeLog = RateLimitedLog(burst: 50, perSecond: 5), auditLimit = RateLimitedLog(burst: 60, perSecond: 1)] reason in
                 handshakeLog.log(logger, .notice, "refused TLS client certificate", metadata: ["reason": "\(reason)"])
                 // A revoked or foreign certificate presented to the CA is worth an audit row too.
                 guard let suppressed = auditLimit.admit() else { return }

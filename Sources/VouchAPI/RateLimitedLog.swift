@@ -2,44 +2,50 @@ import Foundation
 import Logging
 import Synchronization
 
-/// Lets through at most `burst` events per `interval` and counts the rest, so a flood of
-/// refusals costs one summary instead of a full disk. Each event that passes carries how
-/// many were suppressed since the previous one.
+/// A token bucket for log lines and audit rows a remote peer can trigger at will: a burst
+/// of `burst`, then `perSecond`. What is held back is counted, and the next event that
+/// passes carries the count, so a flood costs a summary instead of a full disk.
 public final class RateLimitedLog: Sendable {
-    private struct Window {
-        var start: Date
-        var passed = 0
+    private struct Bucket {
+        var tokens: Double
+        var refilledAt: Date
         var suppressed = 0
     }
 
-    private let window: Mutex<Window>
-    let burst: Int
-    let interval: TimeInterval
+    private let bucket: Mutex<Bucket>
+    let burst: Double
+    let perSecond: Double
 
-    public init(burst: Int, per interval: TimeInterval, now: Date = Date()) {
-        self.burst = burst
-        self.interval = interval
-        self.window = Mutex(Window(start: now))
+    public init(burst: Int, perSecond: Double, now: Date = Date()) {
+        self.burst = Double(burst)
+        self.perSecond = perSecond
+        self.bucket = Mutex(Bucket(tokens: Double(burst), refilledAt: now))
     }
 
-    /// nil when this event is to be suppressed; otherwise the count suppressed before it.
+    /// nil when this event is to be held back; otherwise how many were held back before it.
     public func admit(now: Date = Date()) -> Int? {
-        window.withLock { window in
-            if now.timeIntervalSince(window.start) >= interval {
-                window.start = now
-                window.passed = 0
-            }
-            guard window.passed < burst else {
-                window.suppressed += 1
+        bucket.withLock { bucket in
+            bucket.tokens = min(burst, bucket.tokens + max(0, now.timeIntervalSince(bucket.refilledAt)) * perSecond)
+            bucket.refilledAt = now
+            guard bucket.tokens >= 1 else {
+                bucket.suppressed += 1
                 return nil
             }
-            window.passed += 1
-            defer { window.suppressed = 0 }
-            return window.suppressed
+            bucket.tokens -= 1
+            defer { bucket.suppressed = 0 }
+            return bucket.suppressed
         }
     }
 
-    /// Logs through `logger` if admitted, adding `suppressed` to the metadata when events were dropped.
+    /// Events held back and not yet reported; resets the count.
+    public func takeSuppressed() -> Int {
+        bucket.withLock { bucket in
+            defer { bucket.suppressed = 0 }
+            return bucket.suppressed
+        }
+    }
+
+    /// Logs through `logger` if admitted, adding `suppressed` to the metadata when events were held back.
     public func log(_ logger: Logger, _ level: Logger.Level, _ message: Logger.Message, metadata: Logger.Metadata) {
         guard let suppressed = admit() else { return }
         var metadata = metadata

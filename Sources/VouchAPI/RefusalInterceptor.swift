@@ -17,8 +17,8 @@ public struct RefusalInterceptor: ServerInterceptor {
     static let audited: Set<RPCError.Code> = [.unauthenticated, .permissionDenied, .resourceExhausted, .failedPrecondition]
 
     public init(authority: CertificateAuthority, logger: Logger,
-                logLimit: RateLimitedLog = RateLimitedLog(burst: 50, per: 10),
-                auditLimit: RateLimitedLog = RateLimitedLog(burst: 60, per: 60)) {
+                logLimit: RateLimitedLog = RateLimitedLog(burst: 50, perSecond: 5),
+                auditLimit: RateLimitedLog = RateLimitedLog(burst: 60, perSecond: 1)) {
         self.authority = authority
         self.logger = logger
         self.logLimit = logLimit

@@ -36,8 +36,9 @@ public final class Agent: Service, Sendable {
         self.files = IdentityFiles(directory: configuration.outDirectory)
         self.trust = AgentTrust(configuration: configuration, files: files)
         self.logger = logger
+        let server = CAServerIdentity(configured: configuration.caServerID, files: files)
         self.client = CertificateAuthorityClient(address: configuration.caAddress, bundlePath: configuration.caBundlePath,
-                                                 timeout: configuration.rpcTimeout)
+                                                 timeout: configuration.rpcTimeout, server: server)
         self.schedule = RenewalSchedule(renewFraction: configuration.renewFraction, jitterFraction: configuration.jitterFraction,
                                         minimumBackoff: configuration.minimumBackoff, maximumBackoff: configuration.maximumBackoff)
         self.hooks = RotationHooks(command: configuration.execCommand, signal: configuration.signal,
@@ -46,7 +47,7 @@ public final class Agent: Service, Sendable {
         self.onIdentity = onIdentity
         self.onListening = onListening
         self.revocations = RevocationFollower(files: files, address: configuration.caAddress, bundlePath: configuration.caBundlePath,
-                                              refreshInterval: configuration.crlRefreshInterval, rpcTimeout: configuration.rpcTimeout,
+                                              server: server, refreshInterval: configuration.crlRefreshInterval, rpcTimeout: configuration.rpcTimeout,
                                               logger: logger)
     }
 

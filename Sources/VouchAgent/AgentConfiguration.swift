@@ -37,6 +37,8 @@ public struct AgentConfiguration: Sendable {
     public var hookTimeout: Duration = .seconds(30)
     /// If set, the pid file's process must have this name (/proc/PID/comm) to be signalled.
     public var signalProcessName: String?
+    /// The SPIFFE ID the CA server must present; nil: `spiffe://<own trust domain>/vouch/server`.
+    public var caServerID: String?
 
     public init(caAddress: HostPort, caBundlePath: String, tokenFilePath: String?, outDirectory: String,
                 listen: HostPort? = nil, certificateTTL: Int64 = 0, renewFraction: Double = 2.0 / 3.0,

@@ -11,6 +11,7 @@ struct CertificateAuthorityClient: Sendable {
     let address: HostPort
     let bundlePath: String
     let timeout: Double
+    let server: CAServerIdentity
 
     /// Largest unary answer read from the CA (an honest one is a few KiB).
     static let maxResponseBytes = 1 << 20
@@ -27,8 +28,9 @@ struct CertificateAuthorityClient: Sendable {
         request.token = token
         request.csr = Data(try CertificateSigningRequest.create(key: key, subjectAltNames: SubjectAltNames()).der)
         request.ttlSeconds = ttl
-        let credentials = VouchClient.Credentials(bundlePEMPath: bundlePath)
-        return try await call(credentials) { try await $0.enroll(request, options: options) }
+        return try await call(server.credentials(bundlePath: bundlePath, clientCertificate: false)) {
+            try await $0.enroll(request, options: options)
+        }
     }
 
     /// Renews over mTLS with the certificate and key currently on disk.
@@ -36,8 +38,9 @@ struct CertificateAuthorityClient: Sendable {
         var request = Vouch_V1_RenewRequest()
         request.csr = Data(try CertificateSigningRequest.create(key: newKey, subjectAltNames: SubjectAltNames()).der)
         request.ttlSeconds = ttl
-        let credentials = VouchClient.Credentials(bundlePEMPath: bundlePath, certificatePEMPath: files.certificate, keyPEMPath: files.key)
-        return try await call(credentials) { try await $0.renew(request, options: options) }
+        return try await call(server.credentials(bundlePath: bundlePath, clientCertificate: true)) {
+            try await $0.renew(request, options: options)
+        }
     }
 
     private var options: CallOptions {

@@ -27,11 +27,12 @@ public final class RevocationFollower: Sendable {
     let files: IdentityFiles
     let address: HostPort
     let bundlePath: String
+    let server: CAServerIdentity
     let refreshInterval: Double
     let rpcTimeout: Double
     let logger: Logger
     /// Revocation events are sent by the CA at will; their log lines are rate-limited.
-    private let eventLog = LogRateLimiter()
+    private let eventLog = RateLimitedLog(burst: 10, perSecond: 1)
     /// Wakes the CRL loop early (after a streamed revocation).
     private let refreshNow: AsyncStream<Void>.Continuation
     private let refreshRequests: AsyncStream<Void>
@@ -47,10 +48,12 @@ public final class RevocationFollower: Sendable {
 
     public var crlPath: String { files.directory + "/crl.der" }
 
-    init(files: IdentityFiles, address: HostPort, bundlePath: String, refreshInterval: Double, rpcTimeout: Double, logger: Logger) {
+    init(files: IdentityFiles, address: HostPort, bundlePath: String, server: CAServerIdentity, refreshInterval: Double,
+         rpcTimeout: Double, logger: Logger) {
         self.files = files
         self.address = address
         self.bundlePath = bundlePath
+        self.server = server
         self.refreshInterval = refreshInterval
         self.rpcTimeout = rpcTimeout
         self.logger = logger
@@ -128,11 +131,9 @@ public final class RevocationFollower: Sendable {
     }
 
     /// GetCRL needs no client certificate, so the agent learns of its own revocation too.
-    private var anonymous: VouchClient.Credentials { VouchClient.Credentials(bundlePEMPath: bundlePath) }
+    private var anonymous: VouchClient.Credentials { server.credentials(bundlePath: bundlePath, clientCertificate: false) }
 
-    private var mTLS: VouchClient.Credentials {
-        VouchClient.Credentials(bundlePEMPath: bundlePath, certificatePEMPath: files.certificate, keyPEMPath: files.key)
-    }
+    private var mTLS: VouchClient.Credentials { server.credentials(bundlePath: bundlePath, clientCertificate: true) }
 
     private func options(maxResponseBytes: Int, timeout: Double?) -> CallOptions {
         var options = timeout.map { VouchClient.options(timeout: .milliseconds(Int64($0 * 1000))) } ?? CallOptions.defaults
@@ -214,8 +215,7 @@ public final class RevocationFollower: Sendable {
             state.withLock { $0.lastSequence = max($0.lastSequence, event.sequence) }
             refreshNow.yield()
         }
-        let (allowed, suppressed) = eventLog.admit()
-        guard allowed else { return }
+        guard let suppressed = eventLog.admit() else { return }
         if suppressed > 0 { logSuppressed(suppressed) }
         if wellFormed {
             logger.info("revocation hint received; fetching the CRL", metadata: [

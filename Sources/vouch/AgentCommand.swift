@@ -4,6 +4,7 @@ import Logging
 import ServiceLifecycle
 import VouchAgent
 import VouchAPI
+import VouchAuthority
 import VouchCrypto
 import VouchHTTP
 
@@ -20,6 +21,9 @@ struct AgentCommand: AsyncParsableCommand {
 
     @Option(help: "Trust bundle to verify the CA server (bundle.pem from `vouch ca init`; required here or as agent.ca_bundle).")
     var caBundle: String?
+
+    @Option(help: "SPIFFE ID the CA server must present (default: spiffe://<trust domain>/vouch/server).")
+    var caSpiffeId: String?
 
     @Option(help: "File holding a one-time enrollment token (needed for the first start or after expiry).")
     var tokenFile: String?
@@ -107,6 +111,10 @@ struct AgentCommand: AsyncParsableCommand {
         guard hookTimeout.seconds > 0 else { throw CLIError("--hook-timeout must be positive") }
         limited.hookTimeout = .seconds(hookTimeout.seconds)
         limited.signalProcessName = signalProcessName ?? file?.signalProcessName
+        limited.caServerID = caSpiffeId ?? file?.caSpiffeID
+        if let id = limited.caServerID, IdentityRules.trustDomain(ofSPIFFEID: id) == nil {
+            throw CLIError("--ca-spiffe-id \(id) is not a SPIFFE ID")
+        }
         if limited.signalProcessName != nil, limited.signal == nil { throw CLIError("--signal-process-name needs --signal and --pid-file") }
         return (limited, try metrics ?? configAddress(file?.metrics, key: "agent.metrics"))
     }

@@ -16,7 +16,8 @@ final class IdentityPolicyTests: XCTestCase {
     }
 
     func testReservedIdentitiesGetNoTokenNorRenewalOnlyAnAdminCommand() async throws {
-        let (_, ca) = try caWithServer(["--admin-id", Self.alice])
+        let (base, ca) = try caWithServer(["--admin-id", Self.alice])
+        defer { withExtendedLifetime(base) {} }
         for id in ["spiffe://example.org/vouch/admin", "spiffe://example.org/vouch/server", "spiffe://example.org/vouch/other", Self.alice] {
             let refused = try vouch("token", "create", "--dir", ca.caDir, "--server", ca.server.address, "--spiffe-id", id)
             XCTAssertNotEqual(refused.status, 0, id)

@@ -73,7 +73,15 @@ final class ServerIdentityTests: XCTestCase {
         let secret = String(token.split(separator: ".").last ?? "")
         XCTAssertFalse(impostor.output.text.contains(secret), "the token never reached the impostor")
 
-        // The token is still unused: it enrolls at the real CA.
+        // A configured CA identity is honoured: the real server is refused under another expected ID ...
+        let strict = try execute(VouchBinary.path, ["agent", "--ca", ca.server.address, "--ca-bundle", ca.caDir + "/bundle.pem",
+                                                    "--token-file", tokenFile, "--out", ca.root + "/strict", "--rpc-timeout", "3s",
+                                                    "--ca-spiffe-id", "spiffe://example.org/ca/elsewhere"])
+        XCTAssertNotEqual(strict.status, 0)
+        XCTAssertTrue(strict.stderr.contains("presented spiffe://example.org/vouch/server, not spiffe://example.org/ca/elsewhere"),
+                      strict.stderr)
+
+        // ... and the token is still unused: it enrolls at the real CA.
         _ = try await ca.enroll(token: token, key: try PrivateKey(generating: .p256))
     }
 }
