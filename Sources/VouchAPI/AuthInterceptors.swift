@@ -14,11 +14,7 @@ public struct AuthenticationInterceptor: ServerInterceptor {
         next: @Sendable (StreamingServerRequest<Input>, ServerContext) async throws -> StreamingServerResponse<Output>
     ) async throws -> StreamingServerResponse<Output> {
         let caller = CallerIdentity.resolve(context)
-        do {
-            try authority.checkStanding(caller)
-        } catch let error as AuthorityError {
-            throw error.rpcError
-        }
+        try authority.checkStanding(caller)
         // SimpleServiceProtocol handlers do not see metadata, so the bearer token travels as a task local.
         return try await BearerToken.$current.withValue(BearerToken.from(request.metadata)) {
             try await CallerIdentity.$current.withValue(caller) {
@@ -61,7 +57,7 @@ public struct AuthorizationInterceptor: ServerInterceptor {
         case nil:
             refusal = RPCError(code: .permissionDenied, message: "\(method) is not allowed")
         }
-        // RefusalInterceptor, further out, logs and audits the refusal.
+        // ErrorReportingInterceptor, further out, maps, logs and audits the refusal.
         if let refusal { throw refusal }
         return try await next(request, context)
     }

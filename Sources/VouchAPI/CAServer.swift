@@ -72,7 +72,7 @@ public final class CAServer: Service, Sendable {
         let server = GRPCServer(
             transport: transport,
             services: [CertificateAuthorityService(authority: authority), AdminService(authority: authority, auditCheckpoints: auditCheckpoints), health],
-            interceptors: [MetricsInterceptor(), RefusalInterceptor(authority: authority, logger: logger),
+            interceptors: [MetricsInterceptor(), ErrorReportingInterceptor(authority: authority, logger: logger),
                            AuthenticationInterceptor(authority: authority),
                            AuthorizationInterceptor(authority: authority, logger: logger)])
 

@@ -9,29 +9,23 @@ public struct CertificateAuthorityService: Vouch_V1_CertificateAuthority.SimpleS
     public init(authority: CertificateAuthority) { self.authority = authority }
 
     public func enroll(request: Vouch_V1_EnrollRequest, context: ServerContext) async throws -> Vouch_V1_CertificateResponse {
-        try await mapErrors {
-            Vouch_V1_CertificateResponse(try await authority.enroll(
-                token: request.token.isEmpty ? (BearerToken.current ?? "") : request.token,
-                csr: Array(request.csr), ttlSeconds: request.ttlSeconds, caller: CallerIdentity.of(context)))
-        }
+        Vouch_V1_CertificateResponse(try await authority.enroll(
+            token: request.token.isEmpty ? (BearerToken.current ?? "") : request.token,
+            csr: Array(request.csr), ttlSeconds: request.ttlSeconds, caller: CallerIdentity.of(context)))
     }
 
     public func renew(request: Vouch_V1_RenewRequest, context: ServerContext) async throws -> Vouch_V1_CertificateResponse {
-        try await mapErrors {
-            Vouch_V1_CertificateResponse(try await authority.renew(
-                csr: Array(request.csr), ttlSeconds: request.ttlSeconds, caller: CallerIdentity.of(context)))
-        }
+        Vouch_V1_CertificateResponse(try await authority.renew(
+            csr: Array(request.csr), ttlSeconds: request.ttlSeconds, caller: CallerIdentity.of(context)))
     }
 
     public func revoke(request: Vouch_V1_RevokeRequest, context: ServerContext) async throws -> Vouch_V1_RevokeResponse {
-        try await mapErrors {
-            let record = try await authority.revoke(serial: request.serial, reason: Int(request.reason), caller: CallerIdentity.of(context))
-            var response = Vouch_V1_RevokeResponse()
-            response.serial = record.serial
-            response.revokedAt = Int64(record.revokedAt.timeIntervalSince1970)
-            response.sequence = record.sequence
-            return response
-        }
+        let record = try await authority.revoke(serial: request.serial, reason: Int(request.reason), caller: CallerIdentity.of(context))
+        var response = Vouch_V1_RevokeResponse()
+        response.serial = record.serial
+        response.revokedAt = Int64(record.revokedAt.timeIntervalSince1970)
+        response.sequence = record.sequence
+        return response
     }
 
     public func getTrustBundle(request: Vouch_V1_TrustBundleRequest, context: ServerContext) async throws -> Vouch_V1_TrustBundle {
@@ -42,15 +36,13 @@ public struct CertificateAuthorityService: Vouch_V1_CertificateAuthority.SimpleS
     }
 
     public func getCRL(request: Vouch_V1_CRLRequest, context: ServerContext) async throws -> Vouch_V1_CRLResponse {
-        try await mapErrors {
-            let snapshot = try await authority.currentCRL()
-            var response = Vouch_V1_CRLResponse()
-            response.crl = Data(snapshot.der)
-            response.crlNumber = snapshot.number
-            response.thisUpdate = Int64(snapshot.thisUpdate)
-            response.nextUpdate = Int64(snapshot.nextUpdate)
-            return response
-        }
+        let snapshot = try await authority.currentCRL()
+        var response = Vouch_V1_CRLResponse()
+        response.crl = Data(snapshot.der)
+        response.crlNumber = snapshot.number
+        response.thisUpdate = Int64(snapshot.thisUpdate)
+        response.nextUpdate = Int64(snapshot.nextUpdate)
+        return response
     }
 
     public func watchRevocations(request: Vouch_V1_WatchRevocationsRequest, response: RPCWriter<Vouch_V1_RevocationEvent>,
@@ -60,7 +52,7 @@ public struct CertificateAuthorityService: Vouch_V1_CertificateAuthority.SimpleS
         let live = authority.revocations.watch()
         var last = request.afterSequence
         let now = authority.now
-        for record in try await mapErrors({ try await authority.revocations(afterSequence: last) })
+        for record in try await authority.revocations(afterSequence: last)
         where request.afterSequence > 0 || record.notAfter > now {
             try await response.write(Vouch_V1_RevocationEvent(record))
             last = max(last, record.sequence)

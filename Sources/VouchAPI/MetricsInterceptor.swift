@@ -3,7 +3,8 @@ import Metrics
 
 /// Counts every RPC by method and outcome and times it, through swift-metrics
 /// (Prometheus when the server runs with --http). Outermost interceptor, so
-/// refusals by the authentication and authorization interceptors count too.
+/// refusals by the authentication and authorization interceptors count too; it sits
+/// outside `ErrorReportingInterceptor`, so it counts the status the client saw.
 public struct MetricsInterceptor: ServerInterceptor {
     public init() {}
 

@@ -26,20 +26,6 @@ func runReportingErrors(_ body: () async throws -> Void) async throws {
     }
 }
 
-func describe(_ error: any Error) -> String {
-    switch error {
-    case let error as RPCError:
-        if error.code == .unavailable {
-            return "server unavailable (\(error.message))"
-        }
-        return "\(error.code): \(error.message)"
-    case let error as AuthorityError: return error.message
-    case let error as CryptoError: return error.message
-    case let error as CLIError: return error.description
-    default: return String(describing: error)
-    }
-}
-
 /// Parses durations such as `90s`, `15m`, `24h`, `7d`, `1h30m`.
 struct DurationArgument: ExpressibleByArgument, Sendable {
     let seconds: Int64

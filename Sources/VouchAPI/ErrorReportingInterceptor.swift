@@ -3,11 +3,14 @@ import GRPCCore
 import Logging
 import VouchAuthority
 
-/// Reports every refused RPC once, at the edge: a log line (method, caller, peer, status,
-/// reason) and, for the security-relevant statuses, an audit row `refused`. Both are rate
-/// limited, so a flood of bad tokens cannot fill the disk; what was dropped is counted in
-/// the next line or row. Never logs a secret: the reason is the authority's own message.
-public struct RefusalInterceptor: ServerInterceptor {
+/// The one edge where errors become gRPC statuses: handlers and the interceptors inside this
+/// one just throw. An `AuthorityError` gets its own status (`RPCErrorConvertible`); anything
+/// else becomes `internal` "internal error", its cause logged. Every refused RPC is reported
+/// once: a log line (method, caller, peer, status, reason) and, for the security-relevant
+/// statuses, an audit row `refused`. Both are rate limited, so a flood of bad tokens cannot
+/// fill the disk; what was dropped is counted in the next line or row. Never logs a secret:
+/// the reason is the authority's own message.
+public struct ErrorReportingInterceptor: ServerInterceptor {
     let authority: CertificateAuthority
     let logger: Logger
     let logLimit: RateLimitedLog
@@ -29,13 +32,35 @@ public struct RefusalInterceptor: ServerInterceptor {
         request: StreamingServerRequest<Input>, context: ServerContext,
         next: @Sendable (StreamingServerRequest<Input>, ServerContext) async throws -> StreamingServerResponse<Output>
     ) async throws -> StreamingServerResponse<Output> {
+        let response: StreamingServerResponse<Output>
         do {
-            let response = try await next(request, context)
-            if case .failure(let error) = response.accepted { await report(error, context: context) }
-            return response
-        } catch let error as RPCError {
+            response = try await next(request, context)
+        } catch {
+            let status = RPCError(reporting: error)
+            await report(status, context: context)
+            throw status
+        }
+        switch response.accepted {
+        case .failure(let error):
             await report(error, context: context)
-            throw error
+            return response
+        case .success(var contents):
+            // A streaming handler throws from its producer, after this interceptor has returned.
+            let produce = contents.producer
+            contents.producer = { writer in
+                do {
+                    return try await produce(writer)
+                } catch let error as RPCError {
+                    throw error  // from the transport (the stream closed): not the handler's refusal
+                } catch let error as CancellationError {
+                    throw error  // the client left or the server is stopping: nothing to report
+                } catch {
+                    let status = RPCError(reporting: error)
+                    await report(status, context: context)
+                    throw status
+                }
+            }
+            return StreamingServerResponse(accepted: .success(contents))
         }
     }
 

@@ -1,0 +1,38 @@
+import GRPCCore
+import VouchAuthority
+
+/// The gRPC status a client sees for an authority refusal. The authority core does not import
+/// gRPC, so the mapping lives here; handlers just throw.
+extension AuthorityError: RPCErrorConvertible {
+    public var rpcErrorCode: RPCError.Code {
+        switch kind {
+        case .unauthenticated: .unauthenticated
+        case .permissionDenied: .permissionDenied
+        case .invalidArgument: .invalidArgument
+        case .failedPrecondition: .failedPrecondition
+        case .notFound: .notFound
+        case .resourceExhausted: .resourceExhausted
+        case .internal: .internalError
+        }
+    }
+
+    public var rpcErrorMessage: String { message }
+
+    /// The status and message alone: the client learns nothing else.
+    public var rpcErrorCause: (any Error)? { nil }
+}
+
+extension RPCError {
+    /// What a client sees for `error` thrown anywhere in a handler: its own status for an
+    /// `RPCError` or an `RPCErrorConvertible`, otherwise `internal` "internal error" with the
+    /// error kept as the cause (for the log, never for the client).
+    public init(reporting error: any Error) {
+        if let error = error as? RPCError {
+            self = error
+        } else if let convertible = error as? any RPCErrorConvertible {
+            self.init(convertible)
+        } else {
+            self.init(code: .internalError, message: "internal error", cause: error)
+        }
+    }
+}
