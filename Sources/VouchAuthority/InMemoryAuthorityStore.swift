@@ -1,0 +1,248 @@
+import Foundation
+import Synchronization
+
+/// An `AuthorityStore` in process memory: every method runs under one lock, so each is a
+/// transaction, and a refused one changes nothing. Nothing survives the process; it exists
+/// so the authority's rules can be tested in milliseconds, and it must pass the same
+/// contract tests as the durable stores.
+public final class InMemoryAuthorityStore: AuthorityStore {
+    private struct State {
+        var tokens: [String: TokenRecord] = [:]
+        var certificates: [CertificateRecord] = []
+        var indexBySerial: [String: Int] = [:]
+        var revocations: [RevocationRecord] = []
+        var crlNumber: Int64 = 0
+        var audit: [AuditChain.Row] = []
+        var head: (id: Int64, hash: [UInt8]) = (0, AuditChain.genesis)
+        var checkpoints: [AuditCheckpoint] = []
+    }
+
+    private let state = Mutex(State())
+
+    public init() {}
+
+    // MARK: Tokens
+
+    public func insertToken(_ token: TokenRecord, audit: AuditEntry) async throws {
+        try state.withLock { state in
+            guard state.tokens[token.id] == nil else { throw AuthorityError(.internal, "token \(token.id) exists") }
+            state.tokens[token.id] = token
+            Self.append(audit, to: &state)
+        }
+    }
+
+    public func token(id: String) async throws -> TokenRecord? {
+        state.withLock { $0.tokens[id] }
+    }
+
+    public func listTokens() async throws -> [TokenRecord] {
+        state.withLock { state in
+            state.tokens.values.sorted { ($0.createdAt, $1.id) > ($1.createdAt, $0.id) }
+        }
+    }
+
+    public func revokeToken(id: String, audit: AuditEntry) async throws -> Bool {
+        state.withLock { state in
+            guard state.tokens[id] != nil else { return false }
+            state.tokens[id]?.revoked = true
+            Self.append(audit, to: &state)
+            return true
+        }
+    }
+
+    // MARK: Certificates
+
+    public func recordEnrollment(tokenID: String, now: Date, certificate: CertificateRecord, audit: [AuditEntry]) async throws {
+        try state.withLock { state in
+            guard let token = state.tokens[tokenID], !token.revoked, token.expiresAt > now, token.usesConsumed < token.usesAllowed else {
+                throw AuthorityError(.unauthenticated, "enrollment token \(tokenID) was already used")
+            }
+            try Self.insert(certificate, into: &state)
+            state.tokens[tokenID]?.usesConsumed += 1
+            for entry in audit { Self.append(entry, to: &state) }
+        }
+    }
+
+    public func recordRenewal(certificate: CertificateRecord, previousSerial: String, replacing: String?,
+                              at time: Date, audit: [AuditEntry]) async throws -> RevocationRecord? {
+        try state.withLock { state in
+            guard let previous = state.indexBySerial[previousSerial], state.certificates[previous].supersededBy == replacing,
+                  !Self.isRevoked(previousSerial, in: state) else {
+                throw AuthorityError(.failedPrecondition, "certificate \(previousSerial) was renewed or revoked meanwhile; "
+                    + "only the newest certificate of a lineage can renew")
+            }
+            try Self.insert(certificate, into: &state)
+            state.certificates[previous].supersededBy = certificate.serial
+            for entry in audit { Self.append(entry, to: &state) }
+            guard let replacing else { return nil }
+            return Self.revoke(replacing, reason: 4, at: time, in: &state)
+        }
+    }
+
+    public func insertCertificate(_ certificate: CertificateRecord, audit: AuditEntry) async throws {
+        try state.withLock { state in
+            try Self.insert(certificate, into: &state)
+            Self.append(audit, to: &state)
+        }
+    }
+
+    public func certificate(serial: String) async throws -> CertificateRecord? {
+        state.withLock { state in state.indexBySerial[serial].map { Self.withRevocation(state.certificates[$0], in: state) } }
+    }
+
+    public func listCertificates(_ query: CertificateQuery) async throws -> [CertificateRecord] {
+        state.withLock { state in Array(Self.matching(query, in: state).prefix(query.limit)) }
+    }
+
+    public func countCertificates(_ query: CertificateQuery) async throws -> Int {
+        state.withLock { state in Self.matching(query, in: state).count }
+    }
+
+    // MARK: Revocations
+
+    public func revoke(serial: String, reason: Int, at time: Date, withRenewals: Bool,
+                       audit: @escaping @Sendable (_ serial: String, _ spiffeID: String) -> AuditEntry) async throws -> [RevocationRecord] {
+        state.withLock { state in
+            guard state.indexBySerial[serial] != nil else { return [] }
+            let lineage = withRenewals ? Self.renewals(of: serial, in: state) : []
+            var records: [RevocationRecord] = []
+            for target in [serial] + lineage {
+                let newlyRevoked = !Self.isRevoked(target, in: state)
+                guard let record = Self.revoke(target, reason: reason, at: time, in: &state) else { continue }
+                records.append(record)
+                if newlyRevoked { Self.append(audit(target, record.spiffeID), to: &state) }
+            }
+            return records
+        }
+    }
+
+    public func renewals(of serial: String) async throws -> [String] {
+        state.withLock { Self.renewals(of: serial, in: $0) }
+    }
+
+    public func revocations(afterSequence: Int64) async throws -> [RevocationRecord] {
+        state.withLock { $0.revocations.filter { $0.sequence > afterSequence } }
+    }
+
+    public func nextCRLNumber() async throws -> Int64 {
+        state.withLock { state in
+            state.crlNumber += 1
+            return state.crlNumber
+        }
+    }
+
+    // MARK: Audit
+
+    public func appendAudit(_ entry: AuditEntry) async throws {
+        state.withLock { Self.append(entry, to: &$0) }
+    }
+
+    public func countAuditEvents(actor: String, action: String, since: Date) async throws -> Int {
+        state.withLock { state in
+            state.audit.filter { $0.entry.actor == actor && $0.entry.action == action && $0.entry.time >= since }.count
+        }
+    }
+
+    public func auditEvents(afterID: Int64, limit: Int) async throws -> [AuditRecord] {
+        state.withLock { state in
+            state.audit.filter { $0.id > afterID }.prefix(limit).map { AuditRecord(id: $0.id, entry: $0.entry) }
+        }
+    }
+
+    public func auditChain() async throws -> (rows: [AuditChain.Row], head: (id: Int64, hash: [UInt8])?) {
+        state.withLock { ($0.audit, $0.head) }
+    }
+
+    public func auditHead() async throws -> (id: Int64, hash: [UInt8])? {
+        state.withLock { $0.head }
+    }
+
+    public func auditChainRows(afterID: Int64) async throws -> [AuditChain.Row] {
+        state.withLock { state in state.audit.filter { $0.id > afterID } }
+    }
+
+    public func appendAuditCheckpoint(_ checkpoint: AuditCheckpoint) async throws {
+        state.withLock { $0.checkpoints.append(checkpoint) }
+    }
+
+    public func auditCheckpoints() async throws -> [AuditCheckpoint] {
+        state.withLock { $0.checkpoints }
+    }
+
+    public func latestAuditCheckpoint() async throws -> AuditCheckpoint? {
+        state.withLock { $0.checkpoints.last }
+    }
+
+    // MARK: Inside the lock
+
+    private static func insert(_ certificate: CertificateRecord, into state: inout State) throws {
+        guard state.indexBySerial[certificate.serial] == nil else {
+            throw AuthorityError(.internal, "certificate \(certificate.serial) exists")
+        }
+        var stored = certificate
+        stored.id = Int64(state.certificates.count + 1)
+        stored.supersededBy = nil
+        stored.revokedAt = nil
+        stored.revocationReason = nil
+        state.indexBySerial[certificate.serial] = state.certificates.count
+        state.certificates.append(stored)
+    }
+
+    private static func append(_ entry: AuditEntry, to state: inout State) {
+        let hash = AuditChain.hash(previous: state.head.hash, entry: entry)
+        let id = (state.audit.last?.id ?? 0) + 1
+        state.audit.append(AuditChain.Row(id: id, entry: entry, previousHash: state.head.hash, hash: hash))
+        state.head = (id, hash)
+    }
+
+    private static func isRevoked(_ serial: String, in state: State) -> Bool {
+        state.revocations.contains { $0.serial == serial }
+    }
+
+    /// Revokes `serial` unless it already is; returns its (first) revocation.
+    private static func revoke(_ serial: String, reason: Int, at time: Date, in state: inout State) -> RevocationRecord? {
+        if let existing = state.revocations.first(where: { $0.serial == serial }) { return existing }
+        guard let index = state.indexBySerial[serial] else { return nil }
+        let certificate = state.certificates[index]
+        let record = RevocationRecord(sequence: (state.revocations.last?.sequence ?? 0) + 1, serial: serial, reason: reason,
+                                      revokedAt: time, spiffeID: certificate.spiffeID, notAfter: certificate.notAfter)
+        state.revocations.append(record)
+        return record
+    }
+
+    private static func withRevocation(_ certificate: CertificateRecord, in state: State) -> CertificateRecord {
+        var record = certificate
+        if let revocation = state.revocations.first(where: { $0.serial == certificate.serial }) {
+            record.revokedAt = revocation.revokedAt
+            record.revocationReason = revocation.reason
+        }
+        return record
+    }
+
+    private static func renewals(of serial: String, in state: State) -> [String] {
+        var line: Set<String> = [serial]
+        var found: [CertificateRecord] = []
+        // Certificates are in issuance order, so a renewal always comes after its parent.
+        for certificate in state.certificates where certificate.renewedFrom.map(line.contains) == true {
+            line.insert(certificate.serial)
+            found.append(certificate)
+        }
+        return found.map(\.serial)
+    }
+
+    private static func matching(_ query: CertificateQuery, in state: State) -> [CertificateRecord] {
+        state.certificates.reversed().map { withRevocation($0, in: state) }.filter { record in
+            if let glob = query.identityGlob, !glob.isEmpty, !Glob.matches(pattern: glob, record.spiffeID) { return false }
+            switch query.status {
+            case .active?: if record.revokedAt != nil || record.notAfter <= query.now { return false }
+            case .revoked?: if record.revokedAt == nil { return false }
+            case .expired?: if record.revokedAt != nil || record.notAfter > query.now { return false }
+            case nil: break
+            }
+            if let within = query.expiringWithin,
+               !(record.notAfter > query.now && record.notAfter <= query.now.addingTimeInterval(within)) { return false }
+            if let before = query.beforeID, (record.id ?? 0) >= before { return false }
+            return true
+        }
+    }
+}
