@@ -106,11 +106,24 @@ public struct IssuancePolicy: Sendable {
         }
     }
 
-    /// Refuses a configuration whose profiles name a reserved identity outright.
+    /// Refuses a configuration that cannot be what its operator meant, before the server
+    /// serves anything: lifetimes out of order, negative limits, admin IDs or profile patterns
+    /// outside the trust domain, and profiles that name a reserved identity outright.
     public func validate() throws {
+        guard defaultCertificateTTL > 0, maximumCertificateTTL >= defaultCertificateTTL else {
+            throw AuthorityError(.invalidArgument, "the default certificate lifetime must be positive and not above the maximum")
+        }
+        guard renewalRetryWindow >= 0 else { throw AuthorityError(.invalidArgument, "the renewal retry window must not be negative") }
+        guard selfRevocationLimit >= 0 else { throw AuthorityError(.invalidArgument, "the self-revocation limit must not be negative") }
+        for id in adminIDs.sorted() { try validateSPIFFEID(id) }
         for profile in profiles {
-            for pattern in profile.spiffeIDPatterns where !pattern.contains(where: { "*?[".contains($0) }) && isReserved(pattern) {
-                throw AuthorityError(.invalidArgument, "profile \(profile.name) names \(pattern), which is reserved for the CA and its admins")
+            for pattern in profile.spiffeIDPatterns {
+                guard pattern.hasPrefix("spiffe://\(trustDomain)/") else {
+                    throw AuthorityError(.invalidArgument, "profile \(profile.name): \(pattern) is outside trust domain \(trustDomain)")
+                }
+                if !pattern.contains(where: { "*?[".contains($0) }) && isReserved(pattern) {
+                    throw AuthorityError(.invalidArgument, "profile \(profile.name) names \(pattern), which is reserved for the CA and its admins")
+                }
             }
         }
     }

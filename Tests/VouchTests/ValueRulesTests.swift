@@ -114,6 +114,29 @@ struct ValueRulesTests {
         #expect(abs(schedule.backoff(failures: failures, random: 1) - seconds * 1.2) < 0.001)
     }
 
+    @Test func policiesNoOperatorCouldMeanAreRefusedBeforeServing() throws {
+        func refused(_ change: (inout IssuancePolicy) -> Void) -> String? {
+            var policy = IssuancePolicy(trustDomain: "example.org")
+            change(&policy)
+            do {
+                try policy.validate()
+                return nil
+            } catch {
+                return "\(error)"
+            }
+        }
+        #expect(refused { _ in } == nil)
+        #expect(refused { $0.profiles = [CertificateProfile(name: "web", spiffeIDPatterns: ["spiffe://example.org/web/*"])] } == nil)
+        #expect(refused { $0.defaultCertificateTTL = 8 * 86400 }?.contains("not above the maximum") == true)
+        #expect(refused { $0.renewalRetryWindow = -1 }?.contains("must not be negative") == true)
+        #expect(refused { $0.selfRevocationLimit = -1 }?.contains("must not be negative") == true)
+        #expect(refused { $0.adminIDs.insert("spiffe://other.org/ops/alice") }?.contains("outside trust domain example.org") == true)
+        #expect(refused { $0.profiles = [CertificateProfile(name: "web", spiffeIDPatterns: ["spiffe://other.org/*"])] }?
+            .contains("profile web: spiffe://other.org/* is outside trust domain example.org") == true)
+        #expect(refused { $0.profiles = [CertificateProfile(name: "ops", spiffeIDPatterns: ["spiffe://example.org/vouch/admin"])] }?
+            .contains("reserved for the CA and its admins") == true)
+    }
+
     @Test func failedAttemptsAgeOutOfTheirWindow() throws {
         let limiter = FailedAttemptLimiter(limit: 3, window: 60)
         let start = Date(timeIntervalSince1970: 1_000_000)
