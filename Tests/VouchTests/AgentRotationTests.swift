@@ -31,7 +31,8 @@ final class AgentRotationTests: XCTestCase {
         try reloader.run()
         defer { reloader.terminate() }
         try String(reloader.processIdentifier).write(toFile: pidFile, atomically: true, encoding: .utf8)
-        let (agent, out) = try startAgent(ca, ttl: "20s", extra: [
+        // 9 s certificates: a rotation about every 6 s, so three take under 20 s.
+        let (agent, out) = try startAgent(ca, ttl: "9s", extra: [
             "--metrics", "127.0.0.1:0", "--exec", "echo $VOUCH_SERIAL >> \(hookLog)", "--signal", "HUP", "--pid-file", pidFile])
         let pid = agent.pid
         let admin = ca.admin
@@ -103,7 +104,7 @@ final class AgentRotationTests: XCTestCase {
         XCTAssertGreaterThanOrEqual(Double(rotations?.split(separator: " ").last ?? "") ?? 0, 3, metrics.stdout)
         let expiresIn = metrics.stdout.split(separator: "\n").first { $0.hasPrefix("vouch_agent_certificate_expires_in_seconds ") }
         let seconds = Double(expiresIn?.split(separator: " ").last ?? "") ?? -1
-        XCTAssertTrue(seconds > 0 && seconds <= 20, metrics.stdout)
+        XCTAssertTrue(seconds > 0 && seconds <= 9, metrics.stdout)
         XCTAssertTrue(metrics.stdout.contains("vouch_agent_renewal_failures_total"), metrics.stdout)
 
         let hooked = try String(contentsOfFile: hookLog, encoding: .utf8).split(separator: "\n").map(String.init)
@@ -120,11 +121,12 @@ final class AgentRotationTests: XCTestCase {
 
     func testKeepsServingThroughACAOutageAndRenewsWhenItIsBack() async throws {
         let ca = try CAFixture()
-        // 40 s certificates renewed at half-life (~20 s); the CA is down from ~2 s to ~30 s.
-        let (agent, _) = try startAgent(ca, ttl: "40s", extra: ["--renew-fraction", "0.5", "--max-backoff", "4s"])
+        // 20 s certificates renewed at half-life (~9 s after enrollment, with the 2 s backdate); the CA is
+        // down from ~1 s to ~15 s, so renewals fail at ~9, ~10 and ~12 s and the one at ~16 s succeeds.
+        let (agent, _) = try startAgent(ca, ttl: "20s", extra: ["--renew-fraction", "0.5", "--max-backoff", "4s"])
         let first = try servedSerial(agent, ca)
         ca.server.kill()
-        try await Task.sleep(for: .seconds(28))
+        try await Task.sleep(for: .seconds(14))
         XCTAssertEqual(try servedSerial(agent, ca), first, "the last good certificate is served while the CA is down")
         let delays = agent.log.split(separator: "\n").filter { $0.contains("renewal failed") }.compactMap { line -> Double? in
             guard let range = line.range(of: "retry_in=") else { return nil }
