@@ -42,10 +42,7 @@ public final class CertificateRevocationList: @unchecked Sendable {
                 return (0..<OPENSSL_sk_num(stack)).compactMap { index in
             guard let item = OPENSSL_sk_value(stack, index) else { return nil }
             let revoked = OpaquePointer(item)
-            guard let serial = X509_REVOKED_get0_serialNumber(revoked), let bn = ASN1_INTEGER_to_BN(serial, nil) else { return nil }
-            defer { BN_free(bn) }
-            var bytes = [UInt8](repeating: 0, count: Int((BN_num_bits(bn) + 7) / 8))
-            BN_bn2bin(bn, &bytes)
+            guard let bytes = X509_REVOKED_get0_serialNumber(revoked).flatMap(integerBytes) else { return nil }
             var reason = 0
             if let code = X509_REVOKED_get_ext_d2i(revoked, NID_crl_reason, nil, nil) {
                 let enumerated = code.assumingMemoryBound(to: ASN1_ENUMERATED.self)

@@ -70,12 +70,7 @@ public final class CertificateSigningRequest: @unchecked Sendable {
         return try CertificateSigningRequest(der: try derEncode { i2d_X509_REQ(request, $0) })
     }
 
-    public var pem: String {
-        let bytes = (try? withMemoryBIO { bio in
-            guard PEM_write_bio_X509_REQ(bio, pointer) == 1 else { throw cryptoFailure(.failure, "PEM encoding failed") }
-        }) ?? []
-        return String(decoding: bytes, as: UTF8.self)
-    }
+    public var pem: String { PEM.encode(der, label: "CERTIFICATE REQUEST") }
 
     public var subjectAltNames: SubjectAltNames { readSubjectAltNames(vouch_req_subject_alt_names(pointer)) }
 

@@ -26,6 +26,15 @@ func decodeCString(_ buffer: [CChar]) -> String {
     return String(decoding: bytes, as: UTF8.self)
 }
 
+/// The magnitude of an ASN.1 INTEGER (a serial number) as big-endian bytes without leading zeros.
+func integerBytes(_ integer: UnsafePointer<ASN1_INTEGER>) -> [UInt8]? {
+    guard let bn = ASN1_INTEGER_to_BN(integer, nil) else { return nil }
+    defer { BN_free(bn) }
+    var bytes = [UInt8](repeating: 0, count: Int((BN_num_bits(bn) + 7) / 8))
+    BN_bn2bin(bn, &bytes)
+    return bytes
+}
+
 /// Runs `body` with a fresh memory BIO and returns what was written to it.
 func withMemoryBIO(_ body: (OpaquePointer) throws -> Void) throws -> [UInt8] {
     guard let bio = BIO_new(BIO_s_mem()) else { throw cryptoFailure(.failure, "BIO_new failed") }

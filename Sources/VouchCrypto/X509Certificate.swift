@@ -37,20 +37,11 @@ public final class X509Certificate: @unchecked Sendable {
             .map { try X509Certificate(pem: $0 + marker + "\n") }
     }
 
-    public var pem: String {
-        let bytes = (try? withMemoryBIO { bio in
-            guard PEM_write_bio_X509(bio, pointer) == 1 else { throw cryptoFailure(.failure, "PEM encoding failed") }
-        }) ?? []
-        return String(decoding: bytes, as: UTF8.self)
-    }
+    public var pem: String { PEM.encode(der, label: "CERTIFICATE") }
 
     /// Serial number, lowercase hex without separators or leading zero bytes.
     public var serialHex: String {
-        guard let serial = X509_get0_serialNumber(pointer), let bn = ASN1_INTEGER_to_BN(serial, nil) else { return "" }
-        defer { BN_free(bn) }
-        var bytes = [UInt8](repeating: 0, count: Int((BN_num_bits(bn) + 7) / 8))
-        BN_bn2bin(bn, &bytes)
-        return SerialNumber.hex(bytes)
+        SerialNumber.hex(X509_get0_serialNumber(pointer).flatMap(integerBytes) ?? [])
     }
 
     public var notBefore: Date { date(fromASN1: X509_get0_notBefore(pointer)) ?? .distantPast }

@@ -137,6 +137,18 @@ struct ValueRulesTests {
             .contains("reserved for the CA and its admins") == true)
     }
 
+    @Test func pemIsWhatOpenSSLWritesAndReadsBack() throws {
+        let material = try TestCA.material(now: Date())
+        let derFile = try temporaryDirectory() + "/root.der"
+        try Data(material.root.der).write(to: URL(fileURLWithPath: derFile))
+        let converted = try openssl(["x509", "-inform", "DER", "-in", derFile, "-outform", "PEM"])
+        #expect(material.root.pem == converted.stdout)
+        #expect(try X509Certificate(pem: material.root.pem).der == material.root.der)
+        let csr = try CertificateSigningRequest.create(key: try PrivateKey(generating: .p256), subjectAltNames: SubjectAltNames())
+        #expect(try CertificateSigningRequest(pem: csr.pem).der == csr.der)
+        #expect(material.root.serialHex == SerialNumber.hex(SerialNumber.bytes(fromHex: material.root.serialHex) ?? []))
+    }
+
     @Test func failedAttemptsAgeOutOfTheirWindow() throws {
         let limiter = FailedAttemptLimiter(limit: 3, window: 60)
         let start = Date(timeIntervalSince1970: 1_000_000)

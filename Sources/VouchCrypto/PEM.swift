@@ -1,0 +1,18 @@
+import Foundation
+
+/// RFC 7468 text encoding of DER: a label, base64 in 64-character lines. Encoding bytes
+/// Vouch already holds cannot fail, so callers never get an empty string for an error.
+public enum PEM {
+    public static func encode(_ der: [UInt8], label: String) -> String {
+        let base64 = Data(der).base64EncodedString()
+        var lines = ["-----BEGIN \(label)-----"]
+        var index = base64.startIndex
+        while index < base64.endIndex {
+            let end = base64.index(index, offsetBy: 64, limitedBy: base64.endIndex) ?? base64.endIndex
+            lines.append(String(base64[index..<end]))
+            index = end
+        }
+        lines.append("-----END \(label)-----")
+        return lines.joined(separator: "\n") + "\n"
+    }
+}
