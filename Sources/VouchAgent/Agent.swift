@@ -243,10 +243,12 @@ public final class Agent: Service, Sendable {
                 try await waitForNewToken(tls: tls, because: "was revoked")
                 failures = 0
                 retryAt = nil
+            } catch let error where isShutdown(error) {
+                throw CancellationError()
             } catch {
                 failures += 1
                 failuresCounter.increment()
-                let message = Self.describe(error)
+                let message = describe(error)
                 state.update {
                     $0.failures += 1
                     $0.lastError = message
@@ -290,11 +292,6 @@ public final class Agent: Service, Sendable {
     private func sleep(until date: Date) async throws {
         let interval = date.timeIntervalSinceNow
         if interval > 0 { try await Task.sleep(for: .milliseconds(Int64(interval * 1000))) }
-    }
-
-    static func describe(_ error: any Error) -> String {
-        if let error = error as? RPCError { return "\(error.code): \(error.message)" }
-        return String(describing: error)
     }
 }
 

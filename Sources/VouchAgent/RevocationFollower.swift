@@ -159,9 +159,11 @@ public final class RevocationFollower: Sendable {
         while !Task.isCancelled {
             do {
                 try await refreshCRL()
+            } catch let error where isShutdown(error) {
+                throw CancellationError()
             } catch {
                 logger.warning("CRL refresh failed; keeping the last one",
-                               metadata: ["error": "\(Agent.describe(error))", "held_number": "\(heldNumber ?? -1)"])
+                               metadata: ["error": "\(describe(error))", "held_number": "\(heldNumber ?? -1)"])
             }
             // Whichever comes first: the interval, or a streamed revocation asking for a fresh CRL.
             try await withThrowingTaskGroup(of: Void.self) { group in
@@ -192,13 +194,13 @@ public final class RevocationFollower: Sendable {
                 // reconnected to in a tight loop.
                 failures = 0
                 try await Task.sleep(for: .seconds(1))
-            } catch is CancellationError {
+            } catch let error where isShutdown(error) {
                 throw CancellationError()
             } catch {
                 failures += 1
                 let delay = schedule.backoff(failures: failures)
                 logger.notice("revocation stream down; CRL refresh covers meanwhile",
-                              metadata: ["error": "\(Agent.describe(error))", "retry_in": "\(String(format: "%.1f", delay))s"])
+                              metadata: ["error": "\(describe(error))", "retry_in": "\(String(format: "%.1f", delay))s"])
                 reportSuppressed()
                 try await Task.sleep(for: .milliseconds(Int64(delay * 1000)))
             }
