@@ -45,14 +45,6 @@ int vouch_req_add_extension(X509_REQ *req, X509_EXTENSION *ext) {
     return ok;
 }
 
-int vouch_req_extension_count(const X509_REQ *req) {
-    STACK_OF(X509_EXTENSION) *exts = X509_REQ_get_extensions((X509_REQ *)req);
-    if (exts == NULL) return 0;
-    int n = sk_X509_EXTENSION_num(exts);
-    sk_X509_EXTENSION_pop_free(exts, X509_EXTENSION_free);
-    return n;
-}
-
 OCSP_REQUEST *vouch_ocsp_request_parse(const unsigned char *der, long length) {
     const unsigned char *cursor = der;
     OCSP_REQUEST *request = d2i_OCSP_REQUEST(NULL, &cursor, length);

@@ -7,7 +7,7 @@ public enum MethodAccess: Sendable, Equatable {
     /// A client certificate whose SPIFFE ID is an admin identity.
     case admin
 
-    /// The rules of DESIGN.md, by fully qualified method or service. Anything
+    /// Who may call what, by fully qualified method or service. Anything
     /// not listed is refused.
     static let rules: [String: MethodAccess] = [
         "vouch.v1.CertificateAuthority/Enroll": .anyClient,  // the token is checked by the authority

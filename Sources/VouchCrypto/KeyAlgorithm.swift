@@ -25,7 +25,7 @@ public struct PublicKeyDescription: Sendable, Equatable, CustomStringConvertible
         }
     }
 
-    /// The key types DESIGN.md accepts in CSRs: P-256, P-384, Ed25519, RSA 2048 to 8192.
+    /// The key types Vouch accepts in CSRs: P-256, P-384, Ed25519, RSA 2048 to 8192.
     public var isAcceptedForLeaf: Bool {
         switch family {
         case .ec: return curve == "prime256v1" || curve == "secp384r1"

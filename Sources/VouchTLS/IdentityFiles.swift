@@ -1,7 +1,7 @@
 import Foundation
 import VouchCrypto
 
-/// The files an agent keeps in its output directory (DESIGN.md): `svid.pem`
+/// The files an agent keeps in its output directory: `svid.pem`
 /// (leaf), `svid_key.pem` (PKCS#8, 0600), `chain.pem` (intermediates),
 /// `bundle.pem` (trust roots).
 public struct IdentityFiles: Sendable {

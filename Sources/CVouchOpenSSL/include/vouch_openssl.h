@@ -42,9 +42,6 @@ int vouch_req_add_extension(X509_REQ *req, X509_EXTENSION *ext);
 /// part of X509_set_pubkey). 1 on success.
 int vouch_x509_copy_req_pubkey(X509 *cert, X509_REQ *req);
 
-/// Number of extensions a CSR requests (0 when none).
-int vouch_req_extension_count(const X509_REQ *req);
-
 /// Parses a DER OCSP request; NULL if it is not one. Free with OCSP_REQUEST_free.
 OCSP_REQUEST *vouch_ocsp_request_parse(const unsigned char *der, long length);
 int vouch_ocsp_request_count(OCSP_REQUEST *request);
