@@ -181,18 +181,12 @@ public final class CertificateAuthority: Sendable {
 
     // MARK: Revoke
 
-    /// RFC 5280 CRLReason codes a revocation may carry (7 is unused, 8 removeFromCRL is for delta CRLs).
-    public static let revocationReasons: [Int: String] = [
-        0: "unspecified", 1: "keyCompromise", 2: "cACompromise", 3: "affiliationChanged", 4: "superseded",
-        5: "cessationOfOperation", 6: "certificateHold", 9: "privilegeWithdrawn", 10: "aACompromise",
-    ]
-
     public func revoke(serial serialText: String, reason: Int, caller: Caller) async throws -> RevocationRecord {
         let now = clock()
         guard let serial = SerialNumber.canonicalHex(serialText) else {
             throw AuthorityError(.invalidArgument, "\(AuthorityError.quoted(serialText)) is not a hex serial number")
         }
-        guard let reasonName = Self.revocationReasons[reason] else {
+        guard let revocationReason = RevocationReason(rawValue: reason) else {
             throw AuthorityError(.invalidArgument, "\(reason) is not a CRLReason code Vouch accepts (0-6, 9, 10)")
         }
         guard let callerID = caller.spiffeID else {
@@ -209,13 +203,13 @@ public final class CertificateAuthority: Sendable {
             try await checkSelfRevocationBudget(of: callerID, now: now)
         }
         // A compromised key compromises every certificate renewed with it as credential.
-        let withRenewals = reason == 1
+        let withRenewals = revocationReason == .keyCompromise
         let records = try await store.revoke(serial: serial, reason: reason, at: now, withRenewals: withRenewals) { revoked, spiffeID in
             revoked == serial
                 ? AuditEntry(time: now, actor: callerID, action: "revoke", subject: revoked, peer: caller.peer,
-                             detail: "\(spiffeID) \(reasonName)")
+                             detail: "\(spiffeID) \(revocationReason)")
                 : AuditEntry(time: now, actor: callerID, action: "revoke.lineage", subject: revoked, peer: caller.peer,
-                             detail: "\(spiffeID) \(reasonName): renewed from \(serial)")
+                             detail: "\(spiffeID) \(revocationReason): renewed from \(serial)")
         }
         guard let revocation = records.first(where: { $0.serial == serial }) else {
             throw AuthorityError(.notFound, "no certificate with serial \(serial)")

@@ -34,7 +34,7 @@ struct CertificateJSON: Encodable {
         dns_names = info.dnsNames
         ip_addresses = info.ipAddresses
         revoked_at = info.revokedAt == 0 ? nil : iso8601(info.revokedAt)
-        revocation_reason = info.revokedAt == 0 ? nil : CertificateAuthority.revocationReasons[Int(info.revocationReason)]
+        revocation_reason = info.revokedAt == 0 ? nil : RevocationReason(rawValue: Int(info.revocationReason))?.description
         renewed_from = info.renewedFrom.isEmpty ? nil : info.renewedFrom
         superseded_by = info.supersededBy.isEmpty ? nil : info.supersededBy
         pem = includePEM ? (try? X509Certificate(der: Array(info.certificate)).pem) : nil
@@ -205,29 +205,24 @@ struct CertRevoke: AsyncParsableCommand {
     @Flag(help: "Print the result as JSON.")
     var json = false
 
-    static func reasonCode(_ text: String) -> Int? {
-        if let code = Int(text), CertificateAuthority.revocationReasons[code] != nil { return code }
-        return CertificateAuthority.revocationReasons.first { $0.value.lowercased() == text.lowercased() }?.key
-    }
-
     func run() async throws {
         try await runReportingErrors {
-            guard let code = Self.reasonCode(reason) else {
-                let names = CertificateAuthority.revocationReasons.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }
+            guard let code = RevocationReason(text: reason) else {
+                let names = RevocationReason.allCases.map { "\($0.rawValue)=\($0)" }
                 throw CLIError("unknown reason \(reason): use one of \(names.joined(separator: ", "))")
             }
             try connection.checkFiles()
             var request = Vouch_V1_RevokeRequest()
             request.serial = serial
-            request.reason = Int32(code)
+            request.reason = Int32(code.rawValue)
             let response = try await VouchClient.with(server: connection.server, credentials: connection.credentials) { client in
                 try await Vouch_V1_CertificateAuthority.Client(wrapping: client).revoke(request, options: connection.callOptions)
             }
             if json {
                 try printJSON(["serial": response.serial, "revoked_at": iso8601(response.revokedAt),
-                               "reason": CertificateAuthority.revocationReasons[code]!])
+                               "reason": code.description])
             } else {
-                print("revoked \(response.serial) at \(iso8601(response.revokedAt)) (\(CertificateAuthority.revocationReasons[code]!))")
+                print("revoked \(response.serial) at \(iso8601(response.revokedAt)) (\(code))")
             }
         }
     }

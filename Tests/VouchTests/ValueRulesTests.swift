@@ -149,6 +149,13 @@ struct ValueRulesTests {
         #expect(material.root.serialHex == SerialNumber.hex(SerialNumber.bytes(fromHex: material.root.serialHex) ?? []))
     }
 
+    @Test(arguments: [("1", RevocationReason.keyCompromise), ("keyCompromise", .keyCompromise), ("KEYCOMPROMISE", .keyCompromise),
+                      ("10", .aACompromise), ("superseded", .superseded), ("7", nil), ("8", nil), ("-1", nil), ("compromise", nil)]
+          as [(String, RevocationReason?)])
+    func revocationReasonsByCodeOrName(text: String, reason: RevocationReason?) {
+        #expect(RevocationReason(text: text) == reason)
+    }
+
     @Test func failedAttemptsAgeOutOfTheirWindow() throws {
         let limiter = FailedAttemptLimiter(limit: 3, window: 60)
         let start = Date(timeIntervalSince1970: 1_000_000)
