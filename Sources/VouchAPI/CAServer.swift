@@ -79,7 +79,8 @@ public final class CAServer: Service, Sendable {
         try await withGracefulShutdownHandler {
             try await withThrowingDiscardingTaskGroup { group in
                 group.addTask { try await server.serve() }
-                if let bound = try await server.listeningAddress {
+                // nil when shutdown came before the bind; a failed bind is thrown by serve() itself.
+                if let bound = try? await server.listeningAddress {
                     let port = bound.ipv4?.port ?? bound.ipv6?.port ?? address.port
                     let actual = HostPort(host: address.host, port: port)
                     logger.info("listening", metadata: ["address": "\(actual)", "trust_domain": "\(authority.policy.trustDomain)"])

@@ -69,7 +69,8 @@ public final class Agent: Service, Sendable {
                     group.addTask { try await server.serve() }
                     group.addTask { [self] in
                         try await withTaskCancellationOrGracefulShutdownHandler {
-                            if let bound = try await server.listeningAddress {
+                            // nil when shutdown came before the bind; a failed bind is thrown by serve() itself.
+                            if let bound = try? await server.listeningAddress {
                                 let port = bound.ipv4?.port ?? bound.ipv6?.port ?? listen.port
                                 let address = HostPort(host: listen.host, port: port)
                                 logger.info("local server listening", metadata: ["address": "\(address)"])
