@@ -76,23 +76,25 @@ public final class CAServer: Service, Sendable {
                            AuthenticationInterceptor(authority: authority),
                            AuthorizationInterceptor(authority: authority, logger: logger)])
 
-        try await withGracefulShutdownHandler {
-            try await withThrowingDiscardingTaskGroup { group in
-                group.addTask { try await server.serve() }
-                // nil when shutdown came before the bind; a failed bind is thrown by serve() itself.
+        try await withThrowingDiscardingTaskGroup { group in
+            group.addTask { try await server.serve() }
+            group.addTask { [address] in
+                // The server is told to stop only once it is listening: stopping a transport while it
+                // binds made it fail or crash. A failed bind is thrown by serve() itself.
                 if let bound = try? await server.listeningAddress {
                     let port = bound.ipv4?.port ?? bound.ipv6?.port ?? address.port
                     let actual = HostPort(host: address.host, port: port)
-                    logger.info("listening", metadata: ["address": "\(actual)", "trust_domain": "\(authority.policy.trustDomain)"])
-                    onListening(actual)
+                    logger.info("listening", metadata: ["address": "\(actual)", "trust_domain": "\(self.authority.policy.trustDomain)"])
+                    self.onListening(actual)
                 }
+                try? await gracefulShutdown()  // returns on shutdown; throws on cancellation, which ends serve() too
+                logger.info("shutting down: draining open RPCs")
+                health.markNotServing()
+                // Watch streams never end on their own; finish them so draining completes.
+                self.authority.revocations.finishWatchers()
+                tls.stopAccepting()
+                server.beginGracefulShutdown()
             }
-        } onGracefulShutdown: {
-            logger.info("shutting down: draining open RPCs")
-            health.markNotServing()
-            // Watch streams never end on their own; finish them so draining completes.
-            self.authority.revocations.finishWatchers()
-            server.beginGracefulShutdown()
         }
         logger.info("stopped")
     }

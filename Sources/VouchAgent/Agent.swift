@@ -68,18 +68,18 @@ public final class Agent: Service, Sendable {
                     let server = try makeServer(tls: tls, address: listen)
                     group.addTask { try await server.serve() }
                     group.addTask { [self] in
-                        try await withTaskCancellationOrGracefulShutdownHandler {
-                            // nil when shutdown came before the bind; a failed bind is thrown by serve() itself.
-                            if let bound = try? await server.listeningAddress {
-                                let port = bound.ipv4?.port ?? bound.ipv6?.port ?? listen.port
-                                let address = HostPort(host: listen.host, port: port)
-                                logger.info("local server listening", metadata: ["address": "\(address)"])
-                                onListening(address)
-                            }
-                            try await gracefulShutdown()
-                        } onCancelOrGracefulShutdown: {
-                            server.beginGracefulShutdown()
+                        // The server is told to stop only once it is listening: stopping it while it
+                        // binds (a Ctrl-C right after enrollment) made the transport fail or crash.
+                        // A failed bind is thrown by serve() itself.
+                        if let bound = try? await server.listeningAddress {
+                            let port = bound.ipv4?.port ?? bound.ipv6?.port ?? listen.port
+                            let address = HostPort(host: listen.host, port: port)
+                            logger.info("local server listening", metadata: ["address": "\(address)"])
+                            onListening(address)
                         }
+                        try? await gracefulShutdown()  // returns on shutdown; throws on cancellation, which ends serve() too
+                        tls.handler.stopAccepting()
+                        server.beginGracefulShutdown()
                     }
                 }
                 // These loops sleep between rounds; shutdown must not wait for them.

@@ -9,11 +9,13 @@ public final class ConnectionCapHandler: ChannelInboundHandler {
     public typealias InboundOut = any Channel
 
     private let counter: OpenConnectionCounter
+    private let gate: AcceptGate
     private let onLimitReached: @Sendable (_ limit: Int, _ refused: Int) -> Void
 
-    public init(limit: Int, reportInterval: Duration = .seconds(10),
+    public init(limit: Int, reportInterval: Duration = .seconds(10), gate: AcceptGate = AcceptGate(),
                 onLimitReached: @escaping @Sendable (_ limit: Int, _ refused: Int) -> Void) {
         self.counter = OpenConnectionCounter(limit: limit, reportInterval: TimeAmount(reportInterval))
+        self.gate = gate
         self.onLimitReached = onLimitReached
     }
 
@@ -22,6 +24,12 @@ public final class ConnectionCapHandler: ChannelInboundHandler {
 
     public func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let child = unwrapInboundIn(data)
+        // Once the server is shutting down, a connection accepted now would outlive the transport
+        // that should serve it: close it before anything is built on it.
+        guard gate.isOpen else {
+            child.close(promise: nil)
+            return
+        }
         switch counter.admit() {
         case .admitted:
             child.closeFuture.whenComplete { [counter] _ in counter.release() }

@@ -16,6 +16,8 @@ public struct TLS13ServerHandler: Sendable {
     let context: NIOSSLContext
     let verifier: PeerCertificateVerifier
     public let limits: ListenerLimits
+    /// Closed by `stopAccepting()` when the server begins to shut down.
+    let gate = AcceptGate()
     /// Told, at most every 10 s, that the connection cap refused connections (and how many).
     let onLimitReached: @Sendable (_ limit: Int, _ refused: Int) -> Void
 
@@ -41,12 +43,15 @@ public struct TLS13ServerHandler: Sendable {
 
     /// For `ChannelDebuggingCallbacks.onBindTCPListener`: the connection cap.
     public func onBind(_ channel: any Channel) -> EventLoopFuture<Void> {
-        let limits = self.limits, onLimitReached = self.onLimitReached
+        let limits = self.limits, onLimitReached = self.onLimitReached, gate = self.gate
         return channel.eventLoop.makeCompletedFuture {
             try channel.pipeline.syncOperations.addHandler(
-                ConnectionCapHandler(limit: limits.maxConnections, onLimitReached: onLimitReached))
+                ConnectionCapHandler(limit: limits.maxConnections, gate: gate, onLimitReached: onLimitReached))
         }
     }
+
+    /// Refuses connections from now on (call as graceful shutdown begins); open ones drain.
+    public func stopAccepting() { gate.close() }
 
     /// Server TLS settings Vouch listeners use, for a certificate and key in PEM files.
     public static func configuration(certificatePEMPath: String, keyPEMPath: String) throws -> TLSConfiguration {
