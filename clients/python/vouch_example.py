@@ -50,7 +50,13 @@ def describe(response):
     cert = x509.load_der_x509_certificate(response.certificate)
     uris = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value.get_values_for_type(
         x509.UniformResourceIdentifier)
-    return {"serial": format(cert.serial_number, "x"), "spiffe_id": uris[0], "not_after": response.not_after}
+    return {"serial": vouch_serial(cert.serial_number), "spiffe_id": uris[0], "not_after": response.not_after}
+
+
+def vouch_serial(number):
+    """The serial as Vouch writes it: lowercase hex of whole octets (0c33..., not c33...)."""
+    digits = format(number, "x")
+    return "0" * (len(digits) % 2) + digits
 
 
 def write_private(path, data):
