@@ -118,6 +118,8 @@ public final class CertificateAuthority: Sendable {
         // A certificate issued before the reserved-identity rule does not carry that identity on.
         try policy.checkNotReserved(current.spiffeID)
         let replacing = try await successorToReplace(of: current, now: now)
+        // A retry revokes the first child: it counts against the identity's revocations like any other.
+        if replacing != nil { try await checkSelfRevocationBudget(of: current.spiffeID, now: now) }
         let csr = try parseCSR(csrDER)
         guard let currentKey = CertificateDER.subjectPublicKeyInfo(current.der) else {
             throw AuthorityError(.internal, "stored certificate \(current.serial) is not valid DER")
@@ -218,20 +220,23 @@ public final class CertificateAuthority: Sendable {
         return revocation
     }
 
-    /// Every revocation grows the CRL that every relying party downloads, so one identity
-    /// revoking its own certificates (renew, revoke, repeat) is bounded.
+    /// Audit actions of revocations an identity causes itself: a revoke call, the renewals a
+    /// keyCompromise takes with it, and the child a renewal retry replaces.
+    static let selfRevocationActions = ["revoke", "revoke.lineage", "revoke.superseded"]
+
+    /// Every revocation grows the CRL that every relying party downloads, so what one identity
+    /// revokes of its own (renew and revoke, renew and retry, in a loop) is bounded, counted in
+    /// certificates, not calls.
     private func checkSelfRevocationBudget(of spiffeID: String, now: Date) async throws {
         let since = now.addingTimeInterval(-policy.selfRevocationWindow)
-        let made = try await store.countAuditEvents(actor: spiffeID, action: "revoke", since: since)
+        var made = 0
+        for action in Self.selfRevocationActions {
+            made += try await store.countAuditEvents(actor: spiffeID, action: action, since: since)
+        }
         guard made < policy.selfRevocationLimit else {
             throw AuthorityError(.resourceExhausted, "\(spiffeID) has revoked \(made) of its certificates in the last "
                 + "\(Int(policy.selfRevocationWindow))s, the limit; ask an admin to revoke more")
         }
-    }
-
-    /// The revocation history of a lineage: the serials renewed from `serial`, transitively, oldest first.
-    public func renewals(of serial: String) async throws -> [String] {
-        try await store.renewals(of: serial)
     }
 
     public func revocations(afterSequence: Int64) async throws -> [RevocationRecord] {

@@ -121,6 +121,28 @@ struct CertificateAuthorityRulesTests {
         _ = try await harness.authority.revoke(serial: mine[2].record.serial, reason: 1, caller: mine[2].caller)
     }
 
+    /// Renew and retry in a loop revokes a child each time: those count too, as do the renewals a
+    /// keyCompromise takes with it.
+    @Test func retriesAndLineageRevocationsCountAgainstTheDailyLimit() async throws {
+        let harness = try AuthorityHarness { $0.selfRevocationLimit = 2 }
+        var current = try await harness.enroll(try await harness.token(Self.web)).caller
+        for _ in 0..<2 {
+            _ = try await harness.renew(current)
+            current = try await harness.renew(current).caller  // the retry revokes the first child
+        }
+        _ = try await harness.renew(current)
+        #expect(await refusal { try await harness.renew(current) } == .resourceExhausted, "a third retry-revocation")
+
+        let other = try AuthorityHarness { $0.selfRevocationLimit = 3 }
+        let first = try await other.enroll(try await other.token(Self.web))
+        let second = try await other.renew(first.caller)
+        let third = try await other.renew(second.caller)
+        _ = try await other.authority.revoke(serial: first.record.serial, reason: 1, caller: third.caller)  // revokes 3
+        let spare = try await other.enroll(try await other.token(Self.web))
+        #expect(await refusal { try await other.authority.revoke(serial: spare.record.serial, reason: 1, caller: spare.caller) }
+                == .resourceExhausted, "the lineage counted three")
+    }
+
     @Test(arguments: ["ａａ", "0x12", "12 34", "g1", String(repeating: "a", count: 41), ""])
     func revokeRefusesWhatIsNotAHexSerial(serial: String) async throws {
         let harness = try AuthorityHarness()
