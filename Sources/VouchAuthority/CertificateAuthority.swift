@@ -201,11 +201,12 @@ public final class CertificateAuthority: Sendable {
         guard admin || target.spiffeID == callerID else {
             throw AuthorityError(.permissionDenied, "\(callerID) may not revoke \(serial) of \(target.spiffeID)")
         }
-        if !admin, target.revokedAt == nil {
-            try await checkSelfRevocationBudget(of: callerID, now: now)
-        }
         // A compromised key compromises every certificate renewed with it as credential.
         let withRenewals = revocationReason == .keyCompromise
+        if !admin {
+            let lineage = withRenewals ? try await store.renewals(of: serial).count : 0
+            try await checkSelfRevocationBudget(of: callerID, now: now, revoking: (target.revokedAt == nil ? 1 : 0) + lineage)
+        }
         let records = try await store.revoke(serial: serial, reason: reason, at: now, withRenewals: withRenewals) { revoked, spiffeID in
             revoked == serial
                 ? AuditEntry(time: now, actor: callerID, action: "revoke", subject: revoked, peer: caller.peer,
@@ -227,15 +228,17 @@ public final class CertificateAuthority: Sendable {
     /// Every revocation grows the CRL that every relying party downloads, so what one identity
     /// revokes of its own (renew and revoke, renew and retry, in a loop) is bounded, counted in
     /// certificates, not calls.
-    private func checkSelfRevocationBudget(of spiffeID: String, now: Date) async throws {
+    private func checkSelfRevocationBudget(of spiffeID: String, now: Date, revoking count: Int = 1) async throws {
+        guard count > 0 else { return }
         let since = now.addingTimeInterval(-policy.selfRevocationWindow)
         var made = 0
         for action in Self.selfRevocationActions {
             made += try await store.countAuditEvents(actor: spiffeID, action: action, since: since)
         }
-        guard made < policy.selfRevocationLimit else {
+        guard made + count <= policy.selfRevocationLimit else {
             throw AuthorityError(.resourceExhausted, "\(spiffeID) has revoked \(made) of its certificates in the last "
-                + "\(Int(policy.selfRevocationWindow))s, the limit; ask an admin to revoke more")
+                + "\(Int(policy.selfRevocationWindow))s and this would revoke \(count) more, past the limit of "
+                + "\(policy.selfRevocationLimit); ask an admin")
         }
     }
 

@@ -137,7 +137,11 @@ struct CertificateAuthorityRulesTests {
         let first = try await other.enroll(try await other.token(Self.web))
         let second = try await other.renew(first.caller)
         let third = try await other.renew(second.caller)
-        _ = try await other.authority.revoke(serial: first.record.serial, reason: 1, caller: third.caller)  // revokes 3
+        let fourth = try await other.renew(third.caller)
+        #expect(await refusal { try await other.authority.revoke(serial: first.record.serial, reason: 1, caller: fourth.caller) }
+                == .resourceExhausted, "one keyCompromise of a four-certificate lineage is past a limit of three")
+        #expect(!other.authority.revocations.isRevoked(serial: fourth.record.serial), "nothing revoked")
+        _ = try await other.authority.revoke(serial: second.record.serial, reason: 1, caller: fourth.caller)  // revokes 3
         let spare = try await other.enroll(try await other.token(Self.web))
         #expect(await refusal { try await other.authority.revoke(serial: spare.record.serial, reason: 1, caller: spare.caller) }
                 == .resourceExhausted, "the lineage counted three")
