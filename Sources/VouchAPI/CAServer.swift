@@ -41,11 +41,14 @@ public final class CAServer: Service, Sendable {
 
     public func run() async throws {
         let logger = self.logger
+        // One budget for audit rows of refused requests and refused handshakes, so a flood of either
+        // is bounded once.
+        let refusalAudit = RateLimitedLog(burst: 60, perSecond: 1)
         let verifier = try PeerCertificateVerifier(
             rootsPEM: try String(contentsOfFile: files.bundle, encoding: .utf8),
             intermediatesPEM: authority.material.intermediate.pem,
             isRevoked: { [revocations = authority.revocations] in revocations.isRevoked(serial: $0) },
-            onReject: { [authority, handshakeLog = RateLimitedLog(burst: 50, perSecond: 5), auditLimit = RateLimitedLog(burst: 60, perSecond: 1)] reason in
+            onReject: { [authority, handshakeLog = RateLimitedLog(burst: 50, perSecond: 5), auditLimit = refusalAudit] reason in
                 handshakeLog.log(logger, .notice, "refused TLS client certificate", metadata: ["reason": "\(reason)"])
                 // A revoked or foreign certificate presented to the CA is worth an audit row too.
                 guard let suppressed = auditLimit.admit() else { return }
@@ -72,7 +75,7 @@ public final class CAServer: Service, Sendable {
         let server = GRPCServer(
             transport: transport,
             services: [CertificateAuthorityService(authority: authority), AdminService(authority: authority, auditCheckpoints: auditCheckpoints), health],
-            interceptors: [MetricsInterceptor(), ErrorReportingInterceptor(authority: authority, logger: logger),
+            interceptors: [MetricsInterceptor(), ErrorReportingInterceptor(authority: authority, logger: logger, auditLimit: refusalAudit),
                            AuthenticationInterceptor(authority: authority),
                            AuthorizationInterceptor(authority: authority, logger: logger)])
 

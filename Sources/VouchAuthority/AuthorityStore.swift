@@ -18,7 +18,9 @@ public protocol AuthorityStore: Sendable {
     /// and writes the audit entries; provided `previousSerial` is unrevoked and its successor is
     /// still `replacing` (nil: not renewed yet). Otherwise throws `AuthorityError(.failedPrecondition)`
     /// and stores nothing, so of two concurrent renewals from one certificate only one lands. A
-    /// replaced successor is revoked (reason superseded) in the same transaction and returned.
+    /// replaced successor must, in the same transaction, be unrevoked, not renewed itself, and
+    /// `previousSerial`'s only renewal so far (else the same refusal); it is then revoked (reason
+    /// superseded) and returned.
     func recordRenewal(certificate: CertificateRecord, previousSerial: String, replacing: String?,
                        at time: Date, audit: [AuditEntry]) async throws -> RevocationRecord?
 

@@ -157,9 +157,10 @@ public final class CertificateAuthority: Sendable {
         guard let successor = current.supersededBy else { return nil }
         let refusal = AuthorityError(.failedPrecondition, "certificate \(current.serial) was already renewed (as \(successor)); "
             + "only the newest certificate of a lineage can renew")
+        // The store checks again, in the renewal's transaction, that the child is live, has not
+        // renewed, and is the only one (no retry before).
         guard let child = try await store.certificate(serial: successor), child.revokedAt == nil, child.supersededBy == nil,
-              now.timeIntervalSince(child.issuedAt) <= policy.renewalRetryWindow,
-              try await store.renewals(of: current.serial) == [successor]  // not retried before
+              now.timeIntervalSince(child.issuedAt) <= policy.renewalRetryWindow
         else { throw refusal }
         return successor
     }

@@ -66,7 +66,12 @@ public final class InMemoryAuthorityStore: AuthorityStore {
     public func recordRenewal(certificate: CertificateRecord, previousSerial: String, replacing: String?,
                               at time: Date, audit: [AuditEntry]) async throws -> RevocationRecord? {
         try state.withLock { state in
-            guard let previous = state.indexBySerial[previousSerial], state.certificates[previous].supersededBy == replacing,
+            // A retry replaces the only child, and only while that child is live and has not renewed.
+            let replaceable = replacing.map { child in
+                state.indexBySerial[child].map { state.certificates[$0].supersededBy == nil } == true
+                    && !Self.isRevoked(child, in: state) && Self.children(of: previousSerial, in: state) == 1
+            } ?? true
+            guard replaceable, let previous = state.indexBySerial[previousSerial], state.certificates[previous].supersededBy == replacing,
                   !Self.isRevoked(previousSerial, in: state) else {
                 throw AuthorityError(.failedPrecondition, "certificate \(previousSerial) was renewed or revoked meanwhile; "
                     + "only the newest certificate of a lineage can renew")
@@ -75,7 +80,7 @@ public final class InMemoryAuthorityStore: AuthorityStore {
             state.certificates[previous].supersededBy = certificate.serial
             for entry in audit { Self.append(entry, to: &state) }
             guard let replacing else { return nil }
-            return Self.revoke(replacing, reason: 4, at: time, in: &state)
+            return Self.revoke(replacing, reason: RevocationReason.superseded.rawValue, at: time, in: &state)
         }
     }
 
@@ -193,6 +198,10 @@ public final class InMemoryAuthorityStore: AuthorityStore {
         let id = (state.audit.last?.id ?? 0) + 1
         state.audit.append(AuditChain.Row(id: id, entry: entry, previousHash: state.head.hash, hash: hash))
         state.head = (id, hash)
+    }
+
+    private static func children(of serial: String, in state: State) -> Int {
+        state.certificates.filter { $0.renewedFrom == serial }.count
     }
 
     private static func isRevoked(_ serial: String, in state: State) -> Bool {

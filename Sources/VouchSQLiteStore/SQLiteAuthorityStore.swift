@@ -83,6 +83,19 @@ public final class SQLiteAuthorityStore: AuthorityStore {
     public func recordRenewal(certificate: CertificateRecord, previousSerial: String, replacing: String?,
                               at time: Date, audit: [AuditEntry]) async throws -> RevocationRecord? {
         try await writer.write { db in
+            let refusal = AuthorityError(.failedPrecondition, "certificate \(previousSerial) was renewed or revoked meanwhile; "
+                + "only the newest certificate of a lineage can renew")
+            // A retry replaces the only child, and only while that child is live and has not renewed:
+            // checked here, in the transaction, so the child cannot renew in between.
+            if let replacing {
+                let replaceable = try Bool.fetchOne(db.cachedStatement(sql: """
+                    SELECT count(*) = 1 FROM certificate c
+                    WHERE c.serial = ? AND c.superseded_by IS NULL
+                      AND NOT EXISTS (SELECT 1 FROM revocation r WHERE r.serial = c.serial)
+                      AND (SELECT count(*) FROM certificate WHERE renewed_from = ?) = 1
+                    """), arguments: [replacing, previousSerial]) ?? false
+                guard replaceable else { throw refusal }
+            }
             try Self.insert(certificate, in: db)
             // Conditional on what the authority saw: a concurrent renewal or revocation of the
             // previous certificate since then makes this one change nothing, and it is refused.
@@ -91,14 +104,11 @@ public final class SQLiteAuthorityStore: AuthorityStore {
                 WHERE serial = ? AND superseded_by IS ?
                   AND NOT EXISTS (SELECT 1 FROM revocation WHERE revocation.serial = certificate.serial)
                 """, arguments: [certificate.serial, previousSerial, replacing])
-            guard db.changesCount == 1 else {
-                throw AuthorityError(.failedPrecondition, "certificate \(previousSerial) was renewed or revoked meanwhile; "
-                    + "only the newest certificate of a lineage can renew")
-            }
+            guard db.changesCount == 1 else { throw refusal }
             for entry in audit { try Self.append(entry, in: db) }
             guard let replacing else { return nil }
-            try db.executeCached(sql: "INSERT OR IGNORE INTO revocation (serial, reason, revoked_at) VALUES (?, 4, ?)",
-                                 arguments: [replacing, time.timeIntervalSince1970])
+            try db.executeCached(sql: "INSERT OR IGNORE INTO revocation (serial, reason, revoked_at) VALUES (?, ?, ?)",
+                                 arguments: [replacing, RevocationReason.superseded.rawValue, time.timeIntervalSince1970])
             return try Row.fetchOne(db.cachedStatement(sql: Self.revocationSQL + " WHERE r.serial = ?"), arguments: [replacing])
                 .map(Self.revocation)
         }

@@ -120,6 +120,11 @@ struct AuthorityStoreContractTests {
         #expect(try await store.certificate(serial: "b1")?.revokedAt != nil)
         #expect(try await store.certificate(serial: "a1")?.supersededBy == "d1")
         #expect(try await store.renewals(of: "a1") == ["b1", "d1"])
+        await #expect(throws: (any Error).self, "a second retry: a1 already has two renewals") {
+            _ = try await store.recordRenewal(certificate: Self.certificate("f1", renewedFrom: "a1"), previousSerial: "a1",
+                                              replacing: "d1", at: Self.now, audit: [])
+        }
+        #expect(try await store.certificate(serial: "d1")?.revokedAt == nil, "the refused retry revoked nothing")
 
         _ = try await store.revoke(serial: "d1", reason: 0, at: Self.now, withRenewals: false) { serial, _ in Self.entry("revoke", subject: serial) }
         await #expect(throws: (any Error).self, "a revoked certificate does not renew") {
@@ -127,6 +132,23 @@ struct AuthorityStoreContractTests {
                                               at: Self.now, audit: [Self.entry("renew")])
         }
         #expect(try await Self.verified(store))
+    }
+
+    /// The race a retry must lose: the child renewed after the authority looked, before the retry's transaction.
+    @Test(arguments: StoreKind.allCases)
+    func aRetryCannotReplaceAChildThatHasRenewed(kind: StoreKind) async throws {
+        let store = try kind.make()
+        try await store.insertCertificate(Self.certificate("a2"), audit: Self.entry("issue"))
+        _ = try await store.recordRenewal(certificate: Self.certificate("b2", renewedFrom: "a2"), previousSerial: "a2", replacing: nil,
+                                          at: Self.now, audit: [])
+        _ = try await store.recordRenewal(certificate: Self.certificate("c2", renewedFrom: "b2"), previousSerial: "b2", replacing: nil,
+                                          at: Self.now, audit: [])
+        await #expect(throws: (any Error).self) {
+            _ = try await store.recordRenewal(certificate: Self.certificate("d2", renewedFrom: "a2"), previousSerial: "a2",
+                                              replacing: "b2", at: Self.now, audit: [])
+        }
+        #expect(try await store.certificate(serial: "d2") == nil)
+        #expect(try await store.certificate(serial: "b2")?.revokedAt == nil, "two live certificates would remain otherwise")
     }
 
     @Test(arguments: StoreKind.allCases)
