@@ -98,7 +98,8 @@ struct ConfigFile: Decodable {
     static func load(_ path: String) throws -> ConfigFile {
         let text = try readBounded(path)
         if let found = YAMLAliasScan.firstAnchorOrAlias(in: text) {
-            throw CLIError("config file \(path): line \(found.line): YAML \(found.kind) found; anchors (&) and aliases (*) are not allowed, write values out")
+            throw CLIError("config file \(path): line \(found.line): \(found.problem); anchors (&), aliases (*) and deep nesting "
+                + "are not allowed, write values out")
         }
         do {
             try checkKeys(try Yams.load(yaml: text), path: path)

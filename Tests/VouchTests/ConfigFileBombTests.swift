@@ -22,6 +22,9 @@ final class ConfigFileBombTests: XCTestCase {
             ("bomb-unknown-key.yaml", Self.aliasBomb + "server:\n  lol: *i\n", "server", "line 1: YAML anchor found"),
             ("bomb-in-agent.yaml", "agent:\n  exec: &x echo\n  signal: *x\n", "agent", "line 2: YAML anchor found"),
             ("alias-only.yaml", "server:\n  dir: *undefined\n", "server", "line 2: YAML alias found"),
+            // A libyaml scan of deep nesting is quadratic: 100,000 brackets took 27 s before the depth cap.
+            ("deep.yaml", "server: {profiles: " + String(repeating: "[", count: 400_000) + String(repeating: "]", count: 400_000) + "}\n",
+             "server", "line 1: nesting deeper than 32 levels"),
             ("huge.yaml", "server:\n  dir: " + String(repeating: "a", count: 1024 * 1024) + "\n", "server", "is larger than 1024 KiB"),
         ]
         for test in cases {
