@@ -50,10 +50,13 @@ public struct CertificateAuthorityService: Vouch_V1_CertificateAuthority.SimpleS
         // Subscribe before reading the backlog so nothing revoked in between is missed;
         // sequence numbers drop the duplicates.
         let live = authority.revocations.watch()
-        var last = request.afterSequence
+        // A watcher claiming to be ahead of this CA holds a sequence a fake CA gave it, which would
+        // silence the stream for good: it starts over.
+        let resume = request.afterSequence > authority.revocations.latestSequence ? 0 : request.afterSequence
+        var last = resume
         let now = authority.now
         for record in try await authority.revocations(afterSequence: last)
-        where request.afterSequence > 0 || record.notAfter > now {
+        where resume > 0 || record.notAfter > now {
             try await response.write(Vouch_V1_RevocationEvent(record))
             last = max(last, record.sequence)
         }

@@ -6,6 +6,24 @@ import XCTest
 
 /// WatchRevocations: backlog from a sequence number, then live events.
 final class WatchRevocationsTests: XCTestCase {
+    /// A sequence beyond the CA's (one a fake CA handed the agent) would silence the stream for
+    /// good; the CA replays its unexpired revocations instead.
+    func testAWatcherAheadOfTheCAStartsOver() async throws {
+        let ca = try CAFixture()
+        let serial = try await ca.enroll(token: try ca.createToken(spiffeID: "spiffe://example.org/svc/a"),
+                                         key: try PrivateKey(generating: .p256)).serial
+        _ = try await ca.revoke(serial, as: ca.admin)
+        var request = Vouch_V1_WatchRevocationsRequest()
+        request.afterSequence = .max
+        let first = try await ca.ca(ca.admin) { client in
+            try await client.watchRevocations(request) { response in
+                for try await event in response.messages { return event.serial }
+                return ""
+            }
+        }
+        XCTAssertEqual(first, serial)
+    }
+
     func testResumesAfterASequenceAndStreamsNewRevocations() async throws {
         let ca = try CAFixture()
         var serials: [String] = []
