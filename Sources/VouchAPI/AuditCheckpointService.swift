@@ -2,6 +2,7 @@ import Foundation
 import Logging
 import ServiceLifecycle
 import VouchAuthority
+import VouchHTTP
 
 /// Signs an audit checkpoint at start, every `interval` when the audit head moved, and once more
 /// at graceful shutdown. Each one is stored and logged as one line, so copies leave the database.
@@ -21,7 +22,7 @@ public struct AuditCheckpointService: Service {
     public func run() async throws {
         await checkpointIfMoved()
         while !Task.isShuttingDownGracefully, !Task.isCancelled {
-            try? await cancelWhenGracefulShutdown { try await Task.sleep(for: interval) }
+            try? await cancelOnShutdown { try await Task.sleep(for: interval) }
             if Task.isCancelled { return }
             await checkpointIfMoved()
         }

@@ -5,6 +5,7 @@ import Logging
 import NIOSSL
 import ServiceLifecycle
 import VouchAuthority
+import VouchHTTP
 import VouchConnectionLimits
 import VouchTLS
 
@@ -90,7 +91,7 @@ public final class CAServer: Service, Sendable {
                     logger.info("listening", metadata: ["address": "\(actual)", "trust_domain": "\(self.authority.policy.trustDomain)"])
                     self.onListening(actual)
                 }
-                try? await gracefulShutdown()  // returns on shutdown; throws on cancellation, which ends serve() too
+                await untilShutdown()
                 logger.info("shutting down: draining open RPCs")
                 health.markNotServing()
                 // Watch streams never end on their own; finish them so draining completes.

@@ -7,6 +7,7 @@ import ServiceLifecycle
 import VouchAPI
 import VouchCrypto
 import VouchTLS
+import VouchHTTP
 
 /// `vouch agent` as a ServiceLifecycle service: obtains an identity, keeps it
 /// fresh on disk, and serves its local mTLS status API with hot reload.
@@ -77,7 +78,7 @@ public final class Agent: Service, Sendable {
                             logger.info("local server listening", metadata: ["address": "\(address)"])
                             onListening(address)
                         }
-                        try? await gracefulShutdown()  // returns on shutdown; throws on cancellation, which ends serve() too
+                        await untilShutdown()
                         tls.handler.stopAccepting()
                         server.beginGracefulShutdown()
                     }
@@ -88,7 +89,7 @@ public final class Agent: Service, Sendable {
                              { try await self.revocations.refreshCRLForever() }] as [@Sendable () async throws -> Void] {
                     group.addTask {
                         do {
-                            try await cancelWhenGracefulShutdown { try await loop() }
+                            try await cancelOnShutdown { try await loop() }
                         } catch is CancellationError {}
                     }
                 }

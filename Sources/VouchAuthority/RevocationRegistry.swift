@@ -8,6 +8,8 @@ public final class RevocationRegistry: Sendable {
         var serials: Set<String> = []
         var latestSequence: Int64 = 0
         var watchers: [UUID: AsyncStream<RevocationRecord>.Continuation] = [:]
+        /// Set by `finishWatchers()`: a watch that starts afterwards ends at once, or shutdown would wait on it.
+        var finished = false
     }
 
     private let state = Mutex(State())
@@ -40,6 +42,7 @@ public final class RevocationRegistry: Sendable {
     /// Ends every watch stream (on shutdown), so open WatchRevocations calls complete.
     public func finishWatchers() {
         let watchers = state.withLock { state in
+            state.finished = true
             defer { state.watchers.removeAll() }
             return Array(state.watchers.values)
         }
@@ -50,7 +53,14 @@ public final class RevocationRegistry: Sendable {
     public func watch() -> AsyncStream<RevocationRecord> {
         let (stream, continuation) = AsyncStream.makeStream(of: RevocationRecord.self, bufferingPolicy: .bufferingNewest(10_000))
         let id = UUID()
-        state.withLock { $0.watchers[id] = continuation }
+        let open = state.withLock { state in
+            if !state.finished { state.watchers[id] = continuation }
+            return !state.finished
+        }
+        guard open else {
+            continuation.finish()
+            return stream
+        }
         continuation.onTermination = { [weak self] _ in
             self?.state.withLock { _ = $0.watchers.removeValue(forKey: id) }
         }

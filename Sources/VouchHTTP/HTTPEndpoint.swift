@@ -80,9 +80,7 @@ public final class HTTPEndpoint: Service, Sendable {
             }
             .bind(host: host, port: port).get()
         onListening(channel.localAddress?.port ?? port)
-        do {
-            try await gracefulShutdown()
-        } catch {}
+        await untilShutdown()
         try? await channel.close()
     }
 }
