@@ -13,8 +13,8 @@ public struct AgentConfiguration: Sendable {
     public var outDirectory: String
     /// Local mTLS status server address, if any.
     public var listen: HostPort?
-    /// Requested certificate lifetime in seconds; 0 lets the CA choose.
-    public var certificateTTL: Int64
+    /// Requested certificate lifetime; zero lets the CA choose.
+    public var certificateTTL: Duration
     /// Renew when this fraction of the lifetime has passed.
     public var renewFraction: Double
     /// Spread of renewal times, as a fraction of the lifetime, so agents do not renew in lockstep.
@@ -25,12 +25,13 @@ public struct AgentConfiguration: Sendable {
     /// Signal sent after each rotation to the process in `pidFile`.
     public var signal: Int32?
     public var pidFile: String?
-    public var minimumBackoff: Double
-    public var maximumBackoff: Double
+    /// Wait after the first failed renewal; it doubles with each further failure up to the maximum.
+    public var minimumBackoff: Duration
+    public var maximumBackoff: Duration
     /// Deadline for every call to the CA.
-    public var rpcTimeout: Double
+    public var rpcTimeout: Duration
     /// How often the CRL is fetched as a fallback to the revocation stream.
-    public var crlRefreshInterval: Double
+    public var crlRefreshInterval: Duration
     /// Timeouts and connection cap of the local gRPC listener and the metrics listener.
     public var listenerLimits = ListenerLimits()
     /// Longest an `execCommand` may run before its process group is killed.
@@ -41,10 +42,10 @@ public struct AgentConfiguration: Sendable {
     public var caServerID: String?
 
     public init(caAddress: HostPort, caBundlePath: String, tokenFilePath: String?, outDirectory: String,
-                listen: HostPort? = nil, certificateTTL: Int64 = 0, renewFraction: Double = 2.0 / 3.0,
+                listen: HostPort? = nil, certificateTTL: Duration = .zero, renewFraction: Double = 2.0 / 3.0,
                 jitterFraction: Double = 0.05, keyAlgorithm: KeyAlgorithm = .p256, execCommand: String? = nil,
-                signal: Int32? = nil, pidFile: String? = nil, minimumBackoff: Double = 1, maximumBackoff: Double = 30,
-                rpcTimeout: Double = 10, crlRefreshInterval: Double = 60) {
+                signal: Int32? = nil, pidFile: String? = nil, minimumBackoff: Duration = .seconds(1),
+                maximumBackoff: Duration = .seconds(30), rpcTimeout: Duration = .seconds(10), crlRefreshInterval: Duration = .seconds(60)) {
         self.caAddress = caAddress
         self.caBundlePath = caBundlePath
         self.tokenFilePath = tokenFilePath
@@ -62,4 +63,15 @@ public struct AgentConfiguration: Sendable {
         self.rpcTimeout = rpcTimeout
         self.crlRefreshInterval = crlRefreshInterval
     }
+}
+
+extension Duration {
+    /// This duration in seconds, for arithmetic with `Date`.
+    var timeInterval: TimeInterval {
+        let (seconds, attoseconds) = components
+        return TimeInterval(seconds) + TimeInterval(attoseconds) / 1e18
+    }
+
+    /// Whole seconds, as the CA's `ttl_seconds` fields take them.
+    var wholeSeconds: Int64 { components.seconds }
 }

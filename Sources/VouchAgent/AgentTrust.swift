@@ -36,7 +36,7 @@ struct AgentTrust: Sendable {
 
     /// The requested lifetime, capped; 0 (the CA's default) gets the absolute cap.
     private var requestedLifetime: TimeInterval {
-        let ttl = TimeInterval(configuration.certificateTTL)
+        let ttl = configuration.certificateTTL.timeInterval
         return ttl > 0 ? min(ttl, Self.absoluteMaximumLifetime) : Self.absoluteMaximumLifetime
     }
 
@@ -49,7 +49,7 @@ struct AgentTrust: Sendable {
 
     /// An Enroll answer: chains to --ca-bundle, one SPIFFE ID, the new key, the asked lifetime.
     /// The agent's CSR asks for no names, so the token's DNS/IP SANs are accepted.
-    func verifyEnrollment(_ answer: CertificateAuthorityClient.Answer, key: PrivateKey,
+    func verifyEnrollment(_ answer: CAAnswer, key: PrivateKey,
                           now: Date = Date()) async throws -> (VerifiedIdentity, roots: [X509Certificate]) {
         let roots = try configuredRoots()
         let identity = try await IssuedIdentityCheck.verify(leafDER: answer.leaf, intermediatesDER: answer.chain, roots: roots,
@@ -58,7 +58,7 @@ struct AgentTrust: Sendable {
     }
 
     /// A Renew answer: chains to bundle.pem, same SPIFFE ID and no new names, the new key, the asked lifetime.
-    func verifyRenewal(_ answer: CertificateAuthorityClient.Answer, key: PrivateKey, current: X509Certificate,
+    func verifyRenewal(_ answer: CAAnswer, key: PrivateKey, current: X509Certificate,
                        now: Date = Date()) async throws -> VerifiedIdentity {
         let names = current.subjectAltNames
         return try await IssuedIdentityCheck.verify(
@@ -84,7 +84,7 @@ struct AgentTrust: Sendable {
     }
 
     /// How many roots in an answer the agent does not already trust (they are ignored).
-    func untrustedRootCount(_ answer: CertificateAuthorityClient.Answer, trusted: [X509Certificate]) -> Int {
+    func untrustedRootCount(_ answer: CAAnswer, trusted: [X509Certificate]) -> Int {
         let known = Set(trusted.map(\.der))
         return answer.roots.filter { !known.contains($0) }.count
     }

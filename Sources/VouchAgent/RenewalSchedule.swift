@@ -4,8 +4,21 @@ import Foundation
 struct RenewalSchedule: Sendable {
     let renewFraction: Double
     let jitterFraction: Double
-    let minimumBackoff: Double
-    let maximumBackoff: Double
+    /// Seconds.
+    let minimumBackoff: TimeInterval
+    let maximumBackoff: TimeInterval
+
+    init(renewFraction: Double, jitterFraction: Double, minimumBackoff: TimeInterval, maximumBackoff: TimeInterval) {
+        self.renewFraction = renewFraction
+        self.jitterFraction = jitterFraction
+        self.minimumBackoff = minimumBackoff
+        self.maximumBackoff = maximumBackoff
+    }
+
+    init(_ configuration: AgentConfiguration) {
+        self.init(renewFraction: configuration.renewFraction, jitterFraction: configuration.jitterFraction,
+                  minimumBackoff: configuration.minimumBackoff.timeInterval, maximumBackoff: configuration.maximumBackoff.timeInterval)
+    }
 
     /// `renewFraction` of the lifetime after notBefore, moved by up to
     /// ±`jitterFraction` of the lifetime, never after notAfter.

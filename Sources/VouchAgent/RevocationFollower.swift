@@ -14,7 +14,7 @@ import VouchTLS
 /// hints that make the next CRL fetch immediate (a revoked client is refused within a
 /// second); the CRL is also fetched every `refreshInterval` and kept on disk (`crl.der`)
 /// so a restart while the CA is down still refuses revoked clients.
-public final class RevocationFollower: Sendable {
+public final class RevocationFollower: RevocationStatus {
     private struct State {
         var revoked: Set<String> = []
         /// The CRL the set came from; a new one must not have a lower number.
@@ -28,8 +28,9 @@ public final class RevocationFollower: Sendable {
     let address: HostPort
     let bundlePath: String
     let server: CAServerIdentity
-    let refreshInterval: Double
-    let rpcTimeout: Double
+    let refreshInterval: Duration
+    let rpcTimeout: Duration
+    let clock: any AgentClock
     let logger: Logger
     /// Revocation events are sent by the CA at will; their log lines are rate-limited.
     private let eventLog = RateLimitedLog(burst: 10, perSecond: 1)
@@ -48,14 +49,15 @@ public final class RevocationFollower: Sendable {
 
     public var crlPath: String { files.directory + "/crl.der" }
 
-    init(files: IdentityFiles, address: HostPort, bundlePath: String, server: CAServerIdentity, refreshInterval: Double,
-         rpcTimeout: Double, logger: Logger) {
+    init(files: IdentityFiles, address: HostPort, bundlePath: String, server: CAServerIdentity, refreshInterval: Duration,
+         rpcTimeout: Duration, clock: any AgentClock, logger: Logger) {
         self.files = files
         self.address = address
         self.bundlePath = bundlePath
         self.server = server
         self.refreshInterval = refreshInterval
         self.rpcTimeout = rpcTimeout
+        self.clock = clock
         self.logger = logger
         (refreshRequests, refreshNow) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
     }
@@ -74,7 +76,7 @@ public final class RevocationFollower: Sendable {
         guard let data = FileManager.default.contents(atPath: crlPath) else { return }
         do {
             let crl = try await verifiedCRL(Array(data))
-            if let next = crl.nextUpdate, next <= Date() {
+            if let next = crl.nextUpdate, next <= clock.now {
                 logger.warning("saved CRL is past its nextUpdate; keeping it until a fresh one arrives",
                                metadata: ["number": "\(crl.number ?? -1)", "next_update": "\(next)"])
             }
@@ -100,7 +102,8 @@ public final class RevocationFollower: Sendable {
     }
 
     /// Checks a fetched CRL against the one held: newer or the same, and fresh.
-    func accept(_ der: [UInt8], now: Date = Date()) async throws -> (crl: CertificateRevocationList, changed: Bool) {
+    func accept(_ der: [UInt8], now: Date? = nil) async throws -> (crl: CertificateRevocationList, changed: Bool) {
+        let now = now ?? clock.now
         let crl = try await verifiedCRL(der)
         let number = crl.number ?? -1
         let held = state.withLock { (number: $0.number, der: $0.der) }
@@ -135,8 +138,8 @@ public final class RevocationFollower: Sendable {
 
     private var mTLS: VouchClient.Credentials { server.credentials(bundlePath: bundlePath, clientCertificate: true) }
 
-    private func options(maxResponseBytes: Int, timeout: Double?) -> CallOptions {
-        var options = timeout.map { VouchClient.options(timeout: .milliseconds(Int64($0 * 1000))) } ?? CallOptions.defaults
+    private func options(maxResponseBytes: Int, timeout: Duration?) -> CallOptions {
+        var options = timeout.map { VouchClient.options(timeout: $0) } ?? CallOptions.defaults
         options.limitResponses(to: maxResponseBytes)
         return options
     }
@@ -167,7 +170,7 @@ public final class RevocationFollower: Sendable {
             }
             // Whichever comes first: the interval, or a streamed revocation asking for a fresh CRL.
             try await withThrowingTaskGroup(of: Void.self) { group in
-                group.addTask { try await Task.sleep(for: .milliseconds(Int64(self.refreshInterval * 1000))) }
+                group.addTask { try await self.clock.sleep(for: self.refreshInterval.timeInterval) }
                 group.addTask { for await _ in self.refreshRequests { return } }
                 try await group.next()
                 group.cancelAll()
@@ -193,7 +196,7 @@ public final class RevocationFollower: Sendable {
                 // A CA ends the stream only when it shuts down; one that keeps ending it is not
                 // reconnected to in a tight loop.
                 failures = 0
-                try await Task.sleep(for: .seconds(1))
+                try await clock.sleep(for: 1)
             } catch let error where isShutdown(error) {
                 throw CancellationError()
             } catch {
@@ -202,7 +205,7 @@ public final class RevocationFollower: Sendable {
                 logger.notice("revocation stream down; CRL refresh covers meanwhile",
                               metadata: ["error": "\(describe(error))", "retry_in": "\(String(format: "%.1f", delay))s"])
                 reportSuppressed()
-                try await Task.sleep(for: .milliseconds(Int64(delay * 1000)))
+                try await clock.sleep(for: delay)
             }
             reportSuppressed()
         }

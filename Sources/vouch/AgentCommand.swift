@@ -100,10 +100,10 @@ struct AgentCommand: AsyncParsableCommand {
         let configuration = AgentConfiguration(
             caAddress: ca, caBundlePath: caBundle, tokenFilePath: tokenFile ?? file?.tokenFile, outDirectory: out,
             listen: try listen ?? configAddress(file?.listen, key: "agent.listen"),
-            certificateTTL: certTtl.seconds, renewFraction: renewFraction, keyAlgorithm: algorithm,
+            certificateTTL: certTtl.duration, renewFraction: renewFraction, keyAlgorithm: algorithm,
             execCommand: exec ?? file?.exec, signal: signal.flatMap(Self.signalNumber), pidFile: pidFile,
-            maximumBackoff: Double(maxBackoff.seconds), rpcTimeout: Double(max(1, rpcTimeout.seconds)),
-            crlRefreshInterval: Double(max(1, crlRefresh.seconds)))
+            maximumBackoff: maxBackoff.duration, rpcTimeout: .seconds(max(1, rpcTimeout.seconds)),
+            crlRefreshInterval: .seconds(max(1, crlRefresh.seconds)))
         var limited = configuration
         limited.listenerLimits = try listenerLimits.resolved(handshake: file?.handshakeTimeout, idle: file?.idleTimeout,
                                                              maxConnections: file?.maxConnections, section: "agent")

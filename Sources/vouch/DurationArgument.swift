@@ -4,6 +4,8 @@ import ArgumentParser
 struct DurationArgument: ExpressibleByArgument, Sendable {
     let seconds: Int64
 
+    var duration: Duration { .seconds(seconds) }
+
     init?(argument: String) {
         guard let seconds = Self.parse(argument) else { return nil }
         self.seconds = seconds

@@ -90,7 +90,7 @@ struct QuickstartAgentLauncher: Service {
 
         let configuration = AgentConfiguration(
             caAddress: address, caBundlePath: files.bundle, tokenFilePath: tokenPath, outDirectory: agentDir + "/files",
-            listen: HostPort(host: "127.0.0.1", port: 0), certificateTTL: certificateTTL)
+            listen: HostPort(host: "127.0.0.1", port: 0), certificateTTL: .seconds(certificateTTL))
         let agent = Agent(configuration: configuration, logger: Logger(label: "vouch.agent"), onIdentity: { snapshot in
             let expiry = snapshot.notAfter.map { $0.formatted(.iso8601) } ?? "?"
             let seconds = Int(snapshot.notAfter?.timeIntervalSinceNow ?? 0)

@@ -1,0 +1,243 @@
+import Foundation
+import GRPCCore
+import Logging
+import Metrics
+import VouchAPI
+import VouchCrypto
+import VouchTLS
+
+/// Whether the agent's verified CRL lists a serial; the keeper asks before renewing.
+protocol RevocationStatus: Sendable {
+    func isRevoked(_ serial: String) -> Bool
+    var heldNumber: Int64? { get }
+}
+
+/// Obtains the agent's identity and keeps it fresh: reuses a valid identity on disk or enrolls
+/// with the token, renews at the scheduled time, backs off while the CA fails, and after expiry
+/// or revocation waits for a new token instead of calling the CA in vain. Time comes from
+/// `clock` only, so tests move it instead of waiting.
+final class IdentityKeeper: Sendable {
+    let configuration: AgentConfiguration
+    let files: IdentityFiles
+    let trust: AgentTrust
+    let ca: any CertificateAuthorityCalls
+    let schedule: RenewalSchedule
+    let hooks: RotationHooks
+    let revocations: any RevocationStatus
+    let clock: any AgentClock
+    let state: AgentState
+    let logger: Logger
+    /// Told about each new certificate (first one included).
+    let onIdentity: @Sendable (AgentSnapshot) -> Void
+    /// How often the token file is looked at while waiting for a new token.
+    static let tokenPollInterval: TimeInterval = 2
+    let rotationsCounter = Counter(label: "vouch_agent_rotations_total")
+    let failuresCounter = Counter(label: "vouch_agent_renewal_failures_total")
+    let expiryGauge = Gauge(label: "vouch_agent_certificate_expires_in_seconds")
+    let notAfterGauge = Gauge(label: "vouch_agent_certificate_not_after_timestamp_seconds")
+
+    init(configuration: AgentConfiguration, files: IdentityFiles, ca: any CertificateAuthorityCalls, hooks: RotationHooks,
+         revocations: any RevocationStatus, clock: any AgentClock, state: AgentState, logger: Logger,
+         onIdentity: @escaping @Sendable (AgentSnapshot) -> Void) {
+        self.configuration = configuration
+        self.files = files
+        self.trust = AgentTrust(configuration: configuration, files: files)
+        self.ca = ca
+        self.schedule = RenewalSchedule(configuration)
+        self.hooks = hooks
+        self.revocations = revocations
+        self.clock = clock
+        self.state = state
+        self.logger = logger
+        self.onIdentity = onIdentity
+    }
+
+    // MARK: First identity
+
+    /// Reuses the identity on disk if it is valid and verifies against the agent's trust,
+    /// else says why and enrolls with the token.
+    func obtainInitialIdentity() async throws {
+        var info = stat()
+        // Anything but a regular svid.pem is left to the output directory check before enrolling.
+        if lstat(files.certificate, &info) == 0, info.st_mode & S_IFMT == S_IFREG {
+            do {
+                let identity = try files.load()
+                if identity.leaf.notAfter > clock.now {
+                    try await trust.verifyOnDisk(identity, now: clock.now)
+                    logger.info("using identity on disk", metadata: ["serial": "\(identity.leaf.serialHex)",
+                                                                    "not_after": "\(identity.leaf.notAfter)"])
+                    record(identity.leaf, rotated: false)
+                    return
+                }
+                logger.error("certificate on disk has expired", metadata: ["serial": "\(identity.leaf.serialHex)",
+                                                                           "not_after": "\(identity.leaf.notAfter)"])
+            } catch {
+                logger.error("not using the identity on disk; enrolling with the token", metadata: ["reason": "\(error)"])
+            }
+        }
+        try await enrollWithToken()
+    }
+
+    private func enrollWithToken() async throws {
+        guard let tokenPath = configuration.tokenFilePath else {
+            throw AgentError("no valid certificate in \(files.directory) and no --token-file: create a token with "
+                + "`vouch token create --spiffe-id ID` and pass it with --token-file")
+        }
+        guard let token = try? String(contentsOfFile: tokenPath, encoding: .utf8)
+            .trimmingCharacters(in: .whitespacesAndNewlines), !token.isEmpty else {
+            throw AgentError("cannot read a token from \(tokenPath)")
+        }
+        // Spend the token only if the answer can be written.
+        try OutputDirectory(files: files).prepare()
+        _ = try trust.configuredRoots()
+        let key = try PrivateKey(generating: configuration.keyAlgorithm)
+        let answer: CAAnswer
+        do {
+            answer = try await ca.enroll(token: token, key: key, ttl: configuration.certificateTTL.wholeSeconds)
+        } catch let error as RPCError where error.code == .unauthenticated {
+            throw AgentError("the CA refused the token in \(tokenPath) (\(error.message)): create a new one with "
+                + "`vouch token create --spiffe-id ID`")
+        } catch let rejected as IdentityRejected {
+            throw AgentError("rejected the CA's enrollment answer: \(rejected)")
+        }
+        let identity: VerifiedIdentity, roots: [X509Certificate]
+        do {
+            (identity, roots) = try await trust.verifyEnrollment(answer, key: key, now: clock.now)
+        } catch let rejected as IdentityRejected {
+            throw AgentError("rejected the CA's enrollment answer: \(rejected)")
+        }
+        noteUntrustedRoots(answer, trusted: roots)
+        try IdentityWriter(files: files).write(identity, key: key, bundlePEM: pemBundle(roots))
+        logger.info("enrolled", metadata: ["spiffe_id": "\(identity.leaf.spiffeID ?? "")", "serial": "\(identity.leaf.serialHex)",
+                                           "not_after": "\(identity.leaf.notAfter)"])
+        record(identity.leaf, rotated: false)
+    }
+
+    /// Roots in an answer that the agent does not already trust are never written.
+    private func noteUntrustedRoots(_ answer: CAAnswer, trusted: [X509Certificate]) {
+        let count = trust.untrustedRootCount(answer, trusted: trusted)
+        if count > 0 {
+            logger.notice("ignoring roots in the CA's answer that the agent does not already trust", metadata: ["count": "\(count)"])
+        }
+    }
+
+    /// Sets the time-dependent gauges; called before each metrics scrape.
+    func refreshGauges() {
+        guard let notAfter = state.current.notAfter else { return }
+        expiryGauge.record(notAfter.timeIntervalSince(clock.now))
+        notAfterGauge.record(notAfter.timeIntervalSince1970)
+    }
+
+    private func record(_ leaf: X509Certificate, rotated: Bool) {
+        if rotated { rotationsCounter.increment() }
+        let now = clock.now
+        state.update { snapshot in
+            snapshot.spiffeID = leaf.spiffeID ?? ""
+            snapshot.serial = leaf.serialHex
+            snapshot.notBefore = leaf.notBefore
+            snapshot.notAfter = leaf.notAfter
+            if rotated {
+                snapshot.rotations += 1
+                snapshot.lastRotation = now
+            }
+            snapshot.lastError = ""
+        }
+        refreshGauges()
+        onIdentity(state.current)
+    }
+
+    // MARK: Rotation
+
+    /// Renews for as long as the agent runs. `reloadListener` makes the local listener serve the
+    /// files just written and returns the certificate it now serves.
+    func rotateForever(reloadListener: @escaping @Sendable () throws -> X509Certificate) async throws {
+        var failures = 0
+        var retryAt: Date?
+        while !Task.isCancelled {
+            let current = state.current
+            guard let notBefore = current.notBefore, let notAfter = current.notAfter else { return }
+            let due = retryAt ?? schedule.renewalTime(notBefore: notBefore, notAfter: notAfter)
+            state.update { $0.nextRenewal = due }
+            try await clock.sleep(until: due)
+
+            // An expired or revoked certificate cannot be renewed: only a new token helps. Revoked
+            // means listed in a verified CRL, never a mere streamed event.
+            let dead = clock.now >= notAfter ? "expired at \(notAfter)" : (revocations.isRevoked(current.serial) ? "was revoked" : nil)
+            if let dead {
+                if dead == "was revoked" {
+                    logger.notice("own certificate is listed in the CA's signed CRL", metadata: [
+                        "serial": "\(current.serial)", "crl_number": "\(revocations.heldNumber ?? -1)"])
+                }
+                try await waitForNewToken(because: dead, reloadListener: reloadListener)
+                failures = 0
+                retryAt = nil
+                continue
+            }
+            do {
+                let key = try PrivateKey(generating: configuration.keyAlgorithm)
+                let held = try files.load().leaf
+                let answer = try await ca.renew(current: files, newKey: key, ttl: configuration.certificateTTL.wholeSeconds)
+                let identity = try await trust.verifyRenewal(answer, key: key, current: held, now: clock.now)
+                noteUntrustedRoots(answer, trusted: try trust.heldRoots())
+                try IdentityWriter(files: files).write(identity, key: key, bundlePEM: nil)
+                let served = try reloadListener()
+                logger.info("rotated", metadata: ["from": "\(current.serial)", "serial": "\(served.serialHex)",
+                                                  "not_after": "\(served.notAfter)"])
+                failures = 0
+                retryAt = nil
+                record(served, rotated: true)
+                hooks.run(serial: served.serialHex, directory: files.directory)
+            } catch let error as RPCError where error.code == .failedPrecondition && error.message.contains("is revoked") {
+                // The CA itself says this certificate is revoked: that is confirmation enough.
+                logger.notice("the CA refused to renew: own certificate revoked", metadata: ["error": "\(error.message)"])
+                try await waitForNewToken(because: "was revoked", reloadListener: reloadListener)
+                failures = 0
+                retryAt = nil
+            } catch let error where isShutdown(error) {
+                throw CancellationError()
+            } catch {
+                failures += 1
+                failuresCounter.increment()
+                let message = describe(error)
+                let now = clock.now
+                state.update {
+                    $0.failures += 1
+                    $0.lastError = message
+                    $0.lastErrorAt = now
+                }
+                let delay = schedule.backoff(failures: failures)
+                retryAt = now.addingTimeInterval(delay)
+                let what = error is IdentityRejected ? "rejected the CA's answer; keeping the current certificate"
+                    : "renewal failed; keeping the current certificate"
+                logger.warning("\(what)", metadata: [
+                    "error": "\(message)", "attempt": "\(failures)", "serial": "\(current.serial)",
+                    "retry_in": "\(String(format: "%.1f", delay))s", "not_after": "\(notAfter)"])
+            }
+        }
+    }
+
+    /// The certificate expired or was revoked, so the CA will not renew it: say what the operator
+    /// must do, then wait (without calling the CA) for a new token in the token file.
+    private func waitForNewToken(because reason: String, reloadListener: @Sendable () throws -> X509Certificate) async throws {
+        let instruction = "certificate \(state.current.serial) \(reason) and the CA will not renew it: "
+            + "create a new token with `vouch token create --spiffe-id \(state.current.spiffeID)` and write it to "
+            + (configuration.tokenFilePath ?? "a file passed as --token-file")
+        let now = clock.now
+        state.update {
+            $0.lastError = instruction
+            $0.lastErrorAt = now
+        }
+        logger.error("\(instruction)")
+        guard let tokenPath = configuration.tokenFilePath else { throw AgentError(instruction) }
+        let seen = Self.modificationDate(tokenPath)
+        while Self.modificationDate(tokenPath) == seen {
+            try await clock.sleep(for: Self.tokenPollInterval)
+        }
+        try await enrollWithToken()
+        _ = try reloadListener()
+    }
+
+    static func modificationDate(_ path: String) -> Date? {
+        (try? FileManager.default.attributesOfItem(atPath: path))?[.modificationDate] as? Date
+    }
+}
