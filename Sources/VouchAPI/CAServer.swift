@@ -10,7 +10,8 @@ import VouchConnectionLimits
 import VouchTLS
 
 /// The CA's gRPC listener as a ServiceLifecycle service: TLS 1.3 only, client
-/// certificates optional and verified, graceful shutdown on SIGTERM/SIGINT.
+/// certificates optional and verified, graceful shutdown on SIGTERM/SIGINT. Its TLS is the
+/// agent's (`RotatingServerTLS`), so `reload()` can swap in a new server certificate and trust.
 public final class CAServer: Service, Sendable {
     let authority: CertificateAuthority
     let files: CAFiles
@@ -45,9 +46,9 @@ public final class CAServer: Service, Sendable {
         // One budget for audit rows of refused requests and refused handshakes, so a flood of either
         // is bounded once.
         let refusalAudit = RateLimitedLog(burst: 60, perSecond: 1)
-        let verifier = try PeerCertificateVerifier(
-            rootsPEM: try String(contentsOfFile: files.bundle, encoding: .utf8),
-            intermediatesPEM: authority.material.intermediate.pem,
+        // Client certificates optional: enrollment comes without one.
+        let tls = try RotatingServerTLS(
+            requireClientCertificate: false,
             isRevoked: { [revocations = authority.revocations] in revocations.isRevoked(serial: $0) },
             onReject: { [authority, handshakeLog = RateLimitedLog(burst: 50, perSecond: 5), auditLimit = refusalAudit] reason in
                 handshakeLog.log(logger, .notice, "refused TLS client certificate", metadata: ["reason": "\(reason)"])
@@ -56,22 +57,16 @@ public final class CAServer: Service, Sendable {
                 let note = suppressed > 0 ? " (\(suppressed) earlier refusals not recorded)" : ""
                 Task { try? await authority.recordRefusal(method: "TLS handshake", code: "unauthenticated", reason: reason + note,
                                                           caller: Caller(credential: .none, peer: "tls")) }
-            })
-        let tls = try TLS13ServerHandler(
-            configuration: TLS13ServerHandler.configuration(certificatePEMPath: files.serverCertificate, keyPEMPath: files.serverKey),
-            verifier: verifier, limits: limits, onLimitReached: { limit, refused in
+            },
+            limits: limits, onLimitReached: { limit, refused in
                 logger.warning("connection limit reached: refusing new connections",
                                metadata: ["listener": "grpc", "max_connections": "\(limit)", "refused": "\(refused)"])
+            },
+            load: { [files, authority] in
+                try ServerTLSMaterial(certificateChainFile: files.serverCertificate, privateKeyFile: files.serverKey,
+                                      rootsFile: files.bundle, intermediatesPEM: authority.material.intermediate.pem)
             })
-        let transport = HTTP2ServerTransport.Posix(
-            address: address.isIPv6 ? .ipv6(host: address.host, port: address.port) : .ipv4(host: address.host, port: address.port),
-            // Replaced per connection by TLS13ServerHandler; present so the transport sets up TLS and ALPN.
-            transportSecurity: .tls(certificateChain: [.file(path: files.serverCertificate, format: .pem)],
-                                    privateKey: .file(path: files.serverKey, format: .pem)) { $0.requireALPN = true },
-            config: .defaults { config in
-                config.rpc.maxRequestPayloadSize = Self.maxRequestBytes
-                tls.configure(&config)
-            })
+        let transport = try tls.makeTransport(host: address.host, port: address.port, maxRequestBytes: Self.maxRequestBytes)
         let health = HealthService(services: ["vouch.v1.CertificateAuthority", "vouch.v1.Admin"])
         let server = GRPCServer(
             transport: transport,
@@ -96,7 +91,7 @@ public final class CAServer: Service, Sendable {
                 health.markNotServing()
                 // Watch streams never end on their own; finish them so draining completes.
                 self.authority.revocations.finishWatchers()
-                tls.stopAccepting()
+                tls.handler.stopAccepting()
                 server.beginGracefulShutdown()
             }
         }

@@ -18,14 +18,8 @@ public struct IdentityFiles: Sendable {
 
     /// Reads the four files; throws if any is missing or does not parse.
     public func load() throws -> LoadedIdentity {
-        func read(_ path: String) throws -> String {
-            guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {
-                throw CryptoError(.malformed, "cannot read \(path)")
-            }
-            return text
-        }
-        let certificatePEM = try read(certificate), keyPEM = try read(key)
-        let chainPEM = try read(chain), bundlePEM = try read(bundle)
+        let certificatePEM = try readPEMFile(certificate), keyPEM = try readPEMFile(key)
+        let chainPEM = try readPEMFile(chain), bundlePEM = try readPEMFile(bundle)
         let leaf = try X509Certificate(pem: certificatePEM)
         let privateKey = try PrivateKey(pem: keyPEM)
         guard leaf.matches(privateKey) else {
@@ -45,4 +39,9 @@ public struct LoadedIdentity: Sendable {
 
     /// Leaf followed by intermediates, as a TLS server or client presents it.
     public var fullChainPEM: String { certificatePEM + chainPEM }
+
+    /// This identity as a listener presents and trusts it.
+    public var serverTLSMaterial: ServerTLSMaterial {
+        ServerTLSMaterial(certificateChainPEM: fullChainPEM, privateKeyPEM: keyPEM, rootsPEM: bundlePEM, intermediatesPEM: chainPEM)
+    }
 }

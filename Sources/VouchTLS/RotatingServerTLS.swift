@@ -4,39 +4,53 @@ import NIOSSL
 import VouchConnectionLimits
 import VouchCrypto
 
-/// Hot-reloading mTLS for any Swift gRPC server, from an agent's identity
-/// files: TLS 1.3 only, client certificates required and verified against the
-/// bundle. `reload()` applies the files to new handshakes without touching
-/// open connections; `FileWatcher` can call it when the agent rewrites them. Connections get
-/// handshake and idle timeouts and the listener a connection cap (`ListenerLimits`).
+/// Hot-reloading TLS for any Swift gRPC server: the one listener TLS of Vouch, used by the CA
+/// server and the agent alike. TLS 1.3 only; client certificates, when sent (or when required),
+/// verified against the material's roots. `reload()` reads the material again and applies it to
+/// new handshakes without touching open connections; `FileWatcher` can call it when an agent
+/// rewrites its files. Connections get handshake and idle timeouts and the listener a connection
+/// cap (`ListenerLimits`).
 public final class RotatingServerTLS: Sendable {
-    public let files: IdentityFiles
+    private let load: @Sendable () throws -> ServerTLSMaterial
     public let reloader: SwappableCertificateReloader
     public let verifier: PeerCertificateVerifier
     public let handler: TLS13ServerHandler
 
-    /// `limits` bound the connections of transports made by `makeTransport`; `onLimitReached`
-    /// hears (rate-limited) when the connection cap refuses connections.
-    public init(files: IdentityFiles, isRevoked: @escaping @Sendable (String) -> Bool = { _ in false },
+    /// mTLS from an agent's identity files: client certificates required.
+    public convenience init(files: IdentityFiles, isRevoked: @escaping @Sendable (String) -> Bool = { _ in false },
+                            onReject: @escaping @Sendable (String) -> Void = { _ in }, limits: ListenerLimits = ListenerLimits(),
+                            onLimitReached: @escaping @Sendable (_ limit: Int, _ refused: Int) -> Void = { _, _ in }) throws {
+        try self.init(requireClientCertificate: true, isRevoked: isRevoked, onReject: onReject, limits: limits,
+                      onLimitReached: onLimitReached, load: { try files.load().serverTLSMaterial })
+    }
+
+    /// - Parameters:
+    ///   - isRevoked: answers for a lowercase hex serial on every handshake with a client certificate.
+    ///   - onReject: told why a client certificate was refused.
+    ///   - limits: bound the connections of transports made by `makeTransport`.
+    ///   - onLimitReached: hears (rate-limited) when the connection cap refuses connections.
+    ///   - load: reads the material, now and on every `reload()`.
+    public init(requireClientCertificate: Bool, isRevoked: @escaping @Sendable (String) -> Bool = { _ in false },
                 onReject: @escaping @Sendable (String) -> Void = { _ in }, limits: ListenerLimits = ListenerLimits(),
-                onLimitReached: @escaping @Sendable (_ limit: Int, _ refused: Int) -> Void = { _, _ in }) throws {
-        self.files = files
-        let identity = try files.load()
-        reloader = try SwappableCertificateReloader(certificateChainPEM: identity.fullChainPEM, privateKeyPEM: identity.keyPEM)
-        verifier = try PeerCertificateVerifier(rootsPEM: identity.bundlePEM, intermediatesPEM: identity.chainPEM,
+                onLimitReached: @escaping @Sendable (_ limit: Int, _ refused: Int) -> Void = { _, _ in },
+                load: @escaping @Sendable () throws -> ServerTLSMaterial) throws {
+        self.load = load
+        let material = try load()
+        reloader = try SwappableCertificateReloader(certificateChainPEM: material.certificateChainPEM, privateKeyPEM: material.privateKeyPEM)
+        verifier = try PeerCertificateVerifier(rootsPEM: material.rootsPEM, intermediatesPEM: material.intermediatesPEM,
                                                isRevoked: isRevoked, onReject: onReject)
         handler = try TLS13ServerHandler(
-            configuration: TLS13ServerHandler.configuration(certificateReloader: reloader, requireClientCertificate: true),
+            configuration: TLS13ServerHandler.configuration(certificateReloader: reloader, requireClientCertificate: requireClientCertificate),
             verifier: verifier, limits: limits, onLimitReached: onLimitReached)
     }
 
-    /// Re-reads the files and applies them to new handshakes; returns the new leaf.
+    /// Reads the material again and applies it to new handshakes; returns the new leaf.
     @discardableResult
     public func reload() throws -> X509Certificate {
-        let identity = try files.load()
-        try reloader.update(certificateChainPEM: identity.fullChainPEM, privateKeyPEM: identity.keyPEM)
-        try verifier.setTrust(rootsPEM: identity.bundlePEM, intermediatesPEM: identity.chainPEM)
-        return identity.leaf
+        let material = try load()
+        try reloader.update(certificateChainPEM: material.certificateChainPEM, privateKeyPEM: material.privateKeyPEM)
+        try verifier.setTrust(rootsPEM: material.rootsPEM, intermediatesPEM: material.intermediatesPEM)
+        return try X509Certificate(pem: material.certificateChainPEM)
     }
 
     /// A gRPC server transport on `host:port` using this TLS.
