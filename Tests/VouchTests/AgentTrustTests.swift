@@ -41,31 +41,21 @@ final class AgentTrustTests: XCTestCase {
 
     func testHostileRenewalAnswersAreRejectedBeforeAnythingIsWritten() async throws {
         let ca = try CAFixture()
-        let (agent, out, fake) = try await agentMovedToFake(ca)
+        // A 20 s certificate renewed at 0.11 of its life is due within about 1.5 s of enrollment
+        // and lives long enough for the refusals below.
+        let (agent, out, fake) = try await agentMovedToFake(ca, ttl: "20s")
         defer { agent.stop(); fake.stop() }
         XCTAssertTrue(agent.log.contains("using identity on disk"), agent.log)
         let before = identityFiles(out), serial = try serialOnDisk(out)
         let admin = (ca.caDir + "/admin.pem", ca.caDir + "/admin_key.pem")
-        let otherKey = try PrivateKey(generating: .p256)
         let id = self.id
 
+        // Every kind of lying answer is refused in process (RenewalAnswerTrustTests); here the agent
+        // meets one the trust check refuses and one the transport refuses.
         let hostile: [(what: String, reason: String, answer: FakeCertificateAuthority.Answer)] = [
             ("a leaf from the attacker's own root, offering that root", "does not chain to a trusted root", { csr in
                 fake.response(try fake.attackerRoot.sign(csr, template: fake.leafTemplate(spiffeID: id, lifetime: 60)),
                               chain: [], roots: [fake.attackerRoot.certificate]) }),
-            ("a 100-year leaf", "longer than the 180s allowed", { csr in
-                fake.response(try fake.honest.sign(csr, template: fake.leafTemplate(spiffeID: id, lifetime: 100 * 365 * 86400))) }),
-            ("a leaf for another SPIFFE ID", "is for spiffe://example.org/vouch/admin, not \(id)", { csr in
-                fake.response(try fake.honest.sign(csr, template: fake.leafTemplate(spiffeID: "spiffe://example.org/vouch/admin", lifetime: 60))) }),
-            ("a leaf for another key", "does not hold the agent's key", { _ in
-                fake.response(try fake.honest.sign(publicKeyOf: otherKey, template: fake.leafTemplate(spiffeID: id, lifetime: 60))) }),
-            ("a CA:true leaf", "is a CA certificate", { csr in
-                fake.response(try fake.honest.sign(csr, template: fake.leafTemplate(spiffeID: id, lifetime: 60, role: .authority(pathLength: 0)))) }),
-            ("an expired leaf", "expired at", { csr in
-                fake.response(try fake.honest.sign(csr, template: fake.leafTemplate(spiffeID: id, lifetime: 60, notBefore: Date().addingTimeInterval(-3600)))) }),
-            ("a 200-certificate chain", "chain has 200 intermediates (at most 4)", { csr in
-                fake.response(try fake.honest.sign(csr, template: fake.leafTemplate(spiffeID: id, lifetime: 60)),
-                              chain: Array(repeating: fake.honest.certificate, count: 200)) }),
             ("a 2 MB answer", "resourceExhausted", { csr in
                 fake.response(try fake.honest.sign(csr, template: fake.leafTemplate(spiffeID: id, lifetime: 60)),
                               roots: Array(repeating: fake.realRoot, count: 4000)) }),
@@ -80,16 +70,19 @@ final class AgentTrustTests: XCTestCase {
         XCTAssertEqual(try handshake(agent, as: admin).serialHex, serial, "the listener still serves the last good certificate")
 
         // It kept renewing: an honest certificate is taken, but not the roots that came with it
-        // (none at all, then only the attacker's).
+        // (none at all, then only the attacker's). A 6 s certificate is renewed again about 0.7 s
+        // later, so the test waits for a serial issued with those very roots.
         for roots in [[], [fake.attackerRoot.certificate]] {
-            let current = try serialOnDisk(out)
+            let issued = ReloadLog()
             fake.answerIssuance { csr in
-                fake.response(try fake.honest.sign(csr, template: fake.leafTemplate(spiffeID: id, lifetime: 20, notBefore: Date())), roots: roots)
+                let leaf = try fake.honest.sign(csr, template: fake.leafTemplate(spiffeID: id, lifetime: 6, notBefore: Date()))
+                issued.append(leaf.serialHex)
+                return fake.response(leaf, roots: roots)
             }
-            XCTAssertTrue(eventually(timeout: 10) { (try? self.serialOnDisk(out)) != current }, agent.log)
+            XCTAssertTrue(eventually(timeout: 10) { (try? self.serialOnDisk(out)).map(issued.serials.contains) == true }, agent.log)
             XCTAssertEqual(identityFiles(out)["bundle.pem"], before["bundle.pem"], "bundle.pem keeps the roots the agent held")
         }
-        XCTAssertTrue(agent.log.contains("ignoring roots in the CA's answer that the agent does not already trust"))
+        XCTAssertTrue(eventually { agent.log.contains("ignoring roots in the CA's answer that the agent does not already trust") }, agent.log)
         XCTAssertTrue(eventually { (try? self.handshake(agent, as: admin).serialHex) == (try? self.serialOnDisk(out)) },
                       "the listener serves the new certificate")
     }

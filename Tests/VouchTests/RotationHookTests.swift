@@ -21,8 +21,10 @@ final class RotationHookTests: XCTestCase {
         // The hook records its process group (the shell's pid) per serial, then hangs.
         let groups = ca.root + "/groups"
         try FileManager.default.createDirectory(atPath: groups, withIntermediateDirectories: true)
-        let (agent, _) = try ca.startAgent(ttl: "6s", extra: [
-            "--exec", "echo $$ > \(groups)/$VOUCH_SERIAL; sleep 300", "--hook-timeout", "5s"])
+        // A 5 s certificate renewed at 0.2 of its life rotates about every 0.6 s (the CA backdates
+        // a tenth of the lifetime), so several rotations fall within the 2 s hook timeout.
+        let (agent, _) = try ca.startAgent(ttl: "5s", extra: [
+            "--renew-fraction", "0.2", "--exec", "echo $$ > \(groups)/$VOUCH_SERIAL; sleep 300", "--hook-timeout", "2s"])
         func hookGroups() -> [Int32] {
             ((try? FileManager.default.contentsOfDirectory(atPath: groups)) ?? []).sorted().compactMap {
                 Int32((try? String(contentsOfFile: groups + "/" + $0, encoding: .utf8))?.trimmingCharacters(in: .whitespacesAndNewlines) ?? "")
@@ -30,15 +32,22 @@ final class RotationHookTests: XCTestCase {
         }
         func rotations() -> Int { agent.log.components(separatedBy: "] rotated").count - 1 }
 
-        // First rotation (about 4 s in): its hook hangs.
-        XCTAssertTrue(eventually(timeout: 10) { hookGroups().count == 1 }, agent.log)
+        // First rotation: its hook hangs.
+        XCTAssertTrue(eventually(timeout: 5) { hookGroups().count == 1 }, agent.log)
         let first = hookGroups()[0]
-        // The second rotation (about 4 s later) is not held up by it; its hooks wait for the first.
-        XCTAssertTrue(eventually(timeout: 6) { rotations() == 2 }, agent.log)
+        // The next rotation is not held up by it; its hooks wait for the first.
+        XCTAssertTrue(eventually(timeout: 5) { rotations() >= 2 }, agent.log)
         XCTAssertTrue(eventually { agent.log.contains("rotation hook still running") }, agent.log)
-        XCTAssertEqual(hookGroups(), [first], "not started twice")
-        // At 5 s the first hook is killed with its process group, and the queued one starts.
-        XCTAssertTrue(eventually(timeout: 3) { agent.log.contains("exec hook timed out") }, agent.log)
+        // At 2 s the first hook is killed with its process group, and only then does the queued one
+        // start: a second hook seen (read before the log) while no timeout is logged ran beside the first.
+        var startedBeside = false
+        XCTAssertTrue(eventually(timeout: 4) {
+            let started = hookGroups().count
+            let timedOut = agent.log.contains("exec hook timed out")
+            if started > 1, !timedOut { startedBeside = true }
+            return timedOut
+        }, agent.log)
+        XCTAssertFalse(startedBeside, "not started twice: \(agent.log)")
         XCTAssertTrue(eventually { !self.groupIsAlive(first) }, "the hook's shell and its sleep are killed")
         XCTAssertTrue(eventually { hookGroups().count == 2 }, agent.log)
         let second = hookGroups().first { $0 != first } ?? 0
@@ -64,31 +73,17 @@ final class RotationHookTests: XCTestCase {
         let target = ca.root + "/target.pid"
         try "\(pid)\n".write(toFile: target, atomically: true, encoding: .utf8)
 
-        let symlink = ca.root + "/symlink.pid"
-        try FileManager.default.createSymbolicLink(atPath: symlink, withDestinationPath: target)
-        let fifo = ca.root + "/fifo.pid"
-        XCTAssertEqual(mkfifo(fifo, 0o600), 0)
-        let garbage = ca.root + "/garbage.pid"
-        try "\(pid) 1\n".write(toFile: garbage, atomically: true, encoding: .utf8)
-        let cases: [(pidFile: String, extra: [String], reason: String)] = [
-            (symlink, [], "is a symbolic link"),
-            (fifo, [], "is not a regular file"),
-            (garbage, [], "does not hold just a positive integer"),
-            (target, ["--signal-process-name", "nginx"], "is sleep, not nginx"),
-        ]
-        // One agent per case, side by side: each refuses at its first rotation.
-        var agents: [AgentProcess] = []
-        for (index, test) in cases.enumerated() {
-            let token = ca.root + "/token-\(index)"
-            try ca.createToken(spiffeID: "spiffe://example.org/svc/pid\(index)").write(toFile: token, atomically: true, encoding: .utf8)
-            agents.append(try AgentProcess(arguments: ca.agentArguments(out: ca.root + "/agent-\(index)", ttl: "6s")
-                + ["--token-file", token, "--signal", "TERM", "--pid-file", test.pidFile] + test.extra))
-        }
-        defer { agents.forEach { $0.stop() } }
-        for (agent, test) in zip(agents, cases) {
-            XCTAssertTrue(eventually(timeout: 10) { agent.log.contains("signal hook refused") }, agent.log)
-            XCTAssertTrue(agent.log.contains(test.reason), "\(test.reason): \(agent.log)")
-        }
+        // Each refusal reason is checked in process (PidFileTargetTests); here one agent shows the
+        // check guards the real signal hook. A 5 s certificate renewed at 0.2 of its life rotates
+        // about 0.6 s after enrollment.
+        let token = ca.root + "/token-pid"
+        try ca.createToken(spiffeID: "spiffe://example.org/svc/pid").write(toFile: token, atomically: true, encoding: .utf8)
+        let agent = try AgentProcess(arguments: ca.agentArguments(out: ca.root + "/agent-pid", ttl: "5s")
+            + ["--renew-fraction", "0.2", "--token-file", token, "--signal", "TERM", "--pid-file", target,
+               "--signal-process-name", "nginx"])
+        defer { agent.stop() }
+        XCTAssertTrue(eventually(timeout: 5) { agent.log.contains("signal hook refused") }, agent.log)
+        XCTAssertTrue(agent.log.contains("is sleep, not nginx"), agent.log)
         XCTAssertTrue(bystander.isRunning, "the unrelated sleep was not signalled")
     }
 }
