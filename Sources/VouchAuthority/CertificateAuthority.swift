@@ -378,9 +378,9 @@ public final class CertificateAuthority: Sendable {
         try policy.validateGrant(spiffeID: names.uris[0], dnsNames: names.dnsNames)
         if let profile, let allowed = profile.keyTypes {
             let key = csr.publicKeyDescription
-            guard let type = CertificateProfile.keyTypeName(family: key.family.rawValue, curve: key.curve), allowed.contains(type) else {
+            guard let type = key.keyType, allowed.contains(type) else {
                 throw AuthorityError(.invalidArgument,
-                                     "profile \(profile.name) accepts keys \(allowed.sorted().joined(separator: ", ")), not \(key)")
+                                     "profile \(profile.name) accepts keys \(allowed.map(\.rawValue).sorted().joined(separator: ", ")), not \(key)")
             }
         }
         let lifetime = try policy.certificateLifetime(requested: ttlSeconds, profile: profile)

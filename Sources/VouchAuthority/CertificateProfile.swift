@@ -1,4 +1,5 @@
 import Foundation
+import VouchCrypto
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -7,9 +8,6 @@ import Glibc
 /// names may be granted, how long certificates live, and which key types are accepted.
 /// With no profiles configured, any ID in the trust domain gets the global limits.
 public struct CertificateProfile: Sendable, Equatable {
-    /// Key type names as profiles spell them.
-    public static let keyTypeNames: Set<String> = ["p256", "p384", "ed25519", "rsa"]
-
     public var name: String
     /// Globs (`*` any run of characters, `?` one) over SPIFFE IDs, e.g. `spiffe://example.org/web/*`.
     public var spiffeIDPatterns: [String]
@@ -17,11 +15,11 @@ public struct CertificateProfile: Sendable, Equatable {
     public var dnsPatterns: [String]
     public var defaultTTL: TimeInterval?
     public var maximumTTL: TimeInterval?
-    /// Accepted CSR key types (see `keyTypeNames`); nil accepts every type Vouch accepts.
-    public var keyTypes: Set<String>?
+    /// Accepted CSR key types; nil accepts every type Vouch accepts.
+    public var keyTypes: Set<KeyType>?
 
     public init(name: String, spiffeIDPatterns: [String], dnsPatterns: [String] = [], defaultTTL: TimeInterval? = nil,
-                maximumTTL: TimeInterval? = nil, keyTypes: Set<String>? = nil) {
+                maximumTTL: TimeInterval? = nil, keyTypes: Set<KeyType>? = nil) {
         self.name = name
         self.spiffeIDPatterns = spiffeIDPatterns
         self.dnsPatterns = dnsPatterns
@@ -36,17 +34,6 @@ public struct CertificateProfile: Sendable, Equatable {
 
     public func allows(dnsName: String) -> Bool {
         dnsPatterns.contains { Glob.matches(pattern: $0.lowercased(), dnsName.lowercased()) }
-    }
-
-    /// The profile name of a CSR key ("p256", "rsa", ...), nil for a type no profile can name.
-    public static func keyTypeName(family: String, curve: String) -> String? {
-        switch (family, curve) {
-        case ("ec", "prime256v1"): return "p256"
-        case ("ec", "secp384r1"): return "p384"
-        case ("ed25519", _): return "ed25519"
-        case ("rsa", _): return "rsa"
-        default: return nil
-        }
     }
 }
 

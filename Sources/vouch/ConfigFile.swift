@@ -1,6 +1,7 @@
 import Foundation
 import VouchAPI
 import VouchAuthority
+import VouchCrypto
 import Yams
 
 /// The `--config` file of `vouch server` and `vouch agent`: one YAML file with a `server:`
@@ -180,10 +181,10 @@ func configAddress(_ text: String?, key: String) throws -> HostPort? {
 extension ConfigFile.Profile {
     func certificateProfile() throws -> CertificateProfile {
         guard !spiffeIDs.isEmpty else { throw CLIError("profile \(name): spiffe_ids must list at least one pattern") }
-        let types = keyTypes.map(Set.init)
-        if let unknown = types?.subtracting(CertificateProfile.keyTypeNames).sorted().first {
-            throw CLIError("profile \(name): unknown key type \(unknown) (known: \(CertificateProfile.keyTypeNames.sorted().joined(separator: ", ")))")
+        if let unknown = keyTypes?.filter({ KeyType(rawValue: $0) == nil }).sorted().first {
+            throw CLIError("profile \(name): unknown key type \(unknown) (known: \(KeyType.allCases.map(\.rawValue).sorted().joined(separator: ", ")))")
         }
+        let types = keyTypes.map { Set($0.compactMap(KeyType.init(rawValue:))) }
         let defaultTTL = try configDuration(defaultTTL, key: "profiles.\(name).default_ttl")
         let maxTTL = try configDuration(maxTTL, key: "profiles.\(name).max_ttl")
         if let defaultTTL, let maxTTL, defaultTTL.seconds > maxTTL.seconds {
