@@ -1,0 +1,234 @@
+import Foundation
+import Synchronization
+import Testing
+import VouchAPI
+@testable import VouchAgent
+import VouchAuthority
+import VouchCrypto
+import VouchTLS
+
+/// The agent's renewal logic against the real authority core, timed by a clock the test moves:
+/// rotation, outage backoff, expiry and revocation, each in milliseconds of real time.
+@Suite("Agent identity keeping")
+struct IdentityKeeperTests {
+    static let web = "spiffe://example.org/svc/web"
+
+    @Test func renewsAtTheScheduledTimeWritingEachNewIdentityAndServingIt() async throws {
+        let agent = try await KeeperHarness()
+        let first = try agent.onDisk()
+        let rotation = agent.startRotating()
+        defer { rotation.cancel() }
+
+        var serials = [first.serialHex]
+        for round in 1...3 {
+            try await agent.clock.waitForSleepers()
+            let held = try agent.onDisk()
+            // 60 s certificates (backdated 6 s), renewed at half their lifetime, with no jitter.
+            let due = held.notBefore.addingTimeInterval(held.notAfter.timeIntervalSince(held.notBefore) / 2)
+            #expect(agent.clock.deadlines == [due])
+            #expect(agent.state.current.nextRenewal == due)
+            agent.clock.advance(to: due.addingTimeInterval(-1))
+            try await agent.clock.waitForSleepers()
+            #expect(agent.ca.renewCalls == round - 1, "nothing happens before the renewal time")
+
+            agent.clock.advance(to: due)
+            try await agent.waitFor { agent.state.current.rotations == round }
+            let renewed = try agent.onDisk()
+            #expect(renewed.serialHex == agent.state.current.serial)
+            #expect(agent.served.withLock { $0.last } == renewed.serialHex, "the listener was reloaded with the new files")
+            #expect(try await agent.ca.record(renewed.serialHex).renewedFrom == serials.last, "a renewal of the previous certificate")
+            #expect(renewed.notBefore <= agent.clock.now && renewed.notAfter > agent.clock.now.addingTimeInterval(50))
+            serials.append(renewed.serialHex)
+        }
+        #expect(Set(serials).count == 4)
+        #expect(agent.ca.enrollCalls == 1, "the token is used once")
+        #expect(agent.log.lines.filter { $0.contains("rotated") }.count == 3)
+    }
+
+    @Test func keepsTheCurrentIdentityThroughAnOutageWithGrowingCappedBackoffThenRenews() async throws {
+        let agent = try await KeeperHarness()
+        let first = try agent.onDisk()
+        let rotation = agent.startRotating()
+        defer { rotation.cancel() }
+        try await agent.clock.waitForSleepers()
+        agent.ca.isDown = true
+
+        var delays: [TimeInterval] = []
+        agent.clock.advance(to: agent.clock.deadlines[0])
+        for attempt in 1...5 {
+            try await agent.waitFor { agent.state.current.failures == attempt }
+            try await agent.clock.waitForSleepers()
+            let retry = agent.clock.deadlines[0]
+            delays.append(retry.timeIntervalSince(agent.clock.now))
+            agent.clock.advance(to: retry)
+        }
+        // Backoff 1 s doubling to the 4 s cap, each ±20%.
+        for (delay, nominal) in zip(delays, [1.0, 2, 4, 4, 4]) {
+            #expect(abs(delay - nominal) <= nominal * 0.2 + 0.001, "backoff \(delays)")
+        }
+        #expect(try agent.onDisk().serialHex == first.serialHex, "the last good identity stays on disk")
+        #expect(agent.state.current.serial == first.serialHex)
+        #expect(agent.state.current.lastError.contains("unavailable"), "\(agent.state.current.lastError)")
+        #expect(agent.log.lines.filter { $0.contains("renewal failed; keeping the current certificate") }.count == 5)
+
+        agent.ca.isDown = false
+        try await agent.waitFor { agent.state.current.rotations == 1 }
+        #expect(try agent.onDisk().serialHex != first.serialHex, "renewed once the CA was back")
+        #expect(agent.state.current.lastError == "")
+    }
+
+    @Test func afterExpiryItStopsCallingTheCAAndReEnrollsWithANewToken() async throws {
+        let agent = try await KeeperHarness()
+        let first = try agent.onDisk()
+        let rotation = agent.startRotating()
+        defer { rotation.cancel() }
+        try await agent.clock.waitForSleepers()
+        agent.ca.isDown = true
+        // Retry until the certificate has expired.
+        while agent.clock.now < first.notAfter {
+            agent.clock.advance(to: agent.clock.deadlines[0])
+            try await agent.waitFor { agent.clock.deadlines.count == 1 }
+        }
+        try await agent.waitFor { agent.log.lines.contains { $0.contains("expired at") } }
+        let instruction = agent.log.lines.first { $0.contains("expired at") } ?? ""
+        #expect(instruction.contains("vouch token create --spiffe-id \(Self.web)"), "\(instruction)")
+        #expect(instruction.contains(agent.tokenPath))
+        #expect(agent.state.current.lastError == instruction.dropFirst("error ".count).trimmingCharacters(in: .whitespaces))
+
+        // It waits for a token instead of calling the dead CA again and again.
+        let calls = agent.ca.renewCalls + agent.ca.enrollCalls
+        for _ in 0..<30 {
+            try await agent.clock.waitForSleepers()
+            agent.clock.advance(by: IdentityKeeper.tokenPollInterval)
+        }
+        #expect(agent.ca.renewCalls + agent.ca.enrollCalls == calls, "no calls to the CA while waiting for a token")
+
+        agent.ca.isDown = false
+        try await agent.ca.token(Self.web).write(toFile: agent.tokenPath, atomically: true, encoding: .utf8)
+        try await agent.clock.waitForSleepers()
+        agent.clock.advance(by: IdentityKeeper.tokenPollInterval)
+        try await agent.waitFor { (try? agent.onDisk().serialHex) != first.serialHex }
+        #expect(agent.ca.enrollCalls == 2, "re-enrolled with the new token")
+        #expect(agent.served.withLock { $0.last } == agent.state.current.serial, "and serves the new identity")
+        #expect(try agent.onDisk().notAfter > agent.clock.now)
+    }
+
+    @Test(arguments: [RevokedBy.signedCRL, .caRefusal])
+    func aRevokedIdentityIsNotRenewedAndANewTokenIsAwaited(by source: RevokedBy) async throws {
+        let agent = try await KeeperHarness()
+        let first = try agent.onDisk()
+        let rotation = agent.startRotating()
+        defer { rotation.cancel() }
+        try await agent.clock.waitForSleepers()
+        switch source {
+        case .signedCRL: agent.revocations.insert(first.serialHex)
+        case .caRefusal: try await agent.ca.revoke(first.serialHex, reason: 4)
+        }
+        agent.clock.advance(to: agent.clock.deadlines[0])
+        try await agent.waitFor { agent.log.lines.contains { $0.contains("was revoked and the CA will not renew it") } }
+        #expect(agent.ca.renewCalls == (source == .signedCRL ? 0 : 1), "a certificate in the signed CRL is not even sent to the CA")
+        for _ in 0..<5 {
+            try await agent.clock.waitForSleepers()
+            agent.clock.advance(by: IdentityKeeper.tokenPollInterval)
+        }
+        #expect(agent.ca.renewCalls == (source == .signedCRL ? 0 : 1), "no retries")
+
+        try await agent.ca.token(Self.web).write(toFile: agent.tokenPath, atomically: true, encoding: .utf8)
+        try await agent.clock.waitForSleepers()
+        agent.clock.advance(by: IdentityKeeper.tokenPollInterval)
+        try await agent.waitFor { (try? agent.onDisk().serialHex) != first.serialHex }
+        #expect(agent.ca.enrollCalls == 2)
+    }
+
+    enum RevokedBy: Sendable, CustomTestStringConvertible {
+        case signedCRL, caRefusal
+        var testDescription: String { self == .signedCRL ? "listed in the signed CRL" : "refused by the CA" }
+    }
+
+    @Test func aValidIdentityOnDiskIsReusedAndAnExpiredOneReplacedWithTheToken() async throws {
+        let agent = try await KeeperHarness()
+        let first = try agent.onDisk()
+        let again = agent.makeKeeper()
+        try await again.obtainInitialIdentity()
+        #expect(agent.ca.enrollCalls == 1, "no token spent on a restart")
+        #expect(agent.state.current.serial == first.serialHex)
+
+        agent.clock.advance(to: first.notAfter)
+        try await agent.ca.token(Self.web).write(toFile: agent.tokenPath, atomically: true, encoding: .utf8)
+        try await agent.makeKeeper().obtainInitialIdentity()
+        #expect(agent.ca.enrollCalls == 2)
+        #expect(try agent.onDisk().serialHex != first.serialHex)
+        #expect(agent.log.lines.contains { $0.contains("certificate on disk has expired") })
+    }
+}
+
+/// An agent's identity keeper on a temporary directory, the in-process CA and a manual clock.
+final class KeeperHarness: Sendable {
+    let clock = ManualAgentClock()
+    let ca: InProcessCA
+    let root: String
+    let configuration: AgentConfiguration
+    let state = AgentState()
+    let log = CollectedLog()
+    let keeper: IdentityKeeper
+    /// Serials in the order the listener was told to serve them.
+    let served = Mutex<[String]>([])
+    let revocations = RevokedSerials()
+    var tokenPath: String { root + "/token" }
+    var files: IdentityFiles { IdentityFiles(directory: root + "/out") }
+
+    init() async throws {
+        ca = try InProcessCA(clock: clock)
+        root = FileManager.default.temporaryDirectory.appendingPathComponent("keeper-\(UUID().uuidString)").path
+        try FileManager.default.createDirectory(atPath: root, withIntermediateDirectories: true)
+        try ca.material.root.pem.write(toFile: root + "/bundle.pem", atomically: true, encoding: .utf8)
+        configuration = AgentConfiguration(caAddress: HostPort(host: "127.0.0.1", port: 1), caBundlePath: root + "/bundle.pem",
+                                           tokenFilePath: root + "/token", outDirectory: root + "/out", certificateTTL: .seconds(60),
+                                           renewFraction: 0.5, jitterFraction: 0, maximumBackoff: .seconds(4))
+        try await ca.token(IdentityKeeperTests.web).write(toFile: root + "/token", atomically: true, encoding: .utf8)
+        keeper = IdentityKeeper(configuration: configuration, files: IdentityFiles(directory: root + "/out"), ca: ca,
+                                hooks: RotationHooks(command: nil, signal: nil, pidFile: nil, logger: log.logger),
+                                revocations: revocations, clock: clock, state: state, logger: log.logger,
+                                onIdentity: { _ in })
+        try await keeper.obtainInitialIdentity()
+    }
+
+    deinit { try? FileManager.default.removeItem(atPath: root) }
+
+    /// Another keeper on the same directory, as after a restart.
+    func makeKeeper() -> IdentityKeeper {
+        IdentityKeeper(configuration: configuration, files: files, ca: ca,
+                       hooks: RotationHooks(command: nil, signal: nil, pidFile: nil, logger: log.logger),
+                       revocations: revocations, clock: clock, state: state, logger: log.logger,
+                       onIdentity: { _ in })
+    }
+
+    func startRotating() -> Task<Void, any Error> {
+        Task {
+            try await keeper.rotateForever(reloadListener: {
+                let leaf = try self.files.load().leaf
+                self.served.withLock { $0.append(leaf.serialHex) }
+                return leaf
+            })
+        }
+    }
+
+    func onDisk() throws -> X509Certificate { try files.load().leaf }
+
+    /// Polls (real time, briefly) until the agent has done what the last move of the clock set off.
+    func waitFor(_ condition: @Sendable () -> Bool) async throws {
+        let start = ContinuousClock.now
+        while !condition() {
+            guard ContinuousClock.now - start < .seconds(10) else { throw ClockWaitTimedOut(description: "condition not met; log: \(log.lines)") }
+            try await Task.sleep(for: .milliseconds(1))
+        }
+    }
+}
+
+/// Serials the agent's verified CRL would list.
+final class RevokedSerials: RevocationStatus {
+    private let serials = Mutex<Set<String>>([])
+    func insert(_ serial: String) { serials.withLock { _ = $0.insert(serial) } }
+    func isRevoked(_ serial: String) -> Bool { serials.withLock { $0.contains(serial) } }
+    var heldNumber: Int64? { 1 }
+}
