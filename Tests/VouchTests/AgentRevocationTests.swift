@@ -19,14 +19,19 @@ final class AgentRevocationTests: XCTestCase {
         var (agent, out) = try ca.startAgent(ttl: "10m")
         let arguments = ca.agentArguments(out: out, ttl: "10m")
 
-        // A client service with its own certificate talks to the agent.
+        // A client service with its own certificate talks to the agent. A second certificate of it,
+        // revoked first, shows the agent's revocation stream is connected before the timed revocation.
         let key = try PrivateKey(generating: .p256)
-        let issued = try await ca.enroll(token: try ca.createToken(spiffeID: "spiffe://example.org/svc/client"), key: key)
+        let token = try ca.createToken(spiffeID: "spiffe://example.org/svc/client", uses: 2)
+        let issued = try await ca.enroll(token: token, key: key)
+        let probe = try await ca.enroll(token: token, key: try PrivateKey(generating: .p256))
         let client = try ca.writeIdentity(issued, key: key, name: "client")
         let before = try await status(agent, as: client)
         XCTAssertEqual(before.callerSpiffeID, "spiffe://example.org/svc/client")
-        // Let the revocation stream connect before revoking.
-        try await Task.sleep(for: .milliseconds(500))
+        _ = try await ca.revoke(probe.serial, as: ca.admin)
+        XCTAssertTrue(eventually(timeout: 5) {
+            agent.log.split(separator: "\n").contains { $0.contains("revocation hint received") && $0.contains(probe.serial) }
+        }, agent.log)
 
         _ = try await ca.revoke(issued.serial, reason: 1, as: ca.admin)
         let revokedAt = Date()
