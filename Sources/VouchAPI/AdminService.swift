@@ -28,7 +28,7 @@ public struct AdminService: Vouch_V1_Admin.SimpleServiceProtocol {
     public func listTokens(request: Vouch_V1_ListTokensRequest, context: ServerContext) async throws -> Vouch_V1_ListTokensResponse {
         var response = Vouch_V1_ListTokensResponse()
         response.tokens = try await authority.listTokens().map(Vouch_V1_TokenInfo.init)
-        try await authority.auditAdminRead("ListTokens", caller: CallerIdentity.of(context))
+        try await authority.auditAdminRead(.adminListTokens, caller: CallerIdentity.of(context))
         return response
     }
 
@@ -56,13 +56,13 @@ public struct AdminService: Vouch_V1_Admin.SimpleServiceProtocol {
         var response = Vouch_V1_ListCertificatesResponse()
         response.certificates = records.map { Vouch_V1_CertificateInfo($0, now: now) }
         if records.count == limit, let last = records.last?.id { response.nextPageToken = String(last) }
-        try await authority.auditAdminRead("ListCertificates", subject: request.identity, caller: CallerIdentity.of(context))
+        try await authority.auditAdminRead(.adminListCertificates, subject: request.identity, caller: CallerIdentity.of(context))
         return response
     }
 
     public func getCertificate(request: Vouch_V1_GetCertificateRequest, context: ServerContext) async throws -> Vouch_V1_CertificateInfo {
         let info = Vouch_V1_CertificateInfo(try await authority.certificate(serial: request.serial), now: authority.now)
-        try await authority.auditAdminRead("GetCertificate", subject: info.serial, caller: CallerIdentity.of(context))
+        try await authority.auditAdminRead(.adminGetCertificate, subject: info.serial, caller: CallerIdentity.of(context))
         return info
     }
 
@@ -71,7 +71,7 @@ public struct AdminService: Vouch_V1_Admin.SimpleServiceProtocol {
         var response = Vouch_V1_ListAuditEventsResponse()
         response.events = try await authority.auditEvents(afterID: request.afterID, limit: request.limit == 0 ? 100 : Int(request.limit))
             .map(Vouch_V1_AuditEvent.init)
-        try await authority.auditAdminRead("ListAuditEvents", caller: CallerIdentity.of(context))
+        try await authority.auditAdminRead(.adminListAuditEvents, caller: CallerIdentity.of(context))
         return response
     }
 }

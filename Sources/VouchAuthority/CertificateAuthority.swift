@@ -69,8 +69,8 @@ public final class CertificateAuthority: Sendable {
         record.tokenID = grant.id
         let actor = "token:\(grant.id)"
         try await store.recordEnrollment(tokenID: grant.id, now: now, certificate: record, audit: [
-            AuditEntry(time: now, actor: actor, action: "token.use", subject: grant.id, peer: caller.peer, detail: grant.spiffeID),
-            AuditEntry(time: now, actor: actor, action: "enroll", subject: record.serial, peer: caller.peer,
+            AuditEntry(time: now, actor: actor, action: .tokenUse, subject: grant.id, peer: caller.peer, detail: grant.spiffeID),
+            AuditEntry(time: now, actor: actor, action: .enroll, subject: record.serial, peer: caller.peer,
                        detail: "\(grant.spiffeID) until \(Self.iso(record.notAfter))"),
         ])
         return IssuedCertificate(record: record, chain: chainDER, roots: rootsDER)
@@ -137,10 +137,10 @@ public final class CertificateAuthority: Sendable {
         var record = try sign(csr, names: names, ttlSeconds: ttlSeconds, now: now)
         record.renewedFrom = current.serial
         record.tokenID = current.tokenID
-        var audit = [AuditEntry(time: now, actor: current.spiffeID, action: "renew", subject: record.serial, peer: caller.peer,
+        var audit = [AuditEntry(time: now, actor: current.spiffeID, action: .renew, subject: record.serial, peer: caller.peer,
                                 detail: "from \(current.serial) until \(Self.iso(record.notAfter))")]
         if let replacing {
-            audit.append(AuditEntry(time: now, actor: current.spiffeID, action: "revoke.superseded", subject: replacing, peer: caller.peer,
+            audit.append(AuditEntry(time: now, actor: current.spiffeID, action: .revokeSuperseded, subject: replacing, peer: caller.peer,
                                     detail: "\(current.spiffeID) superseded: \(current.serial) renewed again as \(record.serial)"))
         }
         let replaced = try await store.recordRenewal(certificate: record, previousSerial: current.serial, replacing: replacing,
@@ -210,9 +210,9 @@ public final class CertificateAuthority: Sendable {
         }
         let records = try await store.revoke(serial: serial, reason: reason, at: now, withRenewals: withRenewals) { revoked, spiffeID in
             revoked == serial
-                ? AuditEntry(time: now, actor: callerID, action: "revoke", subject: revoked, peer: caller.peer,
+                ? AuditEntry(time: now, actor: callerID, action: .revoke, subject: revoked, peer: caller.peer,
                              detail: "\(spiffeID) \(revocationReason)")
-                : AuditEntry(time: now, actor: callerID, action: "revoke.lineage", subject: revoked, peer: caller.peer,
+                : AuditEntry(time: now, actor: callerID, action: .revokeLineage, subject: revoked, peer: caller.peer,
                              detail: "\(spiffeID) \(revocationReason): renewed from \(serial)")
         }
         guard let revocation = records.first(where: { $0.serial == serial }) else {
@@ -224,7 +224,7 @@ public final class CertificateAuthority: Sendable {
 
     /// Audit actions of revocations an identity causes itself: a revoke call, the renewals a
     /// keyCompromise takes with it, and the child a renewal retry replaces.
-    static let selfRevocationActions = ["revoke", "revoke.lineage", "revoke.superseded"]
+    static let selfRevocationActions: [AuditAction] = [.revoke, .revokeLineage, .revokeSuperseded]
 
     /// Every revocation grows the CRL that every relying party downloads, so what one identity
     /// revokes of its own (renew and revoke, renew and retry, in a loop) is bounded, counted in
@@ -290,7 +290,7 @@ public final class CertificateAuthority: Sendable {
                                  ipAddresses: ips, createdAt: now, expiresAt: now.addingTimeInterval(ttl),
                                  usesAllowed: uses == 0 ? 1 : uses)
         try await store.insertToken(record, audit: AuditEntry(
-            time: now, actor: caller.auditName, action: "token.create", subject: token.id, peer: caller.peer,
+            time: now, actor: caller.auditName, action: .tokenCreate, subject: token.id, peer: caller.peer,
             detail: "\(spiffeID) uses=\(record.usesAllowed) until \(Self.iso(record.expiresAt))"))
         return (token, record)
     }
@@ -306,7 +306,7 @@ public final class CertificateAuthority: Sendable {
             throw AuthorityError(.invalidArgument, "\(AuthorityError.quoted(id)) is not a token id (16 hex digits)")
         }
         let found = try await store.revokeToken(id: id.lowercased(), audit: AuditEntry(
-            time: now, actor: caller.auditName, action: "token.revoke", subject: id, peer: caller.peer, detail: ""))
+            time: now, actor: caller.auditName, action: .tokenRevoke, subject: id, peer: caller.peer, detail: ""))
         guard found else { throw AuthorityError(.notFound, "no token with id \(id)") }
     }
 
@@ -344,14 +344,14 @@ public final class CertificateAuthority: Sendable {
     public var now: Date { clock() }
 
     /// Records a read-only admin call (listings), so the audit log shows who looked at what.
-    public func auditAdminRead(_ method: String, subject: String = "", caller: Caller) async throws {
-        try await store.appendAudit(AuditEntry(time: clock(), actor: caller.auditName, action: "admin.\(method)",
+    public func auditAdminRead(_ action: AuditAction, subject: String = "", caller: Caller) async throws {
+        try await store.appendAudit(AuditEntry(time: clock(), actor: caller.auditName, action: action,
                                                subject: subject, peer: caller.peer, detail: ""))
     }
 
     /// Records a refused request (bad token, denied call, exceeded limit) in the audit log.
     public func recordRefusal(method: String, code: String, reason: String, caller: Caller) async throws {
-        try await store.appendAudit(AuditEntry(time: clock(), actor: caller.auditName, action: "refused",
+        try await store.appendAudit(AuditEntry(time: clock(), actor: caller.auditName, action: .refused,
                                                subject: method, peer: caller.peer, detail: "\(code): \(reason)"))
     }
 

@@ -142,9 +142,9 @@ public final class InMemoryAuthorityStore: AuthorityStore {
         state.withLock { Self.append(entry, to: &$0) }
     }
 
-    public func countAuditEvents(actor: String, action: String, since: Date) async throws -> Int {
+    public func countAuditEvents(actor: String, action: AuditAction, since: Date) async throws -> Int {
         state.withLock { state in
-            state.audit.filter { $0.entry.actor == actor && $0.entry.action == action && $0.entry.time >= since }.count
+            state.audit.filter { $0.entry.actor == actor && $0.entry.action == action.rawValue && $0.entry.time >= since }.count
         }
     }
 

@@ -103,17 +103,23 @@ public struct AuditEntry: Sendable, Equatable {
     public var time: Date
     /// A SPIFFE ID, `token:<id>`, or `local`.
     public var actor: String
-    /// enroll, renew, revoke, token.create, token.use, token.revoke.
+    /// An `AuditAction`'s raw value, kept as the stored text: `vouch audit verify` must read and
+    /// hash a row whose action was tampered with, to name it.
     public var action: String
     /// A serial or a token id.
     public var subject: String
     public var peer: String
     public var detail: String
 
-    public init(time: Date, actor: String, action: String, subject: String, peer: String, detail: String) {
+    public init(time: Date, actor: String, action: AuditAction, subject: String, peer: String, detail: String) {
+        self.init(time: time, actor: actor, recordedAction: action.rawValue, subject: subject, peer: peer, detail: detail)
+    }
+
+    /// An entry as a store read it back, action text as stored.
+    public init(time: Date, actor: String, recordedAction: String, subject: String, peer: String, detail: String) {
         self.time = time
         self.actor = actor
-        self.action = action
+        self.action = recordedAction
         self.subject = subject
         self.peer = peer
         self.detail = detail

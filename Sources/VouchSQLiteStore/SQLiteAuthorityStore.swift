@@ -244,10 +244,10 @@ public final class SQLiteAuthorityStore: AuthorityStore {
         try await writer.write { db in try Self.append(entry, in: db) }
     }
 
-    public func countAuditEvents(actor: String, action: String, since: Date) async throws -> Int {
+    public func countAuditEvents(actor: String, action: AuditAction, since: Date) async throws -> Int {
         try await pool.read { db in
             try Int.fetchOne(db.cachedStatement(sql: "SELECT count(*) FROM audit_event WHERE actor = ? AND action = ? AND time >= ?"),
-                             arguments: [actor, action, since.timeIntervalSince1970]) ?? 0
+                             arguments: [actor, action.rawValue, since.timeIntervalSince1970]) ?? 0
         }
     }
 
@@ -327,7 +327,7 @@ public final class SQLiteAuthorityStore: AuthorityStore {
     }
 
     static func auditEntry(_ row: Row) -> AuditEntry {
-        AuditEntry(time: Date(timeIntervalSince1970: row["time"]), actor: row["actor"], action: row["action"],
+        AuditEntry(time: Date(timeIntervalSince1970: row["time"]), actor: row["actor"], recordedAction: row["action"],
                    subject: row["subject"], peer: row["peer"], detail: row["detail"])
     }
 

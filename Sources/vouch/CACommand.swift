@@ -96,7 +96,7 @@ struct CAAdminCert: AsyncParsableCommand {
             try AtomicFile.write(issued.certificate.pem + material.intermediate.pem, to: certificatePath)
             let store = try SQLiteAuthorityStore(path: files.database)
             try await store.insertCertificate(issued.record, audit: AuditEntry(
-                time: issued.record.issuedAt, actor: "local", action: "issue", subject: issued.record.serial, peer: "local",
+                time: issued.record.issuedAt, actor: "local", action: .issue, subject: issued.record.serial, peer: "local",
                 detail: "\(spiffeId) (ca admin-cert)"))
             if json {
                 try printJSON(["serial": issued.record.serial, "spiffe_id": spiffeId, "cert": certificatePath, "key": keyPath,

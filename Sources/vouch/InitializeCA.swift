@@ -8,7 +8,7 @@ func initializeCA(_ initializer: CAInitializer) async throws -> SQLiteAuthorityS
     let store = try SQLiteAuthorityStore(path: initializer.files.database)
     for record in issued {
         try await store.insertCertificate(record, audit: AuditEntry(
-            time: record.issuedAt, actor: "local", action: "issue", subject: record.serial, peer: "local",
+            time: record.issuedAt, actor: "local", action: .issue, subject: record.serial, peer: "local",
             detail: "\(record.spiffeID) (ca init)"))
     }
     return store

@@ -24,7 +24,7 @@ enum StoreKind: String, CaseIterable, CustomTestStringConvertible, Sendable {
 struct AuthorityStoreContractTests {
     static let now = Date(timeIntervalSince1970: 1_800_000_000)
 
-    static func entry(_ action: String, actor: String = "local", subject: String = "", at time: Date = now) -> AuditEntry {
+    static func entry(_ action: AuditAction, actor: String = "local", subject: String = "", at time: Date = now) -> AuditEntry {
         AuditEntry(time: time, actor: actor, action: action, subject: subject, peer: "test", detail: "")
     }
 
@@ -48,15 +48,15 @@ struct AuthorityStoreContractTests {
     @Test(arguments: StoreKind.allCases)
     func tokensAreStoredListedAndRevoked(kind: StoreKind) async throws {
         let store = try kind.make()
-        try await store.insertToken(Self.token("aaaa000000000001"), audit: Self.entry("token.create"))
+        try await store.insertToken(Self.token("aaaa000000000001"), audit: Self.entry(.tokenCreate))
         var later = Self.token("aaaa000000000002")
         later.createdAt = Self.now.addingTimeInterval(10)
-        try await store.insertToken(later, audit: Self.entry("token.create"))
+        try await store.insertToken(later, audit: Self.entry(.tokenCreate))
         #expect(try await store.token(id: "aaaa000000000001") == Self.token("aaaa000000000001"))
         #expect(try await store.token(id: "ffff000000000000") == nil)
         #expect(try await store.listTokens().map(\.id) == ["aaaa000000000002", "aaaa000000000001"], "newest first")
-        #expect(try await store.revokeToken(id: "aaaa000000000001", audit: Self.entry("token.revoke")))
-        #expect(try await store.revokeToken(id: "ffff000000000000", audit: Self.entry("token.revoke")) == false)
+        #expect(try await store.revokeToken(id: "aaaa000000000001", audit: Self.entry(.tokenRevoke)))
+        #expect(try await store.revokeToken(id: "ffff000000000000", audit: Self.entry(.tokenRevoke)) == false)
         #expect(try await store.token(id: "aaaa000000000001")?.revoked == true)
         #expect(try await store.auditEvents(afterID: 0, limit: 10).map(\.entry.action) == ["token.create", "token.create", "token.revoke"],
                 "an unknown token's revocation is not audited")
@@ -65,17 +65,17 @@ struct AuthorityStoreContractTests {
     @Test(arguments: StoreKind.allCases)
     func anEnrollmentConsumesAUseOrStoresNothing(kind: StoreKind) async throws {
         let store = try kind.make()
-        try await store.insertToken(Self.token("bbbb000000000001", uses: 1), audit: Self.entry("token.create"))
+        try await store.insertToken(Self.token("bbbb000000000001", uses: 1), audit: Self.entry(.tokenCreate))
         try await store.recordEnrollment(tokenID: "bbbb000000000001", now: Self.now, certificate: Self.certificate("01"),
-                                         audit: [Self.entry("token.use"), Self.entry("enroll")])
+                                         audit: [Self.entry(.tokenUse), Self.entry(.enroll)])
         #expect(try await store.token(id: "bbbb000000000001")?.usesConsumed == 1)
         await #expect(throws: (any Error).self, "a used-up token") {
-            try await store.recordEnrollment(tokenID: "bbbb000000000001", now: Self.now, certificate: Self.certificate("02"), audit: [Self.entry("enroll")])
+            try await store.recordEnrollment(tokenID: "bbbb000000000001", now: Self.now, certificate: Self.certificate("02"), audit: [Self.entry(.enroll)])
         }
-        try await store.insertToken(Self.token("bbbb000000000002", expiresIn: 60), audit: Self.entry("token.create"))
+        try await store.insertToken(Self.token("bbbb000000000002", expiresIn: 60), audit: Self.entry(.tokenCreate))
         await #expect(throws: (any Error).self, "an expired token") {
             try await store.recordEnrollment(tokenID: "bbbb000000000002", now: Self.now.addingTimeInterval(61),
-                                             certificate: Self.certificate("03"), audit: [Self.entry("enroll")])
+                                             certificate: Self.certificate("03"), audit: [Self.entry(.enroll)])
         }
         #expect(try await store.certificate(serial: "02") == nil)
         #expect(try await store.certificate(serial: "03") == nil)
@@ -86,13 +86,13 @@ struct AuthorityStoreContractTests {
     @Test(arguments: StoreKind.allCases)
     func concurrentUsesOfASingleUseTokenLetExactlyOneThrough(kind: StoreKind) async throws {
         let store = try kind.make()
-        try await store.insertToken(Self.token("cccc000000000001"), audit: Self.entry("token.create"))
+        try await store.insertToken(Self.token("cccc000000000001"), audit: Self.entry(.tokenCreate))
         let successes = await withTaskGroup(of: Bool.self) { group in
             for index in 0..<8 {
                 group.addTask {
                     (try? await store.recordEnrollment(tokenID: "cccc000000000001", now: Self.now,
                                                        certificate: Self.certificate(String(format: "%02x", index + 16)),
-                                                       audit: [Self.entry("enroll")])) != nil
+                                                       audit: [Self.entry(.enroll)])) != nil
                 }
             }
             return await group.reduce(0) { $0 + ($1 ? 1 : 0) }
@@ -104,17 +104,17 @@ struct AuthorityStoreContractTests {
     @Test(arguments: StoreKind.allCases)
     func aCertificateRenewsOnceUnlessItsSuccessorIsReplaced(kind: StoreKind) async throws {
         let store = try kind.make()
-        try await store.insertCertificate(Self.certificate("a1"), audit: Self.entry("issue"))
+        try await store.insertCertificate(Self.certificate("a1"), audit: Self.entry(.issue))
         #expect(try await store.recordRenewal(certificate: Self.certificate("b1", renewedFrom: "a1"), previousSerial: "a1", replacing: nil,
-                                              at: Self.now, audit: [Self.entry("renew")]) == nil)
+                                              at: Self.now, audit: [Self.entry(.renew)]) == nil)
         #expect(try await store.certificate(serial: "a1")?.supersededBy == "b1")
         await #expect(throws: (any Error).self, "a second renewal from a1 that does not know of b1") {
             _ = try await store.recordRenewal(certificate: Self.certificate("c1", renewedFrom: "a1"), previousSerial: "a1", replacing: nil,
-                                              at: Self.now, audit: [Self.entry("renew")])
+                                              at: Self.now, audit: [Self.entry(.renew)])
         }
         #expect(try await store.certificate(serial: "c1") == nil)
         let replaced = try await store.recordRenewal(certificate: Self.certificate("d1", renewedFrom: "a1"), previousSerial: "a1",
-                                                     replacing: "b1", at: Self.now, audit: [Self.entry("renew")])
+                                                     replacing: "b1", at: Self.now, audit: [Self.entry(.renew)])
         #expect(replaced?.serial == "b1")
         #expect(replaced?.reason == 4)
         #expect(try await store.certificate(serial: "b1")?.revokedAt != nil)
@@ -126,10 +126,10 @@ struct AuthorityStoreContractTests {
         }
         #expect(try await store.certificate(serial: "d1")?.revokedAt == nil, "the refused retry revoked nothing")
 
-        _ = try await store.revoke(serial: "d1", reason: 0, at: Self.now, withRenewals: false) { serial, _ in Self.entry("revoke", subject: serial) }
+        _ = try await store.revoke(serial: "d1", reason: 0, at: Self.now, withRenewals: false) { serial, _ in Self.entry(.revoke, subject: serial) }
         await #expect(throws: (any Error).self, "a revoked certificate does not renew") {
             _ = try await store.recordRenewal(certificate: Self.certificate("e1", renewedFrom: "d1"), previousSerial: "d1", replacing: nil,
-                                              at: Self.now, audit: [Self.entry("renew")])
+                                              at: Self.now, audit: [Self.entry(.renew)])
         }
         #expect(try await Self.verified(store))
     }
@@ -138,7 +138,7 @@ struct AuthorityStoreContractTests {
     @Test(arguments: StoreKind.allCases)
     func aRetryCannotReplaceAChildThatHasRenewed(kind: StoreKind) async throws {
         let store = try kind.make()
-        try await store.insertCertificate(Self.certificate("a2"), audit: Self.entry("issue"))
+        try await store.insertCertificate(Self.certificate("a2"), audit: Self.entry(.issue))
         _ = try await store.recordRenewal(certificate: Self.certificate("b2", renewedFrom: "a2"), previousSerial: "a2", replacing: nil,
                                           at: Self.now, audit: [])
         _ = try await store.recordRenewal(certificate: Self.certificate("c2", renewedFrom: "b2"), previousSerial: "b2", replacing: nil,
@@ -154,22 +154,22 @@ struct AuthorityStoreContractTests {
     @Test(arguments: StoreKind.allCases)
     func revocationCoversTheLineageOnlyWhenAsked(kind: StoreKind) async throws {
         let store = try kind.make()
-        try await store.insertCertificate(Self.certificate("0a"), audit: Self.entry("issue"))
+        try await store.insertCertificate(Self.certificate("0a"), audit: Self.entry(.issue))
         _ = try await store.recordRenewal(certificate: Self.certificate("0b", renewedFrom: "0a"), previousSerial: "0a", replacing: nil,
                                           at: Self.now, audit: [])
         _ = try await store.recordRenewal(certificate: Self.certificate("0c", renewedFrom: "0b"), previousSerial: "0b", replacing: nil,
                                           at: Self.now, audit: [])
-        try await store.insertCertificate(Self.certificate("ff", id: "spiffe://example.org/svc/other"), audit: Self.entry("issue"))
-        #expect(try await store.revoke(serial: "99", reason: 1, at: Self.now, withRenewals: true) { _, _ in Self.entry("revoke") }.isEmpty)
+        try await store.insertCertificate(Self.certificate("ff", id: "spiffe://example.org/svc/other"), audit: Self.entry(.issue))
+        #expect(try await store.revoke(serial: "99", reason: 1, at: Self.now, withRenewals: true) { _, _ in Self.entry(.revoke) }.isEmpty)
 
         let single = try await store.revoke(serial: "0b", reason: 3, at: Self.now, withRenewals: false) { serial, _ in
-            Self.entry("revoke", subject: serial)
+            Self.entry(.revoke, subject: serial)
         }
         #expect(single.map(\.serial) == ["0b"])
         #expect(try await store.certificate(serial: "0c")?.revokedAt == nil)
 
         let lineage = try await store.revoke(serial: "0a", reason: 1, at: Self.now.addingTimeInterval(5), withRenewals: true) { serial, id in
-            Self.entry("revoke", subject: "\(serial) \(id)")
+            Self.entry(.revoke, subject: "\(serial) \(id)")
         }
         #expect(lineage.map(\.serial) == ["0a", "0b", "0c"])
         #expect(lineage.first { $0.serial == "0b" }?.reason == 3, "an earlier revocation is kept")
@@ -185,11 +185,11 @@ struct AuthorityStoreContractTests {
     @Test(arguments: StoreKind.allCases)
     func listingsFilterPageAndCount(kind: StoreKind) async throws {
         let store = try kind.make()
-        try await store.insertCertificate(Self.certificate("01", id: "spiffe://example.org/web/a", notAfter: 600), audit: Self.entry("issue"))
-        try await store.insertCertificate(Self.certificate("02", id: "spiffe://example.org/web/b", notAfter: 86400), audit: Self.entry("issue"))
-        try await store.insertCertificate(Self.certificate("03", id: "spiffe://example.org/db/a", notAfter: -10), audit: Self.entry("issue"))
-        try await store.insertCertificate(Self.certificate("04", id: "spiffe://example.org/web/c", notAfter: 600), audit: Self.entry("issue"))
-        _ = try await store.revoke(serial: "04", reason: 1, at: Self.now, withRenewals: false) { _, _ in Self.entry("revoke") }
+        try await store.insertCertificate(Self.certificate("01", id: "spiffe://example.org/web/a", notAfter: 600), audit: Self.entry(.issue))
+        try await store.insertCertificate(Self.certificate("02", id: "spiffe://example.org/web/b", notAfter: 86400), audit: Self.entry(.issue))
+        try await store.insertCertificate(Self.certificate("03", id: "spiffe://example.org/db/a", notAfter: -10), audit: Self.entry(.issue))
+        try await store.insertCertificate(Self.certificate("04", id: "spiffe://example.org/web/c", notAfter: 600), audit: Self.entry(.issue))
+        _ = try await store.revoke(serial: "04", reason: 1, at: Self.now, withRenewals: false) { _, _ in Self.entry(.revoke) }
         func serials(_ query: CertificateQuery) async throws -> [String] { try await store.listCertificates(query).map(\.serial) }
         #expect(try await serials(CertificateQuery(now: Self.now, limit: 10)) == ["04", "03", "02", "01"], "newest first")
         #expect(try await serials(CertificateQuery(identityGlob: "spiffe://example.org/web/*", now: Self.now, limit: 10)) == ["04", "02", "01"])
@@ -211,10 +211,10 @@ struct AuthorityStoreContractTests {
         let numbers = [try await store.nextCRLNumber(), try await store.nextCRLNumber(), try await store.nextCRLNumber()]
         #expect(numbers[0] < numbers[1] && numbers[1] < numbers[2])
         for minute in 0..<5 {
-            try await store.appendAudit(Self.entry("revoke", actor: minute % 2 == 0 ? "spiffe://example.org/svc/web" : "other",
+            try await store.appendAudit(Self.entry(.revoke, actor: minute % 2 == 0 ? "spiffe://example.org/svc/web" : "other",
                                                    at: Self.now.addingTimeInterval(Double(minute) * 60)))
         }
-        #expect(try await store.countAuditEvents(actor: "spiffe://example.org/svc/web", action: "revoke",
+        #expect(try await store.countAuditEvents(actor: "spiffe://example.org/svc/web", action: .revoke,
                                                  since: Self.now.addingTimeInterval(60)) == 2)
         #expect(try await store.auditEvents(afterID: 2, limit: 2).map(\.id) == [3, 4])
         #expect(try await store.auditChainRows(afterID: 3).map(\.id) == [4, 5])

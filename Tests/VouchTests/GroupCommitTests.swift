@@ -26,7 +26,7 @@ final class GroupCommitTests: XCTestCase {
         let now = Date()
         let token = TokenRecord(id: "00000000000000aa", secretHash: [UInt8](repeating: 7, count: 32), spiffeID: "spiffe://group.test/svc",
                                 dnsNames: [], ipAddresses: [], createdAt: now, expiresAt: now.addingTimeInterval(600), usesAllowed: 5)
-        try await store.insertToken(token, audit: AuditEntry(time: now, actor: "test", action: "token.create", subject: token.id,
+        try await store.insertToken(token, audit: AuditEntry(time: now, actor: "test", action: .tokenCreate, subject: token.id,
                                                              peer: "local", detail: ""))
         // 40 writers at once: they share transactions, and 35 of them must fail inside their batch.
         let outcomes = await withTaskGroup(of: Bool.self) { group in
@@ -34,7 +34,7 @@ final class GroupCommitTests: XCTestCase {
                 group.addTask {
                     do {
                         try await store.recordEnrollment(tokenID: token.id, now: now, certificate: Self.certificate(index, now: now), audit: [
-                            AuditEntry(time: now, actor: "token:\(token.id)", action: "enroll", subject: "\(index)", peer: "local", detail: ""),
+                            AuditEntry(time: now, actor: "token:\(token.id)", action: .enroll, subject: "\(index)", peer: "local", detail: ""),
                         ])
                         return true
                     } catch let error as AuthorityError {
@@ -73,7 +73,7 @@ final class GroupCommitTests: XCTestCase {
             for index in 0..<64 {
                 group.addTask {
                     try await store.insertCertificate(Self.certificate(index, now: now), audit: AuditEntry(
-                        time: now, actor: "test", action: "issue", subject: "\(index)", peer: "local", detail: ""))
+                        time: now, actor: "test", action: .issue, subject: "\(index)", peer: "local", detail: ""))
                     // Visible to a separate connection the moment the call returns.
                     let serial = String(format: "%032x", index + 1)
                     let seen = try execute("/usr/bin/sqlite3", ["-cmd", ".timeout 5000", path, "SELECT count(*) FROM certificate WHERE serial = '\(serial)'"])

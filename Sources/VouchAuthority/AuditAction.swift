@@ -1,0 +1,24 @@
+/// What an audit log entry records. The raw value is the text the database stores and
+/// `vouch audit` shows.
+public enum AuditAction: String, Sendable, CaseIterable {
+    /// A certificate issued without the server: `vouch ca init`, `vouch ca admin-cert`.
+    case issue
+    case enroll
+    case renew
+    case revoke
+    /// A renewal of a certificate revoked for keyCompromise, revoked with it.
+    case revokeLineage = "revoke.lineage"
+    /// The child a renewal retry replaces.
+    case revokeSuperseded = "revoke.superseded"
+    case tokenCreate = "token.create"
+    case tokenUse = "token.use"
+    case tokenRevoke = "token.revoke"
+    /// A refused request or TLS handshake.
+    case refused
+    /// Read-only admin calls, so the log shows who looked at what.
+    case adminListTokens = "admin.ListTokens"
+    case adminListCertificates = "admin.ListCertificates"
+    case adminGetCertificate = "admin.GetCertificate"
+    case adminListAuditEvents = "admin.ListAuditEvents"
+    case adminGetAuditCheckpoint = "admin.GetAuditCheckpoint"
+}
