@@ -11,6 +11,8 @@ final class AgentDiskFaultTests: XCTestCase {
     /// One agent on its own tmpfs, and the fault its directory gets.
     struct Case {
         let fault: String
+        /// What the failed write reports.
+        let error: String
         let out: String
         let agent: AgentProcess
         let first: String
@@ -26,14 +28,18 @@ final class AgentDiskFaultTests: XCTestCase {
             let key = try PrivateKey(pem: String(contentsOfFile: out + "/svid_key.pem", encoding: .utf8))
             return (leaf.serialHex, leaf.matches(key))
         }
-        func failures(_ agent: AgentProcess) -> Int { agent.log.components(separatedBy: "renewal failed").count - 1 }
+        func failures(_ agent: AgentProcess, _ error: String) -> Int {
+            agent.log.split(separator: "\n").filter { $0.contains("renewal failed") && $0.contains(error) }.count
+        }
 
-        // Both faults at once, each with its own agent: a 5 s certificate renewed at 0.4 of its
-        // life (the CA backdates a tenth) falls due about 1.7 s after enrollment, time enough to
-        // break the directory first; the retry after a failure comes within --max-backoff.
+        // Both faults at once, each with its own agent: a 5 s certificate renewed at 0.3 of its
+        // life (the CA backdates a tenth) falls due about a second after enrollment, time enough to
+        // break the directory first (a renewal that still came before counts as the old
+        // certificate: it is read once the fault is in place); the retry after a failure comes
+        // within --max-backoff.
         var cases: [Case] = []
         defer { cases.forEach { $0.agent.stop() } }
-        for fault in ["full", "read-only"] {
+        for (fault, error) in [("full", "No space left on device"), ("read-only", "Read-only file system")] {
             let out = ca.root + "/agentfs-\(fault)"
             try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
             guard try sh("mount -t tmpfs -o size=512k tmpfs '\(out)'").status == 0 else {
@@ -44,18 +50,19 @@ final class AgentDiskFaultTests: XCTestCase {
             try ca.createToken(spiffeID: "spiffe://example.org/svc/web", dns: ["localhost"], ips: ["127.0.0.1"])
                 .write(toFile: tokenFile, atomically: true, encoding: .utf8)
             let agent = try AgentProcess(arguments: ca.agentArguments(out: out, ttl: "5s")
-                + ["--token-file", tokenFile, "--renew-fraction", "0.4", "--max-backoff", "1s"])
+                + ["--token-file", tokenFile, "--renew-fraction", "0.3", "--max-backoff", "1s"])
             if fault == "full" {
                 _ = try sh("dd if=/dev/zero of='\(out)/filler' bs=4k 2>/dev/null")  // stops at ENOSPC
             } else {
                 XCTAssertEqual(try sh("mount -o remount,ro '\(out)'").status, 0)
             }
-            cases.append(Case(fault: fault, out: out, agent: agent, first: try onDisk(out).serial, failuresBefore: failures(agent)))
+            cases.append(Case(fault: fault, error: error, out: out, agent: agent, first: try onDisk(out).serial,
+                              failuresBefore: failures(agent, error)))
         }
 
         for test in cases {
             // The renewal falls due and cannot be written.
-            XCTAssertTrue(eventually(timeout: 10) { failures(test.agent) > test.failuresBefore }, "\(test.fault): \(test.agent.log)")
+            XCTAssertTrue(eventually(timeout: 10) { failures(test.agent, test.error) > test.failuresBefore }, "\(test.fault): \(test.agent.log)")
             let during = try onDisk(test.out)
             XCTAssertEqual(during.serial, test.first, "\(test.fault): the old certificate stays on disk")
             XCTAssertTrue(during.matches, "\(test.fault): key and certificate on disk still belong together")

@@ -176,9 +176,9 @@ final class AgentTrustTests: XCTestCase {
         fake.stream([FakeCertificateAuthority.event(serial: own, sequence: 1),
                      FakeCertificateAuthority.event(serial: valid.serial, spiffeID: "spiffe://example.org/svc/valid", sequence: 2)])
         let id = self.id
-        // 10 s certificates from now on, renewed about every 1.1 s.
+        // 5 s certificates from now on, renewed about every 0.6 s.
         fake.answerIssuance { csr in
-            fake.response(try fake.honest.sign(csr, template: fake.leafTemplate(spiffeID: id, lifetime: 10, notBefore: Date())))
+            fake.response(try fake.honest.sign(csr, template: fake.leafTemplate(spiffeID: id, lifetime: 5, notBefore: Date())))
         }
         let agent = try AgentProcess(arguments: ["--ca", fake.address, "--ca-bundle", ca.caDir + "/bundle.pem", "--out", out,
                                                  "--cert-ttl", "20s", "--renew-fraction", "0.11", "--max-backoff", "1s"])
