@@ -8,7 +8,7 @@ extension AdminService {
         guard let auditCheckpoints else {
             throw AuthorityError(.failedPrecondition, "this server does not sign audit checkpoints")
         }
-        try await authority.auditAdminRead(.adminGetAuditCheckpoint, caller: CallerIdentity.of(context))
+        try await authority.auditAdminRead(.adminGetAuditCheckpoint, caller: RPCCaller.of(context))
         return Vouch_V1_AuditCheckpoint(try await auditCheckpoints.checkpoint())
     }
 }

@@ -17,7 +17,7 @@ public struct AdminService: Vouch_V1_Admin.SimpleServiceProtocol {
     public func createToken(request: Vouch_V1_CreateTokenRequest, context: ServerContext) async throws -> Vouch_V1_CreateTokenResponse {
         let created = try await authority.createToken(
             spiffeID: request.spiffeID, dnsNames: request.dnsNames, ipAddresses: request.ipAddresses,
-            ttlSeconds: request.ttlSeconds, uses: Int(request.uses), caller: CallerIdentity.of(context))
+            ttlSeconds: request.ttlSeconds, uses: Int(request.uses), caller: RPCCaller.of(context))
         var response = Vouch_V1_CreateTokenResponse()
         response.token = created.token.text
         response.tokenID = created.record.id
@@ -28,12 +28,12 @@ public struct AdminService: Vouch_V1_Admin.SimpleServiceProtocol {
     public func listTokens(request: Vouch_V1_ListTokensRequest, context: ServerContext) async throws -> Vouch_V1_ListTokensResponse {
         var response = Vouch_V1_ListTokensResponse()
         response.tokens = try await authority.listTokens().map(Vouch_V1_TokenInfo.init)
-        try await authority.auditAdminRead(.adminListTokens, caller: CallerIdentity.of(context))
+        try await authority.auditAdminRead(.adminListTokens, caller: RPCCaller.of(context))
         return response
     }
 
     public func revokeToken(request: Vouch_V1_RevokeTokenRequest, context: ServerContext) async throws -> Vouch_V1_RevokeTokenResponse {
-        try await authority.revokeToken(id: request.tokenID, caller: CallerIdentity.of(context))
+        try await authority.revokeToken(id: request.tokenID, caller: RPCCaller.of(context))
         return Vouch_V1_RevokeTokenResponse()
     }
 
@@ -56,13 +56,13 @@ public struct AdminService: Vouch_V1_Admin.SimpleServiceProtocol {
         var response = Vouch_V1_ListCertificatesResponse()
         response.certificates = records.map { Vouch_V1_CertificateInfo($0, now: now) }
         if records.count == limit, let last = records.last?.id { response.nextPageToken = String(last) }
-        try await authority.auditAdminRead(.adminListCertificates, subject: request.identity, caller: CallerIdentity.of(context))
+        try await authority.auditAdminRead(.adminListCertificates, subject: request.identity, caller: RPCCaller.of(context))
         return response
     }
 
     public func getCertificate(request: Vouch_V1_GetCertificateRequest, context: ServerContext) async throws -> Vouch_V1_CertificateInfo {
         let info = Vouch_V1_CertificateInfo(try await authority.certificate(serial: request.serial), now: authority.now)
-        try await authority.auditAdminRead(.adminGetCertificate, subject: info.serial, caller: CallerIdentity.of(context))
+        try await authority.auditAdminRead(.adminGetCertificate, subject: info.serial, caller: RPCCaller.of(context))
         return info
     }
 
@@ -71,7 +71,7 @@ public struct AdminService: Vouch_V1_Admin.SimpleServiceProtocol {
         var response = Vouch_V1_ListAuditEventsResponse()
         response.events = try await authority.auditEvents(afterID: request.afterID, limit: request.limit == 0 ? 100 : Int(request.limit))
             .map(Vouch_V1_AuditEvent.init)
-        try await authority.auditAdminRead(.adminListAuditEvents, caller: CallerIdentity.of(context))
+        try await authority.auditAdminRead(.adminListAuditEvents, caller: RPCCaller.of(context))
         return response
     }
 }

@@ -13,11 +13,11 @@ public struct AuthenticationInterceptor: ServerInterceptor {
         request: StreamingServerRequest<Input>, context: ServerContext,
         next: @Sendable (StreamingServerRequest<Input>, ServerContext) async throws -> StreamingServerResponse<Output>
     ) async throws -> StreamingServerResponse<Output> {
-        let caller = CallerIdentity.resolve(context)
+        let caller = RPCCaller.resolve(context)
         try authority.checkStanding(caller)
         // SimpleServiceProtocol handlers do not see metadata, so the bearer token travels as a task local.
         return try await BearerToken.$current.withValue(BearerToken.from(request.metadata)) {
-            try await CallerIdentity.$current.withValue(caller) {
+            try await RPCCaller.$current.withValue(caller) {
                 try await next(request, context)
             }
         }
@@ -38,7 +38,7 @@ public struct AuthorizationInterceptor: ServerInterceptor {
         request: StreamingServerRequest<Input>, context: ServerContext,
         next: @Sendable (StreamingServerRequest<Input>, ServerContext) async throws -> StreamingServerResponse<Output>
     ) async throws -> StreamingServerResponse<Output> {
-        let caller = CallerIdentity.of(context)
+        let caller = RPCCaller.of(context)
         let method = context.descriptor.fullyQualifiedMethod
         let refusal: RPCError?
         switch MethodAccess.rule(service: context.descriptor.service.fullyQualifiedService, method: context.descriptor.method) {

@@ -11,16 +11,16 @@ public struct CertificateAuthorityService: Vouch_V1_CertificateAuthority.SimpleS
     public func enroll(request: Vouch_V1_EnrollRequest, context: ServerContext) async throws -> Vouch_V1_CertificateResponse {
         Vouch_V1_CertificateResponse(try await authority.enroll(
             token: request.token.isEmpty ? (BearerToken.current ?? "") : request.token,
-            csr: Array(request.csr), ttlSeconds: request.ttlSeconds, caller: CallerIdentity.of(context)))
+            csr: Array(request.csr), ttlSeconds: request.ttlSeconds, caller: RPCCaller.of(context)))
     }
 
     public func renew(request: Vouch_V1_RenewRequest, context: ServerContext) async throws -> Vouch_V1_CertificateResponse {
         Vouch_V1_CertificateResponse(try await authority.renew(
-            csr: Array(request.csr), ttlSeconds: request.ttlSeconds, caller: CallerIdentity.of(context)))
+            csr: Array(request.csr), ttlSeconds: request.ttlSeconds, caller: RPCCaller.of(context)))
     }
 
     public func revoke(request: Vouch_V1_RevokeRequest, context: ServerContext) async throws -> Vouch_V1_RevokeResponse {
-        let record = try await authority.revoke(serial: request.serial, reason: Int(request.reason), caller: CallerIdentity.of(context))
+        let record = try await authority.revoke(serial: request.serial, reason: Int(request.reason), caller: RPCCaller.of(context))
         var response = Vouch_V1_RevokeResponse()
         response.serial = record.serial
         response.revokedAt = Int64(record.revokedAt.timeIntervalSince1970)

@@ -66,7 +66,7 @@ public struct ErrorReportingInterceptor: ServerInterceptor {
 
     func report(_ error: RPCError, context: ServerContext) async {
         guard error.code != .cancelled else { return }
-        let caller = CallerIdentity.resolve(context)
+        let caller = RPCCaller.resolve(context)
         let method = context.descriptor.fullyQualifiedMethod
         let reason = String(error.message.prefix(AuthorityError.maximumMessageLength))
         var metadata: Logger.Metadata = ["method": "\(method)", "caller": "\(caller.auditName)", "peer": "\(caller.peer)",

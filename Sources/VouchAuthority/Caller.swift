@@ -1,5 +1,5 @@
-/// Who is calling, as established by the transport: a verified client
-/// certificate, an enrollment token, or nothing.
+/// Who is calling the authority, whatever the transport: a verified client certificate or
+/// nothing, and the peer's address. The API layer finds it for each call.
 public struct Caller: Sendable, Equatable {
     public enum Credential: Sendable, Equatable {
         /// A client certificate that chained to this CA and is not revoked.

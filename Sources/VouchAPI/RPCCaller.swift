@@ -2,8 +2,9 @@ import GRPCCore
 import VouchAuthority
 import VouchTLS
 
-/// The caller of the current RPC, set by `AuthenticationInterceptor`.
-public enum CallerIdentity {
+/// Finds the `Caller` of a gRPC call: the one `AuthenticationInterceptor` established for the
+/// current RPC, or one read from the transport. `Caller` itself knows nothing of gRPC.
+public enum RPCCaller {
     @TaskLocal public static var current: Caller?
 
     /// The caller the interceptor established, or read from the transport.
