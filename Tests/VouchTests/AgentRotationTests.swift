@@ -21,7 +21,9 @@ final class AgentRotationTests: XCTestCase {
         return try X509Certificate(pem: result.stdout).serialHex
     }
 
-    func testRotatesThreeTimesWithoutDroppingAnOpenConnection() async throws {
+    /// The schedule itself (when, how often, backoff, expiry) is IdentityKeeperTests' on a moved
+    /// clock; these tests show the real process does it: files, listener, hooks, metrics, CA calls.
+    func testRotatesTwiceWithoutDroppingAnOpenConnection() async throws {
         let ca = try CAFixture()
         // Hooks: a command that records each new serial, and a process that counts SIGHUPs.
         let hookLog = ca.root + "/hook.log", hupLog = ca.root + "/hup.log", pidFile = ca.root + "/reloader.pid"
@@ -31,9 +33,9 @@ final class AgentRotationTests: XCTestCase {
         try reloader.run()
         defer { reloader.terminate() }
         try String(reloader.processIdentifier).write(toFile: pidFile, atomically: true, encoding: .utf8)
-        // 9 s certificates: a rotation about every 6 s, so three take under 20 s.
-        let (agent, out) = try startAgent(ca, ttl: "9s", extra: [
-            "--metrics", "127.0.0.1:0", "--exec", "echo $VOUCH_SERIAL >> \(hookLog)", "--signal", "HUP", "--pid-file", pidFile])
+        // 5 s certificates (the CA's shortest) renewed at 0.3 of their lifetime: a rotation about every 1.6 s.
+        let (agent, out) = try startAgent(ca, ttl: "5s", extra: [
+            "--renew-fraction", "0.3", "--metrics", "127.0.0.1:0", "--exec", "echo $VOUCH_SERIAL >> \(hookLog)", "--signal", "HUP", "--pid-file", pidFile])
         let pid = agent.pid
         let admin = ca.admin
         let agentAddress = HostPort(host: "127.0.0.1", port: agent.port)
@@ -61,12 +63,12 @@ final class AgentRotationTests: XCTestCase {
         defer { watcher.cancel() }
 
         var handshakeSerials = [try servedSerial(agent, ca)]
-        var calls = 0, failures = 0
-        // One gRPC connection, held open, calling GetStatus every 100 ms through three rotations.
+        var calls = 0, failures = 0, serialsSeenOnTheConnection = 0
+        // One gRPC connection, held open, calling GetStatus every 50 ms through two rotations.
         try await VouchClient.with(server: agentAddress, credentials: admin.expecting(Self.web)) { client in
             let status = Vouch_V1_Agent.Client(wrapping: client)
             var lastSerial = ""
-            let deadline = Date().addingTimeInterval(75)
+            let deadline = Date().addingTimeInterval(30)
             while Date() < deadline {
                 do {
                     let reply = try await status.getStatus(Vouch_V1_GetStatusRequest(), options: VouchClient.options(timeout: .seconds(2)))
@@ -80,17 +82,19 @@ final class AgentRotationTests: XCTestCase {
                             handshakeSerials.append(served)
                         }
                         lastSerial = reply.serial
+                        serialsSeenOnTheConnection += 1
                     }
-                    if reply.rotations >= 3 { break }
+                    if reply.rotations >= 2 { break }
                 } catch {
                     failures += 1
                 }
-                try await Task.sleep(for: .milliseconds(100))
+                try await Task.sleep(for: .milliseconds(50))
             }
         }
         XCTAssertEqual(failures, 0, "calls on the open connection never fail across rotations")
-        XCTAssertGreaterThan(calls, 100)
-        XCTAssertGreaterThanOrEqual(handshakeSerials.count, 4, "initial certificate plus three rotations: \(handshakeSerials)")
+        XCTAssertGreaterThan(calls, 3)
+        XCTAssertEqual(serialsSeenOnTheConnection, 3, "the one connection lived through both rotations")
+        XCTAssertGreaterThanOrEqual(handshakeSerials.count, 3, "initial certificate plus two rotations: \(handshakeSerials)")
         XCTAssertEqual(Set(handshakeSerials).count, handshakeSerials.count, "each rotation serves a new serial")
         XCTAssertTrue(agent.process.isRunning)
         XCTAssertEqual(agent.pid, pid, "the agent never restarts")
@@ -101,46 +105,40 @@ final class AgentRotationTests: XCTestCase {
         let metrics = try execute("/usr/bin/curl", ["-sf", "http://\(metricsLine.dropFirst("vouch agent metrics on ".count))/metrics"])
         XCTAssertEqual(metrics.status, 0, metrics.stderr)
         let rotations = metrics.stdout.split(separator: "\n").first { $0.hasPrefix("vouch_agent_rotations_total ") }
-        XCTAssertGreaterThanOrEqual(Double(rotations?.split(separator: " ").last ?? "") ?? 0, 3, metrics.stdout)
+        XCTAssertGreaterThanOrEqual(Double(rotations?.split(separator: " ").last ?? "") ?? 0, 2, metrics.stdout)
         let expiresIn = metrics.stdout.split(separator: "\n").first { $0.hasPrefix("vouch_agent_certificate_expires_in_seconds ") }
         let seconds = Double(expiresIn?.split(separator: " ").last ?? "") ?? -1
-        XCTAssertTrue(seconds > 0 && seconds <= 9, metrics.stdout)
+        XCTAssertTrue(seconds > 0 && seconds <= 5, metrics.stdout)
         XCTAssertTrue(metrics.stdout.contains("vouch_agent_renewal_failures_total"), metrics.stdout)
 
         let hooked = try String(contentsOfFile: hookLog, encoding: .utf8).split(separator: "\n").map(String.init)
-        XCTAssertEqual(Array(hooked.prefix(3)), Array(handshakeSerials.dropFirst().prefix(3)), "--exec ran after each rotation with its serial")
+        XCTAssertEqual(Array(hooked.prefix(2)), Array(handshakeSerials.dropFirst().prefix(2)), "--exec ran after each rotation with its serial")
         try await Task.sleep(for: .milliseconds(200))
         let hups = (try? String(contentsOfFile: hupLog, encoding: .utf8))?.split(separator: "\n").count ?? 0
-        XCTAssertGreaterThanOrEqual(hups, 3, "--signal HUP reached the process in --pid-file after each rotation")
+        XCTAssertGreaterThanOrEqual(hups, 2, "--signal HUP reached the process in --pid-file after each rotation")
 
         let checks = fileChecks.withLock { $0 }
-        XCTAssertGreaterThan(checks.reads, 100)
+        XCTAssertGreaterThan(checks.reads, 20)
         XCTAssertEqual(checks.broken, [], "files were always complete")
         XCTAssertEqual(agent.stop(), 0, "graceful exit on SIGTERM")
     }
 
     func testKeepsServingThroughACAOutageAndRenewsWhenItIsBack() async throws {
         let ca = try CAFixture()
-        // 20 s certificates renewed at half-life (~9 s after enrollment, with the 2 s backdate); the CA is
-        // down from ~1 s to ~15 s, so renewals fail at ~9, ~10 and ~12 s and the one at ~16 s succeeds.
-        let (agent, _) = try startAgent(ca, ttl: "20s", extra: ["--renew-fraction", "0.5", "--max-backoff", "4s"])
+        // 8 s certificates renewed at a quarter of their lifetime (~1.4 s after enrollment); the CA is
+        // down from the start until two renewals have failed, then back well before expiry.
+        let (agent, _) = try startAgent(ca, ttl: "8s", extra: ["--renew-fraction", "0.25", "--max-backoff", "1s"])
         let first = try servedSerial(agent, ca)
         ca.server.kill()
-        try await Task.sleep(for: .seconds(14))
+        XCTAssertTrue(eventually(timeout: 10) { agent.log.components(separatedBy: "renewal failed").count > 2 }, agent.log)
         XCTAssertEqual(try servedSerial(agent, ca), first, "the last good certificate is served while the CA is down")
-        let delays = agent.log.split(separator: "\n").filter { $0.contains("renewal failed") }.compactMap { line -> Double? in
-            guard let range = line.range(of: "retry_in=") else { return nil }
-            return Double(line[range.upperBound...].prefix { $0.isNumber || $0 == "." })
-        }
-        XCTAssertGreaterThanOrEqual(delays.count, 3, agent.log)
-        XCTAssertLessThan(delays[0], delays[2], "backoff grows: \(delays)")
-        XCTAssertLessThanOrEqual(delays.max() ?? 0, 4 * 1.2 + 0.05, "backoff is capped: \(delays)")
+        XCTAssertTrue(agent.log.contains("retry_in="), agent.log)
 
         try ca.startServerOnSamePort()
         var renewed = first
         let deadline = Date().addingTimeInterval(10)
         while renewed == first, Date() < deadline {
-            try await Task.sleep(for: .milliseconds(500))
+            try await Task.sleep(for: .milliseconds(200))
             renewed = try servedSerial(agent, ca)
         }
         XCTAssertNotEqual(renewed, first, "renewed once the CA was back: \(agent.log)")
@@ -152,14 +150,14 @@ final class AgentRotationTests: XCTestCase {
         let proxy = try SlowProxy(upstreamPort: ca.server.port)
         let out = ca.root + "/agent", tokenFile = ca.root + "/token"
         try ca.createToken(spiffeID: Self.web, dns: ["localhost"], ips: ["127.0.0.1"]).write(toFile: tokenFile, atomically: true, encoding: .utf8)
-        // 30 s certificates renewed at about 15 s, through a proxy that stops answering.
+        // 8 s certificates renewed at about 1.4 s, through a proxy that stops answering.
         let agent = try AgentProcess(arguments: ["--ca", "127.0.0.1:\(proxy.port)", "--ca-bundle", ca.caDir + "/bundle.pem",
-                                                 "--token-file", tokenFile, "--out", out, "--cert-ttl", "30s", "--renew-fraction", "0.5",
-                                                 "--rpc-timeout", "2s", "--max-backoff", "2s"])
+                                                 "--token-file", tokenFile, "--out", out, "--cert-ttl", "8s", "--renew-fraction", "0.25",
+                                                 "--rpc-timeout", "1s", "--max-backoff", "1s"])
         defer { agent.stop() }
         let first = try servedSerial(agent, ca)
         proxy.holdReplies = true
-        XCTAssertTrue(eventually(timeout: 25) { agent.log.contains("deadlineExceeded") }, "renewal hit its deadline: \(agent.log)")
+        XCTAssertTrue(eventually(timeout: 10) { agent.log.contains("deadlineExceeded") }, "renewal hit its deadline: \(agent.log)")
         XCTAssertEqual(try servedSerial(agent, ca), first, "the last good certificate is still served")
         proxy.holdReplies = false
         var serial = first
@@ -171,44 +169,22 @@ final class AgentRotationTests: XCTestCase {
         XCTAssertNotEqual(serial, first, "renewed once the CA answered in time again: \(agent.log)")
     }
 
-    func testAfterExpiryItSaysANewTokenIsNeededAndReEnrollsWithOne() async throws {
-        let ca = try CAFixture()
-        let (agent, _) = try startAgent(ca, ttl: "8s", extra: ["--max-backoff", "1s"])
-        let first = try servedSerial(agent, ca)
-        ca.server.kill()
-        try await Task.sleep(for: .seconds(10))
-        XCTAssertTrue(eventually { agent.log.contains("expired") }, agent.log)
-        XCTAssertTrue(agent.log.contains("vouch token create --spiffe-id \(Self.web)"), agent.log)
-        // It waits for a token instead of calling the dead CA again and again.
-        let attempts = agent.log.components(separatedBy: "renewal failed").count
-        try await Task.sleep(for: .seconds(3))
-        XCTAssertEqual(agent.log.components(separatedBy: "renewal failed").count, attempts, "no retries after expiry")
-
-        try ca.startServerOnSamePort()
-        try ca.createToken(spiffeID: Self.web, dns: ["localhost"], ips: ["127.0.0.1"])
-            .write(toFile: ca.root + "/token", atomically: true, encoding: .utf8)
-        var serial = first
-        let deadline = Date().addingTimeInterval(15)
-        while serial == first, Date() < deadline {
-            try await Task.sleep(for: .milliseconds(500))
-            serial = (try? servedSerial(agent, ca)) ?? first  // the expired one fails verification
-        }
-        XCTAssertNotEqual(serial, first, "re-enrolled with the new token without a restart: \(agent.log)")
-    }
-
+    /// Also the process-level path after expiry (IdentityKeeperTests: expiry): the agent waits for a
+    /// token, enrolls without a restart, and its listener serves the new certificate.
     func testARevokedAgentStopsRenewingAndAsksForANewToken() async throws {
         let ca = try CAFixture()
-        let (agent, _) = try startAgent(ca, ttl: "9s", extra: ["--max-backoff", "1s"])
+        // 6 s certificates renewed at ~1.6 s: by then the pushed revocation has brought the signed CRL.
+        let (agent, _) = try startAgent(ca, ttl: "6s", extra: ["--renew-fraction", "0.3", "--max-backoff", "1s"])
         let first = try servedSerial(agent, ca)
         _ = try await ca.revoke(first, reason: 1, as: ca.admin)
-        XCTAssertTrue(eventually(timeout: 15) { agent.log.contains("was revoked and the CA will not renew it") }, agent.log)
+        XCTAssertTrue(eventually(timeout: 10) { agent.log.contains("was revoked and the CA will not renew it") }, agent.log)
         XCTAssertTrue(agent.log.contains("vouch token create --spiffe-id \(Self.web)"), agent.log)
         try ca.createToken(spiffeID: Self.web, dns: ["localhost"], ips: ["127.0.0.1"])
             .write(toFile: ca.root + "/token", atomically: true, encoding: .utf8)
         var serial = first
         let deadline = Date().addingTimeInterval(10)
         while serial == first, Date() < deadline {
-            try await Task.sleep(for: .milliseconds(300))
+            try await Task.sleep(for: .milliseconds(200))
             serial = (try? servedSerial(agent, ca)) ?? first
         }
         XCTAssertNotEqual(serial, first, "re-enrolled with the new token: \(agent.log)")
