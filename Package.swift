@@ -37,10 +37,14 @@ let package = Package(
             name: "VouchCrypto",
             dependencies: ["CVouchOpenSSL"]
         ),
+        // Files written so readers see the old or the new content, never a mix.
+        .target(name: "VouchFiles"),
+        // Syntax of trust domains, SPIFFE IDs and DNS names, shared by the CA and its clients.
+        .target(name: "VouchIdentityRules"),
         // Policy, tokens, issue/renew/revoke/CRL. Imports neither gRPC nor SQLite.
         .target(
             name: "VouchAuthority",
-            dependencies: ["VouchCrypto"]
+            dependencies: ["VouchCrypto", "VouchFiles", "VouchIdentityRules"]
         ),
         // SQLite implementation of the authority's storage protocol.
         .target(
@@ -61,6 +65,7 @@ let package = Package(
             name: "VouchTLS",
             dependencies: [
                 "VouchCrypto",
+                "VouchIdentityRules",
                 "VouchConnectionLimits",
                 .product(name: "GRPCCore", package: "grpc-swift-2"),
                 .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),
@@ -114,8 +119,9 @@ let package = Package(
             dependencies: [
                 "VouchAPI",
                 "VouchConnectionLimits",
-                "VouchAuthority",
                 "VouchCrypto",
+                "VouchFiles",
+                "VouchIdentityRules",
                 "VouchTLS",
                 "VouchHTTP",
                 .product(name: "GRPCCore", package: "grpc-swift-2"),
@@ -135,6 +141,8 @@ let package = Package(
                 "VouchAPI",
                 "VouchAuthority",
                 "VouchCrypto",
+                "VouchFiles",
+                "VouchIdentityRules",
                 "VouchSQLiteStore",
                 .product(name: "Yams", package: "Yams"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
@@ -163,6 +171,8 @@ let package = Package(
                 "VouchAPI",
                 "VouchAuthority",
                 "VouchCrypto",
+                "VouchFiles",
+                "VouchIdentityRules",
                 "VouchSQLiteStore",
                 .product(name: "GRPCCore", package: "grpc-swift-2"),
                 .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),

@@ -1,7 +1,7 @@
 import Foundation
 import VouchAPI
-import VouchAuthority
 import VouchCrypto
+import VouchIdentityRules
 import VouchTLS
 
 /// Whom the agent accepts as its CA: `--ca-spiffe-id` when given; otherwise the Vouch

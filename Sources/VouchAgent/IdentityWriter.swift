@@ -1,6 +1,6 @@
 import Foundation
-import VouchAuthority
 import VouchCrypto
+import VouchFiles
 import VouchTLS
 
 /// Writes a verified identity into the agent's directory, all files or none.

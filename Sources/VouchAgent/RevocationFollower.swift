@@ -4,8 +4,8 @@ import GRPCNIOTransportHTTP2
 import Logging
 import Synchronization
 import VouchAPI
-import VouchAuthority
 import VouchCrypto
+import VouchFiles
 import VouchTLS
 
 /// Keeps the set of revoked serials the agent's listener refuses. Only a verified CRL

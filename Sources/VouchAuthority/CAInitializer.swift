@@ -1,5 +1,7 @@
 import Foundation
 import VouchCrypto
+import VouchFiles
+import VouchIdentityRules
 
 /// Creates a new CA directory: root (10 years), intermediate (5 years), the CA
 /// listener's server certificate and the first admin client certificate.

@@ -1,5 +1,6 @@
 import Foundation
 import VouchCrypto
+import VouchIdentityRules
 
 /// The authority's decisions: who may get which certificate, token use,
 /// renewal, revocation and the CRL. Transport and storage are injected.

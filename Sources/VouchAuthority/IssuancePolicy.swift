@@ -1,4 +1,5 @@
 import Foundation
+import VouchIdentityRules
 
 /// Limits the authority applies to every certificate and token.
 public struct IssuancePolicy: Sendable {

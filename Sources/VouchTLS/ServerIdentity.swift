@@ -1,3 +1,5 @@
+import VouchIdentityRules
+
 /// The SPIFFE ID a client requires of the server it dials, checked after the certificate
 /// chains to the trust bundle. A chain and a matching host name are not enough: any
 /// workload certificate of the same CA may carry the server's DNS name or IP.
@@ -19,9 +21,8 @@ public enum ServerIdentity: Sendable, Equatable, CustomStringConvertible {
         case .vouchServer(let trustDomain?):
             return presented == "spiffe://\(trustDomain)\(Self.vouchServerPath)"
         case .vouchServer(nil):
-            guard presented.hasPrefix("spiffe://"), presented.hasSuffix(Self.vouchServerPath) else { return false }
-            let domain = presented.dropFirst("spiffe://".count).dropLast(Self.vouchServerPath.count)
-            return !domain.isEmpty && !domain.contains("/")
+            guard let domain = IdentityRules.trustDomain(ofSPIFFEID: presented) else { return false }
+            return presented == "spiffe://\(domain)\(Self.vouchServerPath)"
         }
     }
 

@@ -7,6 +7,7 @@ import VouchAPI
 import VouchAuthority
 import VouchCrypto
 import VouchHTTP
+import VouchIdentityRules
 
 struct AgentCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(

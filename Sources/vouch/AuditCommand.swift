@@ -3,6 +3,7 @@ import Foundation
 import VouchAPI
 import VouchAuthority
 import VouchCrypto
+import VouchFiles
 import VouchSQLiteStore
 
 struct AuditCommand: AsyncParsableCommand {

@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import VouchAuthority
 import VouchCrypto
+import VouchFiles
 import VouchSQLiteStore
 
 struct CACommand: AsyncParsableCommand {

@@ -5,6 +5,7 @@ import ServiceLifecycle
 import VouchAgent
 import VouchAPI
 import VouchAuthority
+import VouchFiles
 import VouchSQLiteStore
 
 struct QuickstartCommand: AsyncParsableCommand {

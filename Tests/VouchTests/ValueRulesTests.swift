@@ -4,6 +4,7 @@ import VouchAPI
 @testable import VouchAgent
 import VouchAuthority
 import VouchCrypto
+import VouchIdentityRules
 
 /// The small parsers and rules every request passes through, case by case.
 @Suite("Value rules")
