@@ -21,14 +21,27 @@ final class GroupCommitWriter: Sendable {
         var draining = false
     }
 
-    private let pool: DatabasePool
     private let queue = LockedQueue()
-    /// Upper bound on writes per transaction, so one batch cannot hold the writer for long.
-    private let maximumBatch: Int
+    /// Wakes the drainer when writes arrive and no drain is running.
+    private let wakeUp: AsyncStream<Void>.Continuation
+    /// The one task that commits batches, for the writer's whole life. Callers never drain
+    /// themselves: a caller's cancellation must not fail the other writes of its batch.
+    private let drainer: Task<Void, Never>
 
+    /// - Parameter maximumBatch: upper bound on writes per transaction, so one batch cannot hold the writer for long.
     init(pool: DatabasePool, maximumBatch: Int = 256) {
-        self.pool = pool
-        self.maximumBatch = maximumBatch
+        let (wakeUps, wakeUp) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
+        self.wakeUp = wakeUp
+        drainer = Task { [queue] in
+            for await _ in wakeUps {
+                await Self.drain(queue, pool: pool, maximumBatch: maximumBatch)
+            }
+        }
+    }
+
+    /// Writes already queued are committed; then the drainer ends.
+    deinit {
+        wakeUp.finish()
     }
 
     func write<T: Sendable>(_ body: @escaping @Sendable (Database) throws -> T) async throws -> T {
@@ -51,13 +64,13 @@ final class GroupCommitWriter: Sendable {
                 }
             }, fail: { error in continuation.resume(throwing: error) })
             if queue.append(job) {
-                Task { await self.drain() }
+                wakeUp.yield()
             }
         }
     }
 
-    /// Commits batches until the queue is empty; only one drain runs at a time.
-    private func drain() async {
+    /// Commits batches until the queue is empty.
+    private static func drain(_ queue: LockedQueue, pool: DatabasePool, maximumBatch: Int) async {
         while let batch = queue.takeBatch(limit: maximumBatch) {
             do {
                 let completions = try await pool.write { db in batch.map { $0.run(db) } }
