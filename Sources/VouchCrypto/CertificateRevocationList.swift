@@ -3,7 +3,7 @@ import Foundation
 
 /// A parsed DER CRL, for clients that check revocation from it.
 public final class CertificateRevocationList: @unchecked Sendable {
-    let pointer: OpaquePointer
+    private let pointer: OpaquePointer
     public let der: [UInt8]
 
     deinit { X509_CRL_free(pointer) }
@@ -20,8 +20,10 @@ public final class CertificateRevocationList: @unchecked Sendable {
 
     /// Whether `issuer`'s key verifies the CRL signature.
     public func isSigned(by issuer: X509Certificate) -> Bool {
-        guard let key = X509_get0_pubkey(issuer.pointer) else { return false }
-        return X509_CRL_verify(pointer, key) == 1
+        issuer.withUnsafeX509Pointer { issuer in
+            guard let key = X509_get0_pubkey(issuer) else { return false }
+            return X509_CRL_verify(pointer, key) == 1
+        }
     }
 
     public var thisUpdate: Date { date(fromASN1: X509_CRL_get0_lastUpdate(pointer)) ?? .distantPast }
@@ -39,7 +41,7 @@ public final class CertificateRevocationList: @unchecked Sendable {
     /// Every entry: serial, revocation date and reason (0 when the entry has none).
     public var entries: [RevokedCertificateEntry] {
         guard let stack = X509_CRL_get_REVOKED(pointer) else { return [] }
-                return (0..<OPENSSL_sk_num(stack)).compactMap { index in
+        return (0..<OPENSSL_sk_num(stack)).compactMap { index in
             guard let item = OPENSSL_sk_value(stack, index) else { return nil }
             let revoked = OpaquePointer(item)
             guard let bytes = X509_REVOKED_get0_serialNumber(revoked).flatMap(integerBytes) else { return nil }

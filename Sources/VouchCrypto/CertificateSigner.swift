@@ -17,29 +17,29 @@ public final class CertificateSigner: @unchecked Sendable {
 
     /// A self-signed certificate (a root CA).
     public static func selfSigned(key: PrivateKey, template: CertificateTemplate) throws -> X509Certificate {
-        try buildCertificate(subjectKey: .key(key.pointer), issuer: nil, signingKey: key, template: template)
+        try buildCertificate(subjectKey: .key(key), issuer: nil, signingKey: key, template: template)
     }
 
     /// Signs the key of a verified CSR.
     public func sign(_ request: CertificateSigningRequest, template: CertificateTemplate) throws -> X509Certificate {
-        try Self.buildCertificate(subjectKey: .request(request.pointer), issuer: certificate, signingKey: key, template: template)
+        try Self.buildCertificate(subjectKey: .request(request), issuer: certificate, signingKey: key, template: template)
     }
 
     /// Signs the public half of a locally generated key.
     public func sign(publicKeyOf subject: PrivateKey, template: CertificateTemplate) throws -> X509Certificate {
-        try Self.buildCertificate(subjectKey: .key(subject.pointer), issuer: certificate, signingKey: key, template: template)
+        try Self.buildCertificate(subjectKey: .key(subject), issuer: certificate, signingKey: key, template: template)
     }
 
     /// Where the new certificate's public key comes from.
     private enum SubjectKey {
-        case key(OpaquePointer)
+        case key(PrivateKey)
         /// Copied from the CSR's SubjectPublicKeyInfo as encoded: no decode/encode round trip.
-        case request(OpaquePointer)
+        case request(CertificateSigningRequest)
 
         func install(in cert: OpaquePointer) -> Bool {
             switch self {
-            case .key(let key): return X509_set_pubkey(cert, key) == 1
-            case .request(let request): return vouch_x509_copy_req_pubkey(cert, request) == 1
+            case .key(let key): return key.withUnsafeKeyPointer { X509_set_pubkey(cert, $0) } == 1
+            case .request(let request): return request.withUnsafeRequestPointer { vouch_x509_copy_req_pubkey(cert, $0) } == 1
             }
         }
     }
@@ -64,7 +64,7 @@ public final class CertificateSigner: @unchecked Sendable {
             }
         }
         guard X509_set_subject_name(cert, name) == 1,
-              X509_set_issuer_name(cert, issuer.map { X509_get_subject_name($0.pointer) } ?? name) == 1,
+              (issuer?.withUnsafeX509Pointer { X509_set_issuer_name(cert, X509_get_subject_name($0)) } ?? X509_set_issuer_name(cert, name)) == 1,
               subjectKey.install(in: cert)
         else { throw cryptoFailure(.failure, "set names or key") }
 
@@ -92,17 +92,22 @@ public final class CertificateSigner: @unchecked Sendable {
             extensions.append((NID_crl_distribution_points, "URI:" + url))
         }
 
-        var v3 = X509V3_CTX()
-        X509V3_set_ctx(&v3, issuer?.pointer ?? cert, cert, nil, nil, 0)
-        for (nid, value) in extensions {
-            guard let ext = X509V3_EXT_conf_nid(nil, &v3, nid, value) else {
-                throw cryptoFailure(.failure, "cannot build extension \(nid) = \(value)")
+        // The context reads the issuer (its key identifier) while the extensions are built; a
+        // self-signed certificate is its own issuer.
+        func addExtensions(issuedBy issuerX509: OpaquePointer) throws {
+            var v3 = X509V3_CTX()
+            X509V3_set_ctx(&v3, issuerX509, cert, nil, nil, 0)
+            for (nid, value) in extensions {
+                guard let ext = X509V3_EXT_conf_nid(nil, &v3, nid, value) else {
+                    throw cryptoFailure(.failure, "cannot build extension \(nid) = \(value)")
+                }
+                defer { X509_EXTENSION_free(ext) }
+                guard X509_add_ext(cert, ext, -1) == 1 else { throw cryptoFailure(.failure, "add extension") }
             }
-            defer { X509_EXTENSION_free(ext) }
-            guard X509_add_ext(cert, ext, -1) == 1 else { throw cryptoFailure(.failure, "add extension") }
         }
+        if let issuer { try issuer.withUnsafeX509Pointer(addExtensions) } else { try addExtensions(issuedBy: cert) }
 
-        guard X509_sign(cert, signingKey.pointer, signingDigest(for: signingKey.pointer)) > 0 else {
+        guard signingKey.withUnsafeKeyPointer({ X509_sign(cert, $0, signingDigest(for: $0)) }) > 0 else {
             throw cryptoFailure(.failure, "certificate signing failed")
         }
         handedOver = true
@@ -114,7 +119,7 @@ public final class CertificateSigner: @unchecked Sendable {
         guard let crl = X509_CRL_new() else { throw cryptoFailure(.failure, "X509_CRL_new failed") }
         defer { X509_CRL_free(crl) }
         guard X509_CRL_set_version(crl, 1) == 1,
-              X509_CRL_set_issuer_name(crl, X509_get_subject_name(certificate.pointer)) == 1
+              certificate.withUnsafeX509Pointer({ X509_CRL_set_issuer_name(crl, X509_get_subject_name($0)) }) == 1
         else { throw cryptoFailure(.failure, "set CRL issuer") }
         try withASN1Time(thisUpdate) { guard X509_CRL_set1_lastUpdate(crl, $0) == 1 else { throw cryptoFailure(.failure, "set thisUpdate") } }
         try withASN1Time(nextUpdate) { guard X509_CRL_set1_nextUpdate(crl, $0) == 1 else { throw cryptoFailure(.failure, "set nextUpdate") } }
@@ -144,15 +149,18 @@ public final class CertificateSigner: @unchecked Sendable {
               X509_CRL_add1_ext_i2d(crl, NID_crl_number, UnsafeMutableRawPointer(crlNumber), 0, 0) == 1
         else { throw cryptoFailure(.failure, "set CRL number") }
 
-        var v3 = X509V3_CTX()
-        X509V3_set_ctx(&v3, certificate.pointer, nil, nil, crl, 0)
-        guard let aki = X509V3_EXT_conf_nid(nil, &v3, NID_authority_key_identifier, "keyid:always") else {
+        let aki = certificate.withUnsafeX509Pointer { issuer in
+            var v3 = X509V3_CTX()
+            X509V3_set_ctx(&v3, issuer, nil, nil, crl, 0)
+            return X509V3_EXT_conf_nid(nil, &v3, NID_authority_key_identifier, "keyid:always")
+        }
+        guard let aki else {
             throw cryptoFailure(.failure, "CRL authority key identifier")
         }
         defer { X509_EXTENSION_free(aki) }
         guard X509_CRL_add_ext(crl, aki, -1) == 1 else { throw cryptoFailure(.failure, "add CRL AKI") }
 
-        guard X509_CRL_sign(crl, key.pointer, signingDigest(for: key.pointer)) > 0 else {
+        guard key.withUnsafeKeyPointer({ X509_CRL_sign(crl, $0, signingDigest(for: $0)) }) > 0 else {
             throw cryptoFailure(.failure, "CRL signing failed")
         }
         return try derEncode { i2d_X509_CRL(crl, $0) }

@@ -4,11 +4,16 @@ import Foundation
 /// A PKCS#10 request whose signature has been checked: holding one proves the
 /// requester possesses the private key.
 public final class CertificateSigningRequest: @unchecked Sendable {
-    // Immutable after init.
-    let pointer: OpaquePointer
+    // Immutable after init; other files reach it only through `withUnsafeRequestPointer`.
+    private let pointer: OpaquePointer
     public let der: [UInt8]
 
     deinit { X509_REQ_free(pointer) }
+
+    /// Lends the OpenSSL X509_REQ to `body`, which must not keep it after returning.
+    func withUnsafeRequestPointer<T>(_ body: (OpaquePointer) throws -> T) rethrows -> T {
+        try body(pointer)
+    }
 
     /// Largest CSR accepted; real ones are well under 4 KiB even with RSA 8192.
     public static let maximumSize = 16 * 1024
@@ -55,7 +60,7 @@ public final class CertificateSigningRequest: @unchecked Sendable {
         if let commonName, let name = X509_REQ_get_subject_name(request) {
             X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_UTF8, commonName, -1, -1, 0)
         }
-        guard X509_REQ_set_pubkey(request, key.pointer) == 1 else { throw cryptoFailure(.failure, "set CSR key") }
+        guard key.withUnsafeKeyPointer({ X509_REQ_set_pubkey(request, $0) }) == 1 else { throw cryptoFailure(.failure, "set CSR key") }
         if !subjectAltNames.isEmpty {
             let value = try subjectAltNameConfig(subjectAltNames)
             guard let ext = X509V3_EXT_conf_nid(nil, nil, NID_subject_alt_name, value) else {
@@ -64,7 +69,7 @@ public final class CertificateSigningRequest: @unchecked Sendable {
             defer { X509_EXTENSION_free(ext) }
             guard vouch_req_add_extension(request, ext) == 1 else { throw cryptoFailure(.failure, "add CSR extension") }
         }
-        guard X509_REQ_sign(request, key.pointer, signingDigest(for: key.pointer)) > 0 else {
+        guard key.withUnsafeKeyPointer({ X509_REQ_sign(request, $0, signingDigest(for: $0)) }) > 0 else {
             throw cryptoFailure(.failure, "CSR signing failed")
         }
         return try CertificateSigningRequest(der: try derEncode { i2d_X509_REQ(request, $0) })

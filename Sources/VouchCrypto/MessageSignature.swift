@@ -7,7 +7,7 @@ extension CertificateSigner {
     public func signMessage(_ message: [UInt8]) throws -> [UInt8] {
         guard let context = EVP_MD_CTX_new() else { throw cryptoFailure(.failure, "EVP_MD_CTX_new failed") }
         defer { EVP_MD_CTX_free(context) }
-        guard EVP_DigestSignInit(context, nil, signingDigest(for: key.pointer), nil, key.pointer) == 1 else {
+        guard key.withUnsafeKeyPointer({ EVP_DigestSignInit(context, nil, signingDigest(for: $0), nil, $0) }) == 1 else {
             throw cryptoFailure(.failure, "cannot start signing")
         }
         var length = 0
@@ -25,7 +25,14 @@ extension CertificateSigner {
 extension X509Certificate {
     /// Whether `signature` over `message` verifies with this certificate's public key.
     public func verifiesMessage(_ message: [UInt8], signature: [UInt8]) -> Bool {
-        guard let key = X509_get0_pubkey(pointer), let context = EVP_MD_CTX_new() else { return false }
+        withUnsafeX509Pointer { certificate in
+            guard let key = X509_get0_pubkey(certificate) else { return false }
+            return Self.verifies(message, signature: signature, with: key)
+        }
+    }
+
+    private static func verifies(_ message: [UInt8], signature: [UInt8], with key: OpaquePointer) -> Bool {
+        guard let context = EVP_MD_CTX_new() else { return false }
         defer { EVP_MD_CTX_free(context) }
         guard EVP_DigestVerifyInit(context, nil, signingDigest(for: key), nil, key) == 1 else {
             _ = openSSLErrors()

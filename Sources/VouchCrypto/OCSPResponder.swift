@@ -32,7 +32,9 @@ public struct OCSPResponder: Sendable {
         for index in 0..<count {
             var buffer = [UInt8](repeating: 0, count: 64)
             var ours: Int32 = 0
-            let length = vouch_ocsp_request_serial(request, Int32(index), signer.certificate.pointer, &buffer, 64, &ours)
+            let length = signer.certificate.withUnsafeX509Pointer { issuer in
+                vouch_ocsp_request_serial(request, Int32(index), issuer, &buffer, 64, &ours)
+            }
             var status = Status.unknown
             if length >= 0, ours == 1 {
                 status = await lookup(SerialNumber.hex(Array(buffer.prefix(Int(length)))))
@@ -47,8 +49,12 @@ public struct OCSPResponder: Sendable {
             }
         }
         var out: UnsafeMutablePointer<UInt8>?
-        let length = vouch_ocsp_response_build(request, signer.certificate.pointer, signer.key.pointer, statuses, times, reasons,
-                                               Int(now.timeIntervalSince1970), Int(now.addingTimeInterval(validity).timeIntervalSince1970), &out)
+        let thisUpdate = Int(now.timeIntervalSince1970), nextUpdate = Int(now.addingTimeInterval(validity).timeIntervalSince1970)
+        let length = signer.certificate.withUnsafeX509Pointer { certificate in
+            signer.key.withUnsafeKeyPointer { key in
+                vouch_ocsp_response_build(request, certificate, key, statuses, times, reasons, thisUpdate, nextUpdate, &out)
+            }
+        }
         guard length > 0, let out else { return Self.errorResponse(OCSP_RESPONSE_STATUS_INTERNALERROR) }
         defer { vouch_openssl_free(out) }
         return Array(UnsafeBufferPointer(start: out, count: Int(length)))

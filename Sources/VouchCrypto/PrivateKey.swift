@@ -3,11 +3,17 @@ import Foundation
 
 /// A private key held by OpenSSL (EVP_PKEY).
 public final class PrivateKey: @unchecked Sendable {
-    // Immutable after init; OpenSSL allows concurrent signing with one EVP_PKEY.
-    let pointer: OpaquePointer
+    // Immutable after init; OpenSSL allows concurrent signing with one EVP_PKEY. Other files
+    // reach it only through `withUnsafeKeyPointer`.
+    private let pointer: OpaquePointer
 
     init(owning pointer: OpaquePointer) { self.pointer = pointer }
     deinit { EVP_PKEY_free(pointer) }
+
+    /// Lends the OpenSSL EVP_PKEY to `body`, which must not keep it after returning.
+    func withUnsafeKeyPointer<T>(_ body: (OpaquePointer) throws -> T) rethrows -> T {
+        try body(pointer)
+    }
 
     /// Generates a fresh key.
     public convenience init(generating algorithm: KeyAlgorithm) throws {

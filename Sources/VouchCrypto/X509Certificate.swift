@@ -3,8 +3,8 @@ import Foundation
 
 /// An X.509 certificate held by OpenSSL, with the fields Vouch reads from it.
 public final class X509Certificate: @unchecked Sendable {
-    // Immutable after init.
-    let pointer: OpaquePointer
+    // Immutable after init; other files reach it only through `withUnsafeX509Pointer`.
+    private let pointer: OpaquePointer
     public let der: [UInt8]
 
     init(owning pointer: OpaquePointer) throws {
@@ -13,6 +13,11 @@ public final class X509Certificate: @unchecked Sendable {
     }
 
     deinit { X509_free(pointer) }
+
+    /// Lends the OpenSSL X509 to `body`, which must not keep it (nor anything it owns) after returning.
+    func withUnsafeX509Pointer<T>(_ body: (OpaquePointer) throws -> T) rethrows -> T {
+        try body(pointer)
+    }
 
     public convenience init(der: [UInt8]) throws {
         let parsed: OpaquePointer? = der.withUnsafeBufferPointer { buffer in
@@ -67,13 +72,15 @@ public final class X509Certificate: @unchecked Sendable {
 
     /// Whether `key` is the private half of this certificate's public key.
     public func matches(_ key: PrivateKey) -> Bool {
-        X509_check_private_key(pointer, key.pointer) == 1
+        key.withUnsafeKeyPointer { X509_check_private_key(pointer, $0) == 1 }
     }
 
     /// Whether `issuer`'s key verifies this certificate's signature.
     public func isSigned(by issuer: X509Certificate) -> Bool {
-        guard let key = X509_get0_pubkey(issuer.pointer) else { return false }
-        return X509_verify(pointer, key) == 1
+        issuer.withUnsafeX509Pointer { issuer in
+            guard let key = X509_get0_pubkey(issuer) else { return false }
+            return X509_verify(pointer, key) == 1
+        }
     }
 }
 
