@@ -1,5 +1,6 @@
 import Foundation
 import Synchronization
+@testable import VouchAuthority
 
 /// An `AuthorityStore` in process memory: every method runs under one lock, so each is a
 /// transaction, and a refused one changes nothing. Nothing survives the process; it exists
