@@ -57,12 +57,11 @@ OCSP_REQUEST *vouch_ocsp_request_parse(const unsigned char *der, long length) {
 
 int vouch_ocsp_request_count(OCSP_REQUEST *request) { return OCSP_request_onereq_count(request); }
 
-int vouch_ocsp_request_serial(OCSP_REQUEST *request, int i, X509 *issuer, unsigned char *buffer, int capacity,
-                              int *issued_by_us) {
+const ASN1_INTEGER *vouch_ocsp_request_serial(OCSP_REQUEST *request, int i, X509 *issuer, int *issued_by_us) {
     OCSP_CERTID *id = OCSP_onereq_get0_id(OCSP_request_onereq_get0(request, i));
     ASN1_OBJECT *digest_object = NULL;
     ASN1_INTEGER *serial = NULL;
-    if (id == NULL || OCSP_id_get0_info(NULL, &digest_object, NULL, &serial, id) != 1) return -1;
+    if (id == NULL || OCSP_id_get0_info(NULL, &digest_object, NULL, &serial, id) != 1) return NULL;
     const EVP_MD *digest = EVP_get_digestbyobj(digest_object);
     *issued_by_us = 0;
     if (digest != NULL) {
@@ -72,13 +71,7 @@ int vouch_ocsp_request_serial(OCSP_REQUEST *request, int i, X509 *issuer, unsign
             OCSP_CERTID_free(ours);
         }
     }
-    BIGNUM *bn = ASN1_INTEGER_to_BN(serial, NULL);
-    if (bn == NULL) return -1;
-    int length = BN_num_bytes(bn);
-    if (length > capacity) { BN_free(bn); return -1; }
-    BN_bn2bin(bn, buffer);
-    BN_free(bn);
-    return length;
+    return serial;
 }
 
 int vouch_ocsp_response_build(OCSP_REQUEST *request, X509 *signer, EVP_PKEY *key, const int *statuses,

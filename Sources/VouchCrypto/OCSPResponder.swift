@@ -13,6 +13,8 @@ public struct OCSPResponder: Sendable {
     let signer: CertificateSigner
     /// How long a response may be cached (nextUpdate - thisUpdate).
     let validity: TimeInterval
+    /// Octets of the longest serial looked up; longer ones (Vouch issues 16) are answered unknown.
+    static let longestSerialLookedUp = 64
 
     public init(signer: CertificateSigner, validity: TimeInterval = 3600) {
         self.signer = signer
@@ -28,16 +30,20 @@ public struct OCSPResponder: Sendable {
         defer { OCSP_REQUEST_free(request) }
         let count = Int(vouch_ocsp_request_count(request))
         guard count > 0, count <= 100 else { return Self.errorResponse(OCSP_RESPONSE_STATUS_MALFORMEDREQUEST) }
-        var statuses: [Int32] = [], times: [Int] = [], reasons: [Int32] = []
-        for index in 0..<count {
-            var buffer = [UInt8](repeating: 0, count: 64)
-            var ours: Int32 = 0
-            let length = signer.certificate.withUnsafeX509Pointer { issuer in
-                vouch_ocsp_request_serial(request, Int32(index), issuer, &buffer, 64, &ours)
+        // Serials this CA may have issued; nil for the others, which are unknown without a lookup.
+        let serials: [[UInt8]?] = signer.certificate.withUnsafeX509Pointer { issuer in
+            (0..<count).map { index in
+                var ours: Int32 = 0
+                guard let serial = vouch_ocsp_request_serial(request, Int32(index), issuer, &ours), ours == 1,
+                      let bytes = integerBytes(serial), bytes.count <= Self.longestSerialLookedUp else { return nil }
+                return bytes
             }
+        }
+        var statuses: [Int32] = [], times: [Int] = [], reasons: [Int32] = []
+        for serial in serials {
             var status = Status.unknown
-            if length >= 0, ours == 1 {
-                status = await lookup(SerialNumber.hex(Array(buffer.prefix(Int(length)))))
+            if let serial {
+                status = await lookup(SerialNumber.hex(serial))
             }
             switch status {
             case .good:

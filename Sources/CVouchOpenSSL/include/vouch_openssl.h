@@ -45,10 +45,9 @@ int vouch_x509_copy_req_pubkey(X509 *cert, X509_REQ *req);
 /// Parses a DER OCSP request; NULL if it is not one. Free with OCSP_REQUEST_free.
 OCSP_REQUEST *vouch_ocsp_request_parse(const unsigned char *der, long length);
 int vouch_ocsp_request_count(OCSP_REQUEST *request);
-/// Copies the serial of single request i (big-endian magnitude) into buffer and returns its
-/// length (-1 on error); *issued_by_us is 1 when its issuer name and key hashes match `issuer`.
-int vouch_ocsp_request_serial(OCSP_REQUEST *request, int i, X509 *issuer, unsigned char *buffer, int capacity,
-                              int *issued_by_us);
+/// The serial of single request i, owned by the request (NULL on error); *issued_by_us is 1
+/// when its issuer name and key hashes match `issuer`.
+const ASN1_INTEGER *vouch_ocsp_request_serial(OCSP_REQUEST *request, int i, X509 *issuer, int *issued_by_us);
 /// Builds and signs a successful OCSP response, one status per single request
 /// (V_OCSP_CERTSTATUS_GOOD/REVOKED/UNKNOWN), copying the nonce. Returns the DER length
 /// and sets *out (free with vouch_openssl_free), or -1.
