@@ -166,6 +166,7 @@ let package = Package(
         .testTarget(
             name: "VouchTests",
             dependencies: [
+                "vouch",
                 "VouchAgent",
                 "VouchTLS",
                 "VouchAPI",
