@@ -73,7 +73,7 @@ public enum VouchClient {
     ) async throws -> Result {
         let verifier = try verifier(server: server, credentials: credentials)
         do {
-            return try await withGRPCClient(transport: try transport(server: server, credentials: credentials, verifier: verifier)) { client in
+            return try await withGRPCClientClosedOnCancel(transport: try transport(server: server, credentials: credentials, verifier: verifier)) { client in
                 try await body(client)
             }
         } catch let error as RPCError where error.code == .unavailable {
