@@ -53,23 +53,10 @@ public struct TLS13ServerHandler: Sendable {
     /// Refuses connections from now on (call as graceful shutdown begins); open ones drain.
     public func stopAccepting() { gate.close() }
 
-    /// Server TLS settings Vouch listeners use, for a certificate and key in PEM files.
-    public static func configuration(certificatePEMPath: String, keyPEMPath: String) throws -> TLSConfiguration {
-        let tls = TLSConfiguration.makeServerConfiguration(
-            certificateChain: try NIOSSLCertificate.fromPEMFile(certificatePEMPath).map { .certificate($0) },
-            privateKey: .privateKey(try NIOSSLPrivateKey(file: keyPEMPath, format: .pem)))
-        return restrict(tls, requireClientCertificate: false)
-    }
-
-    /// Server TLS settings whose certificate and key come from a reloader on every new handshake.
+    /// Server TLS settings Vouch listeners use: certificate and key from a reloader on every new handshake.
     public static func configuration(certificateReloader: some CertificateReloader,
                                      requireClientCertificate: Bool) throws -> TLSConfiguration {
-        restrict(try TLSConfiguration.makeServerConfiguration(certificateReloader: certificateReloader),
-                 requireClientCertificate: requireClientCertificate)
-    }
-
-    private static func restrict(_ configuration: TLSConfiguration, requireClientCertificate: Bool) -> TLSConfiguration {
-        var tls = configuration
+        var tls = try TLSConfiguration.makeServerConfiguration(certificateReloader: certificateReloader)
         tls.minimumTLSVersion = .tlsv13
         tls.certificateVerification = requireClientCertificate ? .noHostnameVerification : .optionalVerification
         tls.applicationProtocols = ["grpc-exp", "h2"]

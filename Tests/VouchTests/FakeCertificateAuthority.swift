@@ -40,15 +40,13 @@ final class FakeCertificateAuthority: Vouch_V1_CertificateAuthority.SimpleServic
 
     private func listen() async throws {
         let ca = realCA
-        let tls = try TLS13ServerHandler(
-            configuration: TLS13ServerHandler.configuration(certificatePEMPath: ca.caDir + "/server.pem", keyPEMPath: ca.caDir + "/server_key.pem"),
-            verifier: PeerCertificateVerifier(rootsPEM: String(contentsOfFile: ca.caDir + "/bundle.pem", encoding: .utf8),
-                                              intermediatesPEM: String(contentsOfFile: ca.caDir + "/intermediate.pem", encoding: .utf8)))
-        let transport = HTTP2ServerTransport.Posix(
-            address: .ipv4(host: "127.0.0.1", port: 0),
-            transportSecurity: .tls(certificateChain: [.file(path: ca.caDir + "/server.pem", format: .pem)],
-                                    privateKey: .file(path: ca.caDir + "/server_key.pem", format: .pem)) { $0.requireALPN = true },
-            config: .defaults { $0.channelDebuggingCallbacks.onAcceptTCPConnection = tls.onAccept })
+        // The real CA's listener TLS, over its files.
+        let tls = try RotatingServerTLS(requireClientCertificate: false) {
+            try ServerTLSMaterial(certificateChainFile: ca.caDir + "/server.pem", privateKeyFile: ca.caDir + "/server_key.pem",
+                                  rootsFile: ca.caDir + "/bundle.pem",
+                                  intermediatesPEM: String(contentsOfFile: ca.caDir + "/intermediate.pem", encoding: .utf8))
+        }
+        let transport = try tls.makeTransport(host: "127.0.0.1", port: 0)
         let server = GRPCServer(transport: transport, services: [self])
         let task = Task { try await server.serve() }
         running.withLock { $0 = (server, task) }
