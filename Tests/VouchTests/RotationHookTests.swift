@@ -5,17 +5,6 @@ import XCTest
 /// process group after `--hook-timeout`, and it never holds up shutdown. `--signal` checks the
 /// pid file and its process before signalling anything.
 final class RotationHookTests: XCTestCase {
-    /// True while a process of process group `group` runs (zombies waiting to be reaped do not count).
-    func groupIsAlive(_ group: Int32) -> Bool {
-        let pids = (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []
-        return pids.contains { pid in
-            guard Int32(pid) != nil, let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
-                  let end = stat.lastIndex(of: ")") else { return false }
-            let fields = stat[stat.index(after: end)...].split(separator: " ")   // state, ppid, pgrp, ...
-            return fields.count > 2 && fields[0] != "Z" && Int32(fields[2]) == group
-        }
-    }
-
     func testAHangingHookIsKilledAfterTheTimeoutAndNeitherBlocksRotationNorShutdown() throws {
         let ca = try CAFixture()
         // The hook records its process group (the shell's pid) per serial, then hangs.
@@ -48,16 +37,16 @@ final class RotationHookTests: XCTestCase {
             return timedOut
         }, agent.log)
         XCTAssertFalse(startedBeside, "not started twice: \(agent.log)")
-        XCTAssertTrue(eventually { !self.groupIsAlive(first) }, "the hook's shell and its sleep are killed")
+        XCTAssertTrue(eventually { !processGroupIsAlive(first) }, "the hook's shell and its sleep are killed")
         XCTAssertTrue(eventually { hookGroups().count == 2 }, agent.log)
         let second = hookGroups().first { $0 != first } ?? 0
-        XCTAssertTrue(groupIsAlive(second))
+        XCTAssertTrue(processGroupIsAlive(second))
 
         // SIGTERM while that hook runs: the agent stops at once and takes the hook with it.
         let stopping = Date()
         XCTAssertEqual(agent.stop(), 0, agent.log)
         XCTAssertLessThan(Date().timeIntervalSince(stopping), 2.5, "shutdown did not wait for the hook")
-        XCTAssertTrue(eventually(timeout: 1) { !self.groupIsAlive(second) }, "the running hook's process group is killed at shutdown")
+        XCTAssertTrue(eventually(timeout: 1) { !processGroupIsAlive(second) }, "the running hook's process group is killed at shutdown")
         XCTAssertTrue(agent.log.contains("killed the running exec hook"), agent.log)
     }
 
@@ -85,5 +74,16 @@ final class RotationHookTests: XCTestCase {
         XCTAssertTrue(eventually(timeout: 5) { agent.log.contains("signal hook refused") }, agent.log)
         XCTAssertTrue(agent.log.contains("is sleep, not nginx"), agent.log)
         XCTAssertTrue(bystander.isRunning, "the unrelated sleep was not signalled")
+    }
+}
+
+/// True while a process of process group `group` runs (zombies waiting to be reaped do not count).
+func processGroupIsAlive(_ group: Int32) -> Bool {
+    let pids = (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []
+    return pids.contains { pid in
+        guard Int32(pid) != nil, let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+              let end = stat.lastIndex(of: ")") else { return false }
+        let fields = stat[stat.index(after: end)...].split(separator: " ")   // state, ppid, pgrp, ...
+        return fields.count > 2 && fields[0] != "Z" && Int32(fields[2]) == group
     }
 }
