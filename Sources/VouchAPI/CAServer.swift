@@ -62,10 +62,7 @@ public final class CAServer: Service, Sendable {
                 logger.warning("connection limit reached: refusing new connections",
                                metadata: ["listener": "grpc", "max_connections": "\(limit)", "refused": "\(refused)"])
             },
-            load: { [files, authority] in
-                try ServerTLSMaterial(certificateChainFile: files.serverCertificate, privateKeyFile: files.serverKey,
-                                      rootsFile: files.bundle, intermediatesPEM: authority.material.intermediate.pem)
-            })
+            load: { [files, authority] in try files.listenerTLSMaterial(intermediatePEM: authority.material.intermediate.pem) })
         let transport = try tls.makeTransport(host: address.host, port: address.port, maxRequestBytes: Self.maxRequestBytes)
         let health = HealthService(services: ["vouch.v1.CertificateAuthority", "vouch.v1.Admin"])
         let server = GRPCServer(

@@ -3,6 +3,7 @@ import GRPCCore
 import GRPCNIOTransportHTTP2
 import Synchronization
 import VouchAPI
+import VouchAuthority
 import VouchCrypto
 import VouchTLS
 
@@ -42,9 +43,8 @@ final class FakeCertificateAuthority: Vouch_V1_CertificateAuthority.SimpleServic
         let ca = realCA
         // The real CA's listener TLS, over its files.
         let tls = try RotatingServerTLS(requireClientCertificate: false) {
-            try ServerTLSMaterial(certificateChainFile: ca.caDir + "/server.pem", privateKeyFile: ca.caDir + "/server_key.pem",
-                                  rootsFile: ca.caDir + "/bundle.pem",
-                                  intermediatesPEM: String(contentsOfFile: ca.caDir + "/intermediate.pem", encoding: .utf8))
+            try CAFiles(directory: ca.caDir).listenerTLSMaterial(
+                intermediatePEM: String(contentsOfFile: ca.caDir + "/intermediate.pem", encoding: .utf8))
         }
         let transport = try tls.makeTransport(host: "127.0.0.1", port: 0)
         let server = GRPCServer(transport: transport, services: [self])
