@@ -64,7 +64,6 @@ let package = Package(
         .target(
             name: "VouchTLS",
             dependencies: [
-                "VouchCrypto",
                 "VouchIdentityRules",
                 "VouchConnectionLimits",
                 .product(name: "GRPCCore", package: "grpc-swift-2"),
@@ -129,6 +128,7 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "X509", package: "swift-certificates"),
             ]
         ),
         .executableTarget(

@@ -1,6 +1,7 @@
 import Foundation
 import VouchCrypto
 import VouchTLS
+import X509
 
 /// What the agent believes, and against which trust: an enrollment answer against the
 /// --ca-bundle, a renewal answer against the agent's own bundle.pem, files found at start
@@ -16,20 +17,20 @@ struct AgentTrust: Sendable {
     static let absoluteMaximumLifetime: TimeInterval = 366 * 24 * 3600
 
     /// The roots an operator handed the agent with --ca-bundle.
-    func configuredRoots() throws -> [X509Certificate] {
+    func configuredRoots() throws -> [Certificate] {
         try roots(at: configuration.caBundlePath, what: "--ca-bundle")
     }
 
     /// The roots in the agent's bundle.pem.
-    func heldRoots() throws -> [X509Certificate] {
+    func heldRoots() throws -> [Certificate] {
         try roots(at: files.bundle, what: "bundle.pem")
     }
 
-    private func roots(at path: String, what: String) throws -> [X509Certificate] {
+    private func roots(at path: String, what: String) throws -> [Certificate] {
         guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {
             throw IdentityRejected("cannot read \(what) \(path)")
         }
-        let roots = try X509Certificate.all(inPEM: text)
+        let roots = try Certificate.all(inPEM: text)
         guard !roots.isEmpty else { throw IdentityRejected("\(what) \(path) holds no certificate") }
         return roots
     }
@@ -50,7 +51,7 @@ struct AgentTrust: Sendable {
     /// An Enroll answer: chains to --ca-bundle, one SPIFFE ID, the new key, the asked lifetime.
     /// The agent's CSR asks for no names, so the token's DNS/IP SANs are accepted.
     func verifyEnrollment(_ answer: CAAnswer, key: PrivateKey,
-                          now: Date = Date()) async throws -> (VerifiedIdentity, roots: [X509Certificate]) {
+                          now: Date = Date()) async throws -> (VerifiedIdentity, roots: [Certificate]) {
         let roots = try configuredRoots()
         let identity = try await IssuedIdentityCheck.verify(leafDER: answer.leaf, intermediatesDER: answer.chain, roots: roots,
                                                             expecting: try expectations(key: key, now: now), now: now)
@@ -58,7 +59,7 @@ struct AgentTrust: Sendable {
     }
 
     /// A Renew answer: chains to bundle.pem, same SPIFFE ID and no new names, the new key, the asked lifetime.
-    func verifyRenewal(_ answer: CAAnswer, key: PrivateKey, current: X509Certificate,
+    func verifyRenewal(_ answer: CAAnswer, key: PrivateKey, current: Certificate,
                        now: Date = Date()) async throws -> VerifiedIdentity {
         let names = current.subjectAltNames
         return try await IssuedIdentityCheck.verify(
@@ -70,22 +71,22 @@ struct AgentTrust: Sendable {
     /// Files found at start: bundle.pem holds only roots from --ca-bundle, and the leaf (whose key
     /// `IdentityFiles.load` matched) chains to them through chain.pem and is a sane SPIFFE leaf.
     func verifyOnDisk(_ identity: LoadedIdentity, now: Date = Date()) async throws {
-        let configured = Set(try configuredRoots().map(\.der))
+        let configured = Set(try configuredRoots())
         let held = try heldRoots()
-        if let stranger = held.first(where: { !configured.contains($0.der) }) {
+        if let stranger = held.first(where: { !configured.contains($0) }) {
             throw IdentityRejected("bundle.pem holds a root (\(stranger.commonName ?? stranger.serialHex)) that is not in --ca-bundle")
         }
         let key = try PrivateKey(pem: identity.keyPEM)
-        let intermediates = try X509Certificate.all(inPEM: identity.chainPEM)
+        let intermediates = try Certificate.all(inPEM: identity.chainPEM)
         _ = try await IssuedIdentityCheck.verify(
-            leafDER: identity.leaf.der, intermediatesDER: intermediates.map(\.der), roots: held,
+            leafDER: try identity.leaf.der, intermediatesDER: try intermediates.map { try $0.der }, roots: held,
             expecting: IdentityExpectations(publicKeyDER: try key.publicKeyDER,
                                             maximumLifetime: Self.absoluteMaximumLifetime + Self.lifetimeAllowance), now: now)
     }
 
     /// How many roots in an answer the agent does not already trust (they are ignored).
-    func untrustedRootCount(_ answer: CAAnswer, trusted: [X509Certificate]) -> Int {
-        let known = Set(trusted.map(\.der))
+    func untrustedRootCount(_ answer: CAAnswer, trusted: [Certificate]) -> Int {
+        let known = Set(trusted.compactMap { try? $0.der })
         return answer.roots.filter { !known.contains($0) }.count
     }
 }

@@ -5,6 +5,7 @@ import Metrics
 import VouchAPI
 import VouchCrypto
 import VouchTLS
+import X509
 
 /// Whether the agent's verified CRL lists a serial; the keeper asks before renewing.
 protocol RevocationStatus: Sendable {
@@ -62,15 +63,15 @@ final class IdentityKeeper: Sendable {
         if lstat(files.certificate, &info) == 0, info.st_mode & S_IFMT == S_IFREG {
             do {
                 let identity = try files.load()
-                if identity.leaf.notAfter > clock.now {
+                if identity.leaf.notValidAfter > clock.now {
                     try await trust.verifyOnDisk(identity, now: clock.now)
                     logger.info("using identity on disk", metadata: ["serial": "\(identity.leaf.serialHex)",
-                                                                    "not_after": "\(identity.leaf.notAfter)"])
+                                                                    "not_after": "\(identity.leaf.notValidAfter)"])
                     record(identity.leaf, rotated: false)
                     return
                 }
                 logger.error("certificate on disk has expired", metadata: ["serial": "\(identity.leaf.serialHex)",
-                                                                           "not_after": "\(identity.leaf.notAfter)"])
+                                                                           "not_after": "\(identity.leaf.notValidAfter)"])
             } catch {
                 logger.error("not using the identity on disk; enrolling with the token", metadata: ["reason": "\(error)"])
             }
@@ -100,21 +101,21 @@ final class IdentityKeeper: Sendable {
         } catch let rejected as IdentityRejected {
             throw AgentError("rejected the CA's enrollment answer: \(rejected)")
         }
-        let identity: VerifiedIdentity, roots: [X509Certificate]
+        let identity: VerifiedIdentity, roots: [Certificate]
         do {
             (identity, roots) = try await trust.verifyEnrollment(answer, key: key, now: clock.now)
         } catch let rejected as IdentityRejected {
             throw AgentError("rejected the CA's enrollment answer: \(rejected)")
         }
         noteUntrustedRoots(answer, trusted: roots)
-        try IdentityWriter(files: files).write(identity, key: key, bundlePEM: pemBundle(roots))
+        try IdentityWriter(files: files).write(identity, key: key, bundlePEM: try Certificate.pemBundle(roots))
         logger.info("enrolled", metadata: ["spiffe_id": "\(identity.leaf.spiffeID ?? "")", "serial": "\(identity.leaf.serialHex)",
-                                           "not_after": "\(identity.leaf.notAfter)"])
+                                           "not_after": "\(identity.leaf.notValidAfter)"])
         record(identity.leaf, rotated: false)
     }
 
     /// Roots in an answer that the agent does not already trust are never written.
-    private func noteUntrustedRoots(_ answer: CAAnswer, trusted: [X509Certificate]) {
+    private func noteUntrustedRoots(_ answer: CAAnswer, trusted: [Certificate]) {
         let count = trust.untrustedRootCount(answer, trusted: trusted)
         if count > 0 {
             logger.notice("ignoring roots in the CA's answer that the agent does not already trust", metadata: ["count": "\(count)"])
@@ -128,14 +129,14 @@ final class IdentityKeeper: Sendable {
         notAfterGauge.record(notAfter.timeIntervalSince1970)
     }
 
-    private func record(_ leaf: X509Certificate, rotated: Bool) {
+    private func record(_ leaf: Certificate, rotated: Bool) {
         if rotated { rotationsCounter.increment() }
         let now = clock.now
         state.update { snapshot in
             snapshot.spiffeID = leaf.spiffeID ?? ""
             snapshot.serial = leaf.serialHex
-            snapshot.notBefore = leaf.notBefore
-            snapshot.notAfter = leaf.notAfter
+            snapshot.notBefore = leaf.notValidBefore
+            snapshot.notAfter = leaf.notValidAfter
             if rotated {
                 snapshot.rotations += 1
                 snapshot.lastRotation = now
@@ -150,7 +151,7 @@ final class IdentityKeeper: Sendable {
 
     /// Renews for as long as the agent runs. `reloadListener` makes the local listener serve the
     /// files just written and returns the certificate it now serves.
-    func rotateForever(reloadListener: @escaping @Sendable () throws -> X509Certificate) async throws {
+    func rotateForever(reloadListener: @escaping @Sendable () throws -> Certificate) async throws {
         var failures = 0
         var retryAt: Date?
         while !Task.isCancelled {
@@ -182,7 +183,7 @@ final class IdentityKeeper: Sendable {
                 try IdentityWriter(files: files).write(identity, key: key, bundlePEM: nil)
                 let served = try reloadListener()
                 logger.info("rotated", metadata: ["from": "\(current.serial)", "serial": "\(served.serialHex)",
-                                                  "not_after": "\(served.notAfter)"])
+                                                  "not_after": "\(served.notValidAfter)"])
                 failures = 0
                 retryAt = nil
                 record(served, rotated: true)
@@ -218,7 +219,7 @@ final class IdentityKeeper: Sendable {
 
     /// The certificate expired or was revoked, so the CA will not renew it: say what the operator
     /// must do, then wait (without calling the CA) for a new token in the token file.
-    private func waitForNewToken(because reason: String, reloadListener: @Sendable () throws -> X509Certificate) async throws {
+    private func waitForNewToken(because reason: String, reloadListener: @Sendable () throws -> Certificate) async throws {
         let instruction = "certificate \(state.current.serial) \(reason) and the CA will not renew it: "
             + "create a new token with `vouch token create --spiffe-id \(state.current.spiffeID)` and write it to "
             + (configuration.tokenFilePath ?? "a file passed as --token-file")

@@ -2,6 +2,7 @@ import Foundation
 import VouchCrypto
 import VouchFiles
 import VouchTLS
+import X509
 
 /// Writes a verified identity into the agent's directory, all files or none.
 struct IdentityWriter {
@@ -15,9 +16,9 @@ struct IdentityWriter {
         var set: [(path: String, bytes: [UInt8], mode: mode_t)] = []
         if let bundlePEM { set.append((files.bundle, Array(bundlePEM.utf8), 0o644)) }
         set += [
-            (files.chain, Array(pemBundle(identity.intermediates).utf8), 0o644),
+            (files.chain, Array(try Certificate.pemBundle(identity.intermediates).utf8), 0o644),
             (files.key, Array(try key.pkcs8PEM().utf8), 0o600),
-            (files.certificate, Array(identity.leaf.pem.utf8), 0o644),
+            (files.certificate, Array(try identity.leaf.pem.utf8), 0o644),
         ]
         try AtomicFile.writeAll(set)
     }

@@ -7,6 +7,7 @@ import VouchAPI
 import VouchCrypto
 import VouchFiles
 import VouchTLS
+import X509
 
 /// Keeps the set of revoked serials the agent's listener refuses. Only a verified CRL
 /// fills it: signed by an issuing CA that chains to the agent's roots, not older (CRL
@@ -91,9 +92,9 @@ public final class RevocationFollower: RevocationStatus {
     /// that chains to the roots in bundle.pem.
     private func verifiedCRL(_ der: [UInt8]) async throws -> CertificateRevocationList {
         let crl = try CertificateRevocationList(der: der)
-        let roots = try X509Certificate.all(inPEM: String(contentsOfFile: files.bundle, encoding: .utf8))
-        let intermediates = try X509Certificate.all(inPEM: String(contentsOfFile: files.chain, encoding: .utf8))
-        let issuers = await IssuedIdentityCheck.trustedIssuers(intermediates, roots: roots)
+        let roots = try Certificate.all(inPEM: String(contentsOfFile: files.bundle, encoding: .utf8))
+        let intermediates = try Certificate.all(inPEM: String(contentsOfFile: files.chain, encoding: .utf8))
+        let issuers = try await IssuedIdentityCheck.trustedIssuers(intermediates, roots: roots).map { try X509Certificate(der: $0.der) }
         guard issuers.contains(where: { crl.isSigned(by: $0) }) else {
             throw IdentityRejected("CRL is not signed by an issuing CA that chains to the agent's roots")
         }

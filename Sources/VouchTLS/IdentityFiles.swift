@@ -1,5 +1,5 @@
 import Foundation
-import VouchCrypto
+import X509
 
 /// The files an agent keeps in its output directory: `svid.pem`
 /// (leaf), `svid_key.pem` (PKCS#8, 0600), `chain.pem` (intermediates),
@@ -20,10 +20,9 @@ public struct IdentityFiles: Sendable {
     public func load() throws -> LoadedIdentity {
         let certificatePEM = try readPEMFile(certificate), keyPEM = try readPEMFile(key)
         let chainPEM = try readPEMFile(chain), bundlePEM = try readPEMFile(bundle)
-        let leaf = try X509Certificate(pem: certificatePEM)
-        let privateKey = try PrivateKey(pem: keyPEM)
-        guard leaf.matches(privateKey) else {
-            throw CryptoError(.failure, "\(key) does not match \(certificate)")
+        let leaf = try Certificate(firstInPEM: certificatePEM)
+        guard leaf.matches(try Certificate.PrivateKey(pemEncoded: keyPEM)) else {
+            throw TLSMaterialError("\(key) does not match \(certificate)")
         }
         return LoadedIdentity(leaf: leaf, certificatePEM: certificatePEM, keyPEM: keyPEM, chainPEM: chainPEM, bundlePEM: bundlePEM)
     }
@@ -31,7 +30,7 @@ public struct IdentityFiles: Sendable {
 
 /// An identity read from disk.
 public struct LoadedIdentity: Sendable {
-    public let leaf: X509Certificate
+    public let leaf: Certificate
     public let certificatePEM: String
     public let keyPEM: String
     public let chainPEM: String

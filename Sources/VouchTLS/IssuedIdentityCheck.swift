@@ -1,6 +1,5 @@
 import Foundation
 import SwiftASN1
-import VouchCrypto
 import X509
 
 /// What an issued identity must look like before anyone trusts or writes it: a CA
@@ -11,7 +10,7 @@ public struct IdentityExpectations: Sendable {
     /// DNS and IP SANs the leaf may carry; nil allows any.
     public var allowedDNSNames: Set<String>?
     public var allowedIPAddresses: Set<String>?
-    /// SubjectPublicKeyInfo (DER) the leaf must hold.
+    /// SubjectPublicKeyInfo (DER) of the key the leaf must hold.
     public var publicKeyDER: [UInt8]
     /// Longest notAfter − notBefore accepted.
     public var maximumLifetime: TimeInterval
@@ -37,8 +36,8 @@ public struct IdentityRejected: Error, CustomStringConvertible {
 
 /// A leaf and intermediates that passed `IssuedIdentityCheck`.
 public struct VerifiedIdentity: Sendable {
-    public let leaf: X509Certificate
-    public let intermediates: [X509Certificate]
+    public let leaf: Certificate
+    public let intermediates: [Certificate]
 }
 
 /// Checks a leaf and its intermediates against trust the caller already holds (RFC 5280
@@ -62,42 +61,40 @@ public enum IssuedIdentityCheck {
         }
     }
 
-    public static func verify(leafDER: [UInt8], intermediatesDER: [[UInt8]], roots: [X509Certificate],
+    public static func verify(leafDER: [UInt8], intermediatesDER: [[UInt8]], roots: [Certificate],
                               expecting expected: IdentityExpectations, now: Date = Date()) async throws -> VerifiedIdentity {
         try checkSizes(leaf: leafDER.count, intermediates: intermediatesDER.map(\.count), roots: [])
         guard !roots.isEmpty else { throw IdentityRejected("no trusted roots to verify against") }
-        let leaf: X509Certificate, intermediates: [X509Certificate]
-        let parsedLeaf: Certificate, parsedIntermediates: [Certificate], anchors: [Certificate]
+        let leaf: Certificate, intermediates: [Certificate]
         do {
-            leaf = try X509Certificate(der: leafDER)
-            intermediates = try intermediatesDER.map { try X509Certificate(der: $0) }
-            parsedLeaf = try Certificate(derEncoded: leafDER)
-            parsedIntermediates = try intermediatesDER.map { try Certificate(derEncoded: $0) }
-            anchors = try roots.map { try Certificate(derEncoded: $0.der) }
+            leaf = try Certificate(derEncoded: leafDER)
+            intermediates = try intermediatesDER.map { try Certificate(derEncoded: $0) }
         } catch {
             throw IdentityRejected("unparseable certificate: \(error)")
         }
 
         for certificate in [leaf] + intermediates {
-            guard certificate.notAfter > now else { throw IdentityRejected("certificate \(certificate.serialHex) expired at \(certificate.notAfter)") }
-            guard certificate.notBefore <= now.addingTimeInterval(clockSkew) else {
-                throw IdentityRejected("certificate \(certificate.serialHex) is not valid before \(certificate.notBefore)")
+            guard certificate.notValidAfter > now else {
+                throw IdentityRejected("certificate \(certificate.serialHex) expired at \(certificate.notValidAfter)")
+            }
+            guard certificate.notValidBefore <= now.addingTimeInterval(clockSkew) else {
+                throw IdentityRejected("certificate \(certificate.serialHex) is not valid before \(certificate.notValidBefore)")
             }
         }
         // A certificate issued a moment ago by a CA whose clock runs slightly ahead is checked as of
         // its notBefore (at most `clockSkew` ahead); expiry was checked against `now` above.
-        let validationTime = max(now, ([leaf] + intermediates).map(\.notBefore).max() ?? now)
-        for (index, intermediate) in parsedIntermediates.enumerated() {
+        let validationTime = max(now, ([leaf] + intermediates).map(\.notValidBefore).max() ?? now)
+        for (index, intermediate) in intermediates.enumerated() {
             guard isAuthority(intermediate) else { throw IdentityRejected("intermediate \(index + 1) is not a CA certificate") }
-            let others = parsedIntermediates.enumerated().filter { $0.offset != index }.map(\.element)
-            if case .couldNotValidate(let failures) = await validate(intermediate, others, anchors, validationTime) {
+            let others = intermediates.enumerated().filter { $0.offset != index }.map(\.element)
+            if case .couldNotValidate(let failures) = await validate(intermediate, others, roots, validationTime) {
                 throw IdentityRejected("intermediate \(index + 1) does not chain to a trusted root: \(summary(failures))")
             }
         }
-        if case .couldNotValidate(let failures) = await validate(parsedLeaf, parsedIntermediates, anchors, validationTime) {
+        if case .couldNotValidate(let failures) = await validate(leaf, intermediates, roots, validationTime) {
             throw IdentityRejected("certificate \(leaf.serialHex) does not chain to a trusted root: \(summary(failures))")
         }
-        guard !isAuthority(parsedLeaf), (try? parsedLeaf.extensions.keyUsage)??.keyCertSign != true else {
+        guard !isAuthority(leaf), (try? leaf.extensions.keyUsage)??.keyCertSign != true else {
             throw IdentityRejected("certificate \(leaf.serialHex) is a CA certificate (CA:true)")
         }
 
@@ -115,27 +112,25 @@ public enum IssuedIdentityCheck {
         if let allowed = expected.allowedIPAddresses, let extra = names.ipAddresses.first(where: { !allowed.contains($0) }) {
             throw IdentityRejected("certificate \(leaf.serialHex) carries IP address \(extra), which was not asked for")
         }
-        guard (try? leaf.publicKeyDER) == expected.publicKeyDER else {
+        guard (try? Certificate.PublicKey(derEncoded: expected.publicKeyDER)) == leaf.publicKey else {
             throw IdentityRejected("certificate \(leaf.serialHex) does not hold the agent's key")
         }
-        let lifetime = leaf.notAfter.timeIntervalSince(leaf.notBefore)
+        let lifetime = leaf.notValidAfter.timeIntervalSince(leaf.notValidBefore)
         guard lifetime <= expected.maximumLifetime else {
             throw IdentityRejected("certificate \(leaf.serialHex) lives \(Int(lifetime))s, longer than the \(Int(expected.maximumLifetime))s allowed")
         }
-        if let latest = expected.latestNotAfter, leaf.notAfter > latest {
-            throw IdentityRejected("certificate \(leaf.serialHex) expires at \(leaf.notAfter), after the \(latest) asked for")
+        if let latest = expected.latestNotAfter, leaf.notValidAfter > latest {
+            throw IdentityRejected("certificate \(leaf.serialHex) expires at \(leaf.notValidAfter), after the \(latest) asked for")
         }
         return VerifiedIdentity(leaf: leaf, intermediates: intermediates)
     }
 
     /// The intermediates that are CA certificates chaining to `roots`, e.g. to check who may sign a CRL.
-    public static func trustedIssuers(_ intermediates: [X509Certificate], roots: [X509Certificate],
-                                      now: Date = Date()) async -> [X509Certificate] {
-        guard let anchors = try? roots.map({ try Certificate(derEncoded: $0.der) }) else { return [] }
-        var trusted: [X509Certificate] = []
-        for candidate in intermediates.prefix(maximumIntermediates) {
-            guard let parsed = try? Certificate(derEncoded: candidate.der), isAuthority(parsed) else { continue }
-            if case .validCertificate = await validate(parsed, [], anchors, now) { trusted.append(candidate) }
+    public static func trustedIssuers(_ intermediates: [Certificate], roots: [Certificate],
+                                      now: Date = Date()) async -> [Certificate] {
+        var trusted: [Certificate] = []
+        for candidate in intermediates.prefix(maximumIntermediates) where isAuthority(candidate) {
+            if case .validCertificate = await validate(candidate, [], roots, now) { trusted.append(candidate) }
         }
         return trusted
     }

@@ -1,9 +1,7 @@
 import Foundation
 import NIOCore
 import NIOSSL
-import SwiftASN1
 import Synchronization
-import VouchCrypto
 import X509
 
 /// Verifies a TLS peer's certificate chain against Vouch's trust roots with
@@ -25,23 +23,17 @@ public final class PeerCertificateVerifier: Sendable {
     public init(rootsPEM: String, intermediatesPEM: String = "",
                 isRevoked: @escaping @Sendable (String) -> Bool = { _ in false },
                 onReject: @escaping @Sendable (String) -> Void = { _ in }) throws {
-        self.trust = Mutex(Trust(roots: try Self.parse(rootsPEM), intermediates: try Self.parse(intermediatesPEM)))
+        self.trust = Mutex(Trust(roots: try Certificate.all(inPEM: rootsPEM), intermediates: try Certificate.all(inPEM: intermediatesPEM)))
         self.isRevoked = isRevoked
         self.onReject = onReject
     }
 
     /// Replaces the trust roots and known intermediates for new handshakes.
     public func setTrust(rootsPEM: String, intermediatesPEM: String = "") throws {
-        let roots = try Self.parse(rootsPEM)
-        guard !roots.isEmpty else { throw CryptoError(.malformed, "trust bundle has no certificates") }
-        let intermediates = try Self.parse(intermediatesPEM)
+        let roots = try Certificate.all(inPEM: rootsPEM)
+        guard !roots.isEmpty else { throw TLSMaterialError("trust bundle has no certificates") }
+        let intermediates = try Certificate.all(inPEM: intermediatesPEM)
         trust.withLock { $0 = Trust(roots: roots, intermediates: intermediates) }
-    }
-
-    static func parse(_ pem: String) throws -> [Certificate] {
-        try PEMDocument.parseMultiple(pemString: pem)
-            .filter { $0.discriminator == "CERTIFICATE" }
-            .map { try Certificate(derEncoded: $0.derBytes) }
     }
 
     /// The NIOSSL custom verification callback.
@@ -54,7 +46,7 @@ public final class PeerCertificateVerifier: Sendable {
             return
         }
         let leaf = certificates[0]
-        let serial = VouchCrypto.SerialNumber.hex(Array(leaf.serialNumber.bytes))
+        let serial = leaf.serialHex
         if isRevoked(serial) {
             reject("certificate \(serial) is revoked", promise)
             return
@@ -66,7 +58,7 @@ public final class PeerCertificateVerifier: Sendable {
             let result = await verifier.validate(leaf: leaf, intermediates: CertificateStore(trust.intermediates + certificates.dropFirst()))
             switch result {
             case .validCertificate(let chain):
-                let nioChain = try chain.map { try NIOSSLCertificate(bytes: Self.der($0), format: .der) }
+                let nioChain = try chain.map { try NIOSSLCertificate(bytes: $0.der, format: .der) }
                 return .certificateVerified(VerificationMetadata(NIOSSL.ValidatedCertificateChain(nioChain)))
             case .couldNotValidate(let failures):
                 onReject("certificate \(serial) does not chain to a trusted root: \(failures.first.map { "\($0.policyFailureReason)" } ?? "no path")")
@@ -93,24 +85,4 @@ public final class PeerCertificateVerifier: Sendable {
         onReject(reason)
         promise.succeed(.failed)
     }
-
-    static func der(_ certificate: Certificate) throws -> [UInt8] {
-        var serializer = DER.Serializer()
-        try serializer.serialize(certificate)
-        return serializer.serializedBytes
-    }
-}
-
-extension Certificate {
-    /// The first SPIFFE ID among the URI SANs.
-    public var spiffeID: String? {
-        guard let names = try? extensions.subjectAlternativeNames else { return nil }
-        for name in names {
-            if case .uniformResourceIdentifier(let uri) = name, uri.hasPrefix("spiffe://") { return uri }
-        }
-        return nil
-    }
-
-    /// The serial as Vouch writes it: lowercase hex.
-    public var serialHex: String { VouchCrypto.SerialNumber.hex(Array(serialNumber.bytes)) }
 }

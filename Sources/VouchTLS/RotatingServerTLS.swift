@@ -2,7 +2,7 @@ import Foundation
 import GRPCNIOTransportHTTP2
 import NIOSSL
 import VouchConnectionLimits
-import VouchCrypto
+import X509
 
 /// Hot-reloading TLS for any Swift gRPC server: the one listener TLS of Vouch, used by the CA
 /// server and the agent alike. TLS 1.3 only; client certificates, when sent (or when required),
@@ -46,11 +46,11 @@ public final class RotatingServerTLS: Sendable {
 
     /// Reads the material again and applies it to new handshakes; returns the new leaf.
     @discardableResult
-    public func reload() throws -> X509Certificate {
+    public func reload() throws -> Certificate {
         let material = try load()
         try reloader.update(certificateChainPEM: material.certificateChainPEM, privateKeyPEM: material.privateKeyPEM)
         try verifier.setTrust(rootsPEM: material.rootsPEM, intermediatesPEM: material.intermediatesPEM)
-        return try X509Certificate(pem: material.certificateChainPEM)
+        return try Certificate(firstInPEM: material.certificateChainPEM)
     }
 
     /// A gRPC server transport on `host:port` using this TLS.

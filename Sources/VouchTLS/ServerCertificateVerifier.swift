@@ -15,7 +15,7 @@ public final class ServerCertificateVerifier: Sendable {
     private let rejection = Mutex<String?>(nil)
 
     public init(rootsPEM: String, host: String, isIPAddress: Bool, expected: ServerIdentity) throws {
-        self.roots = try PeerCertificateVerifier.parse(rootsPEM)
+        self.roots = try Certificate.all(inPEM: rootsPEM)
         self.host = host
         self.isIPAddress = isIPAddress
         self.expected = expected
@@ -47,7 +47,7 @@ public final class ServerCertificateVerifier: Sendable {
             }
             switch await verifier.validate(leaf: leaf, intermediates: CertificateStore(certificates.dropFirst())) {
             case .validCertificate(let chain):
-                let nioChain = try chain.map { try NIOSSLCertificate(bytes: PeerCertificateVerifier.der($0), format: .der) }
+                let nioChain = try chain.map { try NIOSSLCertificate(bytes: $0.der, format: .der) }
                 return .certificateVerified(VerificationMetadata(NIOSSL.ValidatedCertificateChain(nioChain)))
             case .couldNotValidate(let failures):
                 let reason = failures.first.map { "\($0.policyFailureReason)" } ?? "no path to a trusted root"

@@ -1,5 +1,4 @@
 import Foundation
-import VouchCrypto
 
 /// What a Vouch TLS listener presents and whom it trusts, as PEM text. `RotatingServerTLS`
 /// reads it afresh on every `reload()`.
@@ -26,10 +25,10 @@ public struct ServerTLSMaterial: Sendable {
     }
 }
 
-/// The text of a PEM file; a missing or unreadable file is a `CryptoError` naming it.
+/// The text of a PEM file; a missing or unreadable file is a `TLSMaterialError` naming it.
 func readPEMFile(_ path: String) throws -> String {
     guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {
-        throw CryptoError(.malformed, "cannot read \(path)")
+        throw TLSMaterialError("cannot read \(path)")
     }
     return text
 }

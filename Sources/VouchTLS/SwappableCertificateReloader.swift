@@ -1,7 +1,7 @@
 import NIOCertificateReloading
 import NIOSSL
 import Synchronization
-import VouchCrypto
+import X509
 
 /// A certificate reloader that is pushed new material instead of polling:
 /// NIOSSL reads it on every new handshake, so new connections get the new
@@ -23,9 +23,9 @@ public final class SwappableCertificateReloader: CertificateReloader, Sendable {
     }
 
     static func override(certificateChainPEM: String, privateKeyPEM: String) throws -> NIOSSLContextConfigurationOverride {
-        let leaf = try X509Certificate(pem: certificateChainPEM)
-        guard leaf.matches(try PrivateKey(pem: privateKeyPEM)) else {
-            throw CryptoError(.failure, "private key does not match certificate \(leaf.serialHex)")
+        let leaf = try Certificate(firstInPEM: certificateChainPEM)
+        guard leaf.matches(try Certificate.PrivateKey(pemEncoded: privateKeyPEM)) else {
+            throw TLSMaterialError("private key does not match certificate \(leaf.serialHex)")
         }
         var override = NIOSSLContextConfigurationOverride()
         override.certificateChain = try NIOSSLCertificate.fromPEMBytes(Array(certificateChainPEM.utf8)).map { .certificate($0) }

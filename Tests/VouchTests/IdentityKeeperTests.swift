@@ -213,7 +213,7 @@ final class KeeperHarness: Sendable {
         }
     }
 
-    func onDisk() throws -> X509Certificate { try files.load().leaf }
+    func onDisk() throws -> X509Certificate { try X509Certificate(pem: files.load().certificatePEM) }
 
     /// Polls (real time, briefly) until the agent has done what the last move of the clock set off.
     func waitFor(_ condition: @Sendable () -> Bool) async throws {

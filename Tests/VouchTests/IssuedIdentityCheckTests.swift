@@ -3,6 +3,7 @@ import Foundation
 import VouchAPI
 import VouchCrypto
 import VouchTLS
+import X509
 import XCTest
 
 /// The checks an agent applies to every certificate a CA hands it, in process: what the
@@ -37,7 +38,7 @@ final class IssuedIdentityCheckTests: XCTestCase {
     func verify(_ leaf: X509Certificate, _ intermediates: [[UInt8]], roots: [X509Certificate], key: PrivateKey,
                 dnsNames: Set<String>? = nil) async throws -> VerifiedIdentity {
         try await IssuedIdentityCheck.verify(
-            leafDER: leaf.der, intermediatesDER: intermediates, roots: roots,
+            leafDER: leaf.der, intermediatesDER: intermediates, roots: try roots.map { try Certificate(derEncoded: $0.der) },
             expecting: IdentityExpectations(spiffeID: id, allowedDNSNames: dnsNames, publicKeyDER: try key.publicKeyDER,
                                             maximumLifetime: 3600))
     }
@@ -61,7 +62,7 @@ final class IssuedIdentityCheckTests: XCTestCase {
         let chain = [authority.intermediate.certificate.der]
 
         let verified = try await verify(leaf, chain, roots: [authority.root], key: key)
-        XCTAssertEqual(verified.intermediates.map(\.der), chain)
+        XCTAssertEqual(try verified.intermediates.map { try $0.der }, chain)
 
         let notACA = try authority.intermediate.sign(publicKeyOf: try PrivateKey(generating: .p256), template: leafTemplate())
         await assertRejected("intermediate 2 is not a CA certificate") {

@@ -3,6 +3,7 @@ import VouchAPI
 @testable import VouchAgent
 import VouchCrypto
 import VouchTLS
+import X509
 import XCTest
 
 /// What the agent believes of a Renew answer, in process: every way a CA holding a stolen
@@ -16,7 +17,7 @@ final class RenewalAnswerTrustTests: XCTestCase {
     var intermediate: CertificateSigner!
     var attackerRoot: CertificateSigner!
     var trust: AgentTrust!
-    var current: X509Certificate!
+    var current: Certificate!
     var key: PrivateKey!
 
     override func setUpWithError() throws {
@@ -36,7 +37,7 @@ final class RenewalAnswerTrustTests: XCTestCase {
         let configuration = AgentConfiguration(caAddress: HostPort(host: "127.0.0.1", port: 1), caBundlePath: directory + "/bundle.pem",
                                                tokenFilePath: nil, outDirectory: directory, certificateTTL: .seconds(60))
         trust = AgentTrust(configuration: configuration, files: IdentityFiles(directory: directory))
-        current = try intermediate.sign(publicKeyOf: try PrivateKey(generating: .p256), template: leafTemplate(lifetime: 60))
+        current = try Certificate(derEncoded: intermediate.sign(publicKeyOf: try PrivateKey(generating: .p256), template: leafTemplate(lifetime: 60)).der)
         key = try PrivateKey(generating: .p256)
     }
 
