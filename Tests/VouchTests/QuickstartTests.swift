@@ -29,7 +29,7 @@ final class QuickstartTests: XCTestCase {
             let dir = try temporaryDirectory()
             defer { try? FileManager.default.removeItem(atPath: dir) }
             let run = try QuickstartRun(dir: dir, certificateTTL: "12s")
-            run.wait(until: 30, polling: 0.001) { $0.contains("Agent enrolled") }
+            run.wait(until: 30) { $0.contains("Agent enrolled") }
             let status = run.interrupt()
             if status == -1 {
                 XCTFail("attempt \(attempt): still running 10 s after Ctrl-C: \(run.log.text.suffix(2000))")
@@ -46,8 +46,10 @@ private struct QuickstartRun {
     let process = Process()
     let output = OutputCollector()
     let log = OutputCollector()
+    let exit: ProcessExit
 
     init(dir: String, certificateTTL: String) throws {
+        exit = ProcessExit(process)
         process.executableURL = URL(fileURLWithPath: VouchBinary.path)
         process.arguments = ["quickstart", "--dir", dir, "--cert-ttl", certificateTTL]
         let pipe = Pipe(), logPipe = Pipe()
@@ -58,19 +60,16 @@ private struct QuickstartRun {
         try process.run()
     }
 
-    func wait(until seconds: TimeInterval, polling interval: TimeInterval = 0.01, for condition: (String) -> Bool) {
-        let deadline = Date().addingTimeInterval(seconds)
-        while Date() < deadline, !condition(output.text) { Thread.sleep(forTimeInterval: interval) }
+    func wait(until seconds: TimeInterval, for condition: (String) -> Bool) {
+        _ = output.wait(timeout: seconds, until: condition)
     }
 
     /// Ctrl-C alone, as a user presses it; the exit status, or -1 if it took over 10 s (it takes
     /// about 50 ms).
     func interrupt() -> Int32 {
         kill(process.processIdentifier, SIGINT)
-        let deadline = Date().addingTimeInterval(10)
-        while process.isRunning, Date() < deadline { Thread.sleep(forTimeInterval: 0.01) }
-        guard !process.isRunning else {
-            _ = terminate(process)
+        guard exit.wait(timeout: 10) else {
+            _ = terminate(process, exit: exit)
             return -1
         }
         output.waitUntilDrained()

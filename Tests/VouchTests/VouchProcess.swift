@@ -31,6 +31,7 @@ func execute(_ executable: String, _ arguments: [String], stdin: Data? = nil) th
     process.standardOutput = out
     process.standardError = err
     process.standardInput = input
+    let exit = ProcessExit(process)
     try process.run()
     if let stdin { input.fileHandleForWriting.write(stdin) }
     try input.fileHandleForWriting.close()
@@ -41,7 +42,7 @@ func execute(_ executable: String, _ arguments: [String], stdin: Data? = nil) th
     DispatchQueue.global().async { outData = out.fileHandleForReading.readDataToEndOfFile(); group.leave() }
     errData = err.fileHandleForReading.readDataToEndOfFile()
     group.wait()
-    process.waitUntilExit()
+    exit.wait()
     return CommandResult(status: process.terminationStatus, stdout: String(decoding: outData, as: UTF8.self),
                          stderr: String(decoding: errData, as: UTF8.self))
 }
@@ -60,9 +61,11 @@ final class ServerProcess: @unchecked Sendable {
     let directory: String
     private(set) var port = 0
     private let output = OutputCollector()
+    private let exit: ProcessExit
 
     init(directory: String, port: Int = 0, extraArguments: [String] = []) throws {
         self.directory = directory
+        exit = ProcessExit(process)
         self.port = try launch(process, output: output,
                                arguments: ["server", "--dir", directory, "--listen", "127.0.0.1:\(port)"] + extraArguments,
                                announcement: "vouch server listening on ")
@@ -71,7 +74,7 @@ final class ServerProcess: @unchecked Sendable {
     /// SIGKILL: no graceful shutdown at all.
     func kill() {
         Foundation.kill(process.processIdentifier, SIGKILL)
-        process.waitUntilExit()
+        exit.wait()
         output.waitUntilDrained()
     }
 
@@ -81,7 +84,7 @@ final class ServerProcess: @unchecked Sendable {
     /// SIGTERM, then wait for a graceful exit; returns the exit status.
     @discardableResult
     func stop() -> Int32 {
-        let status = terminate(process)
+        let status = terminate(process, exit: exit)
         output.waitUntilDrained()
         return status
     }
@@ -94,8 +97,10 @@ final class AgentProcess: @unchecked Sendable {
     let process = Process()
     private(set) var port = 0
     private let output = OutputCollector()
+    private let exit: ProcessExit
 
     init(arguments: [String]) throws {
+        exit = ProcessExit(process)
         port = try launch(process, output: output, arguments: ["agent"] + arguments + ["--listen", "127.0.0.1:0"],
                           announcement: "vouch agent listening on ")
     }
@@ -106,7 +111,7 @@ final class AgentProcess: @unchecked Sendable {
 
     @discardableResult
     func stop() -> Int32 {
-        let status = terminate(process)
+        let status = terminate(process, exit: exit)
         output.waitUntilDrained()
         return status
     }
@@ -116,11 +121,16 @@ final class AgentProcess: @unchecked Sendable {
 
 /// SIGTERM and wait up to 15 s for a graceful exit; a process that hangs is
 /// killed and reported as status -1, so a broken shutdown fails tests instead of hanging them.
-func terminate(_ process: Process) -> Int32 {
+/// `exit`, made before the process started, tells its exit at once instead of on the next poll.
+func terminate(_ process: Process, exit: ProcessExit? = nil) -> Int32 {
     guard process.isRunning else { return process.terminationStatus }
     process.terminate()
-    let deadline = Date().addingTimeInterval(15)
-    while process.isRunning, Date() < deadline { Thread.sleep(forTimeInterval: 0.02) }
+    if let exit {
+        exit.wait(timeout: 15)
+    } else {
+        let deadline = Date().addingTimeInterval(15)
+        while process.isRunning, Date() < deadline { Thread.sleep(forTimeInterval: 0.02) }
+    }
     if process.isRunning {
         kill(process.processIdentifier, SIGKILL)
         process.waitUntilExit()
@@ -139,14 +149,12 @@ private func launch(_ process: Process, output: OutputCollector, arguments: [Str
     output.attach(pipe.fileHandleForReading)
     output.attach(errors.fileHandleForReading)
     try process.run()
-    let deadline = Date().addingTimeInterval(30)
-    while Date() < deadline {
-        if let line = output.text.split(separator: "\n").first(where: { $0.hasPrefix(announcement) }),
-           let port = Int(line.split(separator: ":").last ?? "") {
-            return port
-        }
-        guard process.isRunning else { break }
-        Thread.sleep(forTimeInterval: 0.05)
+    func announcedPort(_ text: String) -> Int? {
+        text.split(separator: "\n").first(where: { $0.hasPrefix(announcement) }).flatMap { Int($0.split(separator: ":").last ?? "") }
+    }
+    // Woken by each chunk of output, and given up when the child closes its output (it died).
+    if output.wait(timeout: 30, until: { announcedPort($0) != nil }), let port = announcedPort(output.text) {
+        return port
     }
     process.terminate()
     throw CLIFailure("\(arguments.first ?? "") did not start: \(output.text)")
@@ -159,30 +167,50 @@ struct CLIFailure: Error, CustomStringConvertible {
 
 /// Collects a child's output as it arrives.
 final class OutputCollector: @unchecked Sendable {
-    private let lock = NSLock()
+    /// Guards the fields; broadcast on every chunk and end of file, so waiting costs no polling interval.
+    private let condition = NSCondition()
     private var data = Data()
     private var attached = 0
     private var closed = 0
 
     func attach(_ handle: FileHandle) {
-        lock.withLock { attached += 1 }
+        condition.withLock { attached += 1 }
         handle.readabilityHandler = { [weak self] handle in
             let chunk = handle.availableData
-            if chunk.isEmpty {
-                handle.readabilityHandler = nil
-                self?.lock.withLock { self?.closed += 1 }
-                return
-            }
-            self?.lock.withLock { self?.data.append(chunk) }
+            if chunk.isEmpty { handle.readabilityHandler = nil }
+            self?.received(chunk)
         }
     }
 
-    var text: String { lock.withLock { String(decoding: data, as: UTF8.self) } }
+    private func received(_ chunk: Data) {
+        condition.withLock {
+            if chunk.isEmpty { closed += 1 } else { data.append(chunk) }
+            condition.broadcast()
+        }
+    }
+
+    var text: String { condition.withLock { String(decoding: data, as: UTF8.self) } }
+
+    /// Waits until `satisfied` holds for the text so far; false after `timeout`, or once every
+    /// pipe reached end of file without it.
+    func wait(timeout: TimeInterval, until satisfied: (String) -> Bool) -> Bool {
+        let deadline = Date().addingTimeInterval(timeout)
+        return condition.withLock {
+            while !satisfied(String(decoding: data, as: UTF8.self)) {
+                guard closed < attached, condition.wait(until: deadline) else {
+                    return satisfied(String(decoding: data, as: UTF8.self))
+                }
+            }
+            return true
+        }
+    }
 
     /// After the child exited: waits until every pipe reached end of file, so `text` is complete.
     func waitUntilDrained(timeout: TimeInterval = 3) {
         let deadline = Date().addingTimeInterval(timeout)
-        while lock.withLock({ closed < attached }), Date() < deadline { Thread.sleep(forTimeInterval: 0.01) }
+        condition.withLock {
+            while closed < attached, condition.wait(until: deadline) {}
+        }
     }
 }
 
@@ -191,7 +219,7 @@ func eventually(timeout: TimeInterval = 3, _ condition: () -> Bool) -> Bool {
     let deadline = Date().addingTimeInterval(timeout)
     while !condition() {
         if Date() > deadline { return false }
-        Thread.sleep(forTimeInterval: 0.02)
+        Thread.sleep(forTimeInterval: 0.005)
     }
     return true
 }
