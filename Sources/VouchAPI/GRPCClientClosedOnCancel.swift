@@ -32,7 +32,12 @@ func withGRPCClientClosedOnCancel<Transport: ClientTransport, Result: Sendable>(
     }
     client.beginGracefulShutdown()
     if case .failure = outcome { connections.cancel() }
-    let connectionResult = await connections.result
+    // Nor does a caller cancelled meanwhile wait for the connections to close gracefully.
+    let connectionResult = await withTaskCancellationHandler {
+        await connections.result
+    } onCancel: {
+        connections.cancel()
+    }
     let value = try outcome.get()
     try connectionResult.get()
     return value
