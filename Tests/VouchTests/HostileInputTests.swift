@@ -1,6 +1,7 @@
 import Foundation
 import GRPCCore
 import VouchAPI
+import VouchAuthority
 import VouchCrypto
 import XCTest
 
@@ -119,17 +120,37 @@ final class HostileInputTests: XCTestCase {
         XCTAssertTrue(eventually { ca.server.log.contains("does not chain to a trusted root") }, ca.server.log)
     }
 
+    /// Two certificates signed by this CA's intermediate the way it signs its own, differing only in
+    /// their dates: one valid now, one that expired an hour ago. The first is accepted at the
+    /// handshake, the second refused by RFC 5280 validation, without waiting for anything to expire.
     func testAnExpiredClientCertificateIsRefusedAtTheHandshake() async throws {
         let ca = try CAFixture()
-        let key = try PrivateKey(generating: .p256)
-        let issued = try await ca.enroll(token: try ca.createToken(spiffeID: Self.web), key: key, ttl: 5)
-        let identity = try ca.writeIdentity(issued, key: key, name: "short")
-        _ = try await ca.renew(with: identity, newKey: try PrivateKey(generating: .p256))  // valid: accepted
-        try await Task.sleep(for: .seconds(Double(issued.notAfter) - Date().timeIntervalSince1970 + 1.5))
-        await assertRPCError(.unavailable, "renew with an expired certificate") {
-            try await ca.renew(with: identity, newKey: try PrivateKey(generating: .p256))
+        let intermediate = try X509Certificate(pem: String(contentsOfFile: ca.caDir + "/intermediate.pem", encoding: .utf8))
+        let signer = try CertificateSigner(certificate: intermediate,
+                                           key: try PrivateKey(pem: String(contentsOfFile: ca.caDir + "/intermediate_key.pem", encoding: .utf8)))
+        func identity(_ name: String, issuedAt now: Date) throws -> (VouchClient.Credentials, serial: String) {
+            let issued = try LocalIssuance.issue(signer: signer, spiffeID: Self.web, lifetime: 3600, now: now)
+            let certPath = "\(ca.root)/\(name).pem", keyPath = "\(ca.root)/\(name)_key.pem"
+            try pemBundle([issued.certificate, intermediate]).write(toFile: certPath, atomically: true, encoding: .utf8)
+            try issued.key.pkcs8PEM().write(toFile: keyPath, atomically: true, encoding: .utf8)
+            return (VouchClient.Credentials(bundlePEMPath: ca.caDir + "/bundle.pem", certificatePEMPath: certPath, keyPEMPath: keyPath),
+                    issued.certificate.serialHex)
         }
-        XCTAssertTrue(eventually { ca.server.log.contains("does not chain to a trusted root") }, ca.server.log)
+        let (valid, _) = try identity("valid", issuedAt: Date())
+        let (expired, expiredSerial) = try identity("expired", issuedAt: Date().addingTimeInterval(-7200))
+        let bundle = try await ca.ca(valid) { try await $0.getTrustBundle(Vouch_V1_TrustBundleRequest()) }
+        XCTAssertFalse(bundle.roots.isEmpty, "the valid certificate is accepted")
+        await assertRPCError(.unavailable, "a call with the expired certificate") {
+            try await ca.ca(expired) { try await $0.getTrustBundle(Vouch_V1_TrustBundleRequest()) }
+        }
+        await assertRPCError(.unavailable, "renew with the expired certificate") {
+            try await ca.renew(with: expired, newKey: try PrivateKey(generating: .p256))
+        }
+        XCTAssertTrue(eventually {
+            ca.server.log.split(separator: "\n").contains {
+                $0.contains("certificate \(expiredSerial) does not chain to a trusted root") && $0.contains("has expired")
+            }
+        }, ca.server.log)
     }
 
     func testHTTP1ClientsAreRefused() throws {

@@ -2,8 +2,8 @@ import Foundation
 import Glibc
 
 /// A plain TCP connection to 127.0.0.1 that sends exactly what a test tells it, for clients that
-/// connect and then stall.
-final class RawConnection {
+/// connect and then stall. One thread at a time uses a connection (hence unchecked).
+final class RawConnection: @unchecked Sendable {
     let fd: Int32
 
     init(port: Int) throws {
@@ -30,22 +30,44 @@ final class RawConnection {
         _ = bytes.withUnsafeBytes { Glibc.send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
     }
 
-    /// Waits until the peer closed every connection (end of file or reset; anything it sends
-    /// first is read and dropped) or `timeout` passed; returns how many were closed.
-    static func waitUntilClosed(_ connections: [RawConnection], timeout: TimeInterval) -> Int {
-        var open = Set(connections.indices)
+    /// When this connection was opened, and when the peer was seen closing it (nil while open).
+    let openedAt = Date()
+    private(set) var closedAt: Date?
+
+    /// Waits until the peer closed `count` of these connections (all by default; end of file or
+    /// reset; anything it sends first is read and dropped) or `timeout` passed; returns how many
+    /// are closed. Each closed connection's `closedAt` says when that was seen.
+    @discardableResult
+    static func waitUntilClosed(_ connections: [RawConnection], count: Int? = nil, timeout: TimeInterval) -> Int {
+        let wanted = count ?? connections.count
         let deadline = Date().addingTimeInterval(timeout)
         var buffer = [UInt8](repeating: 0, count: 4096)
-        while !open.isEmpty, Date() < deadline {
-            var polled = open.map { pollfd(fd: connections[$0].fd, events: Int16(POLLIN), revents: 0) }
-            let indices = Array(open)
-            guard poll(&polled, nfds_t(polled.count), 50) > 0 else { continue }
-            for (slot, entry) in polled.enumerated() where entry.revents != 0 {
+        func closed() -> Int { connections.reduce(0) { $0 + ($1.closedAt == nil ? 0 : 1) } }
+        while closed() < wanted, Date() < deadline {
+            let open = connections.filter { $0.closedAt == nil }
+            var polled = open.map { pollfd(fd: $0.fd, events: Int16(POLLIN), revents: 0) }
+            guard poll(&polled, nfds_t(polled.count), 20) > 0 else { continue }
+            let now = Date()
+            for (connection, entry) in zip(open, polled) where entry.revents != 0 {
                 let received = recv(entry.fd, &buffer, buffer.count, Int32(MSG_DONTWAIT))
-                if received == 0 || (received < 0 && errno != EAGAIN && errno != EWOULDBLOCK) { open.remove(indices[slot]) }
+                if received == 0 || (received < 0 && errno != EAGAIN && errno != EWOULDBLOCK) { connection.closedAt = now }
             }
         }
-        return connections.count - open.count
+        return closed()
+    }
+
+    /// How many of these connections are still open, checked once without waiting.
+    static func stillOpen(_ connections: [RawConnection]) -> Int {
+        var buffer = [UInt8](repeating: 0, count: 4096)
+        let open = connections.filter { $0.closedAt == nil }
+        var polled = open.map { pollfd(fd: $0.fd, events: Int16(POLLIN), revents: 0) }
+        _ = poll(&polled, nfds_t(polled.count), 0)
+        let now = Date()
+        for (connection, entry) in zip(open, polled) where entry.revents != 0 {
+            let received = recv(entry.fd, &buffer, buffer.count, Int32(MSG_DONTWAIT))
+            if received == 0 || (received < 0 && errno != EAGAIN && errno != EWOULDBLOCK) { connection.closedAt = now }
+        }
+        return connections.reduce(0) { $0 + ($1.closedAt == nil ? 1 : 0) }
     }
 
     /// True if the peer has closed this connection, checked without waiting.

@@ -7,18 +7,44 @@ import XCTest
 final class TLSPolicyMatrixTests: XCTestCase {
     enum Outcome: String { case accepted, refused }
 
-    /// Connects, sends nothing, and reads until the server closes or a second passes;
-    /// a server that refuses after the TLS 1.3 handshake shows up as an alert on read.
-    func handshake(_ address: String, version: String, cert: String?, key: String?, trust: String) throws -> Outcome {
+    /// The HTTP/2 client preface and an empty SETTINGS frame: what a gRPC client sends first.
+    static let http2Preface = Array("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".utf8) + [0, 0, 0, 0x04, 0, 0, 0, 0, 0]
+    /// The server's acknowledgement of that SETTINGS frame.
+    static let settingsAck = String(decoding: [0, 0, 0, 0x04, 0x01, 0, 0, 0, 0] as [UInt8], as: UTF8.self)
+
+    /// Connects with `openssl s_client`, sends the HTTP/2 preface and waits for the server's verdict.
+    /// TLS 1.3 clients finish their side of the handshake before the server checks their certificate,
+    /// so the verdict comes after it: a refusal as an alert (s_client then exits), an acceptance as
+    /// the server's answer to the preface (its SETTINGS acknowledgement), which it can only send once
+    /// it has verified the client's certificate and Finished. Accepted means that answer came.
+    static func handshake(_ address: String, version: String, cert: String?, key: String?, trust: String,
+                          patience: TimeInterval = 10) throws -> Outcome {
         var arguments = ["s_client", "-connect", address, version, "-alpn", "h2", "-CAfile", trust, "-verify_return_error"]
         if let cert, let key { arguments += ["-cert", cert, "-key", key] }
-        // TLS 1.3 clients finish their side of the handshake before the server checks their
-        // certificate, so keep the connection open a moment to read the server's verdict.
-        let command = "sleep 1 | /usr/bin/openssl " + arguments.map { "'\($0)'" }.joined(separator: " ")
-        let result = try execute("/bin/sh", ["-c", command])
-        let output = result.stdout + result.stderr
-        let refused = result.status != 0 || output.contains("alert") || !output.contains("Verify return code: 0 (ok)")
-        return refused ? .refused : .accepted
+        let client = Process()
+        client.executableURL = URL(fileURLWithPath: "/usr/bin/openssl")
+        client.arguments = arguments
+        // Output to a file rather than a pipe: nine clients start at once, and a pipe's end can
+        // leak into a sibling started meanwhile and hold off its end of file.
+        let transcript = FileManager.default.temporaryDirectory.appendingPathComponent("s_client-\(UUID().uuidString)")
+        FileManager.default.createFile(atPath: transcript.path, contents: nil)
+        defer { try? FileManager.default.removeItem(at: transcript) }
+        let output = try FileHandle(forWritingTo: transcript)
+        let input = Pipe()
+        client.standardInput = input
+        client.standardOutput = output
+        client.standardError = output
+        func text() -> String { (try? String(contentsOf: transcript, encoding: .isoLatin1)) ?? "" }
+        input.fileHandleForWriting.write(Data(http2Preface))  // sent once the handshake is done
+        try client.run()
+        try output.close()
+        _ = eventually(timeout: patience) { !client.isRunning || text().contains(settingsAck) }
+        try input.fileHandleForWriting.close()  // end of input: s_client closes the connection and exits
+        if !eventually(timeout: 5, { !client.isRunning }) { client.terminate() }
+        client.waitUntilExit()
+        let text = text()
+        let accepted = text.contains(settingsAck) && text.contains("Verify return code: 0 (ok)") && !text.contains("alert")
+        return accepted ? .accepted : .refused
     }
 
     func testTheListenersAcceptOnlyWhatTheirPolicyAllows() throws {
@@ -44,33 +70,52 @@ final class TLSPolicyMatrixTests: XCTestCase {
             ("agent", agent.address, "-tls1_3", foreign, bundle, .refused),        // from another CA
             ("agent", agent.address, "-tls1_2", admin, bundle, .refused),
         ]
-        for (listener, address, version, identity, trust, expected) in matrix {
-            let outcome = try handshake(address, version: version, cert: identity?.0, key: identity?.1, trust: trust)
-            XCTAssertEqual(outcome, expected, "\(listener) \(version) cert=\(identity?.0 ?? "none") trust=\(trust)")
+        // All cells at once: each waits for its own verdict.
+        let outcomes = Outcomes(count: matrix.count)
+        let done = DispatchGroup()
+        for (index, (_, address, version, identity, trust, _)) in matrix.enumerated() {
+            done.enter()
+            // A thread each: every cell mostly waits, and a pool as wide as the cores would queue them.
+            Thread {
+                outcomes.set(index, Result { try Self.handshake(address, version: version, cert: identity?.0, key: identity?.1, trust: trust) })
+                done.leave()
+            }.start()
+        }
+        done.wait()
+        for (index, (listener, _, version, identity, trust, expected)) in matrix.enumerated() {
+            XCTAssertEqual(try outcomes.get(index), expected, "\(listener) \(version) cert=\(identity?.0 ?? "none") trust=\(trust)")
         }
     }
 
     func testAFloodOfHalfOpenConnectionsDoesNotStopService() async throws {
         let ca = try CAFixture()
-        // 200 TCP connections that never start TLS.
-        var sockets: [Int32] = []
-        defer { sockets.forEach { close($0) } }
-        for _ in 0..<200 {
-            let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-            var address = sockaddr_in()
-            address.sin_family = sa_family_t(AF_INET)
-            address.sin_port = in_port_t(UInt16(ca.server.port).bigEndian)
-            address.sin_addr.s_addr = inet_addr("127.0.0.1")
-            let connected = withUnsafePointer(to: &address) {
-                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-            }
-            XCTAssertEqual(connected, 0)
-            sockets.append(fd)
+        let pid = ca.server.process.processIdentifier
+        let descriptorsBefore = openDescriptors(pid)
+        // 200 TCP connections that never start TLS, in batches the accept queue can hold (a full
+        // queue drops the SYN and the client only retries a second later).
+        var flood: [RawConnection] = []
+        for _ in 0..<4 {
+            for _ in 0..<50 { flood.append(try RawConnection(port: ca.server.port)) }
+            XCTAssertTrue(eventually { openDescriptors(pid) >= descriptorsBefore + flood.count },
+                          "the server holds \(flood.count): \(openDescriptors(pid)) descriptors, \(descriptorsBefore) before")
         }
         let started = Date()
         let issued = try await ca.enroll(token: try ca.createToken(spiffeID: "spiffe://example.org/svc/web"),
                                          key: try PrivateKey(generating: .p256))
         XCTAssertFalse(issued.serial.isEmpty)
         XCTAssertLessThan(Date().timeIntervalSince(started), 10, "served others while 200 connections hang")
+        XCTAssertEqual(RawConnection.stillOpen(flood), 200, "all 200 still hang")
     }
+}
+
+/// Results filled in by concurrent workers.
+private final class Outcomes: @unchecked Sendable {
+    private let lock = NSLock()
+    private var results: [Result<TLSPolicyMatrixTests.Outcome, any Error>?]
+
+    init(count: Int) { results = Array(repeating: nil, count: count) }
+
+    func set(_ index: Int, _ result: Result<TLSPolicyMatrixTests.Outcome, any Error>) { lock.withLock { results[index] = result } }
+
+    func get(_ index: Int) throws -> TLSPolicyMatrixTests.Outcome? { try lock.withLock { results[index] }?.get() }
 }
