@@ -32,8 +32,14 @@ final class GroupCommitWriter: Sendable {
     init(pool: DatabasePool, maximumBatch: Int = 256) {
         let (wakeUps, wakeUp) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
         self.wakeUp = wakeUp
-        drainer = Task { [queue] in
+        // The pool is held weakly: the store that owns it closes it (checkpointing the WAL) when
+        // it is released, without waiting for this task to notice the end of its stream.
+        drainer = Task { [queue, weak pool] in
             for await _ in wakeUps {
+                guard let pool else {
+                    queue.failAll(DatabaseError(resultCode: .SQLITE_MISUSE, message: "database closed"))
+                    return
+                }
                 await Self.drain(queue, pool: pool, maximumBatch: maximumBatch)
             }
         }
@@ -94,6 +100,18 @@ final class GroupCommitWriter: Sendable {
                 state.draining = true
                 return true
             }
+        }
+
+        /// Fails every pending job (the database is gone).
+        func failAll(_ error: any Error) {
+            let jobs = lock.withLock {
+                defer {
+                    state.pending = []
+                    state.draining = false
+                }
+                return state.pending
+            }
+            for job in jobs { job.fail(error) }
         }
 
         /// The next batch, or nil (and the drain ends) when nothing is pending.
