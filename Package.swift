@@ -35,11 +35,11 @@ let package = Package(
         // Certificate authority cryptography (keys, CSRs, certificates, CRLs) on OpenSSL.
         .target(
             name: "VouchCrypto",
-            dependencies: ["CVouchOpenSSL"]
+            dependencies: ["CVouchOpenSSL", "VouchIdentityRules"]
         ),
         // Files written so readers see the old or the new content, never a mix.
         .target(name: "VouchFiles"),
-        // Syntax of trust domains, SPIFFE IDs and DNS names, shared by the CA and its clients.
+        // Syntax of trust domains, SPIFFE IDs, DNS names and IP addresses, shared by the CA and its clients.
         .target(name: "VouchIdentityRules"),
         // Policy, tokens, issue/renew/revoke/CRL. Imports neither gRPC nor SQLite.
         .target(
@@ -79,6 +79,7 @@ let package = Package(
         .target(
             name: "VouchAPI",
             dependencies: [
+                "VouchIdentityRules",
                 "VouchAuthority",
                 "VouchConnectionLimits",
                 "VouchCrypto",

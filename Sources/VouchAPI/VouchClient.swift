@@ -1,6 +1,7 @@
 import Foundation
 import GRPCCore
 import GRPCNIOTransportHTTP2
+import VouchIdentityRules
 import VouchTLS
 
 /// Opens a gRPC connection to a Vouch CA over TLS 1.3, presenting a client

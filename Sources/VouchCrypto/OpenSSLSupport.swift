@@ -1,5 +1,6 @@
 internal import CVouchOpenSSL
 import Foundation
+import VouchIdentityRules
 
 /// Drains OpenSSL's thread-local error queue into one line; call it in the same
 /// synchronous function that saw the failure.

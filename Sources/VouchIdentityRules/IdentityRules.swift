@@ -1,4 +1,5 @@
-/// Syntax rules for trust domains, SPIFFE IDs and DNS names (SPIFFE ID spec, RFC 1123).
+/// Syntax rules for trust domains, SPIFFE IDs and DNS names (SPIFFE ID spec, RFC 1123); IP
+/// addresses have theirs in `IPAddress`.
 public enum IdentityRules {
     /// A trust domain: lowercase letters, digits, `.`, `-`, `_`; 1 to 255 characters.
     public static func isValidTrustDomain(_ domain: String) -> Bool {

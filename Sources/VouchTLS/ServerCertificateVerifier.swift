@@ -1,6 +1,7 @@
 import NIOCore
 import NIOSSL
 import Synchronization
+import VouchIdentityRules
 import X509
 
 /// A client's check of the server it dialled, run as the TLS custom verification

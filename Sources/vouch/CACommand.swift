@@ -3,6 +3,7 @@ import Foundation
 import VouchAuthority
 import VouchCrypto
 import VouchFiles
+import VouchIdentityRules
 import VouchSQLiteStore
 
 struct CACommand: AsyncParsableCommand {
