@@ -55,6 +55,9 @@ final class RequestFuzzTests: XCTestCase {
                 let asWorkload = Vouch_V1_CertificateAuthority.Client(wrapping: workloadConnection)
                 let options = VouchClient.options(timeout: .seconds(10))
                 var text = HostileText(random: random)
+                // WatchRevocations calls are held open until their 50 ms deadline: they run beside the
+                // other calls, and their answers are checked like the others' once the loop is done.
+                var watches: [Task<(iteration: Int, refusal: RPCError?), any Error>] = []
                 for iteration in 0..<Self.iterations {
                     let rpc = iteration % 11
                     let name: String
@@ -118,13 +121,17 @@ final class RequestFuzzTests: XCTestCase {
                             name = "WatchRevocations"
                             var request = Vouch_V1_WatchRevocationsRequest()
                             request.afterSequence = text.int64()
-                            var watchOptions = options
-                            watchOptions.timeout = .milliseconds(50)
-                            do {
-                                try await asWorkload.watchRevocations(request, options: watchOptions) { response in
-                                    for try await _ in response.messages {}
+                            watches.append(Task { [request] in
+                                do {
+                                    try await asWorkload.watchRevocations(request, options: VouchClient.options(timeout: .milliseconds(50))) {
+                                        for try await _ in $0.messages {}
+                                    }
+                                } catch let error as RPCError {
+                                    return (iteration, error.code == .deadlineExceeded ? nil : error)
                                 }
-                            } catch let error as RPCError where error.code == .deadlineExceeded {}
+                                return (iteration, nil)
+                            })
+                            continue
                         default:
                             name = "GetCRL"
                             _ = try await asAdmin.getCRL(Vouch_V1_CRLRequest(), options: options)
@@ -136,6 +143,17 @@ final class RequestFuzzTests: XCTestCase {
                         XCTAssertLessThanOrEqual(error.message.utf8.count, 1200, "\(what): the error echoes unbounded input")
                         outcomes["\(rpc) \(error.code)", default: 0] += 1
                     }
+                }
+                for watch in watches {
+                    let (iteration, refusal) = try await watch.value
+                    guard let error = refusal else {
+                        outcomes["WatchRevocations ok", default: 0] += 1
+                        continue
+                    }
+                    let what = "iteration \(iteration) rpc 9"
+                    XCTAssertFalse(Self.failures.contains(error.code), "\(what): \(error.code) \(error.message.prefix(300))")
+                    XCTAssertLessThanOrEqual(error.message.utf8.count, 1200, "\(what): the error echoes unbounded input")
+                    outcomes["9 \(error.code)", default: 0] += 1
                 }
                 random = text.random
             }

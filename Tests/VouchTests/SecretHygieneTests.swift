@@ -9,10 +9,12 @@ final class SecretHygieneTests: XCTestCase {
         ca.server.stop()
         let server = try ServerProcess(directory: ca.caDir, extraArguments: ["--log-level", "trace"])
         let fixture = try CAFixture(reusing: ca, server: server)
-        let (agent, out) = try fixture.startAgent(ttl: "9s", extra: ["--log-level", "trace", "--log-format", "json"])
+        // The shortest lifetime the CA issues, renewed at a fifth of it: the run rotates within a second.
+        let (agent, out) = try fixture.startAgent(ttl: "5s", extra: ["--renew-fraction", "0.2", "--log-level", "trace",
+                                                                     "--log-format", "json"])
         let token = try String(contentsOfFile: ca.root + "/token", encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
         let deadline = Date().addingTimeInterval(20)
-        while !agent.log.contains("rotated"), Date() < deadline { try await Task.sleep(for: .milliseconds(200)) }
+        while !agent.log.contains("rotated"), Date() < deadline { try await Task.sleep(for: .milliseconds(20)) }
         XCTAssertTrue(agent.log.contains("rotated"), agent.log)
         XCTAssertEqual(agent.stop(), 0)
         server.stop()
