@@ -1,9 +1,8 @@
 import ServiceLifecycle
 
 // ServiceLifecycle's `gracefulShutdown()` and `cancelWhenGracefulShutdown` can miss a shutdown
-// triggered just before they start waiting (their waiter is resumed before it is stored), which
-// left the agent hanging after a Ctrl-C right after enrollment. These wait on a stream instead:
-// finishing a stream before anyone iterates it still ends the iteration.
+// triggered just before they start waiting (their waiter is resumed before it is stored). These
+// wait on a stream instead: finishing a stream before anyone iterates it still ends the iteration.
 
 /// Returns once graceful shutdown is triggered (also before the call) or the task is cancelled.
 public func untilShutdown() async {
