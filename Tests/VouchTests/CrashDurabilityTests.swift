@@ -23,15 +23,18 @@ final class CrashDurabilityTests: XCTestCase {
         let tokenID = String(token.split(separator: ".")[1])
         let received = Received()
         let calls = 1000, workers = 32
-        let killAfter = 400
-        // Half the workers renew with an identity of their own (enrolled first), half enroll.
-        var identities: [Int: VouchClient.Credentials] = [:]
-        for worker in stride(from: 1, to: workers, by: 2) {
-            let key = try PrivateKey(generating: .p256)
-            let issued = try await ca.enroll(token: token, key: key)
-            identities[worker] = try ca.writeIdentity(issued, key: key, name: "worker\(worker)")
+        let killAfter = 200
+        // Half the workers renew with an identity of their own (enrolled first, all at once), half enroll.
+        let renewers = try await withThrowingTaskGroup(of: (Int, VouchClient.Credentials).self) { group in
+            for worker in stride(from: 1, to: workers, by: 2) {
+                group.addTask {
+                    let key = try PrivateKey(generating: .p256)
+                    let issued = try await ca.enroll(token: token, key: key)
+                    return (worker, try ca.writeIdentity(issued, key: key, name: "worker\(worker)"))
+                }
+            }
+            return try await group.reduce(into: [Int: VouchClient.Credentials]()) { $0[$1.0] = $1.1 }
         }
-        let renewers = identities
         let preEnrolled = renewers.count
 
         try await withThrowingTaskGroup(of: Void.self) { group in
