@@ -11,10 +11,15 @@ final class CrashDurabilityTests: XCTestCase {
         private let lock = NSLock()
         private var serials: [String] = []
         private var failures = 0
+        private var killed = false
         func add(_ serial: String) { lock.withLock { serials.append(serial) } }
         func fail() { lock.withLock { failures += 1 } }
         var all: [String] { lock.withLock { serials } }
         var failed: Int { lock.withLock { failures } }
+        /// After the kill, calls not yet started count as failed without being made: a dead
+        /// server has nothing more to show.
+        func serverKilled() { lock.withLock { killed = true } }
+        var failsWithoutCalling: Bool { lock.withLock { if killed { failures += 1 }; return killed } }
     }
 
     func testEveryCertificateAClientReceivedSurvivesSIGKILL() async throws {
@@ -43,7 +48,7 @@ final class CrashDurabilityTests: XCTestCase {
                     if var identity = renewers[worker] {
                         // Like an agent: each renewal on a new connection with the newest certificate,
                         // since only the newest certificate of a lineage may renew.
-                        for _ in stride(from: worker, to: calls, by: workers) {
+                        for _ in stride(from: worker, to: calls, by: workers) where !received.failsWithoutCalling {
                             do {
                                 let key = try PrivateKey(generating: .p256)
                                 let response = try await ca.renew(with: identity, newKey: key)
@@ -58,7 +63,7 @@ final class CrashDurabilityTests: XCTestCase {
                     // Each enrolling worker holds one connection and issues its share back to back.
                     try? await VouchClient.with(server: ca.address, credentials: ca.anonymous) { client in
                         let authority = Vouch_V1_CertificateAuthority.Client(wrapping: client)
-                        for _ in stride(from: worker, to: calls, by: workers) {
+                        for _ in stride(from: worker, to: calls, by: workers) where !received.failsWithoutCalling {
                             do {
                                 var request = Vouch_V1_EnrollRequest()
                                 request.token = token
@@ -75,6 +80,7 @@ final class CrashDurabilityTests: XCTestCase {
             group.addTask {
                 while received.all.count < killAfter { try await Task.sleep(for: .milliseconds(5)) }
                 ca.server.kill()
+                received.serverKilled()
             }
             try await group.waitForAll()
         }
