@@ -11,10 +11,11 @@ final class ListenerLimitsTests: XCTestCase {
     /// CA directories of the servers started here; each owns its directory and first server.
     private var bases: [CAFixture] = []
 
-    func startServer(_ flags: [String]) throws -> (CAFixture, httpPort: Int) {
+    func startServer(_ flags: [String], openFileLimit: Int? = nil) throws -> (CAFixture, httpPort: Int) {
         let base = try CAFixture()
         bases.append(base)
-        let server = try ServerProcess(directory: base.caDir, extraArguments: ["--http", "127.0.0.1:0"] + flags)
+        let server = try ServerProcess(directory: base.caDir, extraArguments: ["--http", "127.0.0.1:0"] + flags,
+                                       openFileLimit: openFileLimit)
         let ca = try CAFixture(reusing: base, server: server)
         XCTAssertTrue(eventually { server.log.contains("vouch server http on ") }, server.log)
         let line = server.log.split(separator: "\n").first { $0.hasPrefix("vouch server http on ") } ?? ""
@@ -118,14 +119,7 @@ final class ListenerLimitsTests: XCTestCase {
     /// default cap (a quarter of them) refuses the excess, so gRPC keeps its descriptors and
     /// answers, and /healthz answers again once the handshake timeout frees the held ones.
     func testAFloodOfIdleHTTPConnectionsCannotTakeTheDescriptorsGRPCNeeds() async throws {
-        var original = rlimit()
-        getrlimit(__rlimit_resource_t(RLIMIT_NOFILE.rawValue), &original)
-        var lowered = original
-        lowered.rlim_cur = 1024
-        setrlimit(__rlimit_resource_t(RLIMIT_NOFILE.rawValue), &lowered)   // inherited by the server only
-        let started = Result { try startServer(["--handshake-timeout", "1s"]) }
-        setrlimit(__rlimit_resource_t(RLIMIT_NOFILE.rawValue), &original)
-        let (ca, httpPort) = try started.get()
+        let (ca, httpPort) = try startServer(["--handshake-timeout", "1s"], openFileLimit: 1024)
 
         var flood: [RawConnection] = []
         for _ in 0..<22 {

@@ -42,7 +42,11 @@ func execute(_ executable: String, _ arguments: [String], stdin: Data? = nil) th
     DispatchQueue.global().async { outData = out.fileHandleForReading.readDataToEndOfFile(); group.leave() }
     errData = err.fileHandleForReading.readDataToEndOfFile()
     group.wait()
-    exit.wait()
+    // Bounded: a child that never exits fails the test instead of hanging the suite.
+    guard exit.wait(timeout: 120) else {
+        kill(process.processIdentifier, SIGKILL)
+        throw CLIFailure("\(executable) \(arguments.joined(separator: " ")) did not exit within 120 s")
+    }
     return CommandResult(status: process.terminationStatus, stdout: String(decoding: outData, as: UTF8.self),
                          stderr: String(decoding: errData, as: UTF8.self))
 }
@@ -63,12 +67,15 @@ final class ServerProcess: @unchecked Sendable {
     private let output = OutputCollector()
     private let exit: ProcessExit
 
-    init(directory: String, port: Int = 0, extraArguments: [String] = []) throws {
+    /// - Parameter openFileLimit: the server's RLIMIT_NOFILE, set with prlimit(1) for it alone (lowering
+    ///   the test process's own limit would starve Foundation's process launching of descriptors).
+    init(directory: String, port: Int = 0, extraArguments: [String] = [], openFileLimit: Int? = nil) throws {
         self.directory = directory
         exit = ProcessExit(process)
         self.port = try launch(process, output: output,
                                arguments: ["server", "--dir", directory, "--listen", "127.0.0.1:\(port)"] + extraArguments,
-                               announcement: "vouch server listening on ")
+                               announcement: "vouch server listening on ",
+                               launcher: openFileLimit.map { ["/usr/bin/prlimit", "--nofile=\($0):\($0)", "--"] } ?? [])
     }
 
     /// SIGKILL: no graceful shutdown at all.
@@ -140,9 +147,12 @@ func terminate(_ process: Process, exit: ProcessExit? = nil) -> Int32 {
 }
 
 /// Starts `vouch` with `arguments` and waits for the line announcing its port.
-private func launch(_ process: Process, output: OutputCollector, arguments: [String], announcement: String) throws -> Int {
-    process.executableURL = URL(fileURLWithPath: VouchBinary.path)
-    process.arguments = arguments
+private func launch(_ process: Process, output: OutputCollector, arguments: [String], announcement: String,
+                    launcher: [String] = []) throws -> Int {
+    // A launcher (e.g. prlimit) runs first and execs `vouch`: the pid stays the one of the server.
+    let command = launcher + [VouchBinary.path] + arguments
+    process.executableURL = URL(fileURLWithPath: command[0])
+    process.arguments = Array(command.dropFirst())
     let pipe = Pipe(), errors = Pipe()
     process.standardOutput = pipe
     process.standardError = errors
