@@ -84,20 +84,16 @@ public final class CertificateAuthority: Sendable {
         var stored: TokenRecord?
         if let token { stored = try await store.token(id: token.id) }
         let key = FailedAttemptLimiter.key(peer: peer, tokenID: stored?.id)
-        try tokenGuesses.check(key: key, now: now)
-        do {
-            guard let token else {
-                throw AuthorityError(.unauthenticated, tokenText.isEmpty ? "enrollment token missing" : "enrollment token is malformed")
-            }
-            guard let stored, constantTimeEquals(stored.secretHash, token.secretHash) else {
-                throw AuthorityError(.unauthenticated, "enrollment token is not valid")
-            }
-            try Self.checkUsable(stored, now: now)
-            return stored
-        } catch {
-            tokenGuesses.recordFailure(key: key, now: now)
-            throw error
+        let attempt = try tokenGuesses.begin(key: key, now: now)
+        guard let token else {
+            throw AuthorityError(.unauthenticated, tokenText.isEmpty ? "enrollment token missing" : "enrollment token is malformed")
         }
+        guard let stored, constantTimeEquals(stored.secretHash, token.secretHash) else {
+            throw AuthorityError(.unauthenticated, "enrollment token is not valid")
+        }
+        try Self.checkUsable(stored, now: now)
+        tokenGuesses.succeeded(attempt)
+        return stored
     }
 
     static func checkUsable(_ token: TokenRecord, now: Date) throws {

@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 import Testing
 import VouchAPI
 @testable import VouchAgent
@@ -161,12 +162,27 @@ struct ValueRulesTests {
         let limiter = FailedAttemptLimiter(limit: 3, window: 60)
         let start = Date(timeIntervalSince1970: 1_000_000)
         let key = FailedAttemptLimiter.key(peer: "ipv4:10.0.0.1:5555", tokenID: "0123456789abcdef")
-        for second in 0..<3 { limiter.recordFailure(key: key, now: start.addingTimeInterval(Double(second))) }
-        #expect(throws: AuthorityError.self) { try limiter.check(key: key, now: start.addingTimeInterval(10)) }
-        try limiter.check(key: FailedAttemptLimiter.key(peer: "ipv4:10.0.0.1:6666", tokenID: "fedcba9876543210"),
-                          now: start.addingTimeInterval(10))
-        try limiter.check(key: key, now: start.addingTimeInterval(61))
+        for second in 0..<3 { _ = try limiter.begin(key: key, now: start.addingTimeInterval(Double(second))) }
+        #expect(throws: AuthorityError.self) { try limiter.begin(key: key, now: start.addingTimeInterval(10)) }
+        _ = try limiter.begin(key: FailedAttemptLimiter.key(peer: "ipv4:10.0.0.1:6666", tokenID: "fedcba9876543210"),
+                              now: start.addingTimeInterval(10))
+        _ = try limiter.begin(key: key, now: start.addingTimeInterval(61))
+        #expect(FailedAttemptLimiter.key(peer: "ipv4:10.0.0.1:1", tokenID: nil) != FailedAttemptLimiter.key(peer: "ipv4:10.0.0.2:1", tokenID: nil))
         #expect(FailedAttemptLimiter.key(peer: "ipv4:10.0.0.1:1", tokenID: nil) == FailedAttemptLimiter.key(peer: "ipv4:10.0.0.1:2", tokenID: nil),
                 "the port does not make a new key")
+    }
+
+    @Test func attemptsCountUntilJudgedSoParallelGuessesCannotPassTheLimitTogether() throws {
+        let limiter = FailedAttemptLimiter(limit: 10, window: 60)
+        let now = Date(timeIntervalSince1970: 1_000_000)
+        // 40 guesses from as many threads at once: exactly the limit get through to be judged.
+        let admitted = Mutex(0)
+        DispatchQueue.concurrentPerform(iterations: 40) { _ in
+            if (try? limiter.begin(key: "10.0.0.1|t", now: now)) != nil { admitted.withLock { $0 += 1 } }
+        }
+        #expect(admitted.withLock { $0 } == 10)
+        // Successes are taken back: a key whose attempts all succeed is never locked.
+        let other = "10.0.0.2|t"
+        for _ in 0..<50 { limiter.succeeded(try limiter.begin(key: other, now: now)) }
     }
 }
