@@ -20,9 +20,9 @@ public protocol AuthorityStore: Sendable {
     /// and stores nothing, so of two concurrent renewals from one certificate only one lands. A
     /// replaced successor must, in the same transaction, be unrevoked, not renewed itself, and
     /// `previousSerial`'s only renewal so far (else the same refusal); it is then revoked (reason
-    /// superseded) and returned.
+    /// superseded) and returned, provided `budget` (if any) allows one more revocation.
     func recordRenewal(certificate: CertificateRecord, previousSerial: String, replacing: String?,
-                       at time: Date, audit: [AuditEntry]) async throws -> RevocationRecord?
+                       at time: Date, budget: RevocationBudget?, audit: [AuditEntry]) async throws -> RevocationRecord?
 
     /// Inserts a certificate issued outside a request (the CA's own server and admin certificates).
     func insertCertificate(_ certificate: CertificateRecord, audit: AuditEntry) async throws
@@ -35,8 +35,10 @@ public protocol AuthorityStore: Sendable {
     /// In one transaction: revokes a certificate and, with `withRenewals`, every certificate
     /// renewed from it, transitively; `audit` makes the entry for each certificate newly revoked
     /// (serial, SPIFFE ID). Returns the revocations of all of them (an earlier revocation is kept
-    /// unchanged), the target's included; empty if there is no such certificate.
-    func revoke(serial: String, reason: Int, at time: Date, withRenewals: Bool,
+    /// unchanged), the target's included; empty if there is no such certificate. With a `budget`,
+    /// the certificates newly revoked must fit in it (counted in the same transaction), else it
+    /// throws its refusal and revokes nothing.
+    func revoke(serial: String, reason: Int, at time: Date, withRenewals: Bool, budget: RevocationBudget?,
                 audit: @escaping @Sendable (_ serial: String, _ spiffeID: String) -> AuditEntry) async throws -> [RevocationRecord]
 
     /// The serials renewed from `serial`, transitively, in issuance order.

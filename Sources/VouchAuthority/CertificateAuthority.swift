@@ -115,8 +115,6 @@ public final class CertificateAuthority: Sendable {
         // A certificate issued before the reserved-identity rule does not carry that identity on.
         try policy.checkNotReserved(current.spiffeID)
         let replacing = try await successorToReplace(of: current, now: now)
-        // A retry revokes the first child: it counts against the identity's revocations like any other.
-        if replacing != nil { try await checkSelfRevocationBudget(of: current.spiffeID, now: now) }
         let csr = try parseCSR(csrDER)
         guard let currentKey = CertificateDER.subjectPublicKeyInfo(current.der) else {
             throw AuthorityError(.internal, "stored certificate \(current.serial) is not valid DER")
@@ -140,8 +138,9 @@ public final class CertificateAuthority: Sendable {
             audit.append(AuditEntry(time: now, actor: current.spiffeID, action: .revokeSuperseded, subject: replacing, peer: caller.peer,
                                     detail: "\(current.spiffeID) superseded: \(current.serial) renewed again as \(record.serial)"))
         }
+        // A retry revokes the first child: it counts against the identity's revocations like any other.
         let replaced = try await store.recordRenewal(certificate: record, previousSerial: current.serial, replacing: replacing,
-                                                     at: now, audit: audit)
+                                                     at: now, budget: selfRevocationBudget(of: current.spiffeID, now: now), audit: audit)
         if let replaced { revocations.add([replaced]) }
         return IssuedCertificate(record: record, chain: chainDER, roots: rootsDER)
     }
@@ -201,11 +200,8 @@ public final class CertificateAuthority: Sendable {
         }
         // A compromised key compromises every certificate renewed with it as credential.
         let withRenewals = revocationReason == .keyCompromise
-        if !admin {
-            let lineage = withRenewals ? try await store.renewals(of: serial).count : 0
-            try await checkSelfRevocationBudget(of: callerID, now: now, revoking: (target.revokedAt == nil ? 1 : 0) + lineage)
-        }
-        let records = try await store.revoke(serial: serial, reason: reason, at: now, withRenewals: withRenewals) { revoked, spiffeID in
+        let records = try await store.revoke(serial: serial, reason: reason, at: now, withRenewals: withRenewals,
+                                             budget: admin ? nil : selfRevocationBudget(of: callerID, now: now)) { revoked, spiffeID in
             revoked == serial
                 ? AuditEntry(time: now, actor: callerID, action: .revoke, subject: revoked, peer: caller.peer,
                              detail: "\(spiffeID) \(revocationReason)")
@@ -219,25 +215,10 @@ public final class CertificateAuthority: Sendable {
         return revocation
     }
 
-    /// Audit actions of revocations an identity causes itself: a revoke call, the renewals a
-    /// keyCompromise takes with it, and the child a renewal retry replaces.
-    static let selfRevocationActions: [AuditAction] = [.revoke, .revokeLineage, .revokeSuperseded]
-
-    /// Every revocation grows the CRL that every relying party downloads, so what one identity
-    /// revokes of its own (renew and revoke, renew and retry, in a loop) is bounded, counted in
-    /// certificates, not calls.
-    private func checkSelfRevocationBudget(of spiffeID: String, now: Date, revoking count: Int = 1) async throws {
-        guard count > 0 else { return }
-        let since = now.addingTimeInterval(-policy.selfRevocationWindow)
-        var made = 0
-        for action in Self.selfRevocationActions {
-            made += try await store.countAuditEvents(actor: spiffeID, action: action, since: since)
-        }
-        guard made + count <= policy.selfRevocationLimit else {
-            throw AuthorityError(.resourceExhausted, "\(spiffeID) has revoked \(made) of its certificates in the last "
-                + "\(Int(policy.selfRevocationWindow))s and this would revoke \(count) more, past the limit of "
-                + "\(policy.selfRevocationLimit); ask an admin")
-        }
+    /// What one identity revokes of its own (renew and revoke, renew and retry, in a loop) is
+    /// bounded, counted in certificates, not calls.
+    private func selfRevocationBudget(of spiffeID: String, now: Date) -> RevocationBudget {
+        RevocationBudget(actor: spiffeID, now: now, window: policy.selfRevocationWindow, limit: policy.selfRevocationLimit)
     }
 
     public func revocations(afterSequence: Int64) async throws -> [RevocationRecord] {

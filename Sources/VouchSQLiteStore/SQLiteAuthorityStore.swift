@@ -81,7 +81,7 @@ public final class SQLiteAuthorityStore: AuthorityStore {
     }
 
     public func recordRenewal(certificate: CertificateRecord, previousSerial: String, replacing: String?,
-                              at time: Date, audit: [AuditEntry]) async throws -> RevocationRecord? {
+                              at time: Date, budget: RevocationBudget?, audit: [AuditEntry]) async throws -> RevocationRecord? {
         try await writer.write { db in
             let refusal = AuthorityError(.failedPrecondition, "certificate \(previousSerial) was renewed or revoked meanwhile; "
                 + "only the newest certificate of a lineage can renew")
@@ -95,6 +95,7 @@ public final class SQLiteAuthorityStore: AuthorityStore {
                       AND (SELECT count(*) FROM certificate WHERE renewed_from = ?) = 1
                     """), arguments: [replacing, previousSerial]) ?? false
                 guard replaceable else { throw refusal }
+                if let budget { try budget.check(made: Self.revocationsMade(within: budget, in: db), adding: 1) }
             }
             try Self.insert(certificate, in: db)
             // Conditional on what the authority saw: a concurrent renewal or revocation of the
@@ -185,13 +186,21 @@ public final class SQLiteAuthorityStore: AuthorityStore {
 
     // MARK: Revocations
 
-    public func revoke(serial: String, reason: Int, at time: Date, withRenewals: Bool,
+    public func revoke(serial: String, reason: Int, at time: Date, withRenewals: Bool, budget: RevocationBudget?,
                        audit: @Sendable @escaping (_ serial: String, _ spiffeID: String) -> AuditEntry) async throws -> [RevocationRecord] {
         try await writer.write { db in
             guard let spiffeID = try String.fetchOne(db.cachedStatement(sql: "SELECT spiffe_id FROM certificate WHERE serial = ?"),
                                                      arguments: [serial]) else { return [] }
             // Inside the transaction, so a renewal committed a moment ago is part of the lineage.
             let lineage = withRenewals ? try Self.renewals(of: serial, in: db) : []
+            if let budget {
+                var adding = 0
+                for (target, _) in [(serial, spiffeID)] + lineage {
+                    adding += try Bool.fetchOne(db.cachedStatement(sql: "SELECT NOT EXISTS (SELECT 1 FROM revocation WHERE serial = ?)"),
+                                                arguments: [target]) == true ? 1 : 0
+                }
+                try budget.check(made: Self.revocationsMade(within: budget, in: db), adding: adding)
+            }
             var records: [RevocationRecord] = []
             for (target, targetID) in [(serial, spiffeID)] + lineage {
                 try db.executeCached(sql: "INSERT OR IGNORE INTO revocation (serial, reason, revoked_at) VALUES (?, ?, ?)",
@@ -202,6 +211,14 @@ public final class SQLiteAuthorityStore: AuthorityStore {
             }
             return records
         }
+    }
+
+    /// Revocations `budget`'s identity caused within its window, as its audit rows record them.
+    static func revocationsMade(within budget: RevocationBudget, in db: Database) throws -> Int {
+        let placeholders = Array(repeating: "?", count: budget.actions.count).joined(separator: ", ")
+        let arguments: [any DatabaseValueConvertible] = [budget.actor] + budget.actions.map(\.rawValue) + [budget.since.timeIntervalSince1970]
+        return try Int.fetchOne(db.cachedStatement(sql: "SELECT count(*) FROM audit_event WHERE actor = ? AND action IN (\(placeholders)) AND time >= ?"),
+                                arguments: StatementArguments(arguments)) ?? 0
     }
 
     public func renewals(of serial: String) async throws -> [String] {

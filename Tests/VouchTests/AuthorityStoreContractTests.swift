@@ -106,15 +106,15 @@ struct AuthorityStoreContractTests {
         let store = try kind.make()
         try await store.insertCertificate(Self.certificate("a1"), audit: Self.entry(.issue))
         #expect(try await store.recordRenewal(certificate: Self.certificate("b1", renewedFrom: "a1"), previousSerial: "a1", replacing: nil,
-                                              at: Self.now, audit: [Self.entry(.renew)]) == nil)
+                                              at: Self.now, budget: nil, audit: [Self.entry(.renew)]) == nil)
         #expect(try await store.certificate(serial: "a1")?.supersededBy == "b1")
         await #expect(throws: (any Error).self, "a second renewal from a1 that does not know of b1") {
             _ = try await store.recordRenewal(certificate: Self.certificate("c1", renewedFrom: "a1"), previousSerial: "a1", replacing: nil,
-                                              at: Self.now, audit: [Self.entry(.renew)])
+                                              at: Self.now, budget: nil, audit: [Self.entry(.renew)])
         }
         #expect(try await store.certificate(serial: "c1") == nil)
         let replaced = try await store.recordRenewal(certificate: Self.certificate("d1", renewedFrom: "a1"), previousSerial: "a1",
-                                                     replacing: "b1", at: Self.now, audit: [Self.entry(.renew)])
+                                                     replacing: "b1", at: Self.now, budget: nil, audit: [Self.entry(.renew)])
         #expect(replaced?.serial == "b1")
         #expect(replaced?.reason == 4)
         #expect(try await store.certificate(serial: "b1")?.revokedAt != nil)
@@ -122,14 +122,14 @@ struct AuthorityStoreContractTests {
         #expect(try await store.renewals(of: "a1") == ["b1", "d1"])
         await #expect(throws: (any Error).self, "a second retry: a1 already has two renewals") {
             _ = try await store.recordRenewal(certificate: Self.certificate("f1", renewedFrom: "a1"), previousSerial: "a1",
-                                              replacing: "d1", at: Self.now, audit: [])
+                                              replacing: "d1", at: Self.now, budget: nil, audit: [])
         }
         #expect(try await store.certificate(serial: "d1")?.revokedAt == nil, "the refused retry revoked nothing")
 
-        _ = try await store.revoke(serial: "d1", reason: 0, at: Self.now, withRenewals: false) { serial, _ in Self.entry(.revoke, subject: serial) }
+        _ = try await store.revoke(serial: "d1", reason: 0, at: Self.now, withRenewals: false, budget: nil) { serial, _ in Self.entry(.revoke, subject: serial) }
         await #expect(throws: (any Error).self, "a revoked certificate does not renew") {
             _ = try await store.recordRenewal(certificate: Self.certificate("e1", renewedFrom: "d1"), previousSerial: "d1", replacing: nil,
-                                              at: Self.now, audit: [Self.entry(.renew)])
+                                              at: Self.now, budget: nil, audit: [Self.entry(.renew)])
         }
         #expect(try await Self.verified(store))
     }
@@ -140,12 +140,12 @@ struct AuthorityStoreContractTests {
         let store = try kind.make()
         try await store.insertCertificate(Self.certificate("a2"), audit: Self.entry(.issue))
         _ = try await store.recordRenewal(certificate: Self.certificate("b2", renewedFrom: "a2"), previousSerial: "a2", replacing: nil,
-                                          at: Self.now, audit: [])
+                                          at: Self.now, budget: nil, audit: [])
         _ = try await store.recordRenewal(certificate: Self.certificate("c2", renewedFrom: "b2"), previousSerial: "b2", replacing: nil,
-                                          at: Self.now, audit: [])
+                                          at: Self.now, budget: nil, audit: [])
         await #expect(throws: (any Error).self) {
             _ = try await store.recordRenewal(certificate: Self.certificate("d2", renewedFrom: "a2"), previousSerial: "a2",
-                                              replacing: "b2", at: Self.now, audit: [])
+                                              replacing: "b2", at: Self.now, budget: nil, audit: [])
         }
         #expect(try await store.certificate(serial: "d2") == nil)
         #expect(try await store.certificate(serial: "b2")?.revokedAt == nil, "two live certificates would remain otherwise")
@@ -156,19 +156,19 @@ struct AuthorityStoreContractTests {
         let store = try kind.make()
         try await store.insertCertificate(Self.certificate("0a"), audit: Self.entry(.issue))
         _ = try await store.recordRenewal(certificate: Self.certificate("0b", renewedFrom: "0a"), previousSerial: "0a", replacing: nil,
-                                          at: Self.now, audit: [])
+                                          at: Self.now, budget: nil, audit: [])
         _ = try await store.recordRenewal(certificate: Self.certificate("0c", renewedFrom: "0b"), previousSerial: "0b", replacing: nil,
-                                          at: Self.now, audit: [])
+                                          at: Self.now, budget: nil, audit: [])
         try await store.insertCertificate(Self.certificate("ff", id: "spiffe://example.org/svc/other"), audit: Self.entry(.issue))
-        #expect(try await store.revoke(serial: "99", reason: 1, at: Self.now, withRenewals: true) { _, _ in Self.entry(.revoke) }.isEmpty)
+        #expect(try await store.revoke(serial: "99", reason: 1, at: Self.now, withRenewals: true, budget: nil) { _, _ in Self.entry(.revoke) }.isEmpty)
 
-        let single = try await store.revoke(serial: "0b", reason: 3, at: Self.now, withRenewals: false) { serial, _ in
+        let single = try await store.revoke(serial: "0b", reason: 3, at: Self.now, withRenewals: false, budget: nil) { serial, _ in
             Self.entry(.revoke, subject: serial)
         }
         #expect(single.map(\.serial) == ["0b"])
         #expect(try await store.certificate(serial: "0c")?.revokedAt == nil)
 
-        let lineage = try await store.revoke(serial: "0a", reason: 1, at: Self.now.addingTimeInterval(5), withRenewals: true) { serial, id in
+        let lineage = try await store.revoke(serial: "0a", reason: 1, at: Self.now.addingTimeInterval(5), withRenewals: true, budget: nil) { serial, id in
             Self.entry(.revoke, subject: "\(serial) \(id)")
         }
         #expect(lineage.map(\.serial) == ["0a", "0b", "0c"])
@@ -183,13 +183,64 @@ struct AuthorityStoreContractTests {
     }
 
     @Test(arguments: StoreKind.allCases)
+    func aRevocationBudgetIsSpentInTheTransactionThatRevokes(kind: StoreKind) async throws {
+        let store = try kind.make()
+        let web = "spiffe://example.org/svc/web"
+        let budget = RevocationBudget(actor: web, now: Self.now, window: 86400, limit: 3)
+        for serial in ["a1", "a2", "a3", "a4", "a5", "a6"] {
+            try await store.insertCertificate(Self.certificate(serial), audit: Self.entry(.issue))
+        }
+        // Six revocations in flight together: the budget lets exactly three through.
+        let outcomes = await withTaskGroup(of: AuthorityError.Kind?.self) { group in
+            for serial in ["a1", "a2", "a3", "a4", "a5", "a6"] {
+                group.addTask {
+                    await refusal {
+                        try await store.revoke(serial: serial, reason: 1, at: Self.now, withRenewals: false, budget: budget) { revoked, _ in
+                            Self.entry(.revoke, actor: web, subject: revoked)
+                        }
+                    }
+                }
+            }
+            return await group.reduce(into: [AuthorityError.Kind?]()) { $0.append($1) }
+        }
+        #expect(outcomes.filter { $0 == nil }.count == 3, "\(outcomes)")
+        #expect(outcomes.filter { $0 == .resourceExhausted }.count == 3, "\(outcomes)")
+        #expect(try await store.revocations(afterSequence: 0).count == 3, "a refused revocation stores nothing")
+
+        // A lineage that would pass the budget is refused whole; a retry's revocation counts too.
+        try await store.insertCertificate(Self.certificate("b1"), audit: Self.entry(.issue))
+        _ = try await store.recordRenewal(certificate: Self.certificate("b2", renewedFrom: "b1"), previousSerial: "b1", replacing: nil,
+                                          at: Self.now, budget: budget, audit: [])
+        let roomy = RevocationBudget(actor: web, now: Self.now, window: 86400, limit: 4)
+        #expect(await refusal {
+            try await store.revoke(serial: "b1", reason: 1, at: Self.now, withRenewals: true, budget: roomy) { revoked, _ in
+                Self.entry(.revokeLineage, actor: web, subject: revoked)
+            }
+        } == .resourceExhausted)
+        #expect(try await store.certificate(serial: "b1")?.revokedAt == nil)
+        #expect(await refusal {
+            try await store.recordRenewal(certificate: Self.certificate("b3", renewedFrom: "b1"), previousSerial: "b1", replacing: "b2",
+                                          at: Self.now, budget: budget, audit: [Self.entry(.revokeSuperseded, actor: web, subject: "b2")])
+        } == .resourceExhausted)
+        #expect(try await store.certificate(serial: "b3") == nil)
+        #expect(try await store.certificate(serial: "b2")?.revokedAt == nil)
+        // Another identity's budget is its own.
+        let other = RevocationBudget(actor: "spiffe://example.org/svc/other", now: Self.now, window: 86400, limit: 1)
+        #expect(await refusal {
+            try await store.revoke(serial: "b2", reason: 1, at: Self.now, withRenewals: false, budget: other) { revoked, _ in
+                Self.entry(.revoke, actor: "spiffe://example.org/svc/other", subject: revoked)
+            }
+        } == nil)
+    }
+
+    @Test(arguments: StoreKind.allCases)
     func listingsFilterPageAndCount(kind: StoreKind) async throws {
         let store = try kind.make()
         try await store.insertCertificate(Self.certificate("01", id: "spiffe://example.org/web/a", notAfter: 600), audit: Self.entry(.issue))
         try await store.insertCertificate(Self.certificate("02", id: "spiffe://example.org/web/b", notAfter: 86400), audit: Self.entry(.issue))
         try await store.insertCertificate(Self.certificate("03", id: "spiffe://example.org/db/a", notAfter: -10), audit: Self.entry(.issue))
         try await store.insertCertificate(Self.certificate("04", id: "spiffe://example.org/web/c", notAfter: 600), audit: Self.entry(.issue))
-        _ = try await store.revoke(serial: "04", reason: 1, at: Self.now, withRenewals: false) { _, _ in Self.entry(.revoke) }
+        _ = try await store.revoke(serial: "04", reason: 1, at: Self.now, withRenewals: false, budget: nil) { _, _ in Self.entry(.revoke) }
         func serials(_ query: CertificateQuery) async throws -> [String] { try await store.listCertificates(query).map(\.serial) }
         #expect(try await serials(CertificateQuery(now: Self.now, limit: 10)) == ["04", "03", "02", "01"], "newest first")
         #expect(try await serials(CertificateQuery(identityGlob: "spiffe://example.org/web/*", now: Self.now, limit: 10)) == ["04", "02", "01"])

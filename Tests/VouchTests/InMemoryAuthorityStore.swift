@@ -65,7 +65,7 @@ public final class InMemoryAuthorityStore: AuthorityStore {
     }
 
     public func recordRenewal(certificate: CertificateRecord, previousSerial: String, replacing: String?,
-                              at time: Date, audit: [AuditEntry]) async throws -> RevocationRecord? {
+                              at time: Date, budget: RevocationBudget?, audit: [AuditEntry]) async throws -> RevocationRecord? {
         try state.withLock { state in
             // A retry replaces the only child, and only while that child is live and has not renewed.
             let replaceable = replacing.map { child in
@@ -77,6 +77,7 @@ public final class InMemoryAuthorityStore: AuthorityStore {
                 throw AuthorityError(.failedPrecondition, "certificate \(previousSerial) was renewed or revoked meanwhile; "
                     + "only the newest certificate of a lineage can renew")
             }
+            if replacing != nil, let budget { try budget.check(made: Self.revocationsMade(within: budget, in: state), adding: 1) }
             try Self.insert(certificate, into: &state)
             state.certificates[previous].supersededBy = certificate.serial
             for entry in audit { Self.append(entry, to: &state) }
@@ -106,11 +107,15 @@ public final class InMemoryAuthorityStore: AuthorityStore {
 
     // MARK: Revocations
 
-    public func revoke(serial: String, reason: Int, at time: Date, withRenewals: Bool,
+    public func revoke(serial: String, reason: Int, at time: Date, withRenewals: Bool, budget: RevocationBudget?,
                        audit: @escaping @Sendable (_ serial: String, _ spiffeID: String) -> AuditEntry) async throws -> [RevocationRecord] {
-        state.withLock { state in
+        try state.withLock { state in
             guard state.indexBySerial[serial] != nil else { return [] }
             let lineage = withRenewals ? Self.renewals(of: serial, in: state) : []
+            if let budget {
+                let adding = ([serial] + lineage).filter { !Self.isRevoked($0, in: state) }.count
+                try budget.check(made: Self.revocationsMade(within: budget, in: state), adding: adding)
+            }
             var records: [RevocationRecord] = []
             for target in [serial] + lineage {
                 let newlyRevoked = !Self.isRevoked(target, in: state)
@@ -141,6 +146,11 @@ public final class InMemoryAuthorityStore: AuthorityStore {
 
     public func appendAudit(_ entry: AuditEntry) async throws {
         state.withLock { Self.append(entry, to: &$0) }
+    }
+
+    private static func revocationsMade(within budget: RevocationBudget, in state: State) -> Int {
+        let actions = Set(budget.actions.map(\.rawValue))
+        return state.audit.filter { $0.entry.actor == budget.actor && actions.contains($0.entry.action) && $0.entry.time >= budget.since }.count
     }
 
     public func countAuditEvents(actor: String, action: AuditAction, since: Date) async throws -> Int {
