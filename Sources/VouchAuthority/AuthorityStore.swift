@@ -51,8 +51,6 @@ public protocol AuthorityStore: Sendable {
     func nextCRLNumber() async throws -> Int64
 
     func appendAudit(_ entry: AuditEntry) async throws
-    /// How many audit entries `actor` caused with `action` since `since`.
-    func countAuditEvents(actor: String, action: AuditAction, since: Date) async throws -> Int
     func auditEvents(afterID: Int64, limit: Int) async throws -> [AuditRecord]
 
     /// Every audit row with its chain fields, and the recorded head, for `AuditChain.verify`.

@@ -261,13 +261,6 @@ public final class SQLiteAuthorityStore: AuthorityStore {
         try await writer.write { db in try Self.append(entry, in: db) }
     }
 
-    public func countAuditEvents(actor: String, action: AuditAction, since: Date) async throws -> Int {
-        try await pool.read { db in
-            try Int.fetchOne(db.cachedStatement(sql: "SELECT count(*) FROM audit_event WHERE actor = ? AND action = ? AND time >= ?"),
-                             arguments: [actor, action.rawValue, since.timeIntervalSince1970]) ?? 0
-        }
-    }
-
     public func auditEvents(afterID: Int64, limit: Int) async throws -> [AuditRecord] {
         try await pool.read { db in
             try Row.fetchAll(db.cachedStatement(sql: "SELECT * FROM audit_event WHERE id > ? ORDER BY id LIMIT ?"), arguments: [afterID, limit])

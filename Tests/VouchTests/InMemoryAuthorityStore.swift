@@ -153,12 +153,6 @@ public final class InMemoryAuthorityStore: AuthorityStore {
         return state.audit.filter { $0.entry.actor == budget.actor && actions.contains($0.entry.action) && $0.entry.time >= budget.since }.count
     }
 
-    public func countAuditEvents(actor: String, action: AuditAction, since: Date) async throws -> Int {
-        state.withLock { state in
-            state.audit.filter { $0.entry.actor == actor && $0.entry.action == action.rawValue && $0.entry.time >= since }.count
-        }
-    }
-
     public func auditEvents(afterID: Int64, limit: Int) async throws -> [AuditRecord] {
         state.withLock { state in
             state.audit.filter { $0.id > afterID }.prefix(limit).map { AuditRecord(id: $0.id, entry: $0.entry) }
