@@ -18,6 +18,12 @@ extension AuthorityError: RPCErrorConvertible {
 
     public var rpcErrorMessage: String { message }
 
+    /// The refusal's reason, for clients that act on it without parsing the message.
+    public var rpcErrorMetadata: Metadata {
+        guard let reason else { return [:] }
+        return [RefusalReason.trailer: .string(RefusalReason(reason).rawValue)]
+    }
+
     /// The status and message alone: the client learns nothing else.
     public var rpcErrorCause: (any Error)? { nil }
 }

@@ -16,15 +16,28 @@ public struct AuthorityError: Error, CustomStringConvertible, Sendable, Equatabl
         case `internal`
     }
 
+    /// Refusals a client acts on, named so it need not read the message (the API layer sends
+    /// them on the wire).
+    public enum Reason: Sendable, Equatable {
+        /// The caller's certificate is revoked: only a new token helps.
+        case certificateRevoked
+        /// The caller's certificate has expired: only a new token helps.
+        case certificateExpired
+        /// The caller's certificate was renewed already: renew from the newest one.
+        case certificateSuperseded
+    }
+
     public let kind: Kind
     public let message: String
+    public let reason: Reason?
 
     /// Messages travel back to clients in a gRPC trailer and into logs; a bound keeps
     /// attacker-sized input from overflowing either.
     public static let maximumMessageLength = 1024
 
-    public init(_ kind: Kind, _ message: String) {
+    public init(_ kind: Kind, _ message: String, reason: Reason? = nil) {
         self.kind = kind
+        self.reason = reason
         self.message = message.count > Self.maximumMessageLength
             ? String(message.prefix(Self.maximumMessageLength)) + "…" : message
     }

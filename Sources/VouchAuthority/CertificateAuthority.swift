@@ -152,7 +152,7 @@ public final class CertificateAuthority: Sendable {
     private func successorToReplace(of current: CertificateRecord, now: Date) async throws -> String? {
         guard let successor = current.supersededBy else { return nil }
         let refusal = AuthorityError(.failedPrecondition, "certificate \(current.serial) was already renewed (as \(successor)); "
-            + "only the newest certificate of a lineage can renew")
+            + "only the newest certificate of a lineage can renew", reason: .certificateSuperseded)
         // The store checks again, in the renewal's transaction, that the child is live, has not
         // renewed, and is the only one (no retry before).
         guard let child = try await store.certificate(serial: successor), child.revokedAt == nil, child.supersededBy == nil,
@@ -166,15 +166,15 @@ public final class CertificateAuthority: Sendable {
         guard let record = try await store.certificate(serial: serial) else {
             throw AuthorityError(.failedPrecondition, "certificate \(serial) was not issued by this CA")
         }
-        if record.revokedAt != nil { throw AuthorityError(.failedPrecondition, "certificate \(serial) is revoked") }
-        if record.notAfter <= now { throw AuthorityError(.failedPrecondition, "certificate \(serial) has expired") }
+        if record.revokedAt != nil { throw AuthorityError(.failedPrecondition, "certificate \(serial) is revoked", reason: .certificateRevoked) }
+        if record.notAfter <= now { throw AuthorityError(.failedPrecondition, "certificate \(serial) has expired", reason: .certificateExpired) }
         return record
     }
 
     /// Refuses a caller whose certificate has been revoked since its connection was made.
     public func checkStanding(_ caller: Caller) throws {
         if let serial = caller.serial, revocations.isRevoked(serial: serial) {
-            throw AuthorityError(.failedPrecondition, "client certificate \(serial) is revoked")
+            throw AuthorityError(.failedPrecondition, "client certificate \(serial) is revoked", reason: .certificateRevoked)
         }
     }
 

@@ -84,7 +84,7 @@ public final class SQLiteAuthorityStore: AuthorityStore {
                               at time: Date, budget: RevocationBudget?, audit: [AuditEntry]) async throws -> RevocationRecord? {
         try await writer.write { db in
             let refusal = AuthorityError(.failedPrecondition, "certificate \(previousSerial) was renewed or revoked meanwhile; "
-                + "only the newest certificate of a lineage can renew")
+                + "only the newest certificate of a lineage can renew", reason: .certificateSuperseded)
             // A retry replaces the only child, and only while that child is live and has not renewed:
             // checked here, in the transaction, so the child cannot renew in between.
             if let replacing {

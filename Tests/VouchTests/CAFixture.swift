@@ -125,13 +125,15 @@ final class CAFixture: @unchecked Sendable {
 }
 
 /// Asserts that `body` fails with exactly this gRPC status code.
-func assertRPCError<T>(_ code: RPCError.Code, _ what: String, file: StaticString = #filePath, line: UInt = #line,
-                       _ body: () async throws -> T) async {
+/// With `reason`, the refusal must also carry that `vouch-error-reason` trailer.
+func assertRPCError<T>(_ code: RPCError.Code, _ what: String, reason: RefusalReason? = nil, file: StaticString = #filePath,
+                       line: UInt = #line, _ body: () async throws -> T) async {
     do {
         _ = try await body()
         XCTFail("\(what): expected \(code), but the call succeeded", file: file, line: line)
     } catch let error as RPCError {
         XCTAssertEqual(error.code, code, "\(what): \(error.message)", file: file, line: line)
+        if let reason { XCTAssertEqual(RefusalReason(of: error), reason, "\(what): \(error.metadata)", file: file, line: line) }
     } catch {
         XCTFail("\(what): expected RPCError \(code), got \(error)", file: file, line: line)
     }

@@ -75,7 +75,7 @@ public final class InMemoryAuthorityStore: AuthorityStore {
             guard replaceable, let previous = state.indexBySerial[previousSerial], state.certificates[previous].supersededBy == replacing,
                   !Self.isRevoked(previousSerial, in: state) else {
                 throw AuthorityError(.failedPrecondition, "certificate \(previousSerial) was renewed or revoked meanwhile; "
-                    + "only the newest certificate of a lineage can renew")
+                    + "only the newest certificate of a lineage can renew", reason: .certificateSuperseded)
             }
             if replacing != nil, let budget { try budget.check(made: Self.revocationsMade(within: budget, in: state), adding: 1) }
             try Self.insert(certificate, into: &state)

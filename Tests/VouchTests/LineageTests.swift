@@ -38,7 +38,7 @@ final class LineageTests: XCTestCase {
         // The rule is proved without waiting in CertificateAuthorityRulesTests; here one real second passes.
         let line = try await lineage(ca, renewals: 1)
         try await Task.sleep(for: .milliseconds(1050))  // renewed before lineage returned: the window has passed
-        await assertRPCError(.failedPrecondition, "a second renewal from the superseded certificate") {
+        await assertRPCError(.failedPrecondition, "a second renewal from the superseded certificate", reason: .certificateSuperseded) {
             try await ca.renew(with: line[0].credentials, newKey: try PrivateKey(generating: .p256))
         }
         XCTAssertEqual(try status(ca, line[1].serial)["status"] as? String, "active", "the newest certificate stays live")

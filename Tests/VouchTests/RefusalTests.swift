@@ -121,7 +121,7 @@ final class RefusalTests: XCTestCase {
             let authority = Vouch_V1_CertificateAuthority.Client(wrapping: client)
             _ = try await authority.getTrustBundle(Vouch_V1_TrustBundleRequest())
             _ = try await ca.revoke(issued.serial, reason: 1, as: ca.admin)
-            await assertRPCError(.failedPrecondition, "renew on a connection opened before the revocation") {
+            await assertRPCError(.failedPrecondition, "renew on a connection opened before the revocation", reason: .certificateRevoked) {
                 try await authority.renew(try CAFixture.renewRequest(try PrivateKey(generating: .p256)))
             }
         }
