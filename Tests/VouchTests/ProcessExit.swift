@@ -6,9 +6,11 @@ import Foundation
 final class ProcessExit: @unchecked Sendable {
     private let condition = NSCondition()
     private var exited = false
+    private weak var process: Process?
 
     /// Installs the process's termination handler: create it before `process.run()`.
     init(_ process: Process) {
+        self.process = process
         process.terminationHandler = { [self] _ in
             condition.withLock {
                 exited = true
@@ -21,7 +23,7 @@ final class ProcessExit: @unchecked Sendable {
     @discardableResult
     func wait(timeout: TimeInterval = .infinity) -> Bool {
         let deadline = Date().addingTimeInterval(timeout)
-        return condition.withLock {
+        let hasExited = condition.withLock {
             while !exited {
                 if timeout == .infinity {
                     condition.wait()
@@ -31,5 +33,9 @@ final class ProcessExit: @unchecked Sendable {
             }
             return exited
         }
+        // Foundation's Process keeps a run-loop source that retains the process (and so its pipes'
+        // descriptors) until `waitUntilExit()` clears it; after the exit that call returns at once.
+        if hasExited { process?.waitUntilExit() }
+        return hasExited
     }
 }
