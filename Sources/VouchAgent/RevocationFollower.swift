@@ -151,11 +151,19 @@ public final class RevocationFollower: RevocationStatus {
             try await Vouch_V1_CertificateAuthority.Client(wrapping: client)
                 .getCRL(Vouch_V1_CRLRequest(), options: options(maxResponseBytes: Self.maxCRLResponseBytes, timeout: rpcTimeout))
         }
-        let (crl, changed) = try await accept(Array(response.crl))
-        guard changed else { return }
+        try await take(Array(response.crl))
+    }
+
+    /// Verifies a CRL from the CA (`accept`) and, when newer than the one held, saves it as
+    /// crl.der and refuses its serials from now on; whether it was newer.
+    @discardableResult
+    func take(_ der: [UInt8]) async throws -> Bool {
+        let (crl, changed) = try await accept(der)
+        guard changed else { return false }
         try AtomicFile.write(crl.der, to: crlPath)
         hold(crl)
         logger.debug("CRL refreshed", metadata: ["number": "\(crl.number ?? -1)", "revoked": "\(crl.entries.count)"])
+        return true
     }
 
     /// Fetches the CRL now and then every `refreshInterval`, or at once after a revocation hint.

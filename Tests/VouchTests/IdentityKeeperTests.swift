@@ -232,3 +232,38 @@ final class RevokedSerials: RevocationStatus {
     func isRevoked(_ serial: String) -> Bool { serials.withLock { $0.contains(serial) } }
     var heldNumber: Int64? { 1 }
 }
+
+/// What the agent believes of a CRL, on the test's clock: only a fresh CRL signed by its CA,
+/// never an older one, never the same number with other contents.
+@Suite("Agent CRL following")
+struct RevocationFollowerTests {
+    @Test func aCRLIsHeldOnlyWhileFreshAndNeverReplacedByAnOlderOne() async throws {
+        let agent = try await KeeperHarness()
+        let follower = RevocationFollower(files: agent.files, address: agent.configuration.caAddress, bundlePath: agent.configuration.caBundlePath,
+                                          server: CAServerIdentity(configured: nil, files: agent.files), refreshInterval: .seconds(60),
+                                          rpcTimeout: .seconds(1), clock: agent.clock, logger: agent.log.logger)
+        let served = try agent.onDisk().serialHex
+        let first = try await agent.ca.authority.currentCRL()
+        #expect(try await follower.take(first.der))
+        #expect(!follower.isRevoked(served))
+
+        // The CA revokes; its next CRL is newer, lists the serial, and is kept on disk.
+        try await agent.ca.revoke(served)
+        agent.clock.advance(by: 1)
+        let second = try await agent.ca.authority.currentCRL()
+        #expect(try await follower.take(second.der))
+        #expect(follower.isRevoked(served) && follower.heldNumber == second.number)
+        #expect(FileManager.default.contents(atPath: follower.crlPath) == Data(second.der))
+        #expect(try await follower.take(second.der) == false, "the same CRL again changes nothing")
+
+        // An older CRL, one of another CA, and the held one past its nextUpdate are refused; the
+        // revocation stays known and crl.der stays as it was.
+        await #expect(throws: IdentityRejected.self) { try await follower.take(first.der) }
+        let stranger = try await KeeperHarness()
+        await #expect(throws: IdentityRejected.self) { try await follower.take(try await stranger.ca.authority.currentCRL().der) }
+        agent.clock.advance(to: Date(timeIntervalSince1970: second.nextUpdate))
+        await #expect(throws: IdentityRejected.self) { try await follower.take(second.der) }
+        #expect(follower.isRevoked(served))
+        #expect(FileManager.default.contents(atPath: follower.crlPath) == Data(second.der))
+    }
+}
