@@ -43,20 +43,22 @@ public final class CAServer: Service, Sendable {
 
     public func run() async throws {
         let logger = self.logger
-        // One budget for audit rows of refused requests and refused handshakes, so a flood of either
-        // is bounded once.
-        let refusalAudit = RateLimitedLog(burst: 60, perSecond: 1)
+        // Audit rows of refused requests and refused handshakes share budgets, so a flood of either
+        // is bounded once; refused handshakes are anonymous.
+        let refusalAudit = RefusalAuditLimits()
+        // Handshake refusals come from NIO's event loop; their audit rows are written by a task of
+        // this service (bounded: a flood drops the oldest, which the budget would drop anyway).
+        let (refusedHandshakes, reportRefusedHandshake) = AsyncStream.makeStream(of: String.self, bufferingPolicy: .bufferingNewest(64))
         // Client certificates optional: enrollment comes without one.
         let tls = try RotatingServerTLS(
             requireClientCertificate: false,
             isRevoked: { [revocations = authority.revocations] in revocations.isRevoked(serial: $0) },
-            onReject: { [authority, handshakeLog = RateLimitedLog(burst: 50, perSecond: 5), auditLimit = refusalAudit] reason in
+            onReject: { [handshakeLog = RateLimitedLog(burst: 50, perSecond: 5), auditLimit = refusalAudit.anonymous] reason in
                 handshakeLog.log(logger, .notice, "refused TLS client certificate", metadata: ["reason": "\(reason)"])
                 // A revoked or foreign certificate presented to the CA is worth an audit row too.
                 guard let suppressed = auditLimit.admit() else { return }
                 let note = suppressed > 0 ? " (\(suppressed) earlier refusals not recorded)" : ""
-                Task { try? await authority.recordRefusal(method: "TLS handshake", code: "unauthenticated", reason: reason + note,
-                                                          caller: Caller(credential: .none, peer: "tls")) }
+                reportRefusedHandshake.yield(reason + note)
             },
             limits: limits, onLimitReached: { limit, refused in
                 logger.warning("connection limit reached: refusing new connections",
@@ -68,12 +70,21 @@ public final class CAServer: Service, Sendable {
         let server = GRPCServer(
             transport: transport,
             services: [CertificateAuthorityService(authority: authority), AdminService(authority: authority, auditCheckpoints: auditCheckpoints), health],
-            interceptors: [MetricsInterceptor(), ErrorReportingInterceptor(authority: authority, logger: logger, auditLimit: refusalAudit),
+            interceptors: [MetricsInterceptor(), ErrorReportingInterceptor(authority: authority, logger: logger, auditLimits: refusalAudit),
                            AuthenticationInterceptor(authority: authority),
                            AuthorizationInterceptor(authority: authority, logger: logger)])
 
         try await withThrowingDiscardingTaskGroup { group in
-            group.addTask { try await server.serve() }
+            group.addTask {
+                try await server.serve()
+                reportRefusedHandshake.finish()
+            }
+            group.addTask { [authority] in
+                for await reason in refusedHandshakes {
+                    try? await authority.recordRefusal(method: "TLS handshake", code: "unauthenticated", reason: reason,
+                                                       caller: Caller(credential: .none, peer: "tls"))
+                }
+            }
             group.addTask { [address] in
                 // The server is told to stop only once it is listening: stopping a transport while it
                 // binds made it fail or crash. A failed bind is thrown by serve() itself.

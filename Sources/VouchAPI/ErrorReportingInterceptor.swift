@@ -8,24 +8,25 @@ import VouchAuthority
 /// else becomes `internal` "internal error", its cause logged. Every refused RPC is reported
 /// once: a log line (method, caller, peer, status, reason) and, for the security-relevant
 /// statuses, an audit row `refused`. Both are rate limited, so a flood of bad tokens cannot
-/// fill the disk; what was dropped is counted in the next line or row. Never logs a secret:
-/// the reason is the authority's own message.
+/// fill the disk (audit rows with a budget for anonymous callers and one for callers with a
+/// certificate); what was dropped is counted in the next line or row. Never logs a secret: the
+/// reason is the authority's own message.
 public struct ErrorReportingInterceptor: ServerInterceptor {
     let authority: CertificateAuthority
     let logger: Logger
     let logLimit: RateLimitedLog
-    let auditLimit: RateLimitedLog
+    let auditLimits: RefusalAuditLimits
 
     /// Statuses worth an audit row: someone presented a bad credential or overstepped.
     static let audited: Set<RPCError.Code> = [.unauthenticated, .permissionDenied, .resourceExhausted, .failedPrecondition]
 
     public init(authority: CertificateAuthority, logger: Logger,
                 logLimit: RateLimitedLog = RateLimitedLog(burst: 50, perSecond: 5),
-                auditLimit: RateLimitedLog = RateLimitedLog(burst: 60, perSecond: 1)) {
+                auditLimits: RefusalAuditLimits = RefusalAuditLimits()) {
         self.authority = authority
         self.logger = logger
         self.logLimit = logLimit
-        self.auditLimit = auditLimit
+        self.auditLimits = auditLimits
     }
 
     public func intercept<Input: Sendable, Output: Sendable>(
@@ -66,7 +67,7 @@ public struct ErrorReportingInterceptor: ServerInterceptor {
 
     func report(_ error: RPCError, context: ServerContext) async {
         guard error.code != .cancelled else { return }
-        let caller = RPCCaller.resolve(context)
+        let caller = RPCCaller.of(context)
         let method = context.descriptor.fullyQualifiedMethod
         let reason = String(error.message.prefix(AuthorityError.maximumMessageLength))
         var metadata: Logger.Metadata = ["method": "\(method)", "caller": "\(caller.auditName)", "peer": "\(caller.peer)",
@@ -78,7 +79,7 @@ public struct ErrorReportingInterceptor: ServerInterceptor {
             return
         }
         logLimit.log(logger, .notice, "refused", metadata: metadata)
-        guard Self.audited.contains(error.code), let suppressed = auditLimit.admit() else { return }
+        guard Self.audited.contains(error.code), let suppressed = auditLimits.budget(for: caller).admit() else { return }
         let note = suppressed > 0 ? " (\(suppressed) earlier refusals not recorded)" : ""
         try? await authority.recordRefusal(method: method, code: "\(error.code)", reason: reason + note, caller: caller)
     }

@@ -29,6 +29,20 @@ final class ErrorReportingInterceptorTests: XCTestCase {
         XCTAssertEqual(audit.first?.detail, "permissionDenied: not an admin")
     }
 
+    func testAnAnonymousFloodLeavesRoomForTheRefusalsOfCallersWithACertificate() async throws {
+        let edge = try Edge()
+        for _ in 0..<100 { _ = await edge.call { throw AuthorityError(.unauthenticated, "enrollment token is not valid") } }
+        let workload = Caller(credential: .certificate(spiffeID: "spiffe://example.org/svc/web", serial: "0a"), peer: "ipv4:10.0.0.2:5000")
+        let status = await RPCCaller.$current.withValue(workload) {
+            await edge.call { throw AuthorityError(.permissionDenied, "not an admin") }
+        }
+        XCTAssertEqual(status?.code, .permissionDenied)
+        let audit = try await edge.harness.authority.auditEvents(afterID: 0, limit: 500).map(\.entry)
+        let anonymous = audit.filter { $0.detail.hasPrefix("unauthenticated") }.count
+        XCTAssertTrue((60...62).contains(anonymous), "the anonymous flood is cut at its burst of 60: \(anonymous)")
+        XCTAssertEqual(audit.filter { $0.detail == "permissionDenied: not an admin" }.count, 1, "the workload's refusal is still recorded")
+    }
+
     func testAStreamThatFailsAfterItsFirstMessageIsMappedToo() async throws {
         let edge = try Edge()
         let status = await edge.call(streaming: true) { throw DiskFull() }
@@ -42,14 +56,17 @@ final class ErrorReportingInterceptorTests: XCTestCase {
 private struct Edge {
     let harness: AuthorityHarness
     let log = CollectedLog()
+    let interceptor: ErrorReportingInterceptor
 
-    init() throws { harness = try AuthorityHarness() }
+    init() throws {
+        harness = try AuthorityHarness()
+        interceptor = ErrorReportingInterceptor(authority: harness.authority, logger: log.logger)
+    }
 
     /// Runs `handler` behind the interceptor as a unary call, or as the body of a server stream;
     /// returns the status the client would get (nil: OK).
     func call(streaming: Bool = false, _ handler: @escaping @Sendable () async throws -> Void) async -> RPCError? {
-        let interceptor = ErrorReportingInterceptor(authority: harness.authority, logger: log.logger)
-        return await withServerContextRPCCancellationHandle { cancellation in
+        await withServerContextRPCCancellationHandle { cancellation in
             let context = ServerContext(descriptor: MethodDescriptor(fullyQualifiedService: "vouch.v1.Admin", method: "ListTokens"),
                                         remotePeer: "ipv4:10.0.0.1:5000", localPeer: "ipv4:127.0.0.1:8443", cancellation: cancellation)
             do {
