@@ -25,6 +25,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-metrics.git", from: "2.13.0"),
         .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
         .package(url: "https://github.com/jpsim/Yams.git", from: "6.0.0"),
+        .package(url: "https://github.com/vapor/postgres-nio", from: "1.33.2"),
     ],
     targets: [
         // Thin C shim over the system OpenSSL 3 libcrypto: exposes the macros Swift cannot import.
@@ -52,6 +53,15 @@ let package = Package(
             dependencies: [
                 "VouchAuthority",
                 .product(name: "GRDB", package: "GRDB.swift"),
+            ]
+        ),
+        // PostgreSQL implementation of the same protocol, for several CA replicas sharing one database.
+        .target(
+            name: "VouchPostgresStore",
+            dependencies: [
+                "VouchAuthority",
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "Logging", package: "swift-log"),
             ]
         ),
         // What every listener allows a connection: open-connection cap, handshake and idle timeouts.
@@ -176,6 +186,7 @@ let package = Package(
                 "VouchFiles",
                 "VouchIdentityRules",
                 "VouchSQLiteStore",
+                "VouchPostgresStore",
                 .product(name: "GRPCCore", package: "grpc-swift-2"),
                 .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),
                 .product(name: "X509", package: "swift-certificates"),

@@ -1,19 +1,25 @@
 import Foundation
 import Testing
 import VouchAuthority
+import VouchPostgresStore
 import VouchSQLiteStore
 
-/// What every `AuthorityStore` must do, run against each implementation: SQLite (a real file)
-/// and the in-memory store. A new store (PostgreSQL) joins `StoreKind` and must pass unchanged.
+/// What every `AuthorityStore` must do, run against each implementation: SQLite (a real file),
+/// PostgreSQL (a new database in the test cluster) and the in-memory store.
 enum StoreKind: String, CaseIterable, CustomTestStringConvertible, Sendable {
-    case sqlite, memory
+    case sqlite, postgres, memory
 
     var testDescription: String { rawValue }
 
-    func make() throws -> any AuthorityStore {
+    func make() async throws -> any AuthorityStore {
         switch self {
         case .sqlite:
             return try SQLiteAuthorityStore(path: try temporaryDirectory() + "/vouch.db")
+        case .postgres:
+            // Closed when the test releases it.
+            let database = try await TestPostgres.shared.freshDatabase()
+            return try await PostgresAuthorityStore.connect(host: database.host, port: database.port, user: database.user,
+                                                            password: nil, database: database.database, tls: false)
         case .memory:
             return InMemoryAuthorityStore()
         }
@@ -47,7 +53,7 @@ struct AuthorityStoreContractTests {
 
     @Test(arguments: StoreKind.allCases)
     func tokensAreStoredListedAndRevoked(kind: StoreKind) async throws {
-        let store = try kind.make()
+        let store = try await kind.make()
         try await store.insertToken(Self.token("aaaa000000000001"), audit: Self.entry(.tokenCreate))
         var later = Self.token("aaaa000000000002")
         later.createdAt = Self.now.addingTimeInterval(10)
@@ -64,7 +70,7 @@ struct AuthorityStoreContractTests {
 
     @Test(arguments: StoreKind.allCases)
     func anEnrollmentConsumesAUseOrStoresNothing(kind: StoreKind) async throws {
-        let store = try kind.make()
+        let store = try await kind.make()
         try await store.insertToken(Self.token("bbbb000000000001", uses: 1), audit: Self.entry(.tokenCreate))
         try await store.recordEnrollment(tokenID: "bbbb000000000001", now: Self.now, certificate: Self.certificate("01"),
                                          audit: [Self.entry(.tokenUse), Self.entry(.enroll)])
@@ -85,7 +91,7 @@ struct AuthorityStoreContractTests {
 
     @Test(arguments: StoreKind.allCases)
     func concurrentUsesOfASingleUseTokenLetExactlyOneThrough(kind: StoreKind) async throws {
-        let store = try kind.make()
+        let store = try await kind.make()
         try await store.insertToken(Self.token("cccc000000000001"), audit: Self.entry(.tokenCreate))
         let successes = await withTaskGroup(of: Bool.self) { group in
             for index in 0..<8 {
@@ -103,7 +109,7 @@ struct AuthorityStoreContractTests {
 
     @Test(arguments: StoreKind.allCases)
     func aCertificateRenewsOnceUnlessItsSuccessorIsReplaced(kind: StoreKind) async throws {
-        let store = try kind.make()
+        let store = try await kind.make()
         try await store.insertCertificate(Self.certificate("a1"), audit: Self.entry(.issue))
         #expect(try await store.recordRenewal(certificate: Self.certificate("b1", renewedFrom: "a1"), previousSerial: "a1", replacing: nil,
                                               at: Self.now, budget: nil, audit: [Self.entry(.renew)]) == nil)
@@ -137,7 +143,7 @@ struct AuthorityStoreContractTests {
     /// The race a retry must lose: the child renewed after the authority looked, before the retry's transaction.
     @Test(arguments: StoreKind.allCases)
     func aRetryCannotReplaceAChildThatHasRenewed(kind: StoreKind) async throws {
-        let store = try kind.make()
+        let store = try await kind.make()
         try await store.insertCertificate(Self.certificate("a2"), audit: Self.entry(.issue))
         _ = try await store.recordRenewal(certificate: Self.certificate("b2", renewedFrom: "a2"), previousSerial: "a2", replacing: nil,
                                           at: Self.now, budget: nil, audit: [])
@@ -153,7 +159,7 @@ struct AuthorityStoreContractTests {
 
     @Test(arguments: StoreKind.allCases)
     func revocationCoversTheLineageOnlyWhenAsked(kind: StoreKind) async throws {
-        let store = try kind.make()
+        let store = try await kind.make()
         try await store.insertCertificate(Self.certificate("0a"), audit: Self.entry(.issue))
         _ = try await store.recordRenewal(certificate: Self.certificate("0b", renewedFrom: "0a"), previousSerial: "0a", replacing: nil,
                                           at: Self.now, budget: nil, audit: [])
@@ -184,7 +190,7 @@ struct AuthorityStoreContractTests {
 
     @Test(arguments: StoreKind.allCases)
     func aRevocationBudgetIsSpentInTheTransactionThatRevokes(kind: StoreKind) async throws {
-        let store = try kind.make()
+        let store = try await kind.make()
         let web = "spiffe://example.org/svc/web"
         let budget = RevocationBudget(actor: web, now: Self.now, window: 86400, limit: 3)
         for serial in ["a1", "a2", "a3", "a4", "a5", "a6"] {
@@ -235,7 +241,7 @@ struct AuthorityStoreContractTests {
 
     @Test(arguments: StoreKind.allCases)
     func listingsFilterPageAndCount(kind: StoreKind) async throws {
-        let store = try kind.make()
+        let store = try await kind.make()
         try await store.insertCertificate(Self.certificate("01", id: "spiffe://example.org/web/a", notAfter: 600), audit: Self.entry(.issue))
         try await store.insertCertificate(Self.certificate("02", id: "spiffe://example.org/web/b", notAfter: 86400), audit: Self.entry(.issue))
         try await store.insertCertificate(Self.certificate("03", id: "spiffe://example.org/db/a", notAfter: -10), audit: Self.entry(.issue))
@@ -258,7 +264,7 @@ struct AuthorityStoreContractTests {
 
     @Test(arguments: StoreKind.allCases)
     func crlNumbersAndTheAuditChain(kind: StoreKind) async throws {
-        let store = try kind.make()
+        let store = try await kind.make()
         let numbers = [try await store.nextCRLNumber(), try await store.nextCRLNumber(), try await store.nextCRLNumber()]
         #expect(numbers[0] < numbers[1] && numbers[1] < numbers[2])
         for minute in 0..<5 {
