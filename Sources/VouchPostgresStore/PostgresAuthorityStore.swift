@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import NIOSSL
 import PostgresNIO
 import VouchAuthority
 
@@ -30,32 +31,42 @@ public final class PostgresAuthorityStore: AuthorityStore {
     public static func connect(host: String, port: Int = 5432, user: String, password: String?, database: String,
                                tls: Bool, maximumConnections: Int = 10,
                                logger: Logger = Logger(label: "vouch.postgres")) async throws -> PostgresAuthorityStore {
+        let tlsConfiguration: TLSConfiguration? = tls ? .makeClientConfiguration() : nil
+        // Migrations run on a connection of their own, before the pool: a server that is not there,
+        // a wrong password or a missing database fail here at once, with PostgreSQL's reason (the
+        // pool would retry in the background and tell why only in its log).
+        do {
+            let single = PostgresConnection.Configuration(
+                host: host, port: port, username: user, password: password, database: database,
+                tls: try tlsConfiguration.map { .require(try NIOSSLContext(configuration: $0)) } ?? .disable)
+            let connection = try await PostgresConnection.connect(configuration: single, id: 0, logger: logger)
+            do {
+                try await PostgresSchema.migrate(on: connection, logger: logger)
+            } catch {
+                try? await connection.close()
+                throw error
+            }
+            try await connection.close()
+        } catch {
+            throw PostgresStoreError("PostgreSQL database \(database) at \(host):\(port) as \(user)", error)
+        }
         var configuration = PostgresClient.Configuration(
             host: host, port: port, username: user, password: password, database: database,
-            tls: tls ? .require(.makeClientConfiguration()) : .disable)
+            tls: tlsConfiguration.map { .require($0) } ?? .disable)
         configuration.options.maximumConnections = maximumConnections
-        let (started, continuation) = AsyncStream<Void>.makeStream()
-        let store = PostgresAuthorityStore(client: PostgresClient(configuration: configuration, backgroundLogger: logger),
-                                           logger: logger, started: continuation)
-        // Leasing a connection before run() has begun works, but PostgresNIO warns of it.
-        for await _ in started {}
-        do {
-            try await PostgresSchema.migrate(store.client, logger: logger)
-        } catch {
-            await store.close()
-            throw error
-        }
-        return store
+        return PostgresAuthorityStore(client: PostgresClient(configuration: configuration, backgroundLogger: logger), logger: logger)
     }
 
-    private init(client: PostgresClient, logger: Logger, started: AsyncStream<Void>.Continuation) {
+    private init(client: PostgresClient, logger: Logger) {
         self.client = client
         self.logger = logger
         // The pool works only while its run() does. It runs for the store's lifetime, so the store
         // is usable as soon as it is made, like the SQLite one, before any service group runs.
-        pool = Task {
-            started.finish()
-            await client.run()
+        // Started at once, run() is running before any lease (else PostgresNIO warns of each).
+        if #available(macOS 26, *) {
+            pool = Task.immediate { await client.run() }
+        } else {
+            pool = Task { await client.run() }
         }
     }
 
@@ -67,11 +78,20 @@ public final class PostgresAuthorityStore: AuthorityStore {
 
     deinit { pool.cancel() }
 
-    // MARK: Transactions
+    // MARK: Connections
+
+    /// Runs `body` on a connection of the pool; a database error leaves it as a `PostgresStoreError`.
+    func read<T: Sendable>(_ body: @Sendable (PostgresConnection) async throws -> T) async throws -> T {
+        do {
+            return try await client.withConnection(body)
+        } catch let error as PSQLError {
+            throw PostgresStoreError("PostgreSQL", error)
+        }
+    }
 
     /// Runs `body` in a transaction holding the writer lock.
     func write<T: Sendable>(_ body: @Sendable (PostgresConnection) async throws -> T) async throws -> T {
-        try await client.withConnection { connection in
+        try await read { connection in
             try await Transaction.run(on: connection, .write, logger: logger) { connection in
                 try await connection.query("SELECT pg_advisory_xact_lock(\(Self.writerLock))", logger: logger)
                 return try await body(connection)
@@ -81,14 +101,14 @@ public final class PostgresAuthorityStore: AuthorityStore {
 
     /// Runs `body`'s reads on one snapshot.
     func snapshot<T: Sendable>(_ body: @Sendable (PostgresConnection) async throws -> T) async throws -> T {
-        try await client.withConnection { connection in
+        try await read { connection in
             try await Transaction.run(on: connection, .snapshot, logger: logger, body)
         }
     }
 
     /// The rows of one statement, outside any transaction.
     func rows(_ query: PostgresQuery) async throws -> [PostgresRow] {
-        try await client.withConnection { connection in
+        try await read { connection in
             try await connection.query(query, logger: logger).collect()
         }
     }
@@ -275,7 +295,7 @@ public final class PostgresAuthorityStore: AuthorityStore {
     }
 
     public func renewals(of serial: String) async throws -> [String] {
-        try await client.withConnection { connection in
+        try await read { connection in
             try await Self.renewals(of: serial, on: connection, logger: logger).map(\.serial)
         }
     }
@@ -338,17 +358,17 @@ public final class PostgresAuthorityStore: AuthorityStore {
     }
 
     public func auditHead() async throws -> (id: Int64, hash: [UInt8])? {
-        try await client.withConnection { connection in try await Self.head(on: connection, logger: logger) }
+        try await read { connection in try await Self.head(on: connection, logger: logger) }
     }
 
     public func auditChainRows(afterID: Int64) async throws -> [AuditChain.Row] {
-        try await client.withConnection { connection in
+        try await read { connection in
             try await Self.chainRows(afterID: afterID, on: connection, logger: logger)
         }
     }
 
     public func appendAuditCheckpoint(_ checkpoint: AuditCheckpoint) async throws {
-        try await client.withConnection { connection in
+        try await read { connection in
             try await connection.query("""
                 INSERT INTO audit_checkpoint (row_id, hash, time, signer, signature)
                 VALUES (\(checkpoint.rowID), \(Data(checkpoint.hash)), \(Int64(checkpoint.time.timeIntervalSince1970)),

@@ -112,36 +112,34 @@ enum PostgresSchema {
     /// run them one at a time, and each later one finds them applied. ("vouch", then 0.)
     static let migrationLock: Int64 = 0x766F_7563_6800
 
-    /// Applies the migrations this database lacks, all in one transaction under the migration
+    /// Applies the migrations the database lacks, all in one transaction under the migration
     /// lock (PostgreSQL's DDL is transactional: a failure leaves the schema as it was).
-    static func migrate(_ client: PostgresClient, logger: Logger) async throws {
-        try await client.withConnection { connection in
-            try await Transaction.run(on: connection, logger: logger) { connection in
-                try await connection.query("SELECT pg_advisory_xact_lock(\(migrationLock))", logger: logger)
+    static func migrate(on connection: PostgresConnection, logger: Logger) async throws {
+        try await Transaction.run(on: connection, logger: logger) { connection in
+            try await connection.query("SELECT pg_advisory_xact_lock(\(migrationLock))", logger: logger)
+            try await connection.query("""
+                CREATE TABLE IF NOT EXISTS schema_migration (
+                    name text PRIMARY KEY,
+                    applied_at double precision NOT NULL
+                )
+                """, logger: logger)
+            var applied: Set<String> = []
+            for try await name in try await connection.query("SELECT name FROM schema_migration", logger: logger).decode(String.self) {
+                applied.insert(name)
+            }
+            let known = Set(migrations.map(\.name))
+            if let unknown = applied.subtracting(known).sorted().first {
+                // A newer replica migrated first (a rolling upgrade): its migrations only add.
+                logger.notice("the database has migration \(unknown), newer than this build")
+            }
+            for migration in migrations where !applied.contains(migration.name) {
+                for statement in migration.statements {
+                    try await connection.query(PostgresQuery(unsafeSQL: statement), logger: logger)
+                }
                 try await connection.query("""
-                    CREATE TABLE IF NOT EXISTS schema_migration (
-                        name text PRIMARY KEY,
-                        applied_at double precision NOT NULL
-                    )
+                    INSERT INTO schema_migration (name, applied_at) VALUES (\(migration.name), \(Date().timeIntervalSince1970))
                     """, logger: logger)
-                var applied: Set<String> = []
-                for try await name in try await connection.query("SELECT name FROM schema_migration", logger: logger).decode(String.self) {
-                    applied.insert(name)
-                }
-                let known = Set(migrations.map(\.name))
-                if let unknown = applied.subtracting(known).sorted().first {
-                    // A newer replica migrated first (a rolling upgrade): its migrations only add.
-                    logger.notice("the database has migration \(unknown), newer than this build")
-                }
-                for migration in migrations where !applied.contains(migration.name) {
-                    for statement in migration.statements {
-                        try await connection.query(PostgresQuery(unsafeSQL: statement), logger: logger)
-                    }
-                    try await connection.query("""
-                        INSERT INTO schema_migration (name, applied_at) VALUES (\(migration.name), \(Date().timeIntervalSince1970))
-                        """, logger: logger)
-                    logger.info("applied database migration \(migration.name)")
-                }
+                logger.info("applied database migration \(migration.name)")
             }
         }
     }
