@@ -81,7 +81,7 @@ public final class PostgresAuthorityStore: AuthorityStore {
     // MARK: Connections
 
     /// Runs `body` on a connection of the pool; a database error leaves it as a `PostgresStoreError`.
-    func read<T: Sendable>(_ body: @Sendable (PostgresConnection) async throws -> T) async throws -> T {
+    func withConnection<T: Sendable>(_ body: @Sendable (PostgresConnection) async throws -> T) async throws -> T {
         do {
             return try await client.withConnection(body)
         } catch let error as PSQLError {
@@ -91,7 +91,7 @@ public final class PostgresAuthorityStore: AuthorityStore {
 
     /// Runs `body` in a transaction holding the writer lock.
     func write<T: Sendable>(_ body: @Sendable (PostgresConnection) async throws -> T) async throws -> T {
-        try await read { connection in
+        try await withConnection { connection in
             try await Transaction.run(on: connection, .write, logger: logger) { connection in
                 try await connection.query("SELECT pg_advisory_xact_lock(\(Self.writerLock))", logger: logger)
                 return try await body(connection)
@@ -101,14 +101,14 @@ public final class PostgresAuthorityStore: AuthorityStore {
 
     /// Runs `body`'s reads on one snapshot.
     func snapshot<T: Sendable>(_ body: @Sendable (PostgresConnection) async throws -> T) async throws -> T {
-        try await read { connection in
+        try await withConnection { connection in
             try await Transaction.run(on: connection, .snapshot, logger: logger, body)
         }
     }
 
     /// The rows of one statement, outside any transaction.
     func rows(_ query: PostgresQuery) async throws -> [PostgresRow] {
-        try await read { connection in
+        try await withConnection { connection in
             try await connection.query(query, logger: logger).collect()
         }
     }
@@ -295,7 +295,7 @@ public final class PostgresAuthorityStore: AuthorityStore {
     }
 
     public func renewals(of serial: String) async throws -> [String] {
-        try await read { connection in
+        try await withConnection { connection in
             try await Self.renewals(of: serial, on: connection, logger: logger).map(\.serial)
         }
     }
@@ -358,17 +358,17 @@ public final class PostgresAuthorityStore: AuthorityStore {
     }
 
     public func auditHead() async throws -> (id: Int64, hash: [UInt8])? {
-        try await read { connection in try await Self.head(on: connection, logger: logger) }
+        try await withConnection { connection in try await Self.head(on: connection, logger: logger) }
     }
 
     public func auditChainRows(afterID: Int64) async throws -> [AuditChain.Row] {
-        try await read { connection in
+        try await withConnection { connection in
             try await Self.chainRows(afterID: afterID, on: connection, logger: logger)
         }
     }
 
     public func appendAuditCheckpoint(_ checkpoint: AuditCheckpoint) async throws {
-        try await read { connection in
+        try await withConnection { connection in
             try await connection.query("""
                 INSERT INTO audit_checkpoint (row_id, hash, time, signer, signature)
                 VALUES (\(checkpoint.rowID), \(Data(checkpoint.hash)), \(Int64(checkpoint.time.timeIntervalSince1970)),
