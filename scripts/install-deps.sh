@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Installs the system packages Vouch builds and tests with (Debian/Ubuntu): OpenSSL 3 and SQLite
-# headers, protoc, Python for the Python client test, and protoc's Go plugins with Go, grpc-go and
-# protobuf-go for the Go client test (GOPATH mode, offline: no Go module downloads).
+# headers, protoc, Python for the Python client test, protoc's Go plugins with Go, grpc-go and
+# protobuf-go for the Go client test (GOPATH mode, offline: no Go module downloads), and the
+# PostgreSQL 15 server whose initdb and pg_ctl make the tests' throwaway cluster (test-postgres.sh).
 set -euo pipefail
 packages=(libssl-dev libsqlite3-dev openssl protobuf-compiler python3-venv curl sqlite3
           protoc-gen-go protoc-gen-go-grpc golang-go golang-google-grpc-dev golang-google-protobuf-dev
-          golang-github-golang-protobuf-1-5-dev)
+          golang-github-golang-protobuf-1-5-dev postgresql-15)
 missing=()
 for p in "${packages[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")

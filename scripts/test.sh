@@ -2,9 +2,10 @@
 # Builds Vouch and runs the whole test suite. The end-to-end tests start the
 # real `vouch` binary, so it is built first; the Python client test and the
 # manifest checks use the virtualenv that setup-python.sh makes in .build, the
-# Go client test the program setup-go.sh builds there. On a fresh Debian/Ubuntu
-# machine the system packages come first (install-deps.sh); when all are there,
-# apt is not touched.
+# Go client test the program setup-go.sh builds there. Tests that need
+# PostgreSQL share one throwaway cluster (test-postgres.sh) for the run. On a
+# fresh Debian/Ubuntu machine the system packages come first (install-deps.sh);
+# when all are there, apt is not touched.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -14,6 +15,8 @@ deps_present() {
     for tool in protoc protoc-gen-go protoc-gen-go-grpc go sqlite3 openssl curl python3; do
         command -v "$tool" >/dev/null || return 1
     done
+    [ -x /usr/lib/postgresql/15/bin/initdb ] && [ -x /usr/lib/postgresql/15/bin/pg_ctl ] \
+        && [ -x /usr/lib/postgresql/15/bin/psql ] || return 1
     [ -f /usr/include/openssl/ssl.h ] && [ -f /usr/include/sqlite3.h ] || return 1
     [ -d /usr/share/gocode/src/google.golang.org/grpc ] && [ -d /usr/share/gocode/src/google.golang.org/protobuf ] \
         && [ -d /usr/share/gocode/src/github.com/golang/protobuf ] || return 1
@@ -28,4 +31,12 @@ fi
 scripts/setup-python.sh
 scripts/setup-go.sh
 swift build --build-tests
+# A URL already set names a cluster someone else runs; otherwise one is started for this run,
+# stopped by the trap, or by the script's watcher if this shell is killed outright.
+if [ -z "${VOUCH_TEST_POSTGRES_URL:-}" ]; then
+    postgres_dir=$(mktemp -d /tmp/vouch-test-pg.XXXXXX)
+    trap 'scripts/test-postgres.sh stop "$postgres_dir"' EXIT
+    VOUCH_TEST_POSTGRES_URL=$(scripts/test-postgres.sh start "$postgres_dir" $$)
+    export VOUCH_TEST_POSTGRES_URL
+fi
 swift test --skip-build "$@"
