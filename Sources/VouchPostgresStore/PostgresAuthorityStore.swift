@@ -21,6 +21,8 @@ public final class PostgresAuthorityStore: AuthorityStore {
     let logger: Logger
     /// Runs the client's connection pool until `close()`.
     private let pool: Task<Void, Never>
+    /// How long a call waits for a connection before it fails.
+    let connectionWait: Duration
 
     /// Key of the writer lock ("vouch", then 1).
     static let writerLock: Int64 = 0x766F_7563_6801
@@ -29,7 +31,7 @@ public final class PostgresAuthorityStore: AuthorityStore {
     /// server certificate valid for `host` under the system's trust roots; without it the
     /// connection is plain TCP. The password is used only to authenticate, never logged.
     public static func connect(host: String, port: Int = 5432, user: String, password: String?, database: String,
-                               tls: Bool, maximumConnections: Int = 10,
+                               tls: Bool, maximumConnections: Int = 10, connectionWait: Duration = .seconds(10),
                                logger: Logger = Logger(label: "vouch.postgres")) async throws -> PostgresAuthorityStore {
         let tlsConfiguration: TLSConfiguration? = tls ? .makeClientConfiguration() : nil
         // Migrations run on a connection of their own, before the pool: a server that is not there,
@@ -54,11 +56,13 @@ public final class PostgresAuthorityStore: AuthorityStore {
             host: host, port: port, username: user, password: password, database: database,
             tls: tlsConfiguration.map { .require($0) } ?? .disable)
         configuration.options.maximumConnections = maximumConnections
-        return PostgresAuthorityStore(client: PostgresClient(configuration: configuration, backgroundLogger: logger), logger: logger)
+        return PostgresAuthorityStore(client: PostgresClient(configuration: configuration, backgroundLogger: logger),
+                                      connectionWait: connectionWait, logger: logger)
     }
 
-    private init(client: PostgresClient, logger: Logger) {
+    private init(client: PostgresClient, connectionWait: Duration, logger: Logger) {
         self.client = client
+        self.connectionWait = connectionWait
         self.logger = logger
         // The pool works only while its run() does. It runs for the store's lifetime, so the store
         // is usable as soon as it is made, like the SQLite one, before any service group runs.
@@ -80,11 +84,27 @@ public final class PostgresAuthorityStore: AuthorityStore {
 
     // MARK: Connections
 
-    /// Runs `body` on a connection of the pool; a database error leaves it as a `PostgresStoreError`.
+    /// Runs `body` on a connection of the pool, failing if none is had within `connectionWait`;
+    /// a database error leaves it as a `PostgresStoreError`.
     func withConnection<T: Sendable>(_ body: @Sendable (PostgresConnection) async throws -> T) async throws -> T {
+        let client = client, wait = connectionWait
         do {
-            return try await client.withConnection(body)
-        } catch let error as PSQLError {
+            // The task group of LeaseDeadline.run ends before this returns: body does not escape.
+            return try await withoutActuallyEscaping(body) { body in
+                try await LeaseDeadline.run(within: wait, timeout: {
+                    PostgresStoreError("PostgreSQL", "no connection to the database within \(wait)")
+                }) { deadline in
+                    try await client.withConnection { connection in
+                        guard deadline.start() else { throw CancellationError() }
+                        return try await body(connection)
+                    }
+                }
+            }
+        } catch let error as AuthorityError {
+            throw error
+        } catch let error as PostgresStoreError {
+            throw error
+        } catch {
             throw PostgresStoreError("PostgreSQL", error)
         }
     }

@@ -8,6 +8,10 @@ public struct PostgresStoreError: Error, CustomStringConvertible, Sendable {
     /// The SQLSTATE code the server sent, if the server refused.
     public let sqlState: String?
 
+    init(_ context: String, _ reason: String) {
+        (description, sqlState) = ("\(context): \(reason)", nil)
+    }
+
     init(_ context: String, _ error: any Error) {
         guard let error = error as? PSQLError else {
             (description, sqlState) = ("\(context): \(error)", nil)

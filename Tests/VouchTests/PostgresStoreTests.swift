@@ -1,7 +1,7 @@
 import Foundation
 import Testing
 @testable import VouchAuthority
-import VouchPostgresStore
+@testable import VouchPostgresStore
 
 /// What only PostgreSQL's store must show: several replicas on one database, started together
 /// and writing together, keep one schema, one audit chain and one revocation budget.
@@ -109,5 +109,25 @@ struct PostgresStoreTests {
         #expect(missing?.description.contains("does not exist") == true, "\(String(describing: missing))")
         #expect(missing?.sqlState == "3D000")
         #expect(clock.now - start < .seconds(10))
+    }
+
+    /// While the database is unreachable a call fails after the connection wait; a call that has
+    /// its connection finishes, however long it takes, so a committed write is never reported failed.
+    @Test func onlyTheWaitForAConnectionIsBounded() async throws {
+        struct Late: Error {}
+        let clock = ContinuousClock(), start = clock.now
+        await #expect(throws: Late.self) {
+            try await LeaseDeadline.run(within: .milliseconds(100), timeout: { Late() }) { deadline in
+                try await Task.sleep(for: .seconds(30))  // a lease that never comes, cancelled at the deadline
+                return deadline.start()
+            }
+        }
+        #expect(clock.now - start < .seconds(10))
+        let finished = try await LeaseDeadline.run(within: .milliseconds(100), timeout: { Late() }) { deadline in
+            guard deadline.start() else { return false }
+            try? await Task.sleep(for: .milliseconds(400))
+            return true
+        }
+        #expect(finished)
     }
 }
