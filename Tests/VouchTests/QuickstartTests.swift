@@ -58,6 +58,7 @@ private struct QuickstartRun {
         output.attach(pipe.fileHandleForReading)
         log.attach(logPipe.fileHandleForReading)
         try process.run()
+        LongRunningChildren.register(process)
     }
 
     func wait(until seconds: TimeInterval, for condition: (String) -> Bool) {

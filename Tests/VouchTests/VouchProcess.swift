@@ -159,6 +159,7 @@ private func launch(_ process: Process, output: OutputCollector, arguments: [Str
     output.attach(pipe.fileHandleForReading)
     output.attach(errors.fileHandleForReading)
     try process.run()
+    LongRunningChildren.register(process)
     func announcedPort(_ text: String) -> Int? {
         text.split(separator: "\n").first(where: { $0.hasPrefix(announcement) }).flatMap { Int($0.split(separator: ":").last ?? "") }
     }
