@@ -16,7 +16,7 @@ struct IdentityKeeperTests {
     @Test func renewsAtTheScheduledTimeWritingEachNewIdentityAndServingIt() async throws {
         let agent = try await KeeperHarness()
         let first = try agent.onDisk()
-        let rotation = agent.startRotating()
+        let rotation = try await agent.startRotating()
         defer { rotation.cancel() }
 
         var serials = [first.serialHex]
@@ -48,9 +48,8 @@ struct IdentityKeeperTests {
     @Test func keepsTheCurrentIdentityThroughAnOutageWithGrowingCappedBackoffThenRenews() async throws {
         let agent = try await KeeperHarness()
         let first = try agent.onDisk()
-        let rotation = agent.startRotating()
+        let rotation = try await agent.startRotating()
         defer { rotation.cancel() }
-        try await agent.clock.waitForSleepers()
         agent.ca.isDown = true
 
         var delays: [TimeInterval] = []
@@ -80,9 +79,8 @@ struct IdentityKeeperTests {
     @Test func afterExpiryItStopsCallingTheCAAndReEnrollsWithANewToken() async throws {
         let agent = try await KeeperHarness()
         let first = try agent.onDisk()
-        let rotation = agent.startRotating()
+        let rotation = try await agent.startRotating()
         defer { rotation.cancel() }
-        try await agent.clock.waitForSleepers()
         agent.ca.isDown = true
         // Retry until the certificate has expired.
         while agent.clock.now < first.notAfter {
@@ -117,9 +115,8 @@ struct IdentityKeeperTests {
     func aRevokedIdentityIsNotRenewedAndANewTokenIsAwaited(by source: RevokedBy) async throws {
         let agent = try await KeeperHarness()
         let first = try agent.onDisk()
-        let rotation = agent.startRotating()
+        let rotation = try await agent.startRotating()
         defer { rotation.cancel() }
-        try await agent.clock.waitForSleepers()
         switch source {
         case .signedCRL: agent.revocations.insert(first.serialHex)
         case .caRefusal: try await agent.ca.revoke(first.serialHex, reason: 4)
@@ -203,14 +200,17 @@ final class KeeperHarness: Sendable {
                        onIdentity: { _ in })
     }
 
-    func startRotating() -> Task<Void, any Error> {
-        Task {
+    /// Starts the renewal loop and returns once it waits for its first renewal time.
+    func startRotating() async throws -> Task<Void, any Error> {
+        let rotation = Task {
             try await keeper.rotateForever(reloadListener: {
                 let leaf = try self.files.load().leaf
                 self.served.withLock { $0.append(leaf.serialHex) }
                 return leaf
             })
         }
+        try await clock.waitForSleepers()
+        return rotation
     }
 
     func onDisk() throws -> X509Certificate { try X509Certificate(pem: files.load().certificatePEM) }
