@@ -105,9 +105,11 @@ struct IdentityKeeperTests {
         try await agent.ca.token(Self.web).write(toFile: agent.tokenPath, atomically: true, encoding: .utf8)
         try await agent.clock.waitForSleepers()
         agent.clock.advance(by: IdentityKeeper.tokenPollInterval)
-        try await agent.waitFor { (try? agent.onDisk().serialHex) != first.serialHex }
-        #expect(agent.ca.enrollCalls == 2, "re-enrolled with the new token")
-        #expect(agent.served.withLock { $0.last } == agent.state.current.serial, "and serves the new identity")
+        // Re-enrolled with the new token, and the listener was told to serve it (after the files).
+        try await agent.waitFor { agent.served.withLock { $0.last } == (try? agent.onDisk().serialHex) }
+        #expect(agent.ca.enrollCalls == 2)
+        #expect(try agent.onDisk().serialHex != first.serialHex)
+        #expect(agent.state.current.serial == (try agent.onDisk().serialHex))
         #expect(try agent.onDisk().notAfter > agent.clock.now)
     }
 
