@@ -188,7 +188,7 @@ final class IdentityKeeper: Sendable {
                 retryAt = nil
                 record(served, rotated: true)
                 hooks.run(serial: served.serialHex, directory: files.directory)
-            } catch let error as RPCError where RefusalReason(of: error) == .certificateRevoked {
+            } catch let error as RPCError where error.code == .failedPrecondition && RefusalReason(of: error) == .certificateRevoked {
                 // The CA itself says this certificate is revoked: that is confirmation enough.
                 logger.notice("the CA refused to renew: own certificate revoked", metadata: ["error": "\(error.message)"])
                 try await waitForNewToken(because: "was revoked", reloadListener: reloadListener)
