@@ -11,6 +11,10 @@ import X509
 protocol RevocationStatus: Sendable {
     func isRevoked(_ serial: String) -> Bool
     var heldNumber: Int64? { get }
+    /// Fetches the CA's signed CRL now; whether it lists `serial`. A CA's word that a certificate
+    /// is revoked counts only when its signed CRL agrees: an impostor holding the server's key
+    /// can say anything, but cannot sign a CRL.
+    func confirmRevoked(_ serial: String) async -> Bool
 }
 
 /// Obtains the agent's identity and keeps it fresh: reuses a valid identity on disk or enrolls
@@ -188,33 +192,45 @@ final class IdentityKeeper: Sendable {
                 retryAt = nil
                 record(served, rotated: true)
                 hooks.run(serial: served.serialHex, directory: files.directory)
-            } catch let error as RPCError where error.code == .failedPrecondition && RefusalReason(of: error) == .certificateRevoked {
-                // The CA itself says this certificate is revoked: that is confirmation enough.
-                logger.notice("the CA refused to renew: own certificate revoked", metadata: ["error": "\(error.message)"])
-                try await waitForNewToken(because: "was revoked", reloadListener: reloadListener)
-                failures = 0
-                retryAt = nil
+            } catch let error as RPCError where error.code == .failedPrecondition && RefusalReason(of: error) == .certificateRevoked
+                && !Task.isCancelled {
+                if await revocations.confirmRevoked(current.serial) {
+                    logger.notice("the CA refused to renew: own certificate revoked, as its signed CRL says",
+                                  metadata: ["error": "\(error.message)"])
+                    try await waitForNewToken(because: "was revoked", reloadListener: reloadListener)
+                    failures = 0
+                    retryAt = nil
+                } else {
+                    failures += 1
+                    retryAt = noteFailure(error, attempt: failures, serial: current.serial, notAfter: notAfter,
+                                          what: "the CA says the certificate is revoked but its signed CRL does not; keeping it")
+                }
             } catch let error where isShutdown(error) {
                 throw CancellationError()
             } catch {
                 failures += 1
-                failuresCounter.increment()
-                let message = describe(error)
-                let now = clock.now
-                state.update {
-                    $0.failures += 1
-                    $0.lastError = message
-                    $0.lastErrorAt = now
-                }
-                let delay = schedule.backoff(failures: failures)
-                retryAt = now.addingTimeInterval(delay)
-                let what = error is IdentityRejected ? "rejected the CA's answer; keeping the current certificate"
-                    : "renewal failed; keeping the current certificate"
-                logger.warning("\(what)", metadata: [
-                    "error": "\(message)", "attempt": "\(failures)", "serial": "\(current.serial)",
-                    "retry_in": "\(String(format: "%.1f", delay))s", "not_after": "\(notAfter)"])
+                retryAt = noteFailure(error, attempt: failures, serial: current.serial, notAfter: notAfter,
+                                      what: error is IdentityRejected ? "rejected the CA's answer; keeping the current certificate"
+                                          : "renewal failed; keeping the current certificate")
             }
         }
+    }
+
+    /// Counts and logs a failed renewal; returns when to try again.
+    private func noteFailure(_ error: any Error, attempt failures: Int, serial: String, notAfter: Date, what: String) -> Date {
+        failuresCounter.increment()
+        let message = describe(error)
+        let now = clock.now
+        state.update {
+            $0.failures += 1
+            $0.lastError = message
+            $0.lastErrorAt = now
+        }
+        let delay = schedule.backoff(failures: failures)
+        logger.warning("\(what)", metadata: [
+            "error": "\(message)", "attempt": "\(failures)", "serial": "\(serial)",
+            "retry_in": "\(String(format: "%.1f", delay))s", "not_after": "\(notAfter)"])
+        return now.addingTimeInterval(delay)
     }
 
     /// The certificate expired or was revoked, so the CA will not renew it: say what the operator

@@ -125,9 +125,20 @@ public final class RevocationFollower: RevocationStatus {
         return (crl, number != held.number)
     }
 
+    func confirmRevoked(_ serial: String) async -> Bool {
+        do {
+            try await refreshCRL()
+        } catch {
+            logger.warning("could not fetch the CRL to confirm a revocation", metadata: ["error": "\(describe(error))"])
+        }
+        return isRevoked(serial)
+    }
+
     private func hold(_ crl: CertificateRevocationList) {
         let serials = Set(crl.entries.map { SerialNumber.hex($0.serial) })
         state.withLock {
+            // Checked again under the lock: a CRL verified meanwhile may be newer than this one.
+            if let held = $0.number, let number = crl.number, number < held { return }
             $0.revoked = serials
             $0.number = crl.number
             $0.der = crl.der
