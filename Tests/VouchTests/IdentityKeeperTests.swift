@@ -59,7 +59,7 @@ struct IdentityKeeperTests {
             try await agent.clock.waitForSleepers()
             let retry = agent.clock.deadlines[0]
             delays.append(retry.timeIntervalSince(agent.clock.now))
-            agent.clock.advance(to: retry)
+            if attempt < 5 { agent.clock.advance(to: retry) }
         }
         // Backoff 1 s doubling to the 4 s cap, each ±20%.
         for (delay, nominal) in zip(delays, [1.0, 2, 4, 4, 4]) {
@@ -71,6 +71,7 @@ struct IdentityKeeperTests {
         #expect(agent.log.lines.filter { $0.contains("renewal failed; keeping the current certificate") }.count == 5)
 
         agent.ca.isDown = false
+        agent.clock.advance(to: agent.clock.deadlines[0])
         try await agent.waitFor { agent.state.current.rotations == 1 }
         #expect(try agent.onDisk().serialHex != first.serialHex, "renewed once the CA was back")
         #expect(agent.state.current.lastError == "")
@@ -139,6 +140,25 @@ struct IdentityKeeperTests {
         #expect(agent.ca.enrollCalls == 2)
     }
 
+    @Test func aCAClaimingARevocationItsSignedCRLDoesNotListIsNotBelieved() async throws {
+        let agent = try await KeeperHarness()
+        let first = try agent.onDisk()
+        let rotation = try await agent.startRotating()
+        defer { rotation.cancel() }
+        // An impostor holding the server's key answers every renewal with the revoked refusal.
+        agent.ca.claimsRevoked = true
+        agent.clock.advance(to: agent.clock.deadlines[0])
+        try await agent.waitFor { agent.state.current.failures == 1 }
+        try await agent.clock.waitForSleepers()
+        #expect(!agent.log.lines.contains { $0.contains("will not renew it") }, "no waiting for a token on the CA's word alone")
+        #expect(agent.log.lines.contains { $0.contains("its signed CRL does not") })
+        // The real CA answers again: renewal goes on.
+        agent.ca.claimsRevoked = false
+        agent.clock.advance(to: agent.clock.deadlines[0])
+        try await agent.waitFor { agent.state.current.rotations == 1 }
+        #expect(try agent.onDisk().serialHex != first.serialHex)
+    }
+
     enum RevokedBy: Sendable, CustomTestStringConvertible {
         case signedCRL, caRefusal
         var testDescription: String { self == .signedCRL ? "listed in the signed CRL" : "refused by the CA" }
@@ -172,12 +192,13 @@ final class KeeperHarness: Sendable {
     let keeper: IdentityKeeper
     /// Serials in the order the listener was told to serve them.
     let served = Mutex<[String]>([])
-    let revocations = RevokedSerials()
+    let revocations: RevokedSerials
     var tokenPath: String { root + "/token" }
     var files: IdentityFiles { IdentityFiles(directory: root + "/out") }
 
     init() async throws {
         ca = try InProcessCA(clock: clock)
+        revocations = RevokedSerials(ca: ca)
         root = FileManager.default.temporaryDirectory.appendingPathComponent("keeper-\(UUID().uuidString)").path
         try FileManager.default.createDirectory(atPath: root, withIntermediateDirectories: true)
         try ca.material.root.pem.write(toFile: root + "/bundle.pem", atomically: true, encoding: .utf8)
@@ -227,12 +248,19 @@ final class KeeperHarness: Sendable {
     }
 }
 
-/// Serials the agent's verified CRL would list.
+/// Serials the agent's verified CRL lists; `confirmRevoked` fetches the CA's revocations, as the
+/// agent fetches its signed CRL.
 final class RevokedSerials: RevocationStatus {
     private let serials = Mutex<Set<String>>([])
+    let ca: InProcessCA
+    init(ca: InProcessCA) { self.ca = ca }
     func insert(_ serial: String) { serials.withLock { _ = $0.insert(serial) } }
     func isRevoked(_ serial: String) -> Bool { serials.withLock { $0.contains(serial) } }
     var heldNumber: Int64? { 1 }
+    func confirmRevoked(_ serial: String) async -> Bool {
+        for record in (try? await ca.authority.revocations(afterSequence: 0)) ?? [] { insert(record.serial) }
+        return isRevoked(serial)
+    }
 }
 
 /// What the agent believes of a CRL, on the test's clock: only a fresh CRL signed by its CA,

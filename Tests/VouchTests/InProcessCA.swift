@@ -13,7 +13,7 @@ import VouchTLS
 final class InProcessCA: CertificateAuthorityCalls {
     let authority: CertificateAuthority
     let material: CAMaterial
-    private let state = Mutex((down: false, enrollCalls: 0, renewCalls: 0))
+    private let state = Mutex((down: false, claimsRevoked: false, enrollCalls: 0, renewCalls: 0))
 
     static let admin = Caller(credential: .certificate(spiffeID: "spiffe://example.org/vouch/admin", serial: "01"), peer: "local")
 
@@ -27,6 +27,12 @@ final class InProcessCA: CertificateAuthorityCalls {
     var isDown: Bool {
         get { state.withLock { $0.down } }
         set { state.withLock { $0.down = newValue } }
+    }
+
+    /// While set, every renewal is refused as revoked, as an impostor holding the server's key could.
+    var claimsRevoked: Bool {
+        get { state.withLock { $0.claimsRevoked } }
+        set { state.withLock { $0.claimsRevoked = newValue } }
     }
 
     var enrollCalls: Int { state.withLock { $0.enrollCalls } }
@@ -57,11 +63,15 @@ final class InProcessCA: CertificateAuthorityCalls {
 
     /// Renews as the certificate on disk, as the server does with the client certificate of the connection.
     func renew(current: IdentityFiles, newKey: PrivateKey, ttl: Int64) async throws -> CAAnswer {
-        let down = state.withLock {
+        let (down, claimsRevoked) = state.withLock {
             $0.renewCalls += 1
-            return $0.down
+            return ($0.down, $0.claimsRevoked)
         }
         if down { throw RPCError(code: .unavailable, message: "connection refused") }
+        if claimsRevoked {
+            throw RPCError(code: .failedPrecondition, message: "certificate is revoked",
+                           metadata: [RefusalReason.trailer: .string(RefusalReason.certificateRevoked.rawValue)])
+        }
         let held = try X509Certificate(pem: String(contentsOfFile: current.certificate, encoding: .utf8))
         let caller = Caller(credential: .certificate(spiffeID: held.spiffeID ?? "", serial: held.serialHex), peer: "local")
         let csr = try CertificateSigningRequest.create(key: newKey, subjectAltNames: SubjectAltNames()).der
