@@ -112,10 +112,27 @@ final class IdentityKeeper: Sendable {
             throw AgentError("rejected the CA's enrollment answer: \(rejected)")
         }
         noteUntrustedRoots(answer, trusted: roots)
-        try IdentityWriter(files: files).write(identity, key: key, bundlePEM: try Certificate.pemBundle(roots))
+        try await writeEnrolled(identity, key: key, bundlePEM: try Certificate.pemBundle(roots))
         logger.info("enrolled", metadata: ["spiffe_id": "\(identity.leaf.spiffeID ?? "")", "serial": "\(identity.leaf.serialHex)",
                                            "not_after": "\(identity.leaf.notValidAfter)"])
         record(identity.leaf, rotated: false)
+    }
+
+    /// Writes an identity the CA has just issued, again and again while the disk refuses it (full,
+    /// read-only): the token's use is spent, so enrolling again could fail for good.
+    private func writeEnrolled(_ identity: VerifiedIdentity, key: PrivateKey, bundlePEM: String) async throws {
+        var failures = 0
+        while true {
+            do {
+                return try IdentityWriter(files: files).write(identity, key: key, bundlePEM: bundlePEM)
+            } catch {
+                failures += 1
+                guard identity.leaf.notValidAfter > clock.now, !Task.isCancelled else { throw error }
+                let retryAt = noteFailure(error, attempt: failures, serial: identity.leaf.serialHex, notAfter: identity.leaf.notValidAfter,
+                                          what: "enrolled, but could not write the new identity; writing it again")
+                try await clock.sleep(until: retryAt)
+            }
+        }
     }
 
     /// Roots in an answer that the agent does not already trust are never written.
@@ -158,6 +175,9 @@ final class IdentityKeeper: Sendable {
     func rotateForever(reloadListener: @escaping @Sendable () throws -> Certificate) async throws {
         var failures = 0
         var retryAt: Date?
+        // Renewed by the CA but not yet written (full or read-only disk): written on the next
+        // attempt instead of renewing again, since a renewed certificate may renew only once more.
+        var unwritten: (identity: VerifiedIdentity, key: PrivateKey)?
         while !Task.isCancelled {
             let current = state.current
             guard let notBefore = current.notBefore, let notAfter = current.notAfter else { return }
@@ -165,10 +185,13 @@ final class IdentityKeeper: Sendable {
             state.update { $0.nextRenewal = due }
             try await clock.sleep(until: due)
 
+            if let held = unwritten?.identity.leaf, held.notValidAfter <= clock.now || revocations.isRevoked(held.serialHex) {
+                unwritten = nil
+            }
             // An expired or revoked certificate cannot be renewed: only a new token helps. Revoked
             // means listed in a verified CRL, never a mere streamed event.
             let dead = clock.now >= notAfter ? "expired at \(notAfter)" : (revocations.isRevoked(current.serial) ? "was revoked" : nil)
-            if let dead {
+            if let dead, unwritten == nil {
                 if dead == "was revoked" {
                     logger.notice("own certificate is listed in the CA's signed CRL", metadata: [
                         "serial": "\(current.serial)", "crl_number": "\(revocations.heldNumber ?? -1)"])
@@ -179,12 +202,18 @@ final class IdentityKeeper: Sendable {
                 continue
             }
             do {
-                let key = try PrivateKey(generating: configuration.keyAlgorithm)
-                let held = try files.load().leaf
-                let answer = try await ca.renew(current: files, newKey: key, ttl: configuration.certificateTTL.wholeSeconds)
-                let identity = try await trust.verifyRenewal(answer, key: key, current: held, now: clock.now)
-                noteUntrustedRoots(answer, trusted: try trust.heldRoots())
-                try IdentityWriter(files: files).write(identity, key: key, bundlePEM: nil)
+                if unwritten == nil {
+                    let key = try PrivateKey(generating: configuration.keyAlgorithm)
+                    let held = try files.load().leaf
+                    let answer = try await ca.renew(current: files, newKey: key, ttl: configuration.certificateTTL.wholeSeconds)
+                    let identity = try await trust.verifyRenewal(answer, key: key, current: held, now: clock.now)
+                    noteUntrustedRoots(answer, trusted: try trust.heldRoots())
+                    unwritten = (identity, key)
+                }
+                if let (identity, key) = unwritten {
+                    try IdentityWriter(files: files).write(identity, key: key, bundlePEM: nil)
+                }
+                unwritten = nil
                 let served = try reloadListener()
                 logger.info("rotated", metadata: ["from": "\(current.serial)", "serial": "\(served.serialHex)",
                                                   "not_after": "\(served.notValidAfter)"])
@@ -209,9 +238,14 @@ final class IdentityKeeper: Sendable {
                 throw CancellationError()
             } catch {
                 failures += 1
-                retryAt = noteFailure(error, attempt: failures, serial: current.serial, notAfter: notAfter,
-                                      what: error is IdentityRejected ? "rejected the CA's answer; keeping the current certificate"
-                                          : "renewal failed; keeping the current certificate")
+                let what = if let pending = unwritten?.identity.leaf {
+                    "renewed as \(pending.serialHex), but could not write the new certificate; keeping the current one and writing it again"
+                } else if error is IdentityRejected {
+                    "rejected the CA's answer; keeping the current certificate"
+                } else {
+                    "renewal failed; keeping the current certificate"
+                }
+                retryAt = noteFailure(error, attempt: failures, serial: current.serial, notAfter: notAfter, what: what)
             }
         }
     }

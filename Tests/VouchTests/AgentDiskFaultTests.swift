@@ -29,7 +29,7 @@ final class AgentDiskFaultTests: XCTestCase {
             return (leaf.serialHex, leaf.matches(key))
         }
         func failures(_ agent: AgentProcess, _ error: String) -> Int {
-            agent.log.split(separator: "\n").filter { $0.contains("renewal failed") && $0.contains(error) }.count
+            agent.log.split(separator: "\n").filter { $0.contains("could not write the new certificate") && $0.contains(error) }.count
         }
 
         // Both faults at once, each with its own agent: a 5 s certificate renewed at 0.3 of its
@@ -82,6 +82,9 @@ final class AgentDiskFaultTests: XCTestCase {
                           "\(test.fault): recovered by itself: \(test.agent.log)")
             XCTAssertTrue(try onDisk(test.out).matches)
             XCTAssertTrue(test.agent.process.isRunning)
+            // Retries wrote the certificate the CA had issued; they did not renew again (the CA
+            // lets a renewed certificate renew only once more).
+            XCTAssertFalse(test.agent.log.contains("only the newest certificate of a lineage"), "\(test.fault): \(test.agent.log)")
         }
     }
 

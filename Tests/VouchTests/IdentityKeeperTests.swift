@@ -159,6 +159,59 @@ struct IdentityKeeperTests {
         #expect(try agent.onDisk().serialHex != first.serialHex)
     }
 
+    @Test func aRenewalTheDiskRefusesIsWrittenLaterAndNotRequestedAgain() async throws {
+        let agent = try await KeeperHarness()
+        let first = try agent.onDisk()
+        let rotation = try await agent.startRotating()
+        defer { rotation.cancel() }
+        agent.diskFillsOnNextAnswer()
+        agent.clock.advance(to: agent.clock.deadlines[0])
+        try await agent.waitFor { agent.state.current.failures == 1 }
+        let pending = try #require(agent.log.lines.first { $0.contains("could not write the new certificate") }
+            .flatMap { $0.firstMatch(of: /renewed as ([0-9a-f]+)/)?.1 }.map(String.init))
+        #expect(try await agent.ca.record(pending).renewedFrom == first.serialHex)
+
+        // Retries write the certificate already issued, even past the expiry of the one on disk:
+        // renewing again would be refused (a renewed certificate may renew only once more).
+        while agent.clock.now <= first.notAfter {
+            try await agent.clock.waitForSleepers()
+            agent.clock.advance(to: agent.clock.deadlines[0])
+            try await agent.waitFor { agent.clock.deadlines.count == 1 }
+        }
+        #expect(agent.ca.renewCalls == 1, "the CA is not asked again")
+        #expect(try agent.onDisk().serialHex == first.serialHex, "the old set stays whole on disk")
+        #expect(agent.served.withLock { $0.isEmpty }, "the listener keeps what it serves")
+        #expect(!agent.log.lines.contains { $0.contains("will not renew it") }, "no new token needed")
+
+        try agent.unblockChainFile()
+        agent.clock.advance(to: agent.clock.deadlines[0])
+        try await agent.waitFor { agent.state.current.rotations >= 1 }
+        // Written and served; it is past its own renewal time by now, so the next renewal follows.
+        #expect(agent.served.withLock { $0.first } == pending)
+        #expect(try await agent.ca.record(pending).revokedAt == nil)
+    }
+
+    @Test func anEnrollmentTheDiskRefusesIsWrittenLaterWithoutAnotherTokenUse() async throws {
+        let agent = try await KeeperHarness(enroll: false)
+        // The disk fills up between the agent's check of its directory and the CA's answer.
+        agent.diskFillsOnNextAnswer()
+        let enrollment = Task { try await agent.keeper.obtainInitialIdentity() }
+        for attempt in 1...3 {
+            try await agent.waitFor { agent.state.current.failures == attempt }
+            try await agent.clock.waitForSleepers()
+            if attempt < 3 { agent.clock.advance(to: agent.clock.deadlines[0]) }
+        }
+        #expect(agent.ca.enrollCalls == 1, "the single-use token is spent once")
+        #expect(!FileManager.default.fileExists(atPath: agent.files.certificate))
+        #expect(agent.log.lines.contains { $0.contains("enrolled, but could not write the new identity") })
+
+        try agent.unblockChainFile()
+        agent.clock.advance(to: agent.clock.deadlines[0])
+        try await enrollment.value
+        #expect(try agent.onDisk().serialHex == agent.state.current.serial)
+        #expect(agent.ca.enrollCalls == 1)
+    }
+
     enum RevokedBy: Sendable, CustomTestStringConvertible {
         case signedCRL, caRefusal
         var testDescription: String { self == .signedCRL ? "listed in the signed CRL" : "refused by the CA" }
@@ -193,10 +246,11 @@ final class KeeperHarness: Sendable {
     /// Serials in the order the listener was told to serve them.
     let served = Mutex<[String]>([])
     let revocations: RevokedSerials
+    let fillsOnNextAnswer = OneShot()
     var tokenPath: String { root + "/token" }
     var files: IdentityFiles { IdentityFiles(directory: root + "/out") }
 
-    init() async throws {
+    init(enroll: Bool = true) async throws {
         ca = try InProcessCA(clock: clock)
         revocations = RevokedSerials(ca: ca)
         root = FileManager.default.temporaryDirectory.appendingPathComponent("keeper-\(UUID().uuidString)").path
@@ -206,11 +260,17 @@ final class KeeperHarness: Sendable {
                                            tokenFilePath: root + "/token", outDirectory: root + "/out", certificateTTL: .seconds(60),
                                            renewFraction: 0.5, jitterFraction: 0, maximumBackoff: .seconds(4))
         try await ca.token(IdentityKeeperTests.web).write(toFile: root + "/token", atomically: true, encoding: .utf8)
-        keeper = IdentityKeeper(configuration: configuration, files: IdentityFiles(directory: root + "/out"), ca: ca,
+        let fills = fillsOnNextAnswer, chain = IdentityFiles(directory: root + "/out").chain
+        let calls = AfterEachAnswer(ca: ca) {
+            guard fills.take() else { return }
+            try? FileManager.default.removeItem(atPath: chain)
+            try FileManager.default.createDirectory(atPath: chain, withIntermediateDirectories: false)
+        }
+        keeper = IdentityKeeper(configuration: configuration, files: IdentityFiles(directory: root + "/out"), ca: calls,
                                 hooks: RotationHooks(command: nil, signal: nil, pidFile: nil, logger: log.logger),
                                 revocations: revocations, clock: clock, state: state, logger: log.logger,
                                 onIdentity: { _ in })
-        try await keeper.obtainInitialIdentity()
+        if enroll { try await keeper.obtainInitialIdentity() }
     }
 
     deinit { try? FileManager.default.removeItem(atPath: root) }
@@ -236,7 +296,14 @@ final class KeeperHarness: Sendable {
         return rotation
     }
 
-    func onDisk() throws -> X509Certificate { try X509Certificate(pem: files.load().certificatePEM) }
+    func onDisk() throws -> X509Certificate { try X509Certificate(pem: String(contentsOfFile: files.certificate, encoding: .utf8)) }
+
+    /// Once the CA's next answer has arrived, a directory takes chain.pem's place: the agent's
+    /// writes of its set fail (as on a full or read-only disk, which root cannot simulate with
+    /// file modes) and replace nothing, until `unblockChainFile`.
+    func diskFillsOnNextAnswer() { fillsOnNextAnswer.arm() }
+
+    func unblockChainFile() throws { try FileManager.default.removeItem(atPath: files.chain) }
 
     /// Polls (real time, briefly) until the agent has done what the last move of the clock set off.
     func waitFor(_ condition: @Sendable () -> Bool) async throws {
@@ -245,6 +312,29 @@ final class KeeperHarness: Sendable {
             guard ContinuousClock.now - start < .seconds(10) else { throw ClockWaitTimedOut(description: "condition not met; log: \(log.lines)") }
             try await Task.sleep(for: .milliseconds(1))
         }
+    }
+}
+
+/// Armed by one side, taken (once) by the other.
+final class OneShot: Sendable {
+    private let armed = Mutex(false)
+    func arm() { armed.withLock { $0 = true } }
+    func take() -> Bool { armed.withLock { armed in defer { armed = false }; return armed } }
+}
+
+/// The CA's calls, then `then` once each answer has arrived.
+struct AfterEachAnswer: CertificateAuthorityCalls {
+    let ca: InProcessCA
+    let then: @Sendable () throws -> Void
+    func enroll(token: String, key: PrivateKey, ttl: Int64) async throws -> CAAnswer {
+        let answer = try await ca.enroll(token: token, key: key, ttl: ttl)
+        try then()
+        return answer
+    }
+    func renew(current: IdentityFiles, newKey: PrivateKey, ttl: Int64) async throws -> CAAnswer {
+        let answer = try await ca.renew(current: current, newKey: newKey, ttl: ttl)
+        try then()
+        return answer
     }
 }
 
