@@ -53,9 +53,28 @@ for path in files:
                 commands.append({"file": name, "args": container["args"]})
         if kind == "StatefulSet" and not claims:
             problems.append(f"{name}: the server StatefulSet has no volume for its SQLite database")
+        if kind == "Deployment":
+            server = next((c for c in pod["containers"] if c.get("args", [])[:1] == ["server"]), None)
+            if server is None:
+                continue  # a workload (e.g. with an agent sidecar)
+            kinds.setdefault("server Deployment", []).append(name)
+            args = server["args"]
+            # Replicas share one PostgreSQL database; on SQLite each would have a database of its own.
+            if not any(a.startswith("--database=postgres") for a in args):
+                problems.append(f"{name}: the server Deployment has no --database=postgres://...")
+            if any(a.startswith("--database=") and ":" in a.split("//", 1)[-1].split("@", 1)[0] for a in args):
+                problems.append(f"{name}: a password in the --database URL (use --database-password-file)")
+            if doc["spec"].get("replicas", 1) < 2:
+                problems.append(f"{name}: the server Deployment runs fewer than two replicas")
+            if server.get("readinessProbe", {}).get("httpGet", {}).get("path") != "/healthz":
+                problems.append(f"{name}: readiness is not /healthz (a replica without its database must leave the Service)")
+            if server.get("livenessProbe", {}).get("httpGet", {}).get("path") == "/healthz":
+                problems.append(f"{name}: liveness on /healthz restarts every replica during a database outage")
         if kind == "DaemonSet" and not any("secret" in v for v in volumes.values()):
             problems.append(f"{name}: the agent DaemonSet gets no token Secret")
-for required in ("StatefulSet", "DaemonSet", "Secret", "Service"):
+# A directory holds either the single-node set (StatefulSet on SQLite, agents) or the replicated
+# server on PostgreSQL (Deployment), applied next to the agents of the single-node set.
+for required in ("server Deployment", "Secret", "Service") if "server Deployment" in kinds else ("StatefulSet", "DaemonSet", "Secret", "Service"):
     if required not in kinds:
         problems.append(f"no {required} in {root}")
 print(json.dumps({"files": [os.path.basename(f) for f in files], "kinds": kinds, "commands": commands, "problems": problems}))

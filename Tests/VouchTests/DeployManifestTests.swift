@@ -36,17 +36,51 @@ final class DeployManifestTests: XCTestCase {
         }
     }
 
-    func testKubernetesManifestsParseAndUseExistingFlags() throws {
+    /// scripts/check-manifests.py's report on a directory of manifests.
+    func manifestReport(_ directory: String) throws -> (problems: [String], commands: [[String: Any]]) {
         let python = Self.repository + "/.build/python-venv/bin/python"
         guard FileManager.default.isExecutableFile(atPath: python) else {
-            return XCTFail("no Python venv: run scripts/setup-python.sh (scripts/test.sh does)")
+            throw CLIFailure("no Python venv: run scripts/setup-python.sh (scripts/test.sh does)")
         }
-        let checked = try execute(python, [Self.repository + "/scripts/check-manifests.py", Self.deploy + "/kubernetes"])
+        let checked = try execute(python, [Self.repository + "/scripts/check-manifests.py", directory])
         XCTAssertEqual(checked.status, 0, checked.stderr)
         let report = try JSONSerialization.jsonObject(with: Data(checked.lastLine.utf8)) as? [String: Any] ?? [:]
-        XCTAssertEqual(report["problems"] as? [String], [], checked.stdout)
-        let commands = report["commands"] as? [[String: Any]] ?? []
-        XCTAssertGreaterThanOrEqual(commands.count, 4, "server, ca init, DaemonSet agent and sidecar agent")
+        return (report["problems"] as? [String] ?? ["no report: \(checked.stdout)"], report["commands"] as? [[String: Any]] ?? [])
+    }
+
+    func testKubernetesManifestsParseAndUseExistingFlags() throws {
+        let report = try manifestReport(Self.deploy + "/kubernetes")
+        XCTAssertEqual(report.problems, [])
+        XCTAssertGreaterThanOrEqual(report.commands.count, 4, "server, ca init, DaemonSet agent and sidecar agent")
+        try checkCommands(report.commands)
+    }
+
+    /// The replicated server: a Deployment of two or more replicas on PostgreSQL, out of the
+    /// Service while its database is unreachable but not restarted for it.
+    func testReplicatedServerManifestsRunSeveralReplicasOnPostgreSQL() throws {
+        let directory = Self.deploy + "/kubernetes/replicated"
+        let report = try manifestReport(directory)
+        XCTAssertEqual(report.problems, [])
+        let servers = report.commands.filter { ($0["args"] as? [String])?.first == "server" }
+        XCTAssertEqual(servers.count, 1)
+        try checkCommands(report.commands)
+
+        // The checks bite: a copy with one replica, a password in the URL and liveness on /healthz.
+        let broken = try temporaryDirectory()
+        for name in try FileManager.default.contentsOfDirectory(atPath: directory) {
+            var text = try String(contentsOfFile: directory + "/" + name, encoding: .utf8)
+            text = text.replacingOccurrences(of: "replicas: 2", with: "replicas: 1")
+                .replacingOccurrences(of: "postgres://vouch@", with: "postgres://vouch:secret@")
+                .replacingOccurrences(of: "tcpSocket: {port: grpc}", with: "httpGet: {path: /healthz, port: http}")
+            try text.write(toFile: broken + "/" + name, atomically: true, encoding: .utf8)
+        }
+        let problems = try manifestReport(broken).problems
+        for expected in ["fewer than two replicas", "a password in the --database URL", "liveness on /healthz"] {
+            XCTAssertTrue(problems.contains { $0.contains(expected) }, "\(expected): \(problems)")
+        }
+    }
+
+    private func checkCommands(_ commands: [[String: Any]]) throws {
         for command in commands {
             let args = command["args"] as? [String] ?? []
             let words: [String]
