@@ -3,6 +3,8 @@
 #
 #   test-postgres.sh start DIR [OWNER_PID]   prints postgres://vouch@127.0.0.1:PORT/postgres, also in DIR/url
 #   test-postgres.sh stop DIR                stops the cluster and removes DIR
+#   test-postgres.sh pause DIR               stops the server (fast shutdown), keeping its data
+#   test-postgres.sh resume DIR              starts a paused server again, on the same port
 #
 # The cluster lives in DIR/data, listens on 127.0.0.1 (a free port) and on a unix socket in DIR, and
 # trusts every local connection: the role `vouch` is its superuser. Both commands are idempotent:
@@ -30,7 +32,7 @@ for fd in /proc/$$/fd/*; do
     [ "$fd" -gt 2 ] && [ "$fd" -ne 255 ] && eval "exec $fd>&-"
 done
 
-usage() { echo "usage: $0 start DIR [OWNER_PID] | stop DIR" >&2; exit 2; }
+usage() { echo "usage: $0 start DIR [OWNER_PID] | stop DIR | pause DIR | resume DIR" >&2; exit 2; }
 [ $# -ge 2 ] || usage
 command=$1 dir=$2 owner_pid=${3:-}
 
@@ -124,8 +126,25 @@ stop() {
     rm -rf "$dir"
 }
 
+# For outage tests: the database goes away as in a real outage (clients' connections are closed)
+# and comes back with the same data on the same address.
+pause() {
+    [ -f "$dir/url" ] || { echo "test-postgres.sh: no cluster in $dir" >&2; exit 1; }
+    as_owner "$pg_bin/pg_ctl" stop -D "$dir/data" -m fast -w -t 30 >/dev/null
+}
+
+resume() {
+    [ -f "$dir/url" ] || { echo "test-postgres.sh: no cluster in $dir" >&2; exit 1; }
+    is_running && return 0
+    local port
+    port=$(sed -E 's|.*:([0-9]+)/.*|\1|' "$dir/url")
+    as_owner "$pg_bin/pg_ctl" start -w -t 30 -D "$dir/data" -l "$dir/postgres.log" -o "-p $port" >/dev/null
+}
+
 case $command in
     start) start ;;
     stop) stop ;;
+    pause) pause ;;
+    resume) resume ;;
     *) usage ;;
 esac
