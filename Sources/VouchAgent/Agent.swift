@@ -11,7 +11,7 @@ import VouchTLS
 /// stream, the CRL refresh), so each one stops gracefully with the agent.
 public final class Agent: Service, Sendable {
     public let configuration: AgentConfiguration
-    public let state = AgentState()
+    public let state: AgentState
     let files: IdentityFiles
     let logger: Logger
     let hooks: RotationHooks
@@ -26,25 +26,32 @@ public final class Agent: Service, Sendable {
                             onListening: @escaping @Sendable (HostPort) -> Void = { _ in }) {
         let files = IdentityFiles(directory: configuration.outDirectory)
         let server = CAServerIdentity(configured: configuration.caServerID, files: files)
-        self.init(configuration: configuration, files: files, clock: SystemAgentClock(),
-                  ca: CertificateAuthorityClient(address: configuration.caAddress, bundlePath: configuration.caBundlePath,
-                                                 timeout: configuration.rpcTimeout, server: server),
-                  server: server, logger: logger, onIdentity: onIdentity, onListening: onListening)
+        let state = AgentState()
+        // One set of replicas for renewal and revocations: a replica one of them found dead is
+        // not tried first by the other.
+        let replicas = CAReplicas(configuration.caAddresses, logger: logger, state: state)
+        let ca = FailoverCalls(replicas: replicas) { address in
+            CertificateAuthorityClient(address: address, bundlePath: configuration.caBundlePath,
+                                       timeout: configuration.rpcTimeout, server: server)
+        }
+        let source = GRPCRevocationSource(bundlePath: configuration.caBundlePath, server: server, rpcTimeout: configuration.rpcTimeout)
+        self.init(configuration: configuration, files: files, clock: SystemAgentClock(), ca: ca, replicas: replicas,
+                  revocationSource: source, state: state, logger: logger, onIdentity: onIdentity, onListening: onListening)
     }
 
     init(configuration: AgentConfiguration, files: IdentityFiles, clock: any AgentClock, ca: any CertificateAuthorityCalls,
-         server: CAServerIdentity, logger: Logger, onIdentity: @escaping @Sendable (AgentSnapshot) -> Void,
-         onListening: @escaping @Sendable (HostPort) -> Void) {
+         replicas: CAReplicas, revocationSource: any RevocationSource, state: AgentState, logger: Logger,
+         onIdentity: @escaping @Sendable (AgentSnapshot) -> Void, onListening: @escaping @Sendable (HostPort) -> Void) {
         self.configuration = configuration
+        self.state = state
         self.files = files
         self.logger = logger
         self.onListening = onListening
         self.hooks = RotationHooks(command: configuration.execCommand, signal: configuration.signal,
                                    pidFile: configuration.pidFile, processName: configuration.signalProcessName,
                                    timeout: configuration.hookTimeout, logger: logger)
-        self.revocations = RevocationFollower(files: files, address: configuration.caAddress, bundlePath: configuration.caBundlePath,
-                                              server: server, refreshInterval: configuration.crlRefreshInterval,
-                                              rpcTimeout: configuration.rpcTimeout, clock: clock, logger: logger)
+        self.revocations = RevocationFollower(files: files, replicas: replicas, source: revocationSource,
+                                              refreshInterval: configuration.crlRefreshInterval, clock: clock, logger: logger)
         self.keeper = IdentityKeeper(configuration: configuration, files: files, ca: ca, hooks: hooks, revocations: revocations,
                                      clock: clock, state: state, logger: logger, onIdentity: onIdentity)
     }

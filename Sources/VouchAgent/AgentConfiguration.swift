@@ -5,7 +5,13 @@ import VouchCrypto
 
 /// Everything `vouch agent` is told on its command line.
 public struct AgentConfiguration: Sendable {
-    public var caAddress: HostPort
+    /// The CA replicas, tried in turn from the one that last answered (`--ca A,B`).
+    public var caAddresses: CAAddressList
+    /// The first CA address; setting it leaves only that one.
+    public var caAddress: HostPort {
+        get { caAddresses.first }
+        set { caAddresses = CAAddressList(newValue) }
+    }
     /// Trust bundle used to verify the CA server.
     public var caBundlePath: String
     /// One-time token for the first enrollment (or re-enrollment after expiry).
@@ -46,7 +52,7 @@ public struct AgentConfiguration: Sendable {
                 jitterFraction: Double = 0.05, keyAlgorithm: KeyAlgorithm = .p256, execCommand: String? = nil,
                 signal: Int32? = nil, pidFile: String? = nil, minimumBackoff: Duration = .seconds(1),
                 maximumBackoff: Duration = .seconds(30), rpcTimeout: Duration = .seconds(10), crlRefreshInterval: Duration = .seconds(60)) {
-        self.caAddress = caAddress
+        self.caAddresses = CAAddressList(caAddress)
         self.caBundlePath = caBundlePath
         self.tokenFilePath = tokenFilePath
         self.outDirectory = outDirectory

@@ -13,6 +13,8 @@ public struct AgentSnapshot: Sendable, Equatable {
     public var rotations = 0
     public var failures = 0
     public var nextRenewal: Date?
+    /// The CA replica the agent last got an answer from (`--ca` lists them).
+    public var caAddress = ""
 }
 
 /// Thread-safe holder of the agent's snapshot.

@@ -20,7 +20,8 @@ protocol CertificateAuthorityCalls: Sendable {
     func renew(current: IdentityFiles, newKey: PrivateKey, ttl: Int64) async throws -> CAAnswer
 }
 
-/// The agent's calls to the CA, each on a fresh connection with a deadline. Answers are
+/// The agent's calls to one CA replica, each on a fresh connection with a deadline (so a dead
+/// replica costs one deadline at most, and `FailoverCalls` can move on). Answers are
 /// size-bounded here and only returned raw: the caller verifies them before using them.
 struct CertificateAuthorityClient: CertificateAuthorityCalls {
     let address: HostPort

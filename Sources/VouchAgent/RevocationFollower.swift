@@ -1,6 +1,5 @@
 import Foundation
 import GRPCCore
-import GRPCNIOTransportHTTP2
 import Logging
 import Synchronization
 import VouchAPI
@@ -14,7 +13,9 @@ import X509
 /// number) than the one held, and not past its nextUpdate. WatchRevocations events are
 /// hints that make the next CRL fetch immediate (a revoked client is refused within a
 /// second); the CRL is also fetched every `refreshInterval` and kept on disk (`crl.der`)
-/// so a restart while the CA is down still refuses revoked clients.
+/// so a restart while the CA is down still refuses revoked clients. With several CA replicas,
+/// the stream and the CRL fetch move to the next one when one stops answering; the stream
+/// resumes there after the last sequence seen, so no revocation is missed.
 public final class RevocationFollower: RevocationStatus {
     private struct State {
         var revoked: Set<String> = []
@@ -26,11 +27,9 @@ public final class RevocationFollower: RevocationStatus {
 
     private let state = Mutex(State())
     let files: IdentityFiles
-    let address: HostPort
-    let bundlePath: String
-    let server: CAServerIdentity
+    let replicas: CAReplicas
+    let source: any RevocationSource
     let refreshInterval: Duration
-    let rpcTimeout: Duration
     let clock: any AgentClock
     let logger: Logger
     /// Revocation events are sent by the CA at will; their log lines are rate-limited.
@@ -39,9 +38,6 @@ public final class RevocationFollower: RevocationStatus {
     private let refreshNow: AsyncStream<Void>.Continuation
     private let refreshRequests: AsyncStream<Void>
 
-    /// Largest GetCRL answer read, and largest single revocation event.
-    static let maxCRLResponseBytes = 1 << 20
-    static let maxEventBytes = 8 * 1024
     /// Event fields beyond these are not a Vouch serial or SPIFFE ID; such events are dropped.
     static let maxSerialHexDigits = 40
     static let maxSPIFFEIDBytes = 2048
@@ -50,18 +46,27 @@ public final class RevocationFollower: RevocationStatus {
 
     public var crlPath: String { files.directory + "/crl.der" }
 
-    init(files: IdentityFiles, address: HostPort, bundlePath: String, server: CAServerIdentity, refreshInterval: Duration,
-         rpcTimeout: Duration, clock: any AgentClock, logger: Logger) {
+    init(files: IdentityFiles, replicas: CAReplicas, source: any RevocationSource, refreshInterval: Duration,
+         clock: any AgentClock, logger: Logger) {
         self.files = files
-        self.address = address
-        self.bundlePath = bundlePath
-        self.server = server
+        self.replicas = replicas
+        self.source = source
         self.refreshInterval = refreshInterval
-        self.rpcTimeout = rpcTimeout
         self.clock = clock
         self.logger = logger
         (refreshRequests, refreshNow) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
     }
+
+    /// Follows one CA over gRPC.
+    convenience init(files: IdentityFiles, address: HostPort, bundlePath: String, server: CAServerIdentity, refreshInterval: Duration,
+                     rpcTimeout: Duration, clock: any AgentClock, logger: Logger) {
+        self.init(files: files, replicas: CAReplicas(CAAddressList(address), logger: logger),
+                  source: GRPCRevocationSource(bundlePath: bundlePath, server: server, rpcTimeout: rpcTimeout),
+                  refreshInterval: refreshInterval, clock: clock, logger: logger)
+    }
+
+    /// The last revocation sequence seen; a new stream resumes after it.
+    var lastSequence: Int64 { state.withLock { $0.lastSequence } }
 
     /// Whether `serial` is in the verified CRL held.
     public func isRevoked(_ serial: String) -> Bool {
@@ -145,24 +150,9 @@ public final class RevocationFollower: RevocationStatus {
         }
     }
 
-    /// GetCRL needs no client certificate, so the agent learns of its own revocation too.
-    private var anonymous: VouchClient.Credentials { server.credentials(bundlePath: bundlePath, clientCertificate: false) }
-
-    private var mTLS: VouchClient.Credentials { server.credentials(bundlePath: bundlePath, clientCertificate: true) }
-
-    private func options(maxResponseBytes: Int, timeout: Duration?) -> CallOptions {
-        var options = timeout.map { VouchClient.options(timeout: $0) } ?? CallOptions.defaults
-        options.limitResponses(to: maxResponseBytes)
-        return options
-    }
-
-    /// Fetches, verifies and (when newer) saves the CA's CRL.
+    /// Fetches, verifies and (when newer) saves the CA's CRL, from the first replica that answers.
     func refreshCRL() async throws {
-        let response = try await VouchClient.with(server: address, credentials: anonymous) { client in
-            try await Vouch_V1_CertificateAuthority.Client(wrapping: client)
-                .getCRL(Vouch_V1_CRLRequest(), options: options(maxResponseBytes: Self.maxCRLResponseBytes, timeout: rpcTimeout))
-        }
-        try await take(Array(response.crl))
+        try await take(try await replicas.call("GetCRL") { try await source.crl(from: $0) })
     }
 
     /// Verifies a CRL from the CA (`accept`) and, when newer than the one held, saves it as
@@ -198,37 +188,68 @@ public final class RevocationFollower: RevocationStatus {
         }
     }
 
-    /// Follows WatchRevocations, reconnecting with backoff and resuming after the last sequence seen.
+    /// Follows WatchRevocations, resuming after the last sequence seen. When the stream to a
+    /// replica fails without an answer (`ReplicaFailure.movesOn`) it reconnects at once to the
+    /// next replica; once every replica failed in a row, and after a refusal, it backs off.
     func watchForever(schedule: RenewalSchedule) async throws {
         var failures = 0
+        // Replicas still to try before backing off.
+        var untried = replicas.count
+        var address = replicas.active
         while !Task.isCancelled {
+            let opened = StreamOpened()
             do {
-                var request = Vouch_V1_WatchRevocationsRequest()
-                request.afterSequence = state.withLock { $0.lastSequence }
-                try await VouchClient.with(server: address, credentials: mTLS) { client in
-                    try await Vouch_V1_CertificateAuthority.Client(wrapping: client).watchRevocations(
-                        request, options: options(maxResponseBytes: Self.maxEventBytes, timeout: nil)) { response in
-                        for try await event in response.messages {
-                            self.apply(event)
-                        }
-                    }
-                }
-                // A CA ends the stream only when it shuts down; one that keeps ending it is not
-                // reconnected to in a tight loop.
+                try await source.watch(address, afterSequence: lastSequence, onOpen: { [replicas, address] in
+                    opened.set()
+                    replicas.answered(by: address)
+                }, onEvent: { self.apply($0) })
+                // A CA ends the stream only when it shuts down: resume on the next replica. One that
+                // keeps ending it is not reconnected to in a tight loop.
                 failures = 0
+                untried = replicas.count
+                address = moveStream(from: address, because: "the replica ended it")
                 try await clock.sleep(for: 1)
             } catch let error where isShutdown(error) {
                 throw CancellationError()
             } catch {
+                if opened.isSet {
+                    // It worked until it broke: every replica is worth a try again.
+                    failures = 0
+                    untried = replicas.count
+                }
+                let failure = ReplicaFailure(error)
+                let movesOn = replicas.count > 1 && failure.movesOn
+                if movesOn && failure == .failedIdentityCheck {
+                    replicas.note(failure, of: "WatchRevocations", at: address, error: error, next: nil)
+                }
+                if movesOn {
+                    untried -= 1
+                    if untried > 0 {
+                        address = moveStream(from: address, because: describe(error))
+                        continue
+                    }
+                }
                 failures += 1
+                untried = replicas.count
                 let delay = schedule.backoff(failures: failures)
                 logger.notice("revocation stream down; CRL refresh covers meanwhile",
                               metadata: ["error": "\(describe(error))", "retry_in": "\(String(format: "%.1f", delay))s"])
                 reportSuppressed()
+                if movesOn { address = replicas.address(after: address) }
                 try await clock.sleep(for: delay)
             }
             reportSuppressed()
         }
+    }
+
+    /// The replica the stream moves to from `address`; says so when there is another one.
+    private func moveStream(from address: HostPort, because reason: String) -> HostPort {
+        let next = replicas.address(after: address)
+        if next != address {
+            logger.notice("revocation stream moves to the next CA replica", metadata: [
+                "from": "\(address)", "to": "\(next)", "after_sequence": "\(lastSequence)", "reason": "\(reason)"])
+        }
+        return next
     }
 
     /// A streamed revocation is only a hint: it makes the agent fetch the signed CRL at once.
@@ -260,4 +281,11 @@ public final class RevocationFollower: RevocationStatus {
     private func logSuppressed(_ count: Int) {
         logger.warning("revocation events arriving faster than they are logged", metadata: ["not_logged": "\(count)"])
     }
+}
+
+/// Set once a replica has accepted a stream; read after the stream ended.
+private final class StreamOpened: Sendable {
+    private let opened = Mutex(false)
+    func set() { opened.withLock { $0 = true } }
+    var isSet: Bool { opened.withLock { $0 } }
 }

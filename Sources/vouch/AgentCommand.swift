@@ -17,8 +17,9 @@ struct AgentCommand: AsyncParsableCommand {
     @Option(help: "YAML config file (agent: section); flags override it. See docs/configuration.md.")
     var config: String?
 
-    @Option(help: "CA server address, HOST:PORT (required here or as agent.ca).")
-    var ca: HostPort?
+    @Option(help: ArgumentHelp("CA server address, HOST:PORT; replicas as HOST1:PORT,HOST2:PORT (required here or as agent.ca).",
+                               discussion: "The agent uses the replica that last answered and moves to the next one only when a call gets no answer."))
+    var ca: [String] = []
 
     @Option(help: "Trust bundle to verify the CA server (bundle.pem from `vouch ca init`; required here or as agent.ca_bundle).")
     var caBundle: String?
@@ -84,7 +85,7 @@ struct AgentCommand: AsyncParsableCommand {
 
     /// Flags over the config file over defaults, checked as a whole.
     func resolvedConfiguration(_ file: ConfigFile.AgentSection?) throws -> (AgentConfiguration, metrics: HostPort?) {
-        guard let ca = try ca ?? configAddress(file?.ca, key: "agent.ca") else { throw CLIError("--ca is required (or agent.ca in --config)") }
+        guard let ca = try CAAddressList.resolved(flags: ca, file: file?.ca) else { throw CLIError("--ca is required (or agent.ca in --config)") }
         guard let caBundle = caBundle ?? file?.caBundle else { throw CLIError("--ca-bundle is required (or agent.ca_bundle in --config)") }
         guard let out = out ?? file?.out else { throw CLIError("--out is required (or agent.out in --config)") }
         let renewFraction = renewFraction ?? file?.renewFraction ?? 0.66
@@ -99,13 +100,14 @@ struct AgentCommand: AsyncParsableCommand {
         let rpcTimeout = try rpcTimeout ?? configDuration(file?.rpcTimeout, key: "agent.rpc_timeout") ?? DurationArgument(argument: "10s")!
         let crlRefresh = try crlRefresh ?? configDuration(file?.crlRefresh, key: "agent.crl_refresh") ?? DurationArgument(argument: "60s")!
         let configuration = AgentConfiguration(
-            caAddress: ca, caBundlePath: caBundle, tokenFilePath: tokenFile ?? file?.tokenFile, outDirectory: out,
+            caAddress: ca.first, caBundlePath: caBundle, tokenFilePath: tokenFile ?? file?.tokenFile, outDirectory: out,
             listen: try listen ?? configAddress(file?.listen, key: "agent.listen"),
             certificateTTL: certTtl.duration, renewFraction: renewFraction, keyAlgorithm: algorithm,
             execCommand: exec ?? file?.exec, signal: signal.flatMap(Self.signalNumber), pidFile: pidFile,
             maximumBackoff: maxBackoff.duration, rpcTimeout: .seconds(max(1, rpcTimeout.seconds)),
             crlRefreshInterval: .seconds(max(1, crlRefresh.seconds)))
         var limited = configuration
+        limited.caAddresses = ca
         limited.listenerLimits = try listenerLimits.resolved(handshake: file?.handshakeTimeout, idle: file?.idleTimeout,
                                                              maxConnections: file?.maxConnections, section: "agent")
         let hookTimeout = try hookTimeout ?? configDuration(file?.hookTimeout, key: "agent.hook_timeout") ?? DurationArgument(argument: "30s")!

@@ -29,9 +29,12 @@ struct ConfigFile: Decodable {
         var renewalRetryWindow: String?
         var selfRevocationLimit: Int?
         var auditCheckpointInterval: String?
+        var database: String?
+        var databasePasswordFile: String?
 
         enum CodingKeys: String, CodingKey, CaseIterable {
-            case dir, listen, http, admins, profiles
+            case dir, listen, http, admins, profiles, database
+            case databasePasswordFile = "database_password_file"
             case crlURL = "crl_url", passphraseFile = "passphrase_file", defaultTTL = "default_ttl", maxTTL = "max_ttl"
             case logLevel = "log_level", logFormat = "log_format"
             case handshakeTimeout = "handshake_timeout", idleTimeout = "idle_timeout", maxConnections = "max_connections"
@@ -55,7 +58,7 @@ struct ConfigFile: Decodable {
     }
 
     struct AgentSection: Decodable {
-        var ca: String?
+        var ca: ConfigCAAddresses?
         var caBundle: String?
         var tokenFile: String?
         var out: String?

@@ -1,0 +1,57 @@
+import Foundation
+import GRPCCore
+import GRPCNIOTransportHTTP2
+import VouchAPI
+
+/// Where the agent's revocation follower gets its CRL and revocation events from, one replica
+/// at a time. `GRPCRevocationSource` asks a real CA; tests play replicas in-process.
+protocol RevocationSource: Sendable {
+    /// The replica's current signed CRL, raw (the follower verifies it).
+    func crl(from address: HostPort) async throws -> [UInt8]
+    /// Follows the replica's WatchRevocations from `afterSequence` until the stream ends or
+    /// fails; `onOpen` when the replica has accepted the stream, `onEvent` for each event.
+    func watch(_ address: HostPort, afterSequence: Int64, onOpen: @escaping @Sendable () -> Void,
+               onEvent: @escaping @Sendable (Vouch_V1_RevocationEvent) -> Void) async throws
+}
+
+struct GRPCRevocationSource: RevocationSource {
+    let bundlePath: String
+    let server: CAServerIdentity
+    let rpcTimeout: Duration
+
+    /// Largest GetCRL answer read, and largest single revocation event.
+    static let maxCRLResponseBytes = 1 << 20
+    static let maxEventBytes = 8 * 1024
+
+    /// GetCRL needs no client certificate, so the agent learns of its own revocation too.
+    private var anonymous: VouchClient.Credentials { server.credentials(bundlePath: bundlePath, clientCertificate: false) }
+
+    private var mTLS: VouchClient.Credentials { server.credentials(bundlePath: bundlePath, clientCertificate: true) }
+
+    private func options(maxResponseBytes: Int, timeout: Duration?) -> CallOptions {
+        var options = timeout.map { VouchClient.options(timeout: $0) } ?? CallOptions.defaults
+        options.limitResponses(to: maxResponseBytes)
+        return options
+    }
+
+    func crl(from address: HostPort) async throws -> [UInt8] {
+        let response = try await VouchClient.with(server: address, credentials: anonymous) { client in
+            try await Vouch_V1_CertificateAuthority.Client(wrapping: client)
+                .getCRL(Vouch_V1_CRLRequest(), options: options(maxResponseBytes: Self.maxCRLResponseBytes, timeout: rpcTimeout))
+        }
+        return Array(response.crl)
+    }
+
+    func watch(_ address: HostPort, afterSequence: Int64, onOpen: @escaping @Sendable () -> Void,
+               onEvent: @escaping @Sendable (Vouch_V1_RevocationEvent) -> Void) async throws {
+        var request = Vouch_V1_WatchRevocationsRequest()
+        request.afterSequence = afterSequence
+        try await VouchClient.with(server: address, credentials: mTLS) { client in
+            try await Vouch_V1_CertificateAuthority.Client(wrapping: client).watchRevocations(
+                request, options: options(maxResponseBytes: Self.maxEventBytes, timeout: nil)) { response in
+                if case .success = response.accepted { onOpen() }
+                for try await event in response.messages { onEvent(event) }
+            }
+        }
+    }
+}
