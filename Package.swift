@@ -156,6 +156,7 @@ let package = Package(
                 "VouchFiles",
                 "VouchIdentityRules",
                 "VouchSQLiteStore",
+                "VouchPostgresStore",
                 .product(name: "Yams", package: "Yams"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),

@@ -5,6 +5,8 @@
 #   test-postgres.sh stop DIR                stops the cluster and removes DIR
 #   test-postgres.sh pause DIR               stops the server (fast shutdown), keeping its data
 #   test-postgres.sh resume DIR              starts a paused server again, on the same port
+#   test-postgres.sh secure DIR CERT KEY     TLS on with that server certificate and key; over TCP the role
+#                                            vouch stays trusted, every other role must use TLS and a password
 #
 # The cluster lives in DIR/data, listens on 127.0.0.1 (a free port) and on a unix socket in DIR, and
 # trusts every local connection: the role `vouch` is its superuser. Both commands are idempotent:
@@ -32,7 +34,7 @@ for fd in /proc/$$/fd/*; do
     [ "$fd" -gt 2 ] && [ "$fd" -ne 255 ] && eval "exec $fd>&-"
 done
 
-usage() { echo "usage: $0 start DIR [OWNER_PID] | stop DIR | pause DIR | resume DIR" >&2; exit 2; }
+usage() { echo "usage: $0 start DIR [OWNER_PID] | stop DIR | pause DIR | resume DIR | secure DIR CERT KEY" >&2; exit 2; }
 [ $# -ge 2 ] || usage
 command=$1 dir=$2 owner_pid=${3:-}
 
@@ -141,10 +143,34 @@ resume() {
     as_owner "$pg_bin/pg_ctl" start -w -t 30 -D "$dir/data" -l "$dir/postgres.log" -o "-p $port" >/dev/null
 }
 
+# For TLS and password tests: sslmode and authentication as a production server has them.
+secure() {
+    [ -f "$dir/url" ] || { echo "test-postgres.sh: no cluster in $dir" >&2; exit 1; }
+    local cert=$1 key=$2 owner
+    owner=$(stat -c %U "$dir/data")
+    install -o "$owner" -m 644 "$cert" "$dir/data/server.crt"
+    install -o "$owner" -m 600 "$key" "$dir/data/server.key"
+    cat >>"$dir/data/postgresql.conf" <<EOF
+ssl = on
+ssl_cert_file = 'server.crt'
+ssl_key_file = 'server.key'
+password_encryption = 'scram-sha-256'
+EOF
+    cat >"$dir/data/pg_hba.conf" <<EOF
+local all all trust
+host all $role 127.0.0.1/32 trust
+hostssl all all 127.0.0.1/32 scram-sha-256
+EOF
+    chown "$owner" "$dir/data/pg_hba.conf"
+    # A restart rather than a reload: once it returns, every new connection meets the new rules.
+    as_owner "$pg_bin/pg_ctl" restart -w -t 30 -D "$dir/data" -l "$dir/postgres.log" >/dev/null
+}
+
 case $command in
     start) start ;;
     stop) stop ;;
     pause) pause ;;
     resume) resume ;;
+    secure) [ $# -eq 4 ] || usage; secure "$3" "$4" ;;
     *) usage ;;
 esac

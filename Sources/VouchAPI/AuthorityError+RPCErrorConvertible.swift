@@ -13,6 +13,7 @@ extension AuthorityError: RPCErrorConvertible {
         case .notFound: .notFound
         case .resourceExhausted: .resourceExhausted
         case .internal: .internalError
+        case .unavailable: .unavailable
         }
     }
 
@@ -24,8 +25,14 @@ extension AuthorityError: RPCErrorConvertible {
         return [RefusalReason.trailer: .string(RefusalReason(reason).rawValue)]
     }
 
-    /// The status and message alone: the client learns nothing else.
-    public var rpcErrorCause: (any Error)? { nil }
+    /// The status and message alone: the client learns nothing else (grpc-swift keeps an
+    /// RPCError's cause on the server; the interceptor logs it).
+    public var rpcErrorCause: (any Error)? { cause.map(LoggedCause.init) }
+}
+
+/// An `AuthorityError`'s cause as an error, for `RPCError.cause`: the server's log only.
+struct LoggedCause: Error, CustomStringConvertible {
+    let description: String
 }
 
 extension RPCError {

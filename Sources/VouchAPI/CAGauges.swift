@@ -4,12 +4,11 @@ import VouchAuthority
 
 /// Gauges read at scrape time, so they are exact when Prometheus looks.
 public enum CAGauges {
-    public static func refresh(authority: CertificateAuthority, databasePath: String) async {
-        // The WAL holds committed transactions not yet checkpointed into the main file.
-        let bytes = [databasePath, databasePath + "-wal"].reduce(0) { total, path in
-            total + ((try? FileManager.default.attributesOfItem(atPath: path)[.size] as? Int) ?? 0)
+    public static func refresh(authority: CertificateAuthority, store: any AuthorityStore) async {
+        // SQLite: the file and its WAL; PostgreSQL: pg_database_size. Left as it was when the database cannot answer.
+        if let bytes = try? await store.databaseSize() {
+            Gauge(label: "vouch_ca_database_bytes").record(bytes)
         }
-        Gauge(label: "vouch_ca_database_bytes").record(bytes)
         if let expiring = try? await authority.countExpiring(within: 3600) {
             Gauge(label: "vouch_ca_certificates_expiring_within_1h").record(expiring)
         }

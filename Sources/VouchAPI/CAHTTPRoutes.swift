@@ -8,7 +8,8 @@ import VouchHTTP
 /// for load balancers and probes, `GET /metrics` (Prometheus) and `GET /audit/checkpoint`
 /// (the latest signed audit checkpoint, one JSON line) when given.
 public enum CAHTTPRoutes {
-    public static func handler(authority: CertificateAuthority, metrics: (@Sendable () async -> HTTPResponse)? = nil,
+    public static func handler(authority: CertificateAuthority, store: any AuthorityStore,
+                               metrics: (@Sendable () async -> HTTPResponse)? = nil,
                                auditCheckpoints: AuditCheckpointer? = nil)
         -> @Sendable (HTTPRequest) async -> HTTPResponse {
         { request in
@@ -39,7 +40,15 @@ public enum CAHTTPRoutes {
                     return .text(500, "audit checkpoint unavailable")
                 }
             case ("GET", "/healthz"):
-                // Healthy when the CA can produce its CRL: keys loaded and the database readable.
+                // Healthy when the database answers now (within the wait a request has) and the CA
+                // can produce its CRL: keys loaded and the database readable.
+                do {
+                    try await store.checkAvailable()
+                } catch {
+                    // The cause names the database and PostgreSQL's reason; it never holds the password.
+                    let reason = (error as? AuthorityError)?.cause ?? "\(error)"
+                    return .text(503, "unhealthy: database unavailable: \(reason)")
+                }
                 do {
                     _ = try await authority.currentCRL()
                     return .text(200, "ok")

@@ -72,8 +72,8 @@ public struct ErrorReportingInterceptor: ServerInterceptor {
         let reason = String(error.message.prefix(AuthorityError.maximumMessageLength))
         var metadata: Logger.Metadata = ["method": "\(method)", "caller": "\(caller.auditName)", "peer": "\(caller.peer)",
                                          "code": "\(error.code)", "reason": "\(reason)"]
-        if error.code == .internalError || error.code == .unknown {
-            // The client saw only "internal error": the cause belongs in the log.
+        if error.code == .internalError || error.code == .unknown || error.code == .unavailable {
+            // The client saw only "internal error" or "database unavailable": the cause belongs in the log.
             metadata["cause"] = "\(error.cause.map { String(describing: $0) } ?? "none")"
             logLimit.log(logger, .error, "request failed", metadata: metadata)
             return

@@ -14,6 +14,8 @@ public struct AuthorityError: Error, CustomStringConvertible, Sendable, Equatabl
         case resourceExhausted
         /// A fault on the authority's side.
         case `internal`
+        /// The database cannot be reached now (down, restarting, unreachable); a retry later may work.
+        case unavailable
     }
 
     /// Refusals a client acts on, named so it need not read the message (the API layer sends
@@ -30,19 +32,27 @@ public struct AuthorityError: Error, CustomStringConvertible, Sendable, Equatabl
     public let kind: Kind
     public let message: String
     public let reason: Reason?
+    /// What lay behind the refusal, for the server's log only: never sent to a client, and not
+    /// part of equality (e.g. PostgreSQL's reason the database is unavailable).
+    public let cause: String?
 
     /// Messages travel back to clients in a gRPC trailer and into logs; a bound keeps
     /// attacker-sized input from overflowing either.
     public static let maximumMessageLength = 1024
 
-    public init(_ kind: Kind, _ message: String, reason: Reason? = nil) {
+    public init(_ kind: Kind, _ message: String, reason: Reason? = nil, cause: String? = nil) {
         self.kind = kind
         self.reason = reason
+        self.cause = cause
         self.message = message.count > Self.maximumMessageLength
             ? String(message.prefix(Self.maximumMessageLength)) + "…" : message
     }
 
     public var description: String { message }
+
+    public static func == (lhs: AuthorityError, rhs: AuthorityError) -> Bool {
+        (lhs.kind, lhs.message, lhs.reason) == (rhs.kind, rhs.message, rhs.reason)
+    }
 
     /// `text` as an error message may quote it: escaped, and cut to `limit` characters.
     public static func quoted(_ text: String, limit: Int = 80) -> String {

@@ -65,4 +65,10 @@ public protocol AuthorityStore: Sendable {
     /// Every stored checkpoint, oldest first.
     func auditCheckpoints() async throws -> [AuditCheckpoint]
     func latestAuditCheckpoint() async throws -> AuditCheckpoint?
+
+    /// Reads from the database, waiting no longer than a request would for it; throws
+    /// `AuthorityError(.unavailable)` (its cause says why) when the database cannot answer.
+    func checkAvailable() async throws
+    /// The bytes the database takes on disk, for the `vouch_ca_database_bytes` gauge.
+    func databaseSize() async throws -> Int
 }

@@ -23,24 +23,28 @@ public final class PostgresAuthorityStore: AuthorityStore {
     private let pool: Task<Void, Never>
     /// How long a call waits for a connection before it fails.
     let connectionWait: Duration
+    /// "PostgreSQL database D at HOST:PORT as USER", for errors and the log (never the password).
+    let location: String
+    /// For sessions of their own, outside the pool (the one listening for revocations).
+    let session: PostgresConnection.Configuration
 
     /// Key of the writer lock ("vouch", then 1).
     static let writerLock: Int64 = 0x766F_7563_6801
 
-    /// Connects to `database` on `host` and applies its migrations. `tls` requires TLS with a
-    /// server certificate valid for `host` under the system's trust roots; without it the
-    /// connection is plain TCP. The password is used only to authenticate, never logged.
+    /// Connects to `database` on `host` and applies its migrations. `tls` says whether and how the
+    /// connections use TLS (libpq's sslmode and sslrootcert). The password is used only to
+    /// authenticate, never logged.
     public static func connect(host: String, port: Int = 5432, user: String, password: String?, database: String,
-                               tls: Bool, maximumConnections: Int = 10, connectionWait: Duration = .seconds(10),
+                               tls: PostgresTLS, maximumConnections: Int = 10, connectionWait: Duration = .seconds(10),
                                logger: Logger = Logger(label: "vouch.postgres")) async throws -> PostgresAuthorityStore {
-        let tlsConfiguration: TLSConfiguration? = tls ? .makeClientConfiguration() : nil
+        let location = "PostgreSQL database \(database) at \(host):\(port) as \(user)"
         // Migrations run on a connection of their own, before the pool: a server that is not there,
         // a wrong password or a missing database fail here at once, with PostgreSQL's reason (the
         // pool would retry in the background and tell why only in its log).
+        let single: PostgresConnection.Configuration
         do {
-            let single = PostgresConnection.Configuration(
-                host: host, port: port, username: user, password: password, database: database,
-                tls: try tlsConfiguration.map { .require(try NIOSSLContext(configuration: $0)) } ?? .disable)
+            single = PostgresConnection.Configuration(
+                host: host, port: port, username: user, password: password, database: database, tls: try tls.connectionTLS())
             let connection = try await PostgresConnection.connect(configuration: single, id: 0, logger: logger)
             do {
                 try await PostgresSchema.migrate(on: connection, logger: logger)
@@ -49,20 +53,34 @@ public final class PostgresAuthorityStore: AuthorityStore {
                 throw error
             }
             try await connection.close()
+        } catch let error as PostgresStoreError {
+            throw error
         } catch {
-            throw PostgresStoreError("PostgreSQL database \(database) at \(host):\(port) as \(user)", error)
+            let failure = PostgresStoreError(location + (tls.mode == .disable ? "" : " (\(tls))"), error)
+            guard let explained = tls.explain(failure.description, host: host) else { throw failure }
+            throw PostgresStoreError(failure.description, explained)
         }
         var configuration = PostgresClient.Configuration(
-            host: host, port: port, username: user, password: password, database: database,
-            tls: tlsConfiguration.map { .require($0) } ?? .disable)
+            host: host, port: port, username: user, password: password, database: database, tls: try tls.clientTLS())
         configuration.options.maximumConnections = maximumConnections
         return PostgresAuthorityStore(client: PostgresClient(configuration: configuration, backgroundLogger: logger),
-                                      connectionWait: connectionWait, logger: logger)
+                                      connectionWait: connectionWait, location: location, session: single, logger: logger)
     }
 
-    private init(client: PostgresClient, connectionWait: Duration, logger: Logger) {
+    /// `connect` to the database `url` names.
+    public static func connect(_ url: PostgresURL, password: String?, maximumConnections: Int = 10,
+                               connectionWait: Duration = .seconds(10),
+                               logger: Logger = Logger(label: "vouch.postgres")) async throws -> PostgresAuthorityStore {
+        try await connect(host: url.host, port: url.port, user: url.user, password: password, database: url.database, tls: url.tls,
+                          maximumConnections: maximumConnections, connectionWait: connectionWait, logger: logger)
+    }
+
+    private init(client: PostgresClient, connectionWait: Duration, location: String, session: PostgresConnection.Configuration,
+                 logger: Logger) {
         self.client = client
+        self.session = session
         self.connectionWait = connectionWait
+        self.location = location
         self.logger = logger
         // The pool works only while its run() does. It runs for the store's lifetime, so the store
         // is usable as soon as it is made, like the SQLite one, before any service group runs.
@@ -84,28 +102,32 @@ public final class PostgresAuthorityStore: AuthorityStore {
 
     // MARK: Connections
 
-    /// Runs `body` on a connection of the pool, failing if none is had within `connectionWait`;
-    /// a database error leaves it as a `PostgresStoreError`.
+    /// Runs `body` on a connection of the pool, failing if none is had within `connectionWait`.
+    /// A database that cannot be reached (no connection within the wait, the connection lost, the
+    /// server shutting down) is `AuthorityError(.unavailable)`, PostgreSQL's reason in its cause;
+    /// any other database error is a `PostgresStoreError`.
     func withConnection<T: Sendable>(_ body: @Sendable (PostgresConnection) async throws -> T) async throws -> T {
-        let client = client, wait = connectionWait
+        let client = client, wait = connectionWait, location = location
         do {
             // The task group of LeaseDeadline.run ends before this returns: body does not escape.
             return try await withoutActuallyEscaping(body) { body in
                 try await LeaseDeadline.run(within: wait, timeout: {
-                    PostgresStoreError("PostgreSQL", "no connection to the database within \(wait)")
+                    ConnectionFailure.unavailable("\(location): no connection to the database within \(wait)")
                 }) { deadline in
                     try await client.withConnection { connection in
                         guard deadline.start() else { throw CancellationError() }
-                        return try await body(connection)
+                        do {
+                            return try await body(connection)
+                        } catch {
+                            throw ConnectionFailure.Leased(underlying: error)
+                        }
                     }
                 }
             }
-        } catch let error as AuthorityError {
-            throw error
-        } catch let error as PostgresStoreError {
-            throw error
+        } catch let failure as ConnectionFailure.Leased {
+            throw ConnectionFailure.classify(failure.underlying, leased: true, location: location)
         } catch {
-            throw PostgresStoreError("PostgreSQL", error)
+            throw ConnectionFailure.classify(error, leased: false, location: location)
         }
     }
 

@@ -69,13 +69,17 @@ struct AuditVerify: AsyncParsableCommand {
     @Option(help: "A checkpoint saved earlier by `vouch audit checkpoint --out FILE` or from GET /audit/checkpoint.")
     var checkpoint: String?
 
+    @OptionGroup var databaseOptions: DatabaseOptions
+
     @Flag(help: "Print the result as JSON.")
     var json = false
 
     func run() async throws {
         try await runReportingErrors {
             let files = CAFiles(directory: dir)
-            guard FileManager.default.fileExists(atPath: files.database) else { throw CLIError("no database at \(files.database)") }
+            guard databaseOptions.database != nil || FileManager.default.fileExists(atPath: files.database) else {
+                throw CLIError("no database at \(files.database)")
+            }
             guard let intermediatePEM = try? String(contentsOfFile: files.intermediateCertificate, encoding: .utf8) else {
                 throw CLIError("cannot read \(files.intermediateCertificate): checkpoints are verified with the intermediate certificate")
             }
@@ -84,7 +88,7 @@ struct AuditVerify: AsyncParsableCommand {
                 guard let text = try? String(contentsOfFile: path, encoding: .utf8) else { throw CLIError("cannot read \(path)") }
                 return try AuditCheckpoint(text: text)
             }
-            let store = try SQLiteAuthorityStore(path: files.database)
+            let store = try await databaseOptions.open(files: files, logger: DatabaseOptions.commandLogger)
             let chain = try await store.auditChain()
             let checkpoints = try await store.auditCheckpoints()
             switch AuditChain.verify(chain.rows, head: chain.head, checkpoints: checkpoints, intermediate: intermediate, exported: exported) {

@@ -28,6 +28,8 @@ struct CAInit: AsyncParsableCommand {
     @Option(help: "Encrypt the CA keys with the passphrase in this file (or set VOUCH_CA_PASSPHRASE).")
     var passphraseFile: String?
 
+    @OptionGroup var databaseOptions: DatabaseOptions
+
     @Flag(help: "Print the result as JSON.")
     var json = false
 
@@ -39,7 +41,12 @@ struct CAInit: AsyncParsableCommand {
             let names = sans.filter { IPAddress.canonical($0) == nil }.map { $0.lowercased() }
             let initializer = CAInitializer(files: files, trustDomain: trustDomain, passphrase: try readPassphrase(file: passphraseFile),
                                             serverDNSNames: names, serverIPAddresses: ips)
-            _ = try await initializeCA(initializer)
+            if databaseOptions.database != nil {
+                // The servers then run with the same --database: they find the CA's own certificates there.
+                _ = try await initializeCA(initializer, in: try await databaseOptions.open(files: files, logger: DatabaseOptions.commandLogger))
+            } else {
+                _ = try await initializeCA(initializer)
+            }
             let admin = IssuancePolicy.adminID(trustDomain: trustDomain)
             if json {
                 try printJSON([
@@ -80,6 +87,8 @@ struct CAAdminCert: AsyncParsableCommand {
     @Option(help: "Passphrase file for encrypted CA keys (or set VOUCH_CA_PASSPHRASE).")
     var passphraseFile: String?
 
+    @OptionGroup var databaseOptions: DatabaseOptions
+
     @Flag(help: "Print the result as JSON.")
     var json = false
 
@@ -89,6 +98,8 @@ struct CAAdminCert: AsyncParsableCommand {
             guard ttl.seconds > 0 else { throw CLIError("--ttl must be positive") }
             let files = CAFiles(directory: dir)
             let material = try CAMaterial.load(from: files, passphrase: try readPassphrase(file: passphraseFile))
+            // Before any file is written: a database that cannot be opened leaves no admin identity unrecorded.
+            let store = try await databaseOptions.open(files: files, logger: DatabaseOptions.commandLogger)
             let issued = try LocalIssuance.adminCertificate(material: material, spiffeID: spiffeId,
                                                             lifetime: TimeInterval(ttl.seconds), now: Date())
             try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
@@ -96,7 +107,6 @@ struct CAAdminCert: AsyncParsableCommand {
             // Key first and exclusive: an existing admin identity in --out is never replaced.
             try AtomicFile.create(Array(try issued.key.pkcs8PEM().utf8), at: keyPath, mode: 0o600)
             try AtomicFile.write(issued.certificate.pem + material.intermediate.pem, to: certificatePath)
-            let store = try SQLiteAuthorityStore(path: files.database)
             try await store.insertCertificate(issued.record, audit: AuditEntry(
                 time: issued.record.issuedAt, actor: "local", action: .issue, subject: issued.record.serial, peer: "local",
                 detail: "\(spiffeId) (ca admin-cert)"))

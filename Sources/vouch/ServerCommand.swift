@@ -48,6 +48,8 @@ struct ServerCommand: AsyncParsableCommand {
     @Option(help: "Revocations a non-admin identity may make of its own certificates per 24 hours (default 10).")
     var selfRevocationLimit: Int?
 
+    @OptionGroup var databaseOptions: DatabaseOptions
+
     @OptionGroup var listenerLimits: ListenerLimitOptions
 
     @OptionGroup var logging: LoggingOptions
@@ -81,7 +83,8 @@ struct ServerCommand: AsyncParsableCommand {
             } catch let error as AuthorityError {
                 throw CLIError(error.message)
             }
-            let store = try SQLiteAuthorityStore(path: files.database)
+            let store = try await databaseOptions.open(files: files, configDatabase: file?.database,
+                                                       configPasswordFile: file?.databasePasswordFile, logger: logger)
             let authority = CertificateAuthority(store: store, material: material, policy: policy)
             try await authority.start()
             let auditCheckpointInterval = try self.auditCheckpointInterval
@@ -101,13 +104,12 @@ struct ServerCommand: AsyncParsableCommand {
             if let http {
                 let registry = PrometheusBootstrap.install()
                 MetricsInterceptor.registerCertificateCounters()
-                let database = files.database
                 services.append(HTTPEndpoint(host: http.host, port: http.port, limits: limits,
                                              onLimitReached: connectionLimitLogger(logger, listener: "http"), onListening: { port in
                     print("vouch server http on \(HostPort(host: http.host, port: port))")
                     fflush(nil)
-                }, handler: CAHTTPRoutes.handler(authority: authority, metrics: {
-                    await CAGauges.refresh(authority: authority, databasePath: database)
+                }, handler: CAHTTPRoutes.handler(authority: authority, store: store, metrics: {
+                    await CAGauges.refresh(authority: authority, store: store)
                     return PrometheusBootstrap.scrape(registry)
                 }, auditCheckpoints: auditCheckpoints)))
             }

@@ -19,7 +19,7 @@ enum StoreKind: String, CaseIterable, CustomTestStringConvertible, Sendable {
             // Closed when the test releases it.
             let database = try await TestPostgres.shared.freshDatabase()
             return try await PostgresAuthorityStore.connect(host: database.host, port: database.port, user: database.user,
-                                                            password: nil, database: database.database, tls: false)
+                                                            password: nil, database: database.database, tls: .disable)
         case .memory:
             return InMemoryAuthorityStore()
         }

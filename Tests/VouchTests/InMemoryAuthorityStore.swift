@@ -142,6 +142,13 @@ public final class InMemoryAuthorityStore: AuthorityStore {
         }
     }
 
+    // MARK: Health
+
+    /// Memory is always there.
+    public func checkAvailable() async throws {}
+
+    public func databaseSize() async throws -> Int { 0 }
+
     // MARK: Audit
 
     public func appendAudit(_ entry: AuditEntry) async throws {

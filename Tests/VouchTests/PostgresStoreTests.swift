@@ -12,7 +12,7 @@ struct PostgresStoreTests {
             for _ in 0..<count {
                 group.addTask {
                     try await PostgresAuthorityStore.connect(host: database.host, port: database.port, user: database.user,
-                                                             password: nil, database: database.database, tls: false)
+                                                             password: nil, database: database.database, tls: .disable)
                 }
             }
             return try await group.reduce(into: []) { $0.append($1) }
@@ -98,13 +98,13 @@ struct PostgresStoreTests {
         let clock = ContinuousClock(), start = clock.now
         let refused = await #expect(throws: PostgresStoreError.self) {
             _ = try await PostgresAuthorityStore.connect(host: "127.0.0.1", port: 1, user: "vouch", password: "s3cret-pw",
-                                                         database: "vouch", tls: false)
+                                                         database: "vouch", tls: .disable)
         }
         #expect(refused?.description.contains("at 127.0.0.1:1 as vouch") == true, "\(String(describing: refused))")
         #expect(refused?.description.contains("s3cret-pw") == false)
         let missing = await #expect(throws: PostgresStoreError.self) {
             _ = try await PostgresAuthorityStore.connect(host: database.host, port: database.port, user: database.user, password: "s3cret-pw",
-                                                         database: database.database + "_missing", tls: false)
+                                                         database: database.database + "_missing", tls: .disable)
         }
         #expect(missing?.description.contains("does not exist") == true, "\(String(describing: missing))")
         #expect(missing?.sqlState == "3D000")
