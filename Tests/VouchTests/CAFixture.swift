@@ -13,12 +13,13 @@ final class CAFixture: @unchecked Sendable {
     let trustDomain = "example.org"
     private(set) var server: ServerProcess
 
-    init() throws {
+    /// - Parameter start: starts the server on the new CA directory (default: on its SQLite database).
+    init(server start: (_ caDir: String) throws -> ServerProcess = { try ServerProcess(directory: $0) }) throws {
         root = try temporaryDirectory()
         caDir = root + "/ca"
         let initialized = try vouch("ca", "init", "--dir", caDir, "--trust-domain", trustDomain)
         guard initialized.status == 0 else { throw CLIFailure("ca init failed: \(initialized.stderr)") }
-        server = try ServerProcess(directory: caDir)
+        server = try start(caDir)
     }
 
     /// Another view of an existing CA directory whose server runs with other flags.

@@ -49,12 +49,7 @@ final class TestPostgres: Sendable {
     /// Runs SQL in `database` with psql and returns its rows, unaligned, without headers.
     @discardableResult
     func psql(_ database: PostgresTestDatabase, _ sql: String) throws -> String {
-        let result = try execute(Self.binaries + "/psql", ["-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1",
-                                                         "-d", Self.url(of: database), "-c", sql])
-        guard result.status == 0 else {
-            throw CLIFailure("psql in \(database.database) failed (\(result.status)) on \(sql): \(result.stderr)")
-        }
-        return result.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+        try runPSQL(Self.url(of: database), sql)
     }
 
     private func startedCluster() throws -> Cluster {
