@@ -50,6 +50,9 @@ public struct CertificateAuthorityService: Vouch_V1_CertificateAuthority.SimpleS
         // Subscribe before reading the backlog so nothing revoked in between is missed;
         // sequence numbers drop the duplicates.
         let live = authority.revocations.watch()
+        // A watcher that followed another replica of a shared store may be ahead of what this one
+        // has read so far: read up to the store's present before judging.
+        if request.afterSequence > authority.revocations.latestSequence { try await authority.catchUpRevocations() }
         // A watcher claiming to be ahead of this CA holds a sequence a fake CA gave it, which would
         // silence the stream for good: it starts over.
         let resume = request.afterSequence > authority.revocations.latestSequence ? 0 : request.afterSequence
@@ -60,6 +63,7 @@ public struct CertificateAuthorityService: Vouch_V1_CertificateAuthority.SimpleS
             try await response.write(Vouch_V1_RevocationEvent(record))
             last = max(last, record.sequence)
         }
+        // The live stream is in sequence order without gaps (see RevocationRegistry), from before the backlog's read.
         for await record in live where record.sequence > last {
             try await response.write(Vouch_V1_RevocationEvent(record))
             last = record.sequence

@@ -26,7 +26,23 @@ public final class CertificateAuthority: Sendable {
 
     /// Loads persisted revocations so revoked certificates stay refused after a restart.
     public func start() async throws {
-        revocations.add(try await store.revocations(afterSequence: 0))
+        try await catchUpRevocations()
+    }
+
+    /// Reads into the registry the revocations committed since its last read, here or by another
+    /// process sharing the store, so they are refused and watchers hear of them in commit order.
+    /// Returns how many were new to watchers.
+    @discardableResult
+    public func catchUpRevocations() async throws -> Int {
+        revocations.addRead(try await store.revocations(afterSequence: revocations.readThrough))
+    }
+
+    /// Records revocations this process committed: refused at once, then read back in commit order
+    /// for watchers. If that read fails, the next one (the next revocation here, or a follower of a
+    /// shared store) brings them: the revocation itself is committed and refused already.
+    private func recordCommitted(_ records: [RevocationRecord]) async {
+        revocations.add(records)
+        _ = try? await catchUpRevocations()
     }
 
     public var rootsDER: [[UInt8]] { material.trustRoots.map(\.der) }
@@ -141,7 +157,7 @@ public final class CertificateAuthority: Sendable {
         // A retry revokes the first child: it counts against the identity's revocations like any other.
         let replaced = try await store.recordRenewal(certificate: record, previousSerial: current.serial, replacing: replacing,
                                                      at: now, budget: selfRevocationBudget(of: current.spiffeID, now: now), audit: audit)
-        if let replaced { revocations.add([replaced]) }
+        if let replaced { await recordCommitted([replaced]) }
         return IssuedCertificate(record: record, chain: chainDER, roots: rootsDER)
     }
 
@@ -211,7 +227,7 @@ public final class CertificateAuthority: Sendable {
         guard let revocation = records.first(where: { $0.serial == serial }) else {
             throw AuthorityError(.notFound, "no certificate with serial \(serial)")
         }
-        revocations.add(records)
+        await recordCommitted(records)
         return revocation
     }
 

@@ -238,6 +238,7 @@ public final class PostgresAuthorityStore: AuthorityStore {
                 VALUES (\(replacing), \(RevocationReason.superseded.rawValue), \(time.timeIntervalSince1970))
                 ON CONFLICT (serial) DO NOTHING
                 """, logger: logger)
+            try await Self.announceRevocations(on: connection, logger: logger)
             return try await Self.revocations(of: [replacing], on: connection, logger: logger).first
         }
     }
@@ -322,6 +323,7 @@ public final class PostgresAuthorityStore: AuthorityStore {
                     """, logger: logger).collect()
                 if !inserted.isEmpty { entries.append(audit(target.serial, target.spiffeID)) }
             }
+            if !entries.isEmpty { try await Self.announceRevocations(on: connection, logger: logger) }
             try await Self.append(entries, on: connection, logger: logger)
             return try await Self.revocations(of: targets.map(\.serial), on: connection, logger: logger)
         }

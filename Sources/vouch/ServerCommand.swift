@@ -113,6 +113,10 @@ struct ServerCommand: AsyncParsableCommand {
                     return PrometheusBootstrap.scrape(registry)
                 }, auditCheckpoints: auditCheckpoints)))
             }
+            // Replicas sharing a database: revocations the others commit reach this one's registry.
+            if let feed = store as? any RevocationChangeFeed {
+                services.append(SharedRevocationFollower(authority: authority, feed: feed, logger: logger))
+            }
             let group = ServiceGroup(configuration: ServiceGroupConfiguration(
                 services: services.map { .init(service: $0) }, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
             try await group.run()

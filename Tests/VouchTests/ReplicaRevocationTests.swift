@@ -1,0 +1,286 @@
+import Foundation
+import GRPCCore
+import Logging
+import Synchronization
+import Testing
+@testable import VouchAPI
+@testable import VouchAuthority
+import VouchCrypto
+@testable import VouchPostgresStore
+
+/// CA replicas sharing one PostgreSQL database: a revocation committed through one reaches every
+/// other's registry (handshakes, open connections, watchers, CRL) within a second, through
+/// LISTEN/NOTIFY, and none is missed when the listening session is lost.
+@Suite("Replica revocations")
+struct ReplicaRevocationTests {
+    static let admin = Caller(credential: .certificate(spiffeID: "spiffe://example.org/vouch/admin", serial: "01"), peer: "ipv4:10.0.0.9:1")
+
+    /// The registry alone: a revocation committed here is refused at once, but watchers get it only
+    /// from a read of the store, after another replica's earlier one, each once.
+    @Test func theRegistryTellsWatchersInCommitOrderOnce() async throws {
+        let registry = RevocationRegistry()
+        let watcher = Watcher(registry.watch())
+        registry.add([Self.record(7, "a7")])
+        #expect(registry.isRevoked(serial: "a7"))
+        #expect(registry.latestSequence == 7 && registry.readThrough == 0)
+        registry.addRead([Self.record(7, "a7"), Self.record(6, "a6")])
+        registry.addRead([Self.record(6, "a6"), Self.record(7, "a7")])
+        registry.add([Self.record(7, "a7")])
+        registry.addRead([Self.record(8, "a8")])
+        #expect(try await watcher.sequences(count: 3) == [6, 7, 8])
+        #expect(registry.isRevoked(serial: "a6") && registry.readThrough == 8 && registry.count == 3)
+    }
+
+    @Test func aRevocationThroughAReachesBWithinASecond() async throws {
+        let (a, b) = try await Replica.pair()
+        let serials = try await a.issue(2)
+        try await Replica.following(a, b)
+        let watcher = Watcher(b.authority.revocations.watch())
+        let clock = ContinuousClock(), start = clock.now
+        let revoked = try await a.authority.revoke(serial: serials[0], reason: 1, caller: Self.admin)
+        let committed = clock.now
+        #expect(try await watcher.reached(count: 1))
+        let arrived = clock.now
+        #expect(try await watcher.sequences(count: 1) == [revoked.sequence])
+        print("replica revocation latency: \(arrived - committed) after A's revoke returned (\(arrived - start) from the call)")
+        #expect(arrived - committed < .seconds(1))
+        #expect(b.authority.revocations.isRevoked(serial: serials[0]))
+        #expect(await refusal { try b.authority.checkStanding(Caller(credential: .certificate(
+            spiffeID: "spiffe://example.org/svc/web", serial: serials[0]), peer: "ipv4:10.0.0.1:5000")) } == .failedPrecondition)
+        let crl = try CertificateRevocationList(der: try await b.authority.currentCRL().der)
+        #expect(crl.entries.map { SerialNumber.hex($0.serial) } == [serials[0]])
+        // Once: the next one follows it with nothing in between.
+        let next = try await a.authority.revoke(serial: serials[1], reason: 1, caller: Self.admin)
+        #expect(try await watcher.sequences(count: 2) == [revoked.sequence, next.sequence])
+        await Replica.stop(a, b)
+    }
+
+    @Test func aStormOnBothReplicasEndsWithTheSameSetEachToldOnce() async throws {
+        let (a, b) = try await Replica.pair()
+        let serials = try await a.issue(50)
+        try await Replica.following(a, b)
+        let watchers = [Watcher(a.authority.revocations.watch()), Watcher(b.authority.revocations.watch())]
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for (index, serial) in serials.enumerated() {
+                let replica = index % 2 == 0 ? a : b
+                group.addTask { _ = try await replica.authority.revoke(serial: serial, reason: 1, caller: Self.admin) }
+            }
+            try await group.waitForAll()
+        }
+        let stored = try await a.store.revocations(afterSequence: 0).map(\.sequence)
+        #expect(stored.count == 50)
+        for watcher in watchers {
+            #expect(try await watcher.sequences(count: 50) == stored, "each once, in commit order")
+        }
+        for replica in [a, b] {
+            #expect(replica.authority.revocations.count == 50)
+            #expect(serials.allSatisfy(replica.authority.revocations.isRevoked(serial:)))
+            #expect(replica.authority.revocations.readThrough == stored.last)
+        }
+        await Replica.stop(a, b)
+    }
+
+    /// The listening sessions are killed and cannot come back for a while; the revocations
+    /// committed meanwhile arrive with the first read after the reconnection. One line tells of
+    /// the outage, one of its end.
+    @Test func revocationsMissedWhileTheListenerIsDownArriveAfterItReconnects() async throws {
+        let (a, b) = try await Replica.pair()
+        let serials = try await a.issue(6)
+        try await Replica.following(a, b, maximumRetry: .milliseconds(800))
+        let watcher = Watcher(b.authority.revocations.watch())
+        var sequences = [try await a.authority.revoke(serial: serials[0], reason: 1, caller: Self.admin).sequence]
+        let postgres = TestPostgres.shared, others = (a.database.host, a.database.port, a.database.user, "postgres")
+        try postgres.psql(others, "ALTER DATABASE \(a.database.database) ALLOW_CONNECTIONS false")
+        try postgres.psql(others, """
+            SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+            WHERE datname = '\(a.database.database)' AND application_name = '\(PostgresAuthorityStore.listenerName)'
+            """)
+        #expect(try await Self.eventually { b.log.lines.contains { $0.contains("not listening for revocations") } })
+        for serial in serials.dropFirst() {
+            sequences.append(try await a.authority.revoke(serial: serial, reason: 1, caller: Self.admin).sequence)
+        }
+        #expect(!b.authority.revocations.isRevoked(serial: serials[5]), "no session listens: nothing was announced to B")
+        // Long enough for several failed reconnections, each of which must stay out of the log.
+        try await Task.sleep(for: .seconds(1))
+        try postgres.psql(others, "ALTER DATABASE \(a.database.database) ALLOW_CONNECTIONS true")
+        let allowed = ContinuousClock.now
+        #expect(try await watcher.sequences(count: 6) == sequences)
+        print("replica revocations after reconnecting: \(ContinuousClock.now - allowed) after connections were allowed again")
+        #expect(serials.allSatisfy(b.authority.revocations.isRevoked(serial:)))
+        let lines = b.log.lines
+        #expect(lines.filter { $0.contains("not listening for revocations") }.count == 1, "\(lines)")
+        #expect(lines.filter { $0.contains("listening for revocations again") }.count == 1, "\(lines)")
+        #expect(lines.contains { $0.contains("listening for revocations again") && !$0.contains(" 1 failed attempts") }, "\(lines)")
+        await Replica.stop(a, b)
+    }
+
+    /// An agent that saw sequence s on A and fails over to B, which has not read s yet, gets what
+    /// follows s exactly once, in order, then what is revoked later.
+    @Test func aWatcherFailingOverFromAGetsWhatFollowsItsSequenceOnce() async throws {
+        let (a, b) = try await Replica.pair()
+        let serials = try await a.issue(4)
+        var sequences: [Int64] = []
+        for serial in serials.prefix(3) {
+            sequences.append(try await a.authority.revoke(serial: serial, reason: 1, caller: Self.admin).sequence)
+        }
+        #expect(b.authority.revocations.latestSequence == 0, "B has not read them")
+        let events = Received(), seen = sequences[1]
+        let watch = Task {
+            try await withServerContextRPCCancellationHandle { cancellation in
+                var request = Vouch_V1_WatchRevocationsRequest()
+                request.afterSequence = seen
+                try await CertificateAuthorityService(authority: b.authority).watchRevocations(
+                    request: request, response: RPCWriter(wrapping: SequenceWriter(events)),
+                    context: ServerContext(descriptor: MethodDescriptor(fullyQualifiedService: "vouch.v1.CertificateAuthority",
+                                                                        method: "WatchRevocations"),
+                                           remotePeer: "ipv4:10.0.0.1:5000", localPeer: "ipv4:127.0.0.1:8443", cancellation: cancellation))
+            }
+        }
+        #expect(try await Self.eventually { events.sequences.count == 1 })
+        try await Replica.following(b)
+        sequences.append(try await a.authority.revoke(serial: serials[3], reason: 1, caller: Self.admin).sequence)
+        #expect(try await Self.eventually { events.sequences.count == 2 })
+        #expect(events.sequences == Array(sequences.suffix(2)))
+        watch.cancel()
+        await Replica.stop(a, b)
+    }
+
+    /// B's own revocation (sequence 2) is committed after A's (1), which B has not read: B's
+    /// watchers get 1, then 2.
+    @Test func aLocalRevocationDoesNotOvertakeAnEarlierOneOfAnotherReplica() async throws {
+        let (a, b) = try await Replica.pair()
+        let serials = try await a.issue(2)
+        let watcher = Watcher(b.authority.revocations.watch())
+        let first = try await a.authority.revoke(serial: serials[0], reason: 1, caller: Self.admin)
+        let second = try await b.authority.revoke(serial: serials[1], reason: 1, caller: Self.admin)
+        #expect(try await watcher.sequences(count: 2) == [first.sequence, second.sequence])
+        await Replica.stop(a, b)
+    }
+
+    static func record(_ sequence: Int64, _ serial: String) -> RevocationRecord {
+        RevocationRecord(sequence: sequence, serial: serial, reason: 1, revokedAt: Date(), spiffeID: "spiffe://example.org/svc/web",
+                         notAfter: Date().addingTimeInterval(3600))
+    }
+
+    /// Polls `condition` every `interval` for up to `limit`.
+    static func eventually(within limit: Duration = .seconds(5), every interval: Duration = .milliseconds(10),
+                           _ condition: () -> Bool) async throws -> Bool {
+        let deadline = ContinuousClock.now + limit
+        while !condition() {
+            if ContinuousClock.now > deadline { return false }
+            try await Task.sleep(for: interval)
+        }
+        return true
+    }
+}
+
+/// One CA process: its own store (connection pool) on the shared database, its authority, its follower.
+private final class Replica: Sendable {
+    let database: PostgresTestDatabase
+    let store: PostgresAuthorityStore
+    let authority: CertificateAuthority
+    let log = CollectedLog()
+    private let follower = Mutex<Task<Void, Never>?>(nil)
+
+    init(database: PostgresTestDatabase, material: CAMaterial) async throws {
+        self.database = database
+        store = try await PostgresAuthorityStore.connect(host: database.host, port: database.port, user: database.user,
+                                                         password: nil, database: database.database, tls: .disable)
+        authority = CertificateAuthority(store: store, material: material, policy: IssuancePolicy(trustDomain: "example.org"))
+        try await authority.start()
+    }
+
+    /// Two replicas of one CA on a new database.
+    static func pair() async throws -> (Replica, Replica) {
+        let database = try await TestPostgres.shared.freshDatabase()
+        let material = try TestCA.material(now: Date())
+        return (try await Replica(database: database, material: material), try await Replica(database: database, material: material))
+    }
+
+    /// Inserts `count` certificates; returns their serials.
+    func issue(_ count: Int) async throws -> [String] {
+        var serials: [String] = []
+        for index in 0..<count {
+            let serial = String(format: "a1%04x", index), now = Date()
+            try await store.insertCertificate(CertificateRecord(
+                serial: serial, spiffeID: "spiffe://example.org/svc/web", dnsNames: [], ipAddresses: [], notBefore: now,
+                notAfter: now.addingTimeInterval(3600), issuedAt: now, der: [0x30, 0x00]),
+                audit: AuditEntry(time: now, actor: "test", action: .issue, subject: serial, peer: "test", detail: ""))
+            serials.append(serial)
+        }
+        return serials
+    }
+
+    /// Starts the followers and returns once each listens. The safety net's read is left far off,
+    /// so whatever arrives came from an announcement or a reconnection.
+    static func following(_ replicas: Replica..., maximumRetry: Duration = .seconds(5)) async throws {
+        for replica in replicas {
+            let service = SharedRevocationFollower(authority: replica.authority, feed: replica.store, logger: replica.log.logger,
+                                                   safetyInterval: .seconds(60), maximumRetry: maximumRetry)
+            replica.follower.withLock { $0 = Task { await service.run() } }
+        }
+        let database = replicas[0].database
+        let listening = try await ReplicaRevocationTests.eventually {
+            (try? TestPostgres.shared.psql(database, """
+                SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()
+                AND application_name = '\(PostgresAuthorityStore.listenerName)' AND query LIKE 'LISTEN%'
+                """)) == String(replicas.count)
+        }
+        guard listening else { throw CLIFailure("the followers did not listen within 5 s") }
+    }
+
+    static func stop(_ replicas: Replica...) async {
+        for replica in replicas {
+            let task = replica.follower.withLock { $0 }
+            task?.cancel()
+            await task?.value
+            await replica.store.close()
+        }
+    }
+}
+
+/// Sequence numbers received, in order.
+private final class Received: Sendable {
+    private let stored = Mutex<[Int64]>([])
+
+    var sequences: [Int64] { stored.withLock { $0 } }
+
+    func append(_ sequence: Int64) { stored.withLock { $0.append(sequence) } }
+}
+
+/// Collects what a registry's watch stream delivers.
+private final class Watcher: Sendable {
+    private let received = Received()
+    private let task: Task<Void, Never>
+
+    init(_ stream: AsyncStream<RevocationRecord>) {
+        let received = self.received
+        task = Task { for await record in stream { received.append(record.sequence) } }
+    }
+
+    deinit { task.cancel() }
+
+    /// True once `count` have arrived (within 5 s), looking every millisecond.
+    func reached(count: Int) async throws -> Bool {
+        try await ReplicaRevocationTests.eventually(every: .milliseconds(1)) { received.sequences.count >= count }
+    }
+
+    /// The sequences received once there are `count` (or after 5 s, whatever came), and after 100 ms more
+    /// so that a duplicate arriving late would show.
+    func sequences(count: Int) async throws -> [Int64] {
+        _ = try await ReplicaRevocationTests.eventually { received.sequences.count >= count }
+        try await Task.sleep(for: .milliseconds(100))
+        return received.sequences
+    }
+}
+
+private struct SequenceWriter: RPCWriterProtocol {
+    let events: Received
+
+    init(_ events: Received) { self.events = events }
+
+    func write(_ element: Vouch_V1_RevocationEvent) async throws { events.append(element.sequence) }
+    func write(contentsOf elements: some Sequence<Vouch_V1_RevocationEvent>) async throws {
+        for element in elements { try await write(element) }
+    }
+}
