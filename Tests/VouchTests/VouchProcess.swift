@@ -87,6 +87,10 @@ final class ServerProcess: @unchecked Sendable {
 
     var address: String { "127.0.0.1:\(port)" }
     var log: String { output.text }
+    /// The `--http` listener's HOST:PORT, once the server has announced it.
+    var httpAddress: String? {
+        log.split(separator: "\n").first { $0.hasPrefix("vouch server http on ") }.map { String($0.dropFirst("vouch server http on ".count)) }
+    }
 
     /// SIGTERM, then wait for a graceful exit; returns the exit status.
     @discardableResult
