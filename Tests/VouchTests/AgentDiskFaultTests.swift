@@ -6,7 +6,6 @@ import XCTest
 /// read-only: the old files stay whole, the old certificate is served, and the
 /// agent recovers by itself. Needs root (mount); skipped otherwise.
 final class AgentDiskFaultTests: XCTestCase {
-    func sh(_ command: String) throws -> CommandResult { try execute("/bin/sh", ["-c", command]) }
 
     /// One agent on its own tmpfs, and the fault its directory gets.
     struct Case {

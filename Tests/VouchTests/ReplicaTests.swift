@@ -172,6 +172,32 @@ final class ReplicaTests: XCTestCase {
     }
 }
 
+extension ReplicaTests {
+    /// A replica on PostgreSQL writes nothing into its CA directory, so the directory can be a
+    /// read-only copy (a Kubernetes Secret) on every host.
+    func testAReplicaOnPostgreSQLServesFromAReadOnlyCADirectory() async throws {
+        let set = try await ReplicaSet(count: 1)
+        let readOnly = set.fixture.root + "/ca-read-only"
+        try FileManager.default.createDirectory(atPath: readOnly, withIntermediateDirectories: false)
+        guard try sh("mount --bind '\(set.caDir)' '\(readOnly)' && mount -o remount,ro,bind '\(readOnly)'").status == 0 else {
+            _ = try? sh("umount '\(readOnly)'")
+            throw XCTSkip("needs permission to mount")
+        }
+        defer { _ = try? sh("umount -l '\(readOnly)'") }
+        XCTAssertNotEqual(try sh("touch '\(readOnly)/probe'").status, 0, "the mount is read-only, even for root")
+        let replica = try ServerProcess(directory: readOnly, extraArguments: ["--database", set.databaseURL])
+        defer { replica.stop() }
+        let token = try set.createToken(spiffeID: Self.web)
+        let issued = try await VouchClient.with(server: HostPort(host: "127.0.0.1", port: replica.port), credentials: set.fixture.anonymous) {
+            var request = Vouch_V1_EnrollRequest()
+            request.token = token
+            request.csr = Data(try CertificateSigningRequest.create(key: try PrivateKey(generating: .p256), subjectAltNames: SubjectAltNames()).der)
+            return try await Vouch_V1_CertificateAuthority.Client(wrapping: $0).enroll(request, options: VouchClient.options())
+        }
+        XCTAssertEqual(try set.missingFromDatabase([issued.serial]), [])
+    }
+}
+
 /// Serials collected from concurrent tasks.
 final class Serials: Sendable {
     private let serials = Mutex<[String]>([])

@@ -244,3 +244,6 @@ func temporaryDirectory() throws -> String {
     try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
     return path
 }
+
+/// Runs a shell command line.
+func sh(_ command: String) throws -> CommandResult { try execute("/bin/sh", ["-c", command]) }
