@@ -60,6 +60,37 @@ final class AgentFailoverProcessTests: XCTestCase {
         XCTAssertTrue(metrics.stdout.contains("vouch_agent_ca_replica_active{address=\"127.0.0.1:\(bPort)\"} 1"), metrics.stdout)
         XCTAssertTrue(metrics.stdout.contains("vouch_agent_ca_replica_active{address=\"\(a.address)\"} 0"), metrics.stdout)
     }
+
+    func testEnrollmentSkipsAReplicaThatFailsTheIdentityCheckAndOneAtItsConnectionCap() async throws {
+        let ca = try CAFixture()
+        // Another CA's server at the first address: same trust domain, keys the bundle does not trust.
+        let impostor = try CAFixture()
+        // A replica of the right CA whose only connection slot a silent client holds.
+        let capped = try ServerProcess(directory: ca.caDir, extraArguments: ["--max-connections", "1"])
+        defer { capped.stop() }
+        let holder = try RawConnection(port: capped.port)
+        defer { withExtendedLifetime(holder) {} }
+        let out = ca.root + "/agent", tokenFile = ca.root + "/token"
+        try ca.createToken(spiffeID: "spiffe://example.org/svc/web").write(toFile: tokenFile, atomically: true, encoding: .utf8)
+        let agent = try AgentProcess(arguments: [
+            "--ca", "\(impostor.server.address),\(capped.address),\(ca.server.address)", "--ca-bundle", ca.caDir + "/bundle.pem",
+            "--out", out, "--token-file", tokenFile, "--cert-ttl", "10m",
+        ])
+        defer { agent.stop() }
+
+        XCTAssertTrue(FileManager.default.fileExists(atPath: out + "/svid.pem"), "enrolled through the third address: \(agent.log)")
+        let lines = agent.log.split(separator: "\n")
+        XCTAssertTrue(lines.contains {
+            $0.contains("error") && $0.contains("CA replica failed the server identity check")
+                && $0.contains("address=\(impostor.server.address)") && $0.contains("call=enroll")
+        }, agent.log)
+        XCTAssertTrue(lines.contains {
+            $0.contains("CA replica did not answer; trying the next") && $0.contains("address=\(capped.address)")
+                && $0.contains("server unavailable")
+        }, "the connection cap closes the connection: no answer, so the next replica: \(agent.log)")
+        XCTAssertTrue(agent.log.contains("to=\(ca.server.address)"), agent.log)
+        XCTAssertFalse(impostor.server.log.contains("Enroll"), "the token never reached the impostor: \(impostor.server.log)")
+    }
 }
 
 private func hints(_ agent: AgentProcess, _ serial: String) -> Int {
