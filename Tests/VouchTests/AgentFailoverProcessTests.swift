@@ -4,63 +4,58 @@ import VouchAPI
 import VouchCrypto
 import XCTest
 
-/// A real agent with `--ca A,B`, two real `vouch server` replicas of one CA (one CA directory):
-/// when A is killed the agent renews through B without a failed renewal, and its revocation
-/// stream resumes on B after the last sequence it saw, so a revocation made on B reaches crl.der.
+/// A real agent with `--ca A,B,...` and real `vouch server` replicas of one CA: when one replica
+/// dies the agent renews through the other without a failed renewal, and its revocation stream
+/// resumes there after the last sequence it saw; a replica that fails the identity check or
+/// closes the connection at its cap is skipped.
 final class AgentFailoverProcessTests: XCTestCase {
+    /// Two replicas on one PostgreSQL database.
     func testWhenOneReplicaDiesTheAgentRenewsAndFollowsRevocationsThroughTheOther() async throws {
-        let ca = try CAFixture()
-        let a = ca.server
-        // B's port is fixed before the agent starts; B itself starts later, so the agent begins
-        // on A and B's revocation registry is loaded after A's first revocation (no cross-replica
-        // revocation push is needed for this agent-side test).
-        var b = try ServerProcess(directory: ca.caDir)
-        let bPort = b.port
-        b.stop()
-        let out = ca.root + "/agent", tokenFile = ca.root + "/token"
-        try ca.createToken(spiffeID: "spiffe://example.org/svc/web").write(toFile: tokenFile, atomically: true, encoding: .utf8)
-        let agent = try AgentProcess(arguments: [
-            "--ca", "\(a.address),127.0.0.1:\(bPort)", "--ca-bundle", ca.caDir + "/bundle.pem", "--out", out, "--token-file", tokenFile,
-            "--cert-ttl", "6s", "--renew-fraction", "0.3", "--max-backoff", "1s", "--metrics", "127.0.0.1:0",
-        ])
+        let replicas = try await ReplicaSet(count: 2)
+        let a = replicas.replicas[0], b = replicas.replicas[1]
+        let (agent, out) = try replicas.startAgent("spiffe://example.org/svc/web", ttl: "6s",
+                                                   extra: ["--renew-fraction", "0.3", "--max-backoff", "1s", "--metrics", "127.0.0.1:0"])
         defer { agent.stop() }
 
-        // Two certificates of a client to revoke, one on each replica.
-        let token = try ca.createToken(spiffeID: "spiffe://example.org/svc/client", uses: 2)
-        let first = try await ca.enroll(token: token, key: try PrivateKey(generating: .p256))
-        let second = try await ca.enroll(token: token, key: try PrivateKey(generating: .p256))
-        _ = try await ca.revoke(first.serial, as: ca.admin)
-        XCTAssertTrue(eventually(timeout: 5) { hints(agent, first.serial) == 1 }, agent.log)
+        // Two certificates of a client to revoke, one through each replica.
+        let token = try replicas.createToken(spiffeID: "spiffe://example.org/svc/client", uses: 2)
+        let first = try await replicas.enroll(0, token: token, key: try PrivateKey(generating: .p256))
+        let second = try await replicas.enroll(0, token: token, key: try PrivateKey(generating: .p256))
+        try await revoke(first.serial, through: 0, of: replicas)
+        XCTAssertTrue(eventually(timeout: 5) { hints(agent, first.serial).count == 1 }, agent.log)
+        let field = hints(agent, first.serial).first?.split(separator: " ").first { $0.hasPrefix("sequence=") }
+        let sequence = field.map { String($0.dropFirst("sequence=".count)) } ?? "?"
 
-        b = try ServerProcess(directory: ca.caDir, port: bPort)
-        defer { b.stop() }
         a.kill()
         let rotationsBefore = rotations(agent)
         XCTAssertTrue(eventually(timeout: 10) { rotations(agent) >= rotationsBefore + 2 }, "renewing through B: \(agent.log)")
-        XCTAssertTrue(agent.log.contains("CA replica changed") && agent.log.contains("to=127.0.0.1:\(bPort)"), agent.log)
+        XCTAssertTrue(agent.log.contains("CA replica changed") && agent.log.contains("to=\(b.address)"), agent.log)
         XCTAssertTrue(agent.log.split(separator: "\n").contains {
-            $0.contains("revocation stream moves to the next CA replica") && $0.contains("after_sequence=1")
-        }, agent.log)
+            $0.contains("revocation stream moves to the next CA replica") && $0.contains("after_sequence=\(sequence)") && $0.contains("to=\(b.address)")
+        }, "resumes on B after \(sequence): \(agent.log)")
         XCTAssertFalse(agent.log.contains("renewal failed"), "a dead replica costs a failed connect, not a failed renewal: \(agent.log)")
 
-        // Revoked on B: pushed by B's stream (the CRL refresh is a minute away) into crl.der.
-        var request = Vouch_V1_RevokeRequest()
-        request.serial = second.serial
-        request.reason = 1
-        _ = try await VouchClient.with(server: HostPort(host: "127.0.0.1", port: bPort), credentials: ca.admin) {
-            try await Vouch_V1_CertificateAuthority.Client(wrapping: $0).revoke(request, options: VouchClient.options())
-        }
+        // Revoked through B: pushed by B's stream (the CRL refresh is a minute away) into crl.der.
+        try await revoke(second.serial, through: 1, of: replicas)
         XCTAssertTrue(eventually(timeout: 5) { crlLists(out, second.serial) }, agent.log)
         XCTAssertTrue(crlLists(out, first.serial))
-        XCTAssertEqual(hints(agent, first.serial), 1, "B resumed after the sequence A had sent: nothing sent twice")
-        XCTAssertEqual(hints(agent, second.serial), 1)
+        XCTAssertEqual(hints(agent, first.serial).count, 1, "B resumed after the sequence A had sent: nothing sent twice")
+        XCTAssertEqual(hints(agent, second.serial).count, 1)
 
         let metricsLine = agent.log.split(separator: "\n").first { $0.hasPrefix("vouch agent metrics on ") } ?? ""
         let metrics = try execute("/usr/bin/curl", ["-sf", "http://\(metricsLine.dropFirst("vouch agent metrics on ".count))/metrics"])
-        XCTAssertTrue(metrics.stdout.contains("vouch_agent_ca_replica_active{address=\"127.0.0.1:\(bPort)\"} 1"), metrics.stdout)
+        XCTAssertTrue(metrics.stdout.contains("vouch_agent_ca_replica_active{address=\"\(b.address)\"} 1"), metrics.stdout)
         XCTAssertTrue(metrics.stdout.contains("vouch_agent_ca_replica_active{address=\"\(a.address)\"} 0"), metrics.stdout)
     }
 
+    private func revoke(_ serial: String, through index: Int, of replicas: ReplicaSet) async throws {
+        var request = Vouch_V1_RevokeRequest()
+        request.serial = serial
+        request.reason = 1
+        _ = try await replicas.ca(index, replicas.fixture.admin) { try await $0.revoke(request, options: VouchClient.options()) }
+    }
+
+    /// One CA directory (SQLite) behind the right replica.
     func testEnrollmentSkipsAReplicaThatFailsTheIdentityCheckAndOneAtItsConnectionCap() async throws {
         let ca = try CAFixture()
         // Another CA's server at the first address: same trust domain, keys the bundle does not trust.
@@ -93,8 +88,9 @@ final class AgentFailoverProcessTests: XCTestCase {
     }
 }
 
-private func hints(_ agent: AgentProcess, _ serial: String) -> Int {
-    agent.log.split(separator: "\n").filter { $0.contains("revocation hint received") && $0.contains(serial) }.count
+/// The agent's log lines for streamed revocations of `serial`.
+private func hints(_ agent: AgentProcess, _ serial: String) -> [Substring] {
+    agent.log.split(separator: "\n").filter { $0.contains("revocation hint received") && $0.contains(serial) }
 }
 
 private func rotations(_ agent: AgentProcess) -> Int {
