@@ -30,7 +30,10 @@ extension PostgresAuthorityStore: RevocationChangeFeed {
             var configuration = session
             // Named, so an operator sees it in pg_stat_activity (and may end it: it comes back).
             configuration.options.additionalStartupParameters.append(("application_name", Self.listenerName))
-            connection = try await Self.connectUnlessCancelled(configuration, logger: logger)
+            // PostgresNIO logs each failed attempt; the follower reports an outage once.
+            var quiet = logger
+            quiet.logLevel = .error
+            connection = try await Self.connectUnlessCancelled(configuration, logger: quiet)
         } catch is CancellationError {
             return
         } catch {
