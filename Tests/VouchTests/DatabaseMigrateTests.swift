@@ -164,7 +164,11 @@ final class DatabaseMigrateTests: XCTestCase {
         XCTAssertEqual(wrong.status, 1)
         XCTAssertTrue(wrong.stderr.contains("password authentication failed for user \"vouch\" (SQLSTATE 28P01)"), wrong.stderr)
         XCTAssertEqual(server.receivedPassword, secret, "the password went to the server")
-        for result in [unreachable, wrong] {
+        // Nor in the URL, where `ps` and logs would show it.
+        let inURL = try migrate(ca, to: "postgres://vouch:\(secret)@127.0.0.1:\(server.port)/vouch")
+        XCTAssertEqual(inURL.status, 1)
+        XCTAssertTrue(inURL.stderr.hasPrefix("vouch: --to: the database URL must not carry a password"), inURL.stderr)
+        for result in [unreachable, wrong, inURL] {
             XCTAssertFalse((result.stdout + result.stderr).contains(secret), "the password is never printed")
         }
     }
@@ -189,7 +193,10 @@ final class FakePostgres: @unchecked Sendable {
         Thread { [self] in serve() }.start()
     }
 
-    deinit { close(listener) }
+    deinit {
+        shutdown(listener, Int32(SHUT_RDWR))  // wakes an accept still waiting
+        close(listener)
+    }
 
     /// A port nothing listens on (bound, then closed).
     static func freePort() throws -> Int {
