@@ -20,6 +20,7 @@ struct AgentStatusService: Vouch_V1_Agent.SimpleServiceProtocol {
         status.failures = Int64(snapshot.failures)
         status.nextRenewal = Int64(snapshot.nextRenewal?.timeIntervalSince1970 ?? 0)
         status.callerSpiffeID = SPIFFEIdentityInterceptor.current ?? ""
+        status.caAddress = snapshot.caAddress
         return status
     }
 }

@@ -46,6 +46,11 @@ final class AgentFailoverProcessTests: XCTestCase {
         let metrics = try execute("/usr/bin/curl", ["-sf", "http://\(metricsLine.dropFirst("vouch agent metrics on ".count))/metrics"])
         XCTAssertTrue(metrics.stdout.contains("vouch_agent_ca_replica_active{address=\"\(b.address)\"} 1"), metrics.stdout)
         XCTAssertTrue(metrics.stdout.contains("vouch_agent_ca_replica_active{address=\"\(a.address)\"} 0"), metrics.stdout)
+        let status = try await VouchClient.with(server: HostPort(host: "127.0.0.1", port: agent.port),
+                                                credentials: replicas.fixture.admin.expecting("spiffe://example.org/svc/web")) {
+            try await Vouch_V1_Agent.Client(wrapping: $0).getStatus(Vouch_V1_GetStatusRequest(), options: VouchClient.options(timeout: .seconds(3)))
+        }
+        XCTAssertEqual(status.caAddress, b.address, "GetStatus names the replica in use")
     }
 
     private func revoke(_ serial: String, through index: Int, of replicas: ReplicaSet) async throws {

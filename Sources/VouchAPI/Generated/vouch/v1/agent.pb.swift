@@ -73,6 +73,9 @@ public nonisolated struct Vouch_V1_AgentStatus: Sendable {
   /// The SPIFFE ID of the client calling GetStatus, as the agent verified it.
   public var callerSpiffeID: String = String()
 
+  /// The CA replica (HOST:PORT, one of the agent's --ca addresses) that last answered the agent.
+  public var caAddress: String = String()
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -103,7 +106,7 @@ nonisolated extension Vouch_V1_GetStatusRequest: SwiftProtobuf.Message, SwiftPro
 
 nonisolated extension Vouch_V1_AgentStatus: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".AgentStatus"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}spiffe_id\0\u{1}serial\0\u{3}not_before\0\u{3}not_after\0\u{3}last_rotation\0\u{3}last_error\0\u{3}last_error_at\0\u{1}rotations\0\u{1}failures\0\u{3}next_renewal\0\u{3}caller_spiffe_id\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}spiffe_id\0\u{1}serial\0\u{3}not_before\0\u{3}not_after\0\u{3}last_rotation\0\u{3}last_error\0\u{3}last_error_at\0\u{1}rotations\0\u{1}failures\0\u{3}next_renewal\0\u{3}caller_spiffe_id\0\u{3}ca_address\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -122,6 +125,7 @@ nonisolated extension Vouch_V1_AgentStatus: SwiftProtobuf.Message, SwiftProtobuf
       case 9: try { try decoder.decodeSingularInt64Field(value: &self.failures) }()
       case 10: try { try decoder.decodeSingularInt64Field(value: &self.nextRenewal) }()
       case 11: try { try decoder.decodeSingularStringField(value: &self.callerSpiffeID) }()
+      case 12: try { try decoder.decodeSingularStringField(value: &self.caAddress) }()
       default: break
       }
     }
@@ -161,6 +165,9 @@ nonisolated extension Vouch_V1_AgentStatus: SwiftProtobuf.Message, SwiftProtobuf
     if !self.callerSpiffeID.isEmpty {
       try visitor.visitSingularStringField(value: self.callerSpiffeID, fieldNumber: 11)
     }
+    if !self.caAddress.isEmpty {
+      try visitor.visitSingularStringField(value: self.caAddress, fieldNumber: 12)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -176,6 +183,7 @@ nonisolated extension Vouch_V1_AgentStatus: SwiftProtobuf.Message, SwiftProtobuf
     if lhs.failures != rhs.failures {return false}
     if lhs.nextRenewal != rhs.nextRenewal {return false}
     if lhs.callerSpiffeID != rhs.callerSpiffeID {return false}
+    if lhs.caAddress != rhs.caAddress {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
