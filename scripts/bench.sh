@@ -9,10 +9,14 @@
 #      openssl s_server with the same P-256 certificate
 #   5. admin listings with BENCH_ROWS (1M) certificates in the database
 #   6. the agent: rotation from new certificate written to served, and steady-state memory
+#   7. the store: Enroll on SQLite, on PostgreSQL with one replica and with two (a throwaway
+#      PostgreSQL 15 cluster, scripts/test-postgres.sh), with CPU per certificate of the servers
+#      and of PostgreSQL
 #
 # Usage: scripts/bench.sh            (about 10 minutes after the release build)
 # Knobs: BENCH_DURATION (s per level, 10), BENCH_CONCURRENCY (1,8,32,128), BENCH_ROWS (1000000),
-#        BENCH_SKIP (space-separated sections to skip: speed vouch cfssl handshakes listing agent),
+#        BENCH_SKIP (space-separated sections to skip: speed vouch cfssl handshakes listing agent replicas),
+#        BENCH_REPLICA_CONCURRENCY (32: workers in all, split over the replicas),
 #        BENCH_AGENT_ROTATIONS (rotations before the agent's memory is read, 15)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -294,6 +298,82 @@ if ! skipped agent; then
     while [ "$(grep -c '\] rotated' "$WORK/agent.log")" -lt "$AGENT_ROTATIONS" ]; do sleep 1; done
     echo "- agent memory after $AGENT_ROTATIONS rotations (scripts/bench/memory-map.py):"
     python3 scripts/bench/memory-map.py "$AGENT_PID" | sed 's/^/  /'
+fi
+
+# --- 7. SQLite, PostgreSQL with one replica and with two ----------------------------------------------
+if ! skipped replicas; then
+    REPLICA_LEVEL=${BENCH_REPLICA_CONCURRENCY:-32}
+    section "Enroll by store and replicas (release servers, $REPLICA_LEVEL workers in all, ${DURATION}s)"
+    PG="$WORK/pg"
+    PG_URL=$(bash scripts/test-postgres.sh start "$PG" $$)
+    trap 'bash scripts/test-postgres.sh stop "$PG" >/dev/null 2>&1 || true; cleanup' EXIT
+    PG_BIN=${VOUCH_PG_BIN:-/usr/lib/postgresql/15/bin}
+    # Durable commits, as SQLite's synchronous=FULL: the test cluster turns them off for speed.
+    for setting in "fsync = on" "synchronous_commit = on" "full_page_writes = on"; do
+        "$PG_BIN/psql" -X -q -d "$PG_URL" -c "ALTER SYSTEM SET $setting"
+    done
+    "$PG_BIN/psql" -X -q -d "$PG_URL" -c "SELECT pg_reload_conf()" >/dev/null
+    postgres_cpu() { # CPU seconds of every process of the cluster (postmaster and backends)
+        local total=0 pid
+        for pid in $(pgrep -u vouch-test-pg postgres 2>/dev/null || pgrep -f "$PG/data" || true); do
+            total=$(awk -v t="$total" -v tck="$(getconf CLK_TCK)" '{ print t + ($14 + $15) / tck }' "/proc/$pid/stat" 2>/dev/null || echo "$total")
+        done
+        echo "$total"
+    }
+    echo "    store        replicas  certs/s   p99 ms  servers CPU/cert  PostgreSQL CPU/cert  total CPU/cert"
+    for config in "sqlite 1" "postgres 1" "postgres 2"; do
+        read -r store count <<<"$config"
+        RCA="$WORK/rca-$store-$count"
+        "$BIN/vouch" ca init --dir "$RCA" --trust-domain bench.test >/dev/null
+        database=()
+        if [ "$store" = postgres ]; then
+            db="bench_${count}"
+            "$PG_BIN/psql" -X -q -d "$PG_URL" -c "CREATE DATABASE $db"
+            database=(--database "${PG_URL%/*}/$db")
+        fi
+        pids=() ports=()
+        for i in $(seq 1 "$count"); do
+            port=$(free_port)
+            "$BIN/vouch" server --dir "$RCA" --listen "127.0.0.1:$port" "${database[@]}" >"$WORK/replica-$store-$count-$i.log" 2>&1 &
+            pids+=($!) ports+=("$port")
+            PIDS+=($!)
+            wait_for_line "$WORK/replica-$store-$count-$i.log" "vouch server listening on" 30
+        done
+        servers_before=0; for pid in "${pids[@]}"; do servers_before=$(awk -v t="$servers_before" -v c="$(cpu_seconds "$pid")" 'BEGIN { print t + c }'); done
+        pg_before=$(postgres_cpu)
+        rm -f "$WORK/replicas.jsonl"
+        benches=()
+        for i in $(seq 0 $((count - 1))); do
+            "$BIN/vouch-bench" --server "127.0.0.1:${ports[$i]}" --dir "$RCA" --mode enroll --concurrency $((REPLICA_LEVEL / count)) \
+                --duration "$DURATION" --warmup 2 --json --record "$WORK/replicas.jsonl" >/dev/null &
+            benches+=($!)
+        done
+        for pid in "${benches[@]}"; do wait "$pid"; done
+        servers_after=0; for pid in "${pids[@]}"; do servers_after=$(awk -v t="$servers_after" -v c="$(cpu_seconds "$pid")" 'BEGIN { print t + c }'); done
+        pg_after=$(postgres_cpu)
+        if [ "$store" = postgres ]; then
+            certs=$("$PG_BIN/psql" -X -q -A -t -d "${PG_URL%/*}/$db" -c "SELECT count(*) FROM certificate")
+        else
+            certs=$(sqlite3 "$RCA/vouch.db" "SELECT count(*) FROM certificate")
+        fi
+        python3 - "$WORK/replicas.jsonl" "$store" "$count" "$certs" "$servers_before" "$servers_after" "$pg_before" "$pg_after" <<'PY'
+import json, sys
+rows = [json.loads(line) for line in open(sys.argv[1])]
+store, count, certs = sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+servers = float(sys.argv[6]) - float(sys.argv[5])
+pg = float(sys.argv[8]) - float(sys.argv[7])
+rate = sum(r["load"]["perSecond"] for r in rows)
+p99 = max(r["load"]["p99Milliseconds"] for r in rows)
+# CPU over the whole run (warm-ups included) divided by every certificate committed in it.
+us = lambda seconds: f"{seconds / max(certs, 1) * 1e6:.0f} µs"
+print(f"    {store:<12} {count:>8} {rate:>8.0f} {p99:>8.1f} {us(servers):>17} {us(pg) if store == 'postgres' else '-':>20} {us(servers + pg):>15}")
+PY
+        for pid in "${pids[@]}"; do kill -TERM "$pid"; wait "$pid" 2>/dev/null || true; done
+    done
+    echo
+    echo "- one vouch-bench per replica, the workers split evenly; servers, PostgreSQL and load generators share $(nproc) cores"
+    echo "- PostgreSQL 15: a throwaway local cluster (scripts/test-postgres.sh) with fsync, synchronous_commit and full_page_writes on"
+    bash scripts/test-postgres.sh stop "$PG" >/dev/null
 fi
 
 # --- summary ----------------------------------------------------------------------------------------
