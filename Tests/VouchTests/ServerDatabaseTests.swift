@@ -34,7 +34,9 @@ final class ServerDatabaseTests: XCTestCase {
         let url = TestPostgres.url(of: database)
         let caDir = base.caDir
         try FileManager.default.removeItem(atPath: caDir + "/vouch.db")
-        let server = try ServerProcess(directory: caDir, extraArguments: ["--database", url, "--http", "127.0.0.1:0"])
+        // From the config file's server section.
+        try "server:\n  database: \(url)\n".write(toFile: base.root + "/vouch.yaml", atomically: true, encoding: .utf8)
+        let server = try ServerProcess(directory: caDir, extraArguments: ["--config", base.root + "/vouch.yaml", "--http", "127.0.0.1:0"])
         let ca = try CAFixture(reusing: base, server: server)
         XCTAssertTrue(server.log.contains("database=\(url)?sslmode=prefer"), server.log)
         let adminCert = try vouch("ca", "admin-cert", "--dir", caDir, "--spiffe-id", "spiffe://example.org/admin/ops",
@@ -92,8 +94,12 @@ final class ServerDatabaseTests: XCTestCase {
         XCTAssertFalse((refused.stdout + refused.stderr).contains(wrong))
         XCTAssertFalse((refused.stdout + refused.stderr).contains(password))
 
+        // The flags win over the config file's keys.
+        try "server:\n  database: postgres://nobody@127.0.0.1:1/none\n  database_password_file: \(ca.root)/wrong-password\n"
+            .write(toFile: ca.root + "/vouch.yaml", atomically: true, encoding: .utf8)
         let server = try ServerProcess(directory: ca.caDir, extraArguments: [
-            "--log-level", "trace", "--http", "127.0.0.1:0", "--database", url, "--database-password-file", ca.root + "/db-password"])
+            "--config", ca.root + "/vouch.yaml", "--log-level", "trace", "--http", "127.0.0.1:0",
+            "--database", url, "--database-password-file", ca.root + "/db-password"])
         let running = try CAFixture(reusing: ca, server: server)
         let key = try PrivateKey(generating: .p256)
         _ = try await running.enroll(token: try running.createToken(spiffeID: Self.web), key: key)
