@@ -159,6 +159,51 @@ struct AgentFailoverTests {
         #expect(replicas.log.lines.isEmpty)
     }
 
+    // MARK: The keeper over replicas
+
+    /// The real keeper and authority core behind two replicas that can each be taken down: the
+    /// token goes to the replica that answers, renewals stay there, and one renewal that finds
+    /// every replica down is one failure with one backoff, not one per replica.
+    @Test func theKeeperEnrollsAndRenewsThroughTheLiveReplicaAndBacksOffOnceWhenAllAreDown() async throws {
+        let agent = try await KeeperHarness(enroll: false)
+        let viewA = ReplicaView(agent.ca), viewB = ReplicaView(agent.ca)
+        let replicas = CAReplicas(try CAAddressList([Self.a, Self.b]), logger: agent.log.logger, state: agent.state)
+        let keeper = IdentityKeeper(
+            configuration: agent.configuration, files: agent.files,
+            ca: FailoverCalls(replicas: replicas) { $0 == Self.a ? viewA : viewB },
+            hooks: RotationHooks(command: nil, signal: nil, pidFile: nil, logger: agent.log.logger),
+            revocations: agent.revocations, clock: agent.clock, state: agent.state, logger: agent.log.logger, onIdentity: { _ in })
+        viewA.isDown = true
+        try await keeper.obtainInitialIdentity()
+        #expect(viewA.calls == 1 && viewB.calls == 1 && agent.ca.enrollCalls == 1, "the token is spent once, at B")
+        #expect(agent.state.current.caAddress == "\(Self.b)")
+
+        let rotation = Task { try await keeper.rotateForever(reloadListener: { try agent.files.load().leaf }) }
+        defer { rotation.cancel() }
+        try await agent.clock.waitForSleepers()
+        agent.clock.advance(to: agent.clock.deadlines[0])
+        try await agent.waitFor { agent.state.current.rotations == 1 }
+        #expect(viewA.calls == 1 && viewB.calls == 2, "renewed at B without asking A again")
+
+        // Both down: one failed renewal, after asking each once, then the keeper's first backoff.
+        viewB.isDown = true
+        try await agent.clock.waitForSleepers()
+        agent.clock.advance(to: agent.clock.deadlines[0])
+        try await agent.waitFor { agent.state.current.failures == 1 }
+        try await agent.clock.waitForSleepers()
+        #expect(viewA.calls == 2 && viewB.calls == 3)
+        #expect(agent.state.current.lastError.hasPrefix("no CA replica answered (2 tried): \(Self.b): server unavailable"))
+        let retry = agent.clock.deadlines[0].timeIntervalSince(agent.clock.now)
+        #expect(retry >= 0.8 && retry <= 1.2, "the first backoff (1 s ±20%), once for both replicas")
+
+        // A is back: the retry asks B (the last to answer), then A, and renews.
+        viewA.isDown = false
+        agent.clock.advance(to: agent.clock.deadlines[0])
+        try await agent.waitFor { agent.state.current.rotations == 2 }
+        #expect(viewA.calls == 3 && viewB.calls == 4 && agent.state.current.failures == 1)
+        #expect(agent.state.current.caAddress == "\(Self.a)")
+    }
+
     // MARK: Revocations
 
     @Test func theRevocationStreamResumesOnTheNextReplicaAfterTheLastSequenceSeen() async throws {
@@ -229,6 +274,39 @@ struct AgentFailoverTests {
             guard ContinuousClock.now - start < .seconds(10) else { throw ClockWaitTimedOut(description: "condition not met") }
             try await Task.sleep(for: .milliseconds(1))
         }
+    }
+}
+
+/// One replica of the in-process CA: the same authority, its own outage and call count.
+final class ReplicaView: CertificateAuthorityCalls {
+    let ca: InProcessCA
+    private let state = Mutex((down: false, calls: 0))
+
+    init(_ ca: InProcessCA) { self.ca = ca }
+
+    var isDown: Bool {
+        get { state.withLock { $0.down } }
+        set { state.withLock { $0.down = newValue } }
+    }
+
+    var calls: Int { state.withLock { $0.calls } }
+
+    private func reach() throws {
+        let down = state.withLock {
+            $0.calls += 1
+            return $0.down
+        }
+        if down { throw RPCError(code: .unavailable, message: "connection refused") }
+    }
+
+    func enroll(token: String, key: PrivateKey, ttl: Int64) async throws -> CAAnswer {
+        try reach()
+        return try await ca.enroll(token: token, key: key, ttl: ttl)
+    }
+
+    func renew(current: IdentityFiles, newKey: PrivateKey, ttl: Int64) async throws -> CAAnswer {
+        try reach()
+        return try await ca.renew(current: current, newKey: newKey, ttl: ttl)
     }
 }
 
