@@ -117,7 +117,7 @@ final class DatabaseMigrateTests: XCTestCase {
         await postgres.close()
     }
 
-    func testATargetThatIsNotEmptyOrASourceStillOpenIsRefusedAndNothingChanges() async throws {
+    func testATargetThatIsNotEmptyASourceStillOpenOrEditedOrAFailedCopyChangesNothing() async throws {
         let ca = try CAFixture()
         let database = try await TestPostgres.shared.freshDatabase()
         let url = TestPostgres.url(of: database)
@@ -141,6 +141,31 @@ final class DatabaseMigrateTests: XCTestCase {
         XCTAssertTrue(refused.stderr.contains("the target database is not empty (0 certificates, 0 tokens, 0 revocations, 1 audit events, "
                                               + "0 audit checkpoints); it was left unchanged"), refused.stderr)
         XCTAssertEqual(try TestPostgres.shared.psql(database, state), before)
+
+        // A copy that fails half-way leaves the target empty: here a revocation of a certificate
+        // the file lacks (sqlite3 does not enforce foreign keys), refused after the certificates went in.
+        let orphan = try execute("/usr/bin/sqlite3", [ca.caDir + "/vouch.db", "INSERT INTO revocation (serial, reason, revoked_at) VALUES ('00ff', 1, 0)"])
+        XCTAssertEqual(orphan.status, 0, orphan.stderr)
+        let halfway = try await TestPostgres.shared.freshDatabase()
+        let failed = try migrate(ca, to: TestPostgres.url(of: halfway))
+        XCTAssertEqual(failed.status, 1)
+        XCTAssertTrue(failed.stderr.contains("violates foreign key constraint"), failed.stderr)
+        XCTAssertEqual(try TestPostgres.shared.psql(halfway, """
+            SELECT (SELECT count(*) FROM certificate) + (SELECT count(*) FROM token) + (SELECT count(*) FROM revocation)
+                + (SELECT count(*) FROM audit_event) + (SELECT count(*) FROM audit_checkpoint) || ' '
+                || (SELECT last_id FROM audit_head) || ' ' || nextval(pg_get_serial_sequence('certificate', 'id'))
+            """), "0 0 1", "no row, the head and the counters as new")
+
+        // A source whose audit log was edited is not copied anywhere.
+        let edited = try execute("/usr/bin/sqlite3", [ca.caDir + "/vouch.db", "UPDATE audit_event SET detail = 'edited' WHERE id = 2"])
+        XCTAssertEqual(edited.status, 0, edited.stderr)
+        let emptyTarget = try await TestPostgres.shared.freshDatabase()
+        let broken = try migrate(ca, to: TestPostgres.url(of: emptyTarget))
+        XCTAssertEqual(broken.status, 1)
+        XCTAssertTrue(broken.stderr.hasPrefix("vouch: the audit log of \(ca.caDir)/vouch.db is broken at row 2: its content does not match its hash"),
+                      broken.stderr)
+        XCTAssertEqual(try TestPostgres.shared.psql(emptyTarget, "SELECT count(*) FROM pg_tables WHERE schemaname = 'public'"), "0",
+                       "refused before connecting: not even the schema")
     }
 
     func testAnUnreachableDatabaseOrAWrongPasswordFailsClearlyWithoutShowingThePassword() async throws {
