@@ -61,6 +61,11 @@ final class ReplicaRevocationProcessTests: XCTestCase {
         let ocsp = try openssl(["ocsp", "-issuer", set.caDir + "/intermediate.pem", "-cert", certPath, "-url", "http://\(http)/ocsp",
                                 "-CAfile", set.caDir + "/root.pem"])
         XCTAssertTrue(ocsp.stdout.contains("\(certPath): revoked"), ocsp.stdout + ocsp.stderr)
+
+        // Its listening session does not hold up B's shutdown.
+        let stopping = ContinuousClock.now
+        XCTAssertEqual(set.replicas[1].stop(), 0, set.replicas[1].log)
+        XCTAssertLessThan(ContinuousClock.now - stopping, .seconds(5))
     }
 
     private func revoke(_ serial: String, through index: Int, _ set: ReplicaSet) async throws -> Vouch_V1_RevokeResponse {

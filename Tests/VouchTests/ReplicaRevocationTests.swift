@@ -114,6 +114,44 @@ struct ReplicaRevocationTests {
         await Replica.stop(a, b)
     }
 
+    /// The whole database goes down (a cluster of this test's own, stopped and started again): each
+    /// replica says once that it stopped listening and once that it listens again, and a revocation
+    /// through A as soon as A can write again reaches B within a second of B's next attempt.
+    @Test func afterADatabaseOutageTheReplicasListenAgain() async throws {
+        let cluster = "/tmp/vouch-replica-outage-\(getpid())-\(UUID().uuidString.prefix(6))"
+        let started = try execute("/bin/bash", [TestPostgres.script, "start", cluster, String(getpid())])
+        #expect(started.status == 0, "\(started.stderr)")
+        defer { _ = try? execute("/bin/bash", [TestPostgres.script, "stop", cluster]) }
+        let parts = try #require(URLComponents(string: started.lastLine))
+        let database: PostgresTestDatabase = (try #require(parts.host), try #require(parts.port), try #require(parts.user), "postgres")
+        let material = try TestCA.material(now: Date())
+        let a = try await Replica(database: database, material: material), b = try await Replica(database: database, material: material)
+        let serials = try await a.issue(1)
+        let maximumRetry = Duration.milliseconds(800)
+        try await Replica.following(a, b, maximumRetry: maximumRetry)
+        #expect(try execute("/bin/bash", [TestPostgres.script, "pause", cluster]).status == 0)
+        #expect(try await Self.eventually { [a, b].allSatisfy { $0.log.lines.contains { $0.contains("not listening for revocations") } } })
+        // Long enough for several failed reconnections, each of which must stay out of the log.
+        try await Task.sleep(for: .seconds(1))
+        #expect(try execute("/bin/bash", [TestPostgres.script, "resume", cluster]).status == 0)
+        var revoked: RevocationRecord?
+        while revoked == nil {
+            revoked = try? await a.authority.revoke(serial: serials[0], reason: 1, caller: Self.admin)
+            if revoked == nil { try await Task.sleep(for: .milliseconds(100)) }
+        }
+        let committed = ContinuousClock.now
+        #expect(try await Self.eventually { b.authority.revocations.isRevoked(serial: serials[0]) })
+        print("replica revocation after a database outage: at B \(ContinuousClock.now - committed) after A could write again")
+        #expect(ContinuousClock.now - committed < maximumRetry + .seconds(1))
+        for replica in [a, b] {
+            #expect(try await Self.eventually { replica.log.lines.contains { $0.contains("listening for revocations again") } })
+            let lines = replica.log.lines
+            #expect(lines.filter { $0.contains("not listening for revocations") }.count == 1, "\(lines)")
+            #expect(lines.filter { $0.contains("listening for revocations again") }.count == 1, "\(lines)")
+        }
+        await Replica.stop(a, b)
+    }
+
     /// An agent that saw sequence s on A and fails over to B, which has not read s yet, gets what
     /// follows s exactly once, in order, then what is revoked later.
     @Test func aWatcherFailingOverFromAGetsWhatFollowsItsSequenceOnce() async throws {
@@ -233,9 +271,10 @@ private final class Replica: Sendable {
 
     static func stop(_ replicas: Replica...) async {
         for replica in replicas {
-            let task = replica.follower.withLock { $0 }
+            let task = replica.follower.withLock { $0 }, stopping = ContinuousClock.now
             task?.cancel()
             await task?.value
+            #expect(ContinuousClock.now - stopping < .seconds(1), "the follower stops at once")
             await replica.store.close()
         }
     }
