@@ -41,6 +41,8 @@ public final class RevocationFollower: RevocationStatus {
     /// Event fields beyond these are not a Vouch serial or SPIFFE ID; such events are dropped.
     static let maxSerialHexDigits = 40
     static let maxSPIFFEIDBytes = 2048
+    /// A revocation stream open this long before it broke has worked: the next break starts afresh.
+    static let settledStream: TimeInterval = 5
     /// A CRL whose thisUpdate is further ahead than this is not believed.
     static let clockSkew: TimeInterval = 300
 
@@ -199,8 +201,8 @@ public final class RevocationFollower: RevocationStatus {
         while !Task.isCancelled {
             let opened = StreamOpened()
             do {
-                try await source.watch(address, afterSequence: lastSequence, onOpen: { [replicas, address] in
-                    opened.set()
+                try await source.watch(address, afterSequence: lastSequence, onOpen: { [replicas, address, clock] in
+                    opened.set(at: clock.now)
                     replicas.answered(by: address)
                 }, onEvent: { self.apply($0) })
                 // A CA ends the stream only when it shuts down: resume on the next replica. One that
@@ -212,8 +214,10 @@ public final class RevocationFollower: RevocationStatus {
             } catch let error where isShutdown(error) {
                 throw CancellationError()
             } catch {
-                if opened.isSet {
-                    // It worked until it broke: every replica is worth a try again.
+                if let since = opened.at, clock.now.timeIntervalSince(since) >= Self.settledStream {
+                    // It worked for a while before it broke: every replica is worth a try again at
+                    // once. A stream broken soon after it opened counts as a failed try, so replicas
+                    // that accept and drop streams are not cycled through without a backoff.
                     failures = 0
                     untried = replicas.count
                 }
@@ -283,9 +287,9 @@ public final class RevocationFollower: RevocationStatus {
     }
 }
 
-/// Set once a replica has accepted a stream; read after the stream ended.
+/// When a replica accepted a stream, if it did; read after the stream ended.
 private final class StreamOpened: Sendable {
-    private let opened = Mutex(false)
-    func set() { opened.withLock { $0 = true } }
-    var isSet: Bool { opened.withLock { $0 } }
+    private let opened = Mutex<Date?>(nil)
+    func set(at date: Date) { opened.withLock { $0 = date } }
+    var at: Date? { opened.withLock { $0 } }
 }

@@ -247,6 +247,22 @@ struct AgentFailoverTests {
         #expect(source.requests.withLock { $0 }.suffix(2) == ["\(Self.a) after 0", "\(Self.a) after 0"])
     }
 
+    @Test func replicasThatDropEveryStreamAtOnceAreCycledOnlyOncePerBackoff() async throws {
+        let log = CollectedLog(), clock = ManualAgentClock()
+        let source = ScriptedRevocations(events: 0)
+        source.drops = ["\(Self.a)", "\(Self.b)"]
+        let follower = try follower(source: source, log: log, clock: clock)
+        let watching = Task { try await follower.watchForever(schedule: Self.schedule) }
+        defer { watching.cancel() }
+        for round in 1...3 {
+            try await clock.waitForSleepers()
+            #expect(source.requests.withLock { $0 }.count == 2 * round, "each replica once per round, then a backoff")
+            let delay = clock.deadlines[0].timeIntervalSince(clock.now), expected = pow(2, Double(round - 1))
+            #expect(delay >= expected * 0.8 && delay <= expected * 1.2, "a growing backoff (1, 2, 4 s ±20%): \(delay) in round \(round)")
+            clock.advance(to: clock.deadlines[0])
+        }
+    }
+
     @Test func theCRLIsFetchedFromTheNextReplicaWhenOneIsDown() async throws {
         let agent = try await KeeperHarness()
         let source = ScriptedRevocations(events: 0)
@@ -346,7 +362,7 @@ final class ScriptedReplica: CertificateAuthorityCalls {
 /// sequence asked, then keeps the stream open, unless told to break after a sequence or refuse.
 final class ScriptedRevocations: RevocationSource {
     let events: Int64
-    private let script = Mutex((breaksAfter: [String: Int64](), refuses: [String: RPCError](), crl: [UInt8]()))
+    private let script = Mutex((breaksAfter: [String: Int64](), refuses: [String: RPCError](), drops: Set<String>(), crl: [UInt8]()))
     let requests = Mutex<[String]>([])
     let opened = Mutex<[HostPort]>([])
     let crlRequests = Mutex<[HostPort]>([])
@@ -361,6 +377,12 @@ final class ScriptedRevocations: RevocationSource {
     var refuses: [String: RPCError] {
         get { script.withLock { $0.refuses } }
         set { script.withLock { $0.refuses = newValue } }
+    }
+
+    /// Replicas that accept a stream and drop it at once.
+    var drops: Set<String> {
+        get { script.withLock { $0.drops } }
+        set { script.withLock { $0.drops = newValue } }
     }
 
     var crl: [UInt8] {
@@ -380,6 +402,7 @@ final class ScriptedRevocations: RevocationSource {
         if let refusal = refuses["\(address)"] { throw refusal }
         opened.withLock { $0.append(address) }
         onOpen()
+        if drops.contains("\(address)") { throw RPCError(code: .unavailable, message: "Stream unexpectedly closed.") }
         let last = breaksAfter["\(address)"] ?? events
         for sequence in stride(from: afterSequence + 1, through: last, by: 1) {
             var event = Vouch_V1_RevocationEvent()
