@@ -39,6 +39,7 @@ extension PostgresAuthorityStore: RevocationChangeFeed {
         } catch {
             throw PostgresStoreError("PostgreSQL revocation notifications", error)
         }
+        let silence = Silence()
         do {
             try await connection.listen(on: Self.revocationChannel) { notifications in
                 await listening()
@@ -49,7 +50,7 @@ extension PostgresAuthorityStore: RevocationChangeFeed {
                             await announced(Int64(notification.payload) ?? .max)
                         }
                     }
-                    group.addTask { try await Self.checkAlive(connection, every: heartbeat, logger: logger) }
+                    group.addTask { try await Self.checkAlive(connection, every: heartbeat, silence: silence, logger: logger) }
                     // Either ends the session: the notifications end on cancellation or a lost connection.
                     try await group.next()
                     group.cancelAll()
@@ -58,6 +59,8 @@ extension PostgresAuthorityStore: RevocationChangeFeed {
         } catch {
             try? await connection.close()
             if Task.isCancelled { return }
+            // The heartbeat's close fails the notifications too, often first: say why it closed.
+            if let silent = silence.noticed { throw silent }
             throw PostgresStoreError("PostgreSQL revocation notifications", error)
         }
         try? await connection.close()
@@ -66,7 +69,8 @@ extension PostgresAuthorityStore: RevocationChangeFeed {
 
     /// Runs a trivial query every `heartbeat`; a connection that does not answer within another
     /// `heartbeat` (a peer gone without closing TCP) is closed and this throws.
-    static func checkAlive(_ connection: PostgresConnection, every heartbeat: Duration, logger: Logger) async throws {
+    static func checkAlive(_ connection: PostgresConnection, every heartbeat: Duration, silence: Silence,
+                           logger: Logger) async throws {
         while true {
             try await Task.sleep(for: heartbeat)
             let answered = try await withThrowingTaskGroup(of: Bool.self) { group in
@@ -79,12 +83,16 @@ extension PostgresAuthorityStore: RevocationChangeFeed {
                     return false
                 }
                 let answered = try await group.next() ?? false
-                // Closing fails the query still waiting, so the group can end.
-                if !answered { try? await connection.close() }
+                if !answered {
+                    silence.notice(PostgresStoreError("PostgreSQL revocation notifications",
+                                                      "no answer on the listening session within \(heartbeat)"))
+                    // Closing fails the query still waiting, so the group can end.
+                    try? await connection.close()
+                }
                 group.cancelAll()
                 return answered
             }
-            guard answered else { throw PostgresStoreError("PostgreSQL", "no answer on the listening session within \(heartbeat)") }
+            if !answered, let silent = silence.noticed { throw silent }
         }
     }
 
@@ -111,6 +119,15 @@ extension PostgresAuthorityStore: RevocationChangeFeed {
             _ = outcome.resume(with: .failure(CancellationError()))
         }
     }
+}
+
+/// Why the heartbeat closed the listening session, if it did.
+final class Silence: Sendable {
+    private let reason = Mutex<PostgresStoreError?>(nil)
+
+    var noticed: PostgresStoreError? { reason.withLock { $0 } }
+
+    func notice(_ error: PostgresStoreError) { reason.withLock { $0 = error } }
 }
 
 /// The first of a connection attempt's result and a cancellation, handed to one waiting continuation.

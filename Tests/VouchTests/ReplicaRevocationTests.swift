@@ -152,6 +152,27 @@ struct ReplicaRevocationTests {
         await Replica.stop(a, b)
     }
 
+    /// A listening session whose server stops answering without closing the connection (its
+    /// backend frozen with SIGSTOP, as behind a dead network path) is given up after the heartbeat
+    /// and opened anew.
+    @Test func aListeningSessionThatStopsAnsweringIsReplaced() async throws {
+        let (a, b) = try await Replica.pair()
+        let serials = try await a.issue(1)
+        try await Replica.following(b, safetyInterval: .milliseconds(300))
+        let pid = try #require(pid_t(try TestPostgres.shared.psql(b.database, """
+            SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND application_name = '\(PostgresAuthorityStore.listenerName)'
+            """)))
+        #expect(kill(pid, SIGSTOP) == 0)
+        defer { kill(pid, SIGCONT) }
+        #expect(try await Self.eventually { b.log.lines.contains { $0.contains("listening for revocations again") } }, "\(b.log.lines)")
+        #expect(b.log.lines.contains { $0.contains("not listening for revocations") && $0.contains("no answer on the listening session") },
+                "\(b.log.lines)")
+        _ = try await a.authority.revoke(serial: serials[0], reason: 1, caller: Self.admin)
+        #expect(try await Self.eventually(within: .seconds(1)) { b.authority.revocations.isRevoked(serial: serials[0]) })
+        kill(pid, SIGCONT)
+        await Replica.stop(a, b)
+    }
+
     /// An agent that saw sequence s on A and fails over to B, which has not read s yet, gets what
     /// follows s exactly once, in order, then what is revoked later.
     @Test func aWatcherFailingOverFromAGetsWhatFollowsItsSequenceOnce() async throws {
@@ -252,11 +273,11 @@ private final class Replica: Sendable {
     /// Starts the followers and returns once each listens. The safety net's read is left far off,
     /// so whatever arrives came from an announcement or a reconnection.
     static func following(_ replicas: Replica..., feeds: [any RevocationChangeFeed]? = nil,
-                          maximumRetry: Duration = .seconds(5)) async throws {
+                          safetyInterval: Duration = .seconds(60), maximumRetry: Duration = .seconds(5)) async throws {
         for (index, replica) in replicas.enumerated() {
             let service = SharedRevocationFollower(authority: replica.authority, feed: feeds?[index] ?? replica.store,
                                                    logger: replica.log.logger,
-                                                   safetyInterval: .seconds(60), maximumRetry: maximumRetry)
+                                                   safetyInterval: safetyInterval, maximumRetry: maximumRetry)
             replica.follower.withLock { $0 = Task { await service.run() } }
         }
         let database = replicas[0].database
