@@ -32,6 +32,8 @@ public struct SharedRevocationFollower: Service {
     }
 
     public func run() async {
+        logger.info("shared store: following revocations of other replicas",
+                    metadata: ["safety_interval": "\(safetyInterval)"])
         // Requests to read: one pending is enough, however many announcements came meanwhile.
         let (reads, requestRead) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
         await withDiscardingTaskGroup { group in

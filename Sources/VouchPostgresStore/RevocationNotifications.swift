@@ -1,5 +1,4 @@
 import Logging
-import NIOCore
 import PostgresNIO
 import Synchronization
 import VouchAuthority
