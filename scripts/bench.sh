@@ -304,7 +304,8 @@ fi
 if ! skipped replicas; then
     REPLICA_LEVEL=${BENCH_REPLICA_CONCURRENCY:-32}
     section "Enroll by store and replicas (release servers, $REPLICA_LEVEL workers in all, ${DURATION}s)"
-    PG="$WORK/pg"
+    # Outside $WORK (0700, root's): the cluster runs as its own user, who must reach its folder.
+    PG=/tmp/vouch-bench-pg-$$
     PG_URL=$(bash scripts/test-postgres.sh start "$PG" $$)
     trap 'bash scripts/test-postgres.sh stop "$PG" >/dev/null 2>&1 || true; cleanup' EXIT
     PG_BIN=${VOUCH_PG_BIN:-/usr/lib/postgresql/15/bin}

@@ -49,6 +49,15 @@ struct CAAddressListTests {
         #expect(refusal(["--ca", text]) == message)
     }
 
+    /// The example configuration shipped in deploy/ loads, and its agent lists two replicas.
+    @Test func theExampleConfigurationLoads() throws {
+        let example = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent().appendingPathComponent("deploy/vouch.yaml").path
+        let file = try ConfigFile.load(example)
+        #expect(try resolved([], file: file.agent).description == "ca1.example.org:8443,ca2.example.org:8443")
+        #expect(file.server?.dir == "/var/lib/vouch/ca")
+    }
+
     @Test func theConfigFileTakesAListOrACommaString() throws {
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("ca-list-\(UUID().uuidString)").path
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
