@@ -27,6 +27,8 @@ public final class PostgresAuthorityStore: AuthorityStore {
     let location: String
     /// For sessions of their own, outside the pool (the one listening for revocations).
     let session: PostgresConnection.Configuration
+    /// Enrollments written together, a transaction per batch.
+    let enrollments = EnrollmentBatcher()
 
     /// Key of the writer lock ("vouch", then 1).
     static let writerLock: Int64 = 0x766F_7563_6801
@@ -134,8 +136,8 @@ public final class PostgresAuthorityStore: AuthorityStore {
     /// Runs `body` in a transaction holding the writer lock.
     func write<T: Sendable>(_ body: @Sendable (PostgresConnection) async throws -> T) async throws -> T {
         try await withConnection { connection in
-            try await Transaction.run(on: connection, .write, logger: logger) { connection in
-                try await connection.query("SELECT pg_advisory_xact_lock(\(Self.writerLock))", logger: logger)
+            try await Transaction.run(on: connection, .write, prepared: true, logger: logger) { connection in
+                try await connection.run(Prepared.WriterLock(), logger: logger)
                 return try await body(connection)
             }
         }
@@ -171,7 +173,9 @@ public final class PostgresAuthorityStore: AuthorityStore {
     }
 
     public func token(id: String) async throws -> TokenRecord? {
-        try await rows("SELECT * FROM token WHERE id = \(id)").first.map(Self.token)
+        try await withConnection { connection in
+            try await connection.first(Prepared.Token(id: id), logger: logger)
+        }
     }
 
     public func listTokens() async throws -> [TokenRecord] {
@@ -191,17 +195,20 @@ public final class PostgresAuthorityStore: AuthorityStore {
     // MARK: Certificates
 
     public func recordEnrollment(tokenID: String, now: Date, certificate: CertificateRecord, audit: [AuditEntry]) async throws {
+        let enrollment = Prepared.Enrollment(tokenID: tokenID, now: now, certificate: certificate, audit: audit)
+        guard try await enrollments.write(enrollment, to: self) else {
+            throw AuthorityError(.unauthenticated, "enrollment token \(tokenID) was already used")
+        }
+    }
+
+    /// Writes `batch` in one transaction (EnrollmentBatcher); for each, whether it took its token's use.
+    func writeEnrollments(_ batch: [Prepared.Enrollment]) async throws -> [Bool] {
         try await write { connection in
-            let consumed = try await connection.query("""
-                UPDATE token SET uses_consumed = uses_consumed + 1
-                WHERE id = \(tokenID) AND NOT revoked AND expires_at > \(now.timeIntervalSince1970) AND uses_consumed < uses_allowed
-                RETURNING id
-                """, logger: logger).collect()
-            guard consumed.count == 1 else {
-                throw AuthorityError(.unauthenticated, "enrollment token \(tokenID) was already used")
+            var taken: [Bool] = []
+            for enrollment in batch {
+                taken.append(try await connection.first(enrollment, logger: logger) == 1)
             }
-            try await Self.insert(certificate, on: connection, logger: logger)
-            try await Self.append(audit, on: connection, logger: logger)
+            return taken
         }
     }
 
@@ -449,19 +456,7 @@ public final class PostgresAuthorityStore: AuthorityStore {
     /// lock, so no other writer reads the head until this one has committed its move.
     static func append(_ entries: [AuditEntry], on connection: PostgresConnection, logger: Logger) async throws {
         guard !entries.isEmpty else { return }
-        var previous = try await head(on: connection, logger: logger)?.hash ?? AuditChain.genesis
-        var lastID: Int64 = 0
-        for entry in entries {
-            let hash = AuditChain.hash(previous: previous, entry: entry)
-            lastID = try await connection.query("""
-                INSERT INTO audit_event (time, actor, action, subject, peer, detail, prev_hash, hash)
-                VALUES (\(entry.time.timeIntervalSince1970), \(entry.actor), \(entry.action), \(entry.subject), \(entry.peer),
-                        \(entry.detail), \(Data(previous)), \(Data(hash)))
-                RETURNING id
-                """, logger: logger).collect().first?.decode(Int64.self) ?? 0
-            previous = hash
-        }
-        try await connection.query("UPDATE audit_head SET last_id = \(lastID), last_hash = \(Data(previous)) WHERE id = 1", logger: logger)
+        try await connection.query(AuditAppend.statement(entries), logger: logger)
     }
 
     // MARK: Row mapping

@@ -12,9 +12,15 @@ enum Transaction {
         case snapshot = "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"
     }
 
-    static func run<T: Sendable>(on connection: PostgresConnection, _ mode: Mode = .write, logger: Logger,
+    /// `prepared`: BEGIN and COMMIT as statements prepared on the connection (writes only).
+    static func run<T: Sendable>(on connection: PostgresConnection, _ mode: Mode = .write, prepared: Bool = false, logger: Logger,
                                  _ body: (PostgresConnection) async throws -> T) async throws -> T {
-        try await connection.query(PostgresQuery(unsafeSQL: mode.rawValue), logger: logger)
+        let prepared = prepared && mode == .write
+        if prepared {
+            try await connection.run(Prepared.Begin(), logger: logger)
+        } else {
+            try await connection.query(PostgresQuery(unsafeSQL: mode.rawValue), logger: logger)
+        }
         let value: T
         do {
             value = try await body(connection)
@@ -27,7 +33,11 @@ enum Transaction {
             }
             throw error
         }
-        try await connection.query("COMMIT", logger: logger)
+        if prepared {
+            try await connection.run(Prepared.Commit(), logger: logger)
+        } else {
+            try await connection.query("COMMIT", logger: logger)
+        }
         return value
     }
 }
