@@ -15,7 +15,10 @@ public enum PostgresPassword {
     public static func find(for url: PostgresURL, passwordFile: String?,
                             environment: [String: String] = ProcessInfo.processInfo.environment) throws -> Found {
         if let passwordFile {
-            return Found(password: try readPasswordFile(passwordFile), source: "password file \(passwordFile)", warnings: [])
+            var info = stat()
+            let shared = stat(passwordFile, &info) == 0 && info.st_mode & 0o077 != 0
+            return Found(password: try readPasswordFile(passwordFile), source: "password file \(passwordFile)",
+                         warnings: shared ? ["password file \(passwordFile) has group or world access (permissions should be 0600 or less)"] : [])
         }
         if let password = environment["PGPASSWORD"], !password.isEmpty {
             return Found(password: password, source: "PGPASSWORD", warnings: [])

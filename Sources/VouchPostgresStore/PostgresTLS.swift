@@ -10,7 +10,7 @@ public struct PostgresTLS: Sendable, Equatable, CustomStringConvertible {
         case prefer
         /// TLS or no connection; the server's certificate is not checked unless a root file is given.
         case require
-        /// TLS, the server's chain verified against the root file or the system's roots; any host name.
+        /// TLS, the server's chain verified against the root file (required); any host name.
         case verifyCA = "verify-ca"
         /// TLS, the chain verified and the certificate valid for the host connected to.
         case verifyFull = "verify-full"
@@ -26,6 +26,12 @@ public struct PostgresTLS: Sendable, Equatable, CustomStringConvertible {
     }
 
     public static let disable = PostgresTLS(mode: .disable)
+
+    /// Whether the server's certificate is checked, so no one on the path can pose as the
+    /// database (and read the password of a cleartext authentication).
+    public var authenticatesServer: Bool {
+        mode == .verifyFull || (mode != .disable && rootCertificateFile != nil)
+    }
 
     public var description: String {
         "sslmode=\(mode.rawValue)" + (rootCertificateFile.map { " sslrootcert=\($0)" } ?? "")

@@ -66,6 +66,12 @@ public struct PostgresURL: Sendable, Equatable, CustomStringConvertible {
         if tls.mode == .disable, tls.rootCertificateFile != nil {
             throw PostgresURLError("sslrootcert is given but sslmode=disable turns TLS off")
         }
+        // Against the system's public roots with no host name check, any publicly trusted
+        // certificate for any host would pass (libpq refuses this too).
+        if tls.mode == .verifyCA, tls.rootCertificateFile == nil {
+            throw PostgresURLError("sslmode=verify-ca needs sslrootcert=FILE, the CA that signed the database's certificate "
+                + "(use sslmode=verify-full to check the host name against the system's roots)")
+        }
         self.init(host: host, port: components.port ?? Self.defaultPort, user: user, database: database.isEmpty ? user : database, tls: tls)
         guard (1...65535).contains(port) else { throw PostgresURLError("the database URL's port must be 1-65535") }
     }

@@ -24,6 +24,10 @@ struct DatabaseOptions: ParsableArguments {
     /// busy pool to hand one over.
     static let connectionWait: Duration = .seconds(4)
 
+    static func isLoopback(_ host: String) -> Bool {
+        host == "localhost" || host == "::1" || host.hasPrefix("127.") || host.hasPrefix("/")
+    }
+
     /// For commands that run once: only warnings (e.g. a ~/.pgpass others may read), on stderr.
     static var commandLogger: Logger {
         var logger = Logger(label: "vouch.database")
@@ -35,7 +39,9 @@ struct DatabaseOptions: ParsableArguments {
     /// else SQLite in `files`' directory. Logs which one, never the password.
     func open(files: CAFiles, configDatabase: String? = nil, configPasswordFile: String? = nil,
               logger: Logger) async throws -> any AuthorityStore {
-        let passwordFile = databasePasswordFile ?? configPasswordFile
+        // The password file comes from where the URL does: a config file's password must not
+        // travel to a database the command line names instead.
+        let passwordFile = database != nil ? databasePasswordFile : (databasePasswordFile ?? configPasswordFile)
         guard let text = database ?? configDatabase else {
             if passwordFile != nil { throw CLIError("a database password file is given but no --database (database:) URL") }
             logger.info("store", metadata: ["database": "sqlite:\(files.database)"])
@@ -54,6 +60,12 @@ struct DatabaseOptions: ParsableArguments {
             throw CLIError("\(error)")
         }
         for warning in found.warnings { logger.warning("\(warning)") }
+        if !url.tls.authenticatesServer, !Self.isLoopback(url.host) {
+            logger.warning("""
+                the database's certificate is not checked (\(url.tls)): anyone on the network path can pose as it, \
+                read the password and change the CA's state; use sslmode=verify-full (with sslrootcert=FILE for a private CA)
+                """)
+        }
         logger.info("store", metadata: ["database": "\(url)", "password": "\(found.password == nil ? "none" : "from \(found.source)")"])
         do {
             return try await PostgresAuthorityStore.connect(url, password: found.password, connectionWait: Self.connectionWait,

@@ -38,6 +38,8 @@ struct DatabaseURLTests {
         ("postgres://vouch@db/ca?sslmode=allow", "sslmode \"allow\" is not supported"),
         ("postgres://vouch@db/ca?sslmode=require&sslmode=disable", "given twice"),
         ("postgres://vouch@db/ca?sslmode=disable&sslrootcert=/r.pem", "sslmode=disable turns TLS off"),
+        // Against the system's public roots without a host name check, anyone's certificate would do.
+        ("postgres://vouch@db/ca?sslmode=verify-ca", "sslmode=verify-ca needs sslrootcert=FILE"),
         ("postgres://db/ca", "names no user"),
         ("postgres://vouch@/ca", "names no host"),
         ("mysql://vouch@db/ca", "not a postgres://"),

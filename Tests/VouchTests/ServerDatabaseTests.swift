@@ -162,6 +162,41 @@ final class ServerDatabaseTests: XCTestCase {
     /// PostgreSQL stops: a request is answered `unavailable` "database unavailable" within the
     /// connection wait (4 s), the cause logged once, /healthz 503 naming the database; the server
     /// keeps running, and once PostgreSQL is back the same server issues again.
+    /// A database whose certificate is not checked, on another host, is named as a risk at start;
+    /// a config file's password file never goes to a database the command line names instead.
+    func testAnUncheckedDatabaseCertificateIsWarnedOfAndPasswordsStayWithTheirURL() throws {
+        let directory = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        XCTAssertEqual(try vouch("ca", "init", "--dir", directory + "/ca", "--trust-domain", "example.org").status, 0)
+        func verify(_ url: String) throws -> CommandResult {
+            try execute(VouchBinary.path, ["audit", "verify", "--dir", directory + "/ca", "--database", url])
+        }
+        for mode in ["disable", "prefer", "require"] {
+            let result = try verify("postgres://vouch@db.invalid/ca?sslmode=\(mode)")
+            XCTAssertNotEqual(result.status, 0)
+            XCTAssertTrue(result.stderr.contains("the database's certificate is not checked (sslmode=\(mode))"), result.stderr)
+        }
+        for url in ["postgres://vouch@db.invalid/ca?sslmode=verify-full", "postgres://vouch@127.0.0.1:1/ca?sslmode=disable"] {
+            XCTAssertFalse(try verify(url).stderr.contains("is not checked"), url)
+        }
+        let refused = try verify("postgres://vouch@db.invalid/ca?sslmode=verify-ca")
+        XCTAssertNotEqual(refused.status, 0)
+        XCTAssertTrue(refused.stderr.contains("sslmode=verify-ca needs sslrootcert=FILE"), refused.stderr)
+
+        // The config file's password file goes with the config file's URL only.
+        try "secret\n".write(toFile: directory + "/password", atomically: true, encoding: .utf8)
+        try "server:\n  database: postgres://vouch@db.invalid/prod?sslmode=verify-full\n  database_password_file: \(directory)/password\n"
+            .write(toFile: directory + "/vouch.yaml", atomically: true, encoding: .utf8)
+        func storeLine(_ extra: [String]) throws -> String {
+            let result = try execute(VouchBinary.path, ["server", "--dir", directory + "/ca", "--config", directory + "/vouch.yaml",
+                                                        "--listen", "127.0.0.1:0"] + extra)
+            return (result.stdout + result.stderr).split(separator: "\n").first { $0.contains("] store") }.map(String.init) ?? ""
+        }
+        XCTAssertTrue(try storeLine([]).contains("password=from password file"), "the config file's pair")
+        let other = try storeLine(["--database", "postgres://vouch@db.invalid/staging?sslmode=verify-full"])
+        XCTAssertTrue(other.contains("db.invalid:5432/staging") && other.contains("password=none"), other)
+    }
+
     func testADatabaseOutageIsUnavailableThenOverWithoutRestart() async throws {
         let cluster = try OwnPostgresCluster(secured: false)
         try cluster.psql("CREATE DATABASE ca_db")
