@@ -242,7 +242,11 @@ public final class CertificateAuthority: Sendable {
     }
 
     public func currentCRL() async throws -> CRLSnapshot {
-        try await crl.snapshot(now: clock())
+        // Other replicas' revocations committed before this request are in the CRL: an agent told
+        // of one by a replica's stream may fetch the CRL from another that has not read it yet.
+        // Best effort: with the database down the last CRL is still served.
+        if store is any RevocationChangeFeed { _ = try? await catchUpRevocations() }
+        return try await crl.snapshot(now: clock())
     }
 
     /// A signed OCSP response (RFC 6960) for a DER OCSP request.

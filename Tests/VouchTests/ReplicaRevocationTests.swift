@@ -55,6 +55,20 @@ struct ReplicaRevocationTests {
         await Replica.stop(a, b)
     }
 
+    /// An agent told of a revocation by one replica's stream may fetch the CRL from another that
+    /// has not heard of it: that replica's CRL still lists it (it reads the store first).
+    @Test func aReplicaThatHasNotHeardOfARevocationStillListsItInItsCRL() async throws {
+        let (a, b) = try await Replica.pair()  // no follower runs: B hears of nothing by itself
+        let serials = try await a.issue(1)
+        let before = try CertificateRevocationList(der: try await b.authority.currentCRL().der)
+        #expect(before.entries.isEmpty)
+        _ = try await a.authority.revoke(serial: serials[0], reason: 1, caller: Self.admin)
+        let after = try CertificateRevocationList(der: try await b.authority.currentCRL().der)
+        #expect(after.entries.map { SerialNumber.hex($0.serial) } == serials)
+        #expect((after.number ?? 0) > (before.number ?? 0))
+        await Replica.stop(a, b)
+    }
+
     @Test func aStormOnBothReplicasEndsWithTheSameSetEachToldOnce() async throws {
         let (a, b) = try await Replica.pair()
         let serials = try await a.issue(50)
