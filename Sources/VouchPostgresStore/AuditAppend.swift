@@ -58,13 +58,4 @@ enum AuditAppend {
             bindings.append(entries.map { $0[keyPath: field] })
         }
     }
-
-    /// The append as a statement of its own.
-    static let sql = "WITH RECURSIVE \(expressions(first: 1)) SELECT count(*) FROM audit_moved"
-
-    static func statement(_ entries: [AuditEntry]) -> PostgresQuery {
-        var bindings = PostgresBindings()
-        bind(entries, into: &bindings)
-        return PostgresQuery(unsafeSQL: sql, binds: bindings)
-    }
 }

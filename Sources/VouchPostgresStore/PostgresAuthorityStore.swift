@@ -456,7 +456,7 @@ public final class PostgresAuthorityStore: AuthorityStore {
     /// lock, so no other writer reads the head until this one has committed its move.
     static func append(_ entries: [AuditEntry], on connection: PostgresConnection, logger: Logger) async throws {
         guard !entries.isEmpty else { return }
-        try await connection.query(AuditAppend.statement(entries), logger: logger)
+        _ = try await connection.first(Prepared.Append(entries: entries), logger: logger)
     }
 
     // MARK: Row mapping

@@ -51,6 +51,21 @@ enum Prepared {
         func decodeRow(_ row: PostgresRow) throws -> TokenRecord { try PostgresAuthorityStore.token(row) }
     }
 
+    /// The audit append of every other write (AuditAppend); its one row is the number of heads moved.
+    struct Append: PostgresPreparedStatement {
+        static let name = "vouch_audit_append"
+        static let sql = "WITH RECURSIVE \(AuditAppend.expressions(first: 1)) SELECT count(*) FROM audit_moved"
+        let entries: [AuditEntry]
+
+        func makeBindings() -> PostgresBindings {
+            var bindings = PostgresBindings()
+            AuditAppend.bind(entries, into: &bindings)
+            return bindings
+        }
+
+        func decodeRow(_ row: PostgresRow) throws -> Int { try row.decode(Int.self) }
+    }
+
     /// The token's use, the certificate and its audit rows in one statement, each only if the
     /// token was still usable; its one row is the number of uses taken, 1 or 0.
     struct Enrollment: PostgresPreparedStatement {
