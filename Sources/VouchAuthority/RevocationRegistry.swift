@@ -21,6 +21,8 @@ public final class RevocationRegistry: Sendable {
     }
 
     private let state = Mutex(State())
+    /// Held while telling watchers, so they hear of revocations in order.
+    private let delivery = Mutex(())
 
     public init() {}
 
@@ -56,15 +58,22 @@ public final class RevocationRegistry: Sendable {
     /// after a later one adds nothing new. Returns how many watchers had not been told of yet.
     @discardableResult
     public func addRead(_ records: [RevocationRecord]) -> Int {
-        // Told under the lock: two reads ending together must not interleave what watchers get.
-        // Yielding only buffers (or resumes a waiting consumer later); it never calls back in here.
-        state.withLock { state in
-            let fresh = records.filter { $0.sequence > state.readThrough }.sorted { $0.sequence < $1.sequence }
+        // Told under the delivery lock: two reads ending together must not interleave what
+        // watchers get. Not under the state lock, which every handshake's `isRevoked` takes: a
+        // catch-up of many revocations for many watchers must not stall handshakes. A watcher that
+        // starts in between reads these from the store (WatchRevocations subscribes, then reads).
+        delivery.withLock { _ in
+            let (fresh, watchers) = state.withLock { state in
+                let fresh = records.filter { $0.sequence > state.readThrough }.sorted { $0.sequence < $1.sequence }
+                for record in fresh {
+                    state.serials.insert(record.serial)
+                    state.latestSequence = max(state.latestSequence, record.sequence)
+                    state.readThrough = record.sequence
+                }
+                return (fresh, Array(state.watchers.values))
+            }
             for record in fresh {
-                state.serials.insert(record.serial)
-                state.latestSequence = max(state.latestSequence, record.sequence)
-                state.readThrough = record.sequence
-                for watcher in state.watchers.values { watcher.yield(record) }
+                for watcher in watchers { watcher.yield(record) }
             }
             return fresh.count
         }
