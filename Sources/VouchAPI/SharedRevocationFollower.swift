@@ -57,6 +57,7 @@ public struct SharedRevocationFollower: Service {
                     if let ended = outage.ended() {
                         logger.notice("shared store: reading revocations again", metadata: ["after": "\(ended)"])
                     }
+                    outage.settled()
                     break
                 } catch {
                     if outage.began() {
@@ -68,13 +69,17 @@ public struct SharedRevocationFollower: Service {
         }
     }
 
-    /// Keeps one listening session open, reconnecting after any failure.
+    /// Keeps one listening session open, reconnecting after any failure. The backoff starts afresh
+    /// only after a session that lasted `settleTime`: one dropped as soon as it listens (a proxy,
+    /// a script ending it) is retried at a growing interval, not five times a second.
     private func listen(requestRead: AsyncStream<Void>.Continuation) async {
         let outage = Outage()
         let registry = authority.revocations
         while !Task.isCancelled {
+            let opened = Mutex<ContinuousClock.Instant?>(nil)
             do {
                 try await feed.followRevocations(heartbeat: safetyInterval, listening: { [logger] in
+                    opened.withLock { $0 = .now }
                     if let ended = outage.ended() {
                         logger.notice("shared store: listening for revocations again", metadata: ["after": "\(ended)"])
                     }
@@ -84,6 +89,7 @@ public struct SharedRevocationFollower: Service {
                     if sequence > registry.readThrough { requestRead.yield() }
                 })
             } catch {
+                if let opened = opened.withLock({ $0 }), ContinuousClock.now - opened >= Self.settleTime { outage.settled() }
                 if outage.began() {
                     logger.warning("shared store: not listening for revocations; reconnecting (the periodic read continues)",
                                    metadata: ["reason": "\(error)"])
@@ -93,6 +99,9 @@ public struct SharedRevocationFollower: Service {
             try? await Task.sleep(for: backoff(after: outage.failures))
         }
     }
+
+    /// How long a listening session must last for the reconnection backoff to start afresh.
+    static let settleTime: Duration = .seconds(5)
 
     private func backoff(after failures: Int) -> Duration {
         min(maximumRetry, firstRetry * (1 << min(max(failures - 1, 0), 16)))
@@ -104,6 +113,8 @@ private final class Outage: Sendable {
     private struct State {
         var failures = 0
         var since: ContinuousClock.Instant?
+        /// Whether the outage's start was reported (its end is reported once too).
+        var reported = false
     }
 
     private let state = Mutex(State())
@@ -115,15 +126,20 @@ private final class Outage: Sendable {
         state.withLock { state in
             state.failures += 1
             if state.since == nil { state.since = .now }
-            return state.failures == 1
+            defer { state.reported = true }
+            return !state.reported
         }
     }
 
-    /// Ends an outage if there was one, with a description of how long it lasted.
+    /// Working again: resets the backoff.
+    func settled() { state.withLock { $0.failures = 0 } }
+
+    /// Ends an outage if there was one, with a description of how long it lasted. The count of
+    /// failures stays until `settled()`.
     func ended() -> String? {
         state.withLock { state in
             guard let since = state.since else { return nil }
-            defer { state = State() }
+            defer { (state.since, state.reported) = (nil, false) }
             let elapsed = (ContinuousClock.now - since).components
             let seconds = Double(elapsed.seconds) + Double(elapsed.attoseconds) / 1e18
             return String(format: "%.1fs, %d failed attempts", seconds, state.failures)

@@ -94,7 +94,9 @@ public final class CertificateAuthority: Sendable {
     }
 
     /// The stored grant of a well-formed token whose secret matches, if it is still usable.
-    /// Failures count against the peer's host and the token id they named (see FailedAttemptLimiter).
+    /// Wrong secrets count against the peer's host and the token id they named (see
+    /// FailedAttemptLimiter); the right secret of a used-up, expired or revoked token guesses
+    /// nothing, so a fleet enrolling at once with a token's last uses is told "already used".
     private func usableGrant(_ tokenText: String, peer: String, now: Date) async throws -> TokenRecord {
         let token = EnrollmentToken.parse(tokenText)
         var stored: TokenRecord?
@@ -107,8 +109,8 @@ public final class CertificateAuthority: Sendable {
         guard let stored, constantTimeEquals(stored.secretHash, token.secretHash) else {
             throw AuthorityError(.unauthenticated, "enrollment token is not valid")
         }
-        try Self.checkUsable(stored, now: now)
         tokenGuesses.succeeded(attempt)
+        try Self.checkUsable(stored, now: now)
         return stored
     }
 

@@ -22,6 +22,24 @@ struct CertificateAuthorityRulesTests {
         #expect(await refusal { try await harness.enroll(late) } == .unauthenticated, "expired")
     }
 
+    /// The right secret of a used-up token is no guess: however often it comes, from one address,
+    /// the answer stays "already used", never the guessing limit.
+    @Test func theRightSecretOfAUsedUpTokenIsNotCountedAsAGuess() async throws {
+        let harness = try AuthorityHarness()
+        let token = try await harness.token(Self.web, uses: 2)
+        _ = try await harness.enroll(token)
+        _ = try await harness.enroll(token)
+        for _ in 0..<25 {
+            let error = await #expect(throws: AuthorityError.self) { try await harness.enroll(token) }
+            #expect(error?.kind == .unauthenticated && error?.message.contains("already used") == true, "\(String(describing: error))")
+        }
+        // Wrong secrets for the same token still hit the limit.
+        let forged = String(token.dropLast(4)) + "AAAA"
+        var kinds: [AuthorityError.Kind] = []
+        for _ in 0..<12 { kinds.append(await refusal { try await harness.enroll(forged) } ?? .internal) }
+        #expect(kinds.prefix(10).allSatisfy { $0 == .unauthenticated } && kinds.suffix(2).allSatisfy { $0 == .resourceExhausted }, "\(kinds)")
+    }
+
     @Test(arguments: [
         ("vch.0123456789abcdef.\(String(repeating: "A", count: 43))", AuthorityError.Kind.unauthenticated),  // unknown id
         ("vch.０１２３４５６７８９ａｂｃｄｅｆ.\(String(repeating: "A", count: 43))", .unauthenticated),  // fullwidth id

@@ -174,6 +174,7 @@ final class DatabaseMigrateTests: XCTestCase {
         let secret = "correct-horse-battery-staple"
         let passwordFile = ca.root + "/db-password"
         try (secret + "\n").write(toFile: passwordFile, atomically: true, encoding: .utf8)
+        try FileManager.default.setAttributes([.posixPermissions: 0o600], ofItemAtPath: passwordFile)  // else a warning comes first
 
         // Nothing listens on the port.
         let closedPort = try FakePostgres.freePort()

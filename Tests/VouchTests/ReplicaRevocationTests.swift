@@ -69,6 +69,22 @@ struct ReplicaRevocationTests {
         await Replica.stop(a, b)
     }
 
+    /// A listening session dropped as soon as it listens (a proxy, a script ending it) is reopened
+    /// at a growing interval, not every 200 ms, and the outage is not logged on every cycle.
+    @Test func aSessionDroppedAsSoonAsItListensIsRetriedWithAGrowingBackoff() async throws {
+        let (a, b) = try await Replica.pair()
+        let dropping = DroppingFeed()
+        let follower = SharedRevocationFollower(authority: b.authority, feed: dropping, logger: b.log.logger,
+                                                safetyInterval: .seconds(60), maximumRetry: .seconds(5))
+        let running = Task { await follower.run() }
+        try await Task.sleep(for: .seconds(3))
+        running.cancel()
+        await running.value
+        // 0.2 + 0.4 + 0.8 + 1.6 s: five sessions in three seconds; without the backoff, fifteen.
+        #expect((3...6).contains(dropping.sessions), "\(dropping.sessions) sessions in 3 s")
+        await Replica.stop(a, b)
+    }
+
     @Test func aStormOnBothReplicasEndsWithTheSameSetEachToldOnce() async throws {
         let (a, b) = try await Replica.pair()
         let serials = try await a.issue(50)
@@ -363,6 +379,19 @@ private struct SequenceWriter: RPCWriterProtocol {
 
 /// A store's feed whose new sessions can be refused, as a database refusing connections would,
 /// while the store's pool goes on working.
+/// A feed whose every session listens and is dropped at once.
+private final class DroppingFeed: RevocationChangeFeed {
+    private let count = Mutex(0)
+    var sessions: Int { count.withLock { $0 } }
+
+    func followRevocations(heartbeat: Duration, listening: @escaping @Sendable () async -> Void,
+                           announced: @escaping @Sendable (Int64) async -> Void) async throws {
+        count.withLock { $0 += 1 }
+        await listening()
+        throw CLIFailure("terminating connection due to administrator command")
+    }
+}
+
 private final class GatedFeed: RevocationChangeFeed {
     let base: any RevocationChangeFeed
     private let state = Mutex((refusing: false, refused: 0))
