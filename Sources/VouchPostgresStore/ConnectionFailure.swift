@@ -11,9 +11,11 @@ enum ConnectionFailure {
     }
 
     /// SQLSTATEs of a server going away or refusing connections for now: admin_shutdown,
-    /// crash_shutdown, cannot_connect_now (starting or stopping), too_many_connections.
-    /// Class 08 (connection exception) is matched whole.
-    static let unavailableStates: Set<String> = ["57P01", "57P02", "57P03", "53300"]
+    /// crash_shutdown, cannot_connect_now (starting or stopping), too_many_connections; and of the
+    /// session limits (`PostgresAuthorityStore.sessionLimits`): lock_not_available (the writer
+    /// lock held too long elsewhere), query_canceled (statement_timeout),
+    /// idle_in_transaction_session_timeout. Class 08 (connection exception) is matched whole.
+    static let unavailableStates: Set<String> = ["57P01", "57P02", "57P03", "53300", "55P03", "57014", "25P03"]
 
     /// Connection-level failures of a connection in use.
     static let unavailableCodes: [PSQLError.Code] = [.connectionError, .serverClosedConnection, .uncleanShutdown,

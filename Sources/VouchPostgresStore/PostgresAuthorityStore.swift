@@ -33,6 +33,14 @@ public final class PostgresAuthorityStore: AuthorityStore {
     /// Key of the writer lock ("vouch", then 1).
     static let writerLock: Int64 = 0x766F_7563_6801
 
+    /// Bounds on the pool's sessions, so one replica's trouble cannot stall the others: a replica
+    /// that dies or is cut off inside a transaction holds the writer lock only until PostgreSQL
+    /// ends its idle session (not until TCP keepalive gives up, hours later); a write that cannot
+    /// get the lock, or a statement that runs away, fails as unavailable instead of hanging.
+    static let sessionLimits: [(String, String)] = [
+        ("idle_in_transaction_session_timeout", "10s"), ("lock_timeout", "3s"), ("statement_timeout", "30s"),
+    ]
+
     /// Connects to `database` on `host` and applies its migrations. `tls` says whether and how the
     /// connections use TLS (libpq's sslmode and sslrootcert). The password is used only to
     /// authenticate, never logged.
@@ -65,6 +73,7 @@ public final class PostgresAuthorityStore: AuthorityStore {
         var configuration = PostgresClient.Configuration(
             host: host, port: port, username: user, password: password, database: database, tls: try tls.clientTLS())
         configuration.options.maximumConnections = maximumConnections
+        configuration.options.additionalStartupParameters = sessionLimits
         return PostgresAuthorityStore(client: PostgresClient(configuration: configuration, backgroundLogger: logger),
                                       connectionWait: connectionWait, location: location, session: single, logger: logger)
     }

@@ -198,6 +198,32 @@ extension ReplicaTests {
     }
 }
 
+extension ReplicaTests {
+    /// A session that holds the writer lock and stops (a replica frozen or cut off inside a
+    /// transaction) makes the others answer `unavailable` within the lock timeout, not hang.
+    func testAWriterLockHeldElsewhereIsUnavailableWithinItsBound() async throws {
+        let set = try await ReplicaSet(count: 1)
+        let token = try set.createToken(spiffeID: Self.web, uses: 2)
+        let url = set.databaseURL
+        let holder = Thread {
+            _ = try? runPSQL(url, "BEGIN; SELECT pg_advisory_xact_lock(\(0x766F_7563_6801)); SELECT pg_sleep(5); COMMIT;")
+        }
+        holder.start()
+        XCTAssertTrue(eventually(timeout: 5) {
+            (try? runPSQL(url, "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted")) == "1"
+        })
+        let start = Date()
+        await assertRPCError(.unavailable, "an enrollment while another session holds the writer lock") {
+            try await set.enroll(0, token: token, key: try PrivateKey(generating: .p256))
+        }
+        let waited = Date().timeIntervalSince(start)
+        XCTAssertGreaterThan(waited, 2.5)
+        XCTAssertLessThan(waited, 4.5, "the lock timeout (3 s) bounds the wait, inside the client's deadline")
+        XCTAssertTrue(eventually(timeout: 10) { (try? runPSQL(url, "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'")) == "0" })
+        _ = try await set.enroll(0, token: token, key: try PrivateKey(generating: .p256))
+    }
+}
+
 /// Serials collected from concurrent tasks.
 final class Serials: Sendable {
     private let serials = Mutex<[String]>([])
