@@ -47,8 +47,11 @@ public protocol AuthorityStore: Sendable {
     /// Revocations with a sequence above `afterSequence`, in order.
     func revocations(afterSequence: Int64) async throws -> [RevocationRecord]
 
-    /// The next CRL number; strictly increasing across restarts.
-    func nextCRLNumber() async throws -> Int64
+    /// In one transaction: takes the next CRL number (strictly increasing across restarts and
+    /// processes), then reads every revocation. Whoever takes the following number waits until
+    /// this read is done, so a CRL with a higher number never lists fewer revocations, whichever
+    /// replica made it: a relying party keeping the highest-numbered CRL loses none.
+    func nextCRLNumberAndRevocations() async throws -> (number: Int64, revocations: [RevocationRecord])
 
     func appendAudit(_ entry: AuditEntry) async throws
     func auditEvents(afterID: Int64, limit: Int) async throws -> [AuditRecord]

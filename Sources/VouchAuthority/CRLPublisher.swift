@@ -25,15 +25,15 @@ actor CRLPublisher {
         if let current, current.sequence >= sequence, now.timeIntervalSince1970 - current.thisUpdate < refreshInterval {
             return current
         }
+        let (number, revocations) = try await store.nextCRLNumberAndRevocations()
         // Expired certificates fail validation anyway, so they leave the CRL (RFC 5280 3.3).
-        let entries = try await store.revocations(afterSequence: 0)
+        let entries = revocations
             .filter { $0.notAfter > now }
             .compactMap { record in
                 SerialNumber.bytes(fromHex: record.serial).map {
                     RevokedCertificateEntry(serial: $0, revokedAt: record.revokedAt, reason: record.reason)
                 }
             }
-        let number = try await store.nextCRLNumber()
         let nextUpdate = now.addingTimeInterval(validity)
         let der = try signer.makeCRL(entries: entries, number: number, thisUpdate: now, nextUpdate: nextUpdate)
         let snapshot = CRLSnapshot(der: der, number: number, thisUpdate: now.timeIntervalSince1970.rounded(.down),

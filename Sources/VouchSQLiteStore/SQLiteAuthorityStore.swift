@@ -248,10 +248,12 @@ public final class SQLiteAuthorityStore: AuthorityStore {
         }
     }
 
-    public func nextCRLNumber() async throws -> Int64 {
+    public func nextCRLNumberAndRevocations() async throws -> (number: Int64, revocations: [RevocationRecord]) {
         try await writer.write { db in
             try db.executeCached(sql: "UPDATE crl_state SET last_number = last_number + 1 WHERE id = 1")
-            return try Int64.fetchOne(db.cachedStatement(sql: "SELECT last_number FROM crl_state WHERE id = 1")) ?? 1
+            let number = try Int64.fetchOne(db.cachedStatement(sql: "SELECT last_number FROM crl_state WHERE id = 1")) ?? 1
+            let revocations = try Row.fetchAll(db.cachedStatement(sql: Self.revocationSQL + " ORDER BY r.sequence")).map(Self.revocation)
+            return (number, revocations)
         }
     }
 

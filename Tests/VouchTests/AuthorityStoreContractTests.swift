@@ -262,10 +262,40 @@ struct AuthorityStoreContractTests {
         #expect(try await store.certificate(serial: "04")?.revocationReason == 1)
     }
 
+    /// CRLs taken while revocations commit (on PostgreSQL over several pooled connections, as
+    /// replicas would): a higher number never lists fewer revocations (a relying party keeping the
+    /// highest-numbered CRL would lose one).
+    @Test(arguments: StoreKind.allCases)
+    func aHigherCRLNumberNeverListsFewerRevocations(kind: StoreKind) async throws {
+        let store = try await kind.make()
+        let serials = (0..<30).map { String(format: "c%02x", $0) }
+        for serial in serials { try await store.insertCertificate(Self.certificate(serial), audit: Self.entry(.issue)) }
+        let crls = try await withThrowingTaskGroup(of: [(Int64, Set<String>)].self) { group in
+            for serial in serials {
+                group.addTask {
+                    _ = try await store.revoke(serial: serial, reason: 1, at: Self.now, withRenewals: false, budget: nil) { revoked, _ in
+                        Self.entry(.revoke, subject: revoked)
+                    }
+                    return []
+                }
+                group.addTask {
+                    let (number, revocations) = try await store.nextCRLNumberAndRevocations()
+                    return [(number, Set(revocations.map(\.serial)))]
+                }
+            }
+            return try await group.reduce(into: []) { $0 += $1 }
+        }.sorted { $0.0 < $1.0 }
+        #expect(Set(crls.map(\.0)).count == serials.count, "every number once")
+        for (earlier, later) in zip(crls, crls.dropFirst()) {
+            #expect(later.1.isSuperset(of: earlier.1), "CRL \(later.0) lists fewer than \(earlier.0)")
+        }
+        #expect(try await store.nextCRLNumberAndRevocations().revocations.count == serials.count)
+    }
+
     @Test(arguments: StoreKind.allCases)
     func crlNumbersAndTheAuditChain(kind: StoreKind) async throws {
         let store = try await kind.make()
-        let numbers = [try await store.nextCRLNumber(), try await store.nextCRLNumber(), try await store.nextCRLNumber()]
+        let numbers = [try await store.nextCRLNumberAndRevocations().number, try await store.nextCRLNumberAndRevocations().number, try await store.nextCRLNumberAndRevocations().number]
         #expect(numbers[0] < numbers[1] && numbers[1] < numbers[2])
         for minute in 0..<5 {
             try await store.appendAudit(Self.entry(.revoke, actor: minute % 2 == 0 ? "spiffe://example.org/svc/web" : "other",

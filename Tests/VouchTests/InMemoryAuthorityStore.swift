@@ -135,10 +135,10 @@ public final class InMemoryAuthorityStore: AuthorityStore {
         state.withLock { $0.revocations.filter { $0.sequence > afterSequence } }
     }
 
-    public func nextCRLNumber() async throws -> Int64 {
+    public func nextCRLNumberAndRevocations() async throws -> (number: Int64, revocations: [RevocationRecord]) {
         state.withLock { state in
             state.crlNumber += 1
-            return state.crlNumber
+            return (state.crlNumber, state.revocations)
         }
     }
 

@@ -65,7 +65,7 @@ struct PostgresStoreTests {
         let verdict = AuditChain.verify(rows, head: head)
         #expect(verdict == .intact(events: rows.count, head: head?.hash ?? [], checkpoints: 0))
         var numbers: [Int64] = []
-        for store in stores + stores { numbers.append(try await store.nextCRLNumber()) }
+        for store in stores + stores { numbers.append(try await store.nextCRLNumberAndRevocations().number) }
         #expect(numbers == numbers.sorted(), "CRL numbers increase across replicas")
         #expect(Set(numbers).count == numbers.count)
         for store in stores { await store.close() }
