@@ -18,11 +18,16 @@ public struct SharedRevocationFollower: Service {
     let feed: any RevocationChangeFeed
     let logger: Logger
     let safetyInterval: Duration
+    /// How often the listening session is checked; one silent for as long again is replaced, so a
+    /// session lost without a word leaves revocations to the periodic read for seconds, not longer.
+    let heartbeat: Duration
     let firstRetry: Duration
     let maximumRetry: Duration
 
     public init(authority: CertificateAuthority, feed: any RevocationChangeFeed, logger: Logger,
-                safetyInterval: Duration = .seconds(15), firstRetry: Duration = .milliseconds(200), maximumRetry: Duration = .seconds(5)) {
+                safetyInterval: Duration = .seconds(15), heartbeat: Duration = .seconds(2),
+                firstRetry: Duration = .milliseconds(200), maximumRetry: Duration = .seconds(5)) {
+        self.heartbeat = heartbeat
         self.authority = authority
         self.feed = feed
         self.logger = logger
@@ -78,7 +83,7 @@ public struct SharedRevocationFollower: Service {
         while !Task.isCancelled {
             let opened = Mutex<ContinuousClock.Instant?>(nil)
             do {
-                try await feed.followRevocations(heartbeat: safetyInterval, listening: { [logger] in
+                try await feed.followRevocations(heartbeat: heartbeat, listening: { [logger] in
                     opened.withLock { $0 = .now }
                     if let ended = outage.ended() {
                         logger.notice("shared store: listening for revocations again", metadata: ["after": "\(ended)"])

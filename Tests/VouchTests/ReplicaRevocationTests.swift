@@ -188,7 +188,7 @@ struct ReplicaRevocationTests {
     @Test func aListeningSessionThatStopsAnsweringIsReplaced() async throws {
         let (a, b) = try await Replica.pair()
         let serials = try await a.issue(1)
-        try await Replica.following(b, safetyInterval: .milliseconds(300))
+        try await Replica.following(b, heartbeat: .milliseconds(300))
         let pid = try #require(pid_t(try TestPostgres.shared.psql(b.database, """
             SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND application_name = '\(PostgresAuthorityStore.listenerName)'
             """)))
@@ -303,11 +303,12 @@ private final class Replica: Sendable {
     /// Starts the followers and returns once each listens. The safety net's read is left far off,
     /// so whatever arrives came from an announcement or a reconnection.
     static func following(_ replicas: Replica..., feeds: [any RevocationChangeFeed]? = nil,
-                          safetyInterval: Duration = .seconds(60), maximumRetry: Duration = .seconds(5)) async throws {
+                          safetyInterval: Duration = .seconds(60), heartbeat: Duration = .seconds(2),
+                          maximumRetry: Duration = .seconds(5)) async throws {
         for (index, replica) in replicas.enumerated() {
             let service = SharedRevocationFollower(authority: replica.authority, feed: feeds?[index] ?? replica.store,
                                                    logger: replica.log.logger,
-                                                   safetyInterval: safetyInterval, maximumRetry: maximumRetry)
+                                                   safetyInterval: safetyInterval, heartbeat: heartbeat, maximumRetry: maximumRetry)
             replica.follower.withLock { $0 = Task { await service.run() } }
         }
         let database = replicas[0].database
