@@ -37,13 +37,20 @@ struct DatabaseOptions: ParsableArguments {
 
     /// The store named by the flags, else by the config file's keys (`database`, `database_password_file`),
     /// else SQLite in `files`' directory. Logs which one, never the password.
-    func open(files: CAFiles, configDatabase: String? = nil, configPasswordFile: String? = nil,
+    /// - Parameter serving: for `vouch server`: refuses a SQLite database another process has open.
+    func open(files: CAFiles, configDatabase: String? = nil, configPasswordFile: String? = nil, serving: Bool = false,
               logger: Logger) async throws -> any AuthorityStore {
         // The password file comes from where the URL does: a config file's password must not
         // travel to a database the command line names instead.
         let passwordFile = database != nil ? databasePasswordFile : (databasePasswordFile ?? configPasswordFile)
         guard let text = database ?? configDatabase else {
             if passwordFile != nil { throw CLIError("a database password file is given but no --database (database:) URL") }
+            // Two servers on one SQLite file would each miss the other's revocations (SQLite
+            // announces nothing); replicas need PostgreSQL.
+            if serving, let pid = SQLiteAuthorityStore.processHoldingOpen(path: files.database) {
+                throw CLIError("process \(pid) has \(files.database) open (another vouch server?): two servers on one SQLite "
+                    + "database would not see each other's revocations; run replicas on PostgreSQL with --database")
+            }
             logger.info("store", metadata: ["database": "sqlite:\(files.database)"])
             return try SQLiteAuthorityStore(path: files.database)
         }

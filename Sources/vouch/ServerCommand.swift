@@ -84,7 +84,7 @@ struct ServerCommand: AsyncParsableCommand {
                 throw CLIError(error.message)
             }
             let store = try await databaseOptions.open(files: files, configDatabase: file?.database,
-                                                       configPasswordFile: file?.databasePasswordFile, logger: logger)
+                                                       configPasswordFile: file?.databasePasswordFile, serving: true, logger: logger)
             let authority = CertificateAuthority(store: store, material: material, policy: policy)
             try await authority.start()
             let auditCheckpointInterval = try self.auditCheckpointInterval

@@ -65,8 +65,15 @@ final class AgentFailoverProcessTests: XCTestCase {
         let ca = try CAFixture()
         // Another CA's server at the first address: same trust domain, keys the bundle does not trust.
         let impostor = try CAFixture()
-        // A replica of the right CA whose only connection slot a silent client holds.
-        let capped = try ServerProcess(directory: ca.caDir, extraArguments: ["--max-connections", "1"])
+        // A replica of the right CA whose only connection slot a silent client holds. It never
+        // answers, so a copy of the CA's keys with a database of its own will do (two servers on
+        // one SQLite database refuse to start).
+        let cappedDir = ca.root + "/ca-capped"
+        try FileManager.default.createDirectory(atPath: cappedDir, withIntermediateDirectories: false)
+        for name in try FileManager.default.contentsOfDirectory(atPath: ca.caDir) where !name.hasPrefix("vouch.db") {
+            try FileManager.default.copyItem(atPath: ca.caDir + "/" + name, toPath: cappedDir + "/" + name)
+        }
+        let capped = try ServerProcess(directory: cappedDir, extraArguments: ["--max-connections", "1"])
         defer { capped.stop() }
         let holder = try RawConnection(port: capped.port)
         defer { withExtendedLifetime(holder) {} }

@@ -14,6 +14,7 @@ final class ConfigFileTests: XCTestCase {
 
     func testProfilesFromTheConfigFileGovernTokensKeysAndLifetimes() async throws {
         let base = try CAFixture()
+        base.server.stop()
         // dir and listen in the file are wrong on purpose: the --dir/--listen flags must win.
         let config = try write("""
             server:

@@ -14,6 +14,7 @@ final class ListenerLimitsTests: XCTestCase {
     func startServer(_ flags: [String], openFileLimit: Int? = nil) throws -> (CAFixture, httpPort: Int) {
         let base = try CAFixture()
         bases.append(base)
+        base.server.stop()
         let server = try ServerProcess(directory: base.caDir, extraArguments: ["--http", "127.0.0.1:0"] + flags,
                                        openFileLimit: openFileLimit)
         let ca = try CAFixture(reusing: base, server: server)

@@ -224,6 +224,19 @@ extension ReplicaTests {
     }
 }
 
+extension ReplicaTests {
+    /// Replicas need PostgreSQL: a second server on one SQLite database would never see the first
+    /// one's revocations, so it refuses to start and says why.
+    func testASecondServerOnOneSQLiteDatabaseRefusesToStart() throws {
+        let ca = try CAFixture()
+        XCTAssertThrowsError(try ServerProcess(directory: ca.caDir)) { error in
+            XCTAssertTrue("\(error)".contains("two servers on one SQLite database would not see each other's revocations"), "\(error)")
+            XCTAssertTrue("\(error)".contains("process \(ca.server.process.processIdentifier) has"), "\(error)")
+        }
+        XCTAssertNoThrow(try ca.restartServer(), "once the first has stopped, a server starts there again")
+    }
+}
+
 /// Serials collected from concurrent tasks.
 final class Serials: Sendable {
     private let serials = Mutex<[String]>([])

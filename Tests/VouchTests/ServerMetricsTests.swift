@@ -9,6 +9,7 @@ import XCTest
 final class ServerMetricsTests: XCTestCase {
     func testMetricsCountIssuedRenewedRevokedAndRefusedCalls() async throws {
         let ca = try CAFixture()
+        ca.server.stop()
         let server = try ServerProcess(directory: ca.caDir, extraArguments: ["--http", "127.0.0.1:0"])
         let fixture = try CAFixture(reusing: ca, server: server)
         XCTAssertTrue(eventually { server.log.contains("vouch server http on ") }, server.log)
