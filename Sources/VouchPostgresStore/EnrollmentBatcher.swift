@@ -1,4 +1,5 @@
 import Foundation
+import VouchAuthority
 
 /// Group commit for enrollments, the store's busiest write: enrollments submitted while a
 /// transaction is being written wait and then share the next one, which takes the writer lock,
@@ -17,7 +18,7 @@ final class EnrollmentBatcher: Sendable {
         let continuation: CheckedContinuation<Bool, any Error>
     }
 
-    private let queue = LockedQueue()
+    private let queue = BatchQueue<Job>()
     private let maximumBatch: Int
 
     /// - Parameter maximumBatch: upper bound on enrollments per transaction, so one batch cannot hold the writer lock for long.
@@ -51,36 +52,6 @@ final class EnrollmentBatcher: Sendable {
                 }
             } catch {
                 for job in batch { job.continuation.resume(throwing: error) }
-            }
-        }
-    }
-
-    /// The pending jobs and whether a drain is running, under one lock.
-    private final class LockedQueue: @unchecked Sendable {
-        private let lock = NSLock()
-        private var pending: [Job] = []
-        private var draining = false
-
-        /// Adds a job; true when the caller must start a drain.
-        func append(_ job: Job) -> Bool {
-            lock.withLock {
-                pending.append(job)
-                if draining { return false }
-                draining = true
-                return true
-            }
-        }
-
-        /// The next batch, or nil (and the drain ends) when nothing is pending.
-        func takeBatch(limit: Int) -> [Job]? {
-            lock.withLock {
-                guard !pending.isEmpty else {
-                    draining = false
-                    return nil
-                }
-                let batch = Array(pending.prefix(limit))
-                pending.removeFirst(batch.count)
-                return batch
             }
         }
     }

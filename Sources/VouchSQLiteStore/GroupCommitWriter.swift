@@ -1,5 +1,6 @@
 import Foundation
 import GRDB
+import VouchAuthority
 
 /// Group commit: writes submitted while a transaction is being committed wait
 /// and then share the next transaction, so a renewal storm pays one fsync per
@@ -16,12 +17,7 @@ final class GroupCommitWriter: Sendable {
         let fail: @Sendable (any Error) -> Void
     }
 
-    private struct Queue {
-        var pending: [Job] = []
-        var draining = false
-    }
-
-    private let queue = LockedQueue()
+    private let queue = BatchQueue<Job>()
     /// Wakes the drainer when writes arrive and no drain is running.
     private let wakeUp: AsyncStream<Void>.Continuation
     /// The one task that commits batches, for the writer's whole life. Callers never drain
@@ -37,7 +33,8 @@ final class GroupCommitWriter: Sendable {
         drainer = Task { [queue, weak pool] in
             for await _ in wakeUps {
                 guard let pool else {
-                    queue.failAll(DatabaseError(resultCode: .SQLITE_MISUSE, message: "database closed"))
+                    let closed = DatabaseError(resultCode: .SQLITE_MISUSE, message: "database closed")
+                    for job in queue.takeAll() { job.fail(closed) }
                     return
                 }
                 await Self.drain(queue, pool: pool, maximumBatch: maximumBatch)
@@ -76,55 +73,13 @@ final class GroupCommitWriter: Sendable {
     }
 
     /// Commits batches until the queue is empty.
-    private static func drain(_ queue: LockedQueue, pool: DatabasePool, maximumBatch: Int) async {
+    private static func drain(_ queue: BatchQueue<Job>, pool: DatabasePool, maximumBatch: Int) async {
         while let batch = queue.takeBatch(limit: maximumBatch) {
             do {
                 let completions = try await pool.write { db in batch.map { $0.run(db) } }
                 for complete in completions { complete() }
             } catch {
                 for job in batch { job.fail(error) }
-            }
-        }
-    }
-
-    /// The pending jobs and whether a drain is running, under one lock.
-    private final class LockedQueue: @unchecked Sendable {
-        private let lock = NSLock()
-        private var state = Queue()
-
-        /// Adds a job; true when the caller must start a drain.
-        func append(_ job: Job) -> Bool {
-            lock.withLock {
-                state.pending.append(job)
-                if state.draining { return false }
-                state.draining = true
-                return true
-            }
-        }
-
-        /// Fails every pending job (the database is gone).
-        func failAll(_ error: any Error) {
-            let jobs = lock.withLock {
-                defer {
-                    state.pending = []
-                    state.draining = false
-                }
-                return state.pending
-            }
-            for job in jobs { job.fail(error) }
-        }
-
-        /// The next batch, or nil (and the drain ends) when nothing is pending.
-        func takeBatch(limit: Int) -> [Job]? {
-            lock.withLock {
-                guard !state.pending.isEmpty else {
-                    state.draining = false
-                    return nil
-                }
-                let count = min(limit, state.pending.count)
-                let batch = Array(state.pending.prefix(count))
-                state.pending.removeFirst(count)
-                return batch
             }
         }
     }
