@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import Logging
 import VouchAuthority
+import VouchIdentityRules
 import VouchPostgresStore
 import VouchSQLiteStore
 
@@ -24,8 +25,12 @@ struct DatabaseOptions: ParsableArguments {
     /// busy pool to hand one over.
     static let connectionWait: Duration = .seconds(4)
 
+    /// A loopback address or name, or a unix socket folder: no network path to be on. A name like
+    /// `127.db.example.org` is a name, not an address.
     static func isLoopback(_ host: String) -> Bool {
-        host == "localhost" || host == "::1" || host.hasPrefix("127.") || host.hasPrefix("/")
+        if host == "localhost" || host.hasPrefix("/") { return true }
+        guard let bytes = IPAddress.parse(host) else { return false }
+        return bytes.count == 4 ? bytes[0] == 127 : bytes == [UInt8](repeating: 0, count: 15) + [1]
     }
 
     /// For commands that run once: only warnings (e.g. a ~/.pgpass others may read), on stderr.
