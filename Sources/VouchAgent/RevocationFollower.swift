@@ -287,8 +287,8 @@ public final class RevocationFollower: RevocationStatus {
     }
 }
 
-/// When a replica accepted a stream, if it did; read after the stream ended.
-private final class StreamOpened: Sendable {
+/// When a replica accepted a stream, if it did.
+final class StreamOpened: Sendable {
     private let opened = Mutex<Date?>(nil)
     func set(at date: Date) { opened.withLock { $0 = date } }
     var at: Date? { opened.withLock { $0 } }

@@ -44,14 +44,35 @@ struct GRPCRevocationSource: RevocationSource {
 
     func watch(_ address: HostPort, afterSequence: Int64, onOpen: @escaping @Sendable () -> Void,
                onEvent: @escaping @Sendable (Vouch_V1_RevocationEvent) -> Void) async throws {
-        var request = Vouch_V1_WatchRevocationsRequest()
-        request.afterSequence = afterSequence
-        try await VouchClient.with(server: address, credentials: mTLS) { client in
-            try await Vouch_V1_CertificateAuthority.Client(wrapping: client).watchRevocations(
-                request, options: options(maxResponseBytes: Self.maxEventBytes, timeout: nil)) { response in
-                if case .success = response.accepted { onOpen() }
-                for try await event in response.messages { onEvent(event) }
+        var message = Vouch_V1_WatchRevocationsRequest()
+        message.afterSequence = afterSequence
+        let request = message, credentials = mTLS, options = options(maxResponseBytes: Self.maxEventBytes, timeout: nil)
+        let opened = StreamOpened()
+        // The stream has no deadline, and the transport none for connecting: an address that
+        // accepts TCP and then says nothing (a dead or fake replica) would hold it for good. Not
+        // opened within the timeout of a call, it counts as no answer and the next replica is tried.
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask {
+                try await VouchClient.with(server: address, credentials: credentials) { client in
+                    try await Vouch_V1_CertificateAuthority.Client(wrapping: client).watchRevocations(request, options: options) { response in
+                        if case .success = response.accepted {
+                            opened.set(at: Date())
+                            onOpen()
+                        }
+                        for try await event in response.messages { onEvent(event) }
+                    }
+                }
             }
+            group.addTask { [rpcTimeout] in
+                try await Task.sleep(for: rpcTimeout)
+                guard opened.at != nil else {
+                    throw RPCError(code: .unavailable, message: "\(address) did not open the revocation stream within \(rpcTimeout)")
+                }
+                // Opened: the stream alone decides when this call ends (this task is then cancelled).
+                while true { try await Task.sleep(for: .seconds(3600)) }
+            }
+            try await group.next()
+            group.cancelAll()
         }
     }
 }

@@ -100,6 +100,29 @@ final class AgentFailoverProcessTests: XCTestCase {
     }
 }
 
+extension AgentFailoverProcessTests {
+    /// A first address that accepts TCP and then says nothing (a frozen or fake replica) must not
+    /// hold the revocation stream: it moves on after the call timeout and revocations arrive.
+    func testARevocationStreamToASilentReplicaMovesOnAfterTheCallTimeout() async throws {
+        let ca = try CAFixture()
+        // Enrolled through the CA alone; restarted with the silent address first, the stream
+        // starts there (the identity on disk needs no call to the CA first).
+        var (agent, out) = try ca.startAgent(ttl: "10m")
+        agent.stop()
+        let silent = try SlowProxy(upstreamPort: ca.server.port)
+        silent.holdReplies = true
+        agent = try AgentProcess(arguments: ["--ca", "127.0.0.1:\(silent.port),\(ca.server.address)", "--ca-bundle", ca.caDir + "/bundle.pem",
+                                             "--out", out, "--cert-ttl", "10m", "--rpc-timeout", "2s"])
+        defer { agent.stop() }
+        let key = try PrivateKey(generating: .p256)
+        let issued = try await ca.enroll(token: try ca.createToken(spiffeID: "spiffe://example.org/svc/client"), key: key)
+        _ = try await ca.revoke(issued.serial, as: ca.admin)
+        XCTAssertTrue(eventually(timeout: 8) { !hints(agent, issued.serial).isEmpty },
+                      "the stream left the silent address and the revocation arrived: \(agent.log)")
+        XCTAssertTrue(agent.log.contains("did not open the revocation stream within"), agent.log)
+    }
+}
+
 /// The agent's log lines for streamed revocations of `serial`.
 private func hints(_ agent: AgentProcess, _ serial: String) -> [Substring] {
     agent.log.split(separator: "\n").filter { $0.contains("revocation hint received") && $0.contains(serial) }
