@@ -8,6 +8,8 @@ public final class CertificateAuthority: Sendable {
     public let policy: IssuancePolicy
     public let material: CAMaterial
     public let revocations = RevocationRegistry()
+    /// Callers of `catchUpRevocations` waiting for the next read.
+    private let catchUpWaiters = BatchQueue<CheckedContinuation<Int, any Error>>()
     private let store: any AuthorityStore
     private let clock: @Sendable () -> Date
     private let crl: CRLPublisher
@@ -32,9 +34,25 @@ public final class CertificateAuthority: Sendable {
     /// Reads into the registry the revocations committed since its last read, here or by another
     /// process sharing the store, so they are refused and watchers hear of them in commit order.
     /// Returns how many were new to watchers.
+    /// Concurrent callers share reads: one runs at a time, and it serves every caller that came
+    /// before it began (so each still sees what was committed before it asked). However many
+    /// GetCRL or WatchRevocations calls arrive, they hold one database connection, not the pool.
     @discardableResult
     public func catchUpRevocations() async throws -> Int {
-        revocations.addRead(try await store.revocations(afterSequence: revocations.readThrough))
+        try await withCheckedThrowingContinuation { waiter in
+            if catchUpWaiters.append(waiter) { Task { await readForWaiters() } }
+        }
+    }
+
+    private func readForWaiters() async {
+        while let waiters = catchUpWaiters.takeBatch(limit: Int.max) {
+            do {
+                let added = revocations.addRead(try await store.revocations(afterSequence: revocations.readThrough))
+                for waiter in waiters { waiter.resume(returning: added) }
+            } catch {
+                for waiter in waiters { waiter.resume(throwing: error) }
+            }
+        }
     }
 
     /// Records revocations this process committed: refused at once, then read back in commit order

@@ -58,11 +58,13 @@ public final class RevocationRegistry: Sendable {
     /// after a later one adds nothing new. Returns how many watchers had not been told of yet.
     @discardableResult
     public func addRead(_ records: [RevocationRecord]) -> Int {
+        // The usual read finds nothing new: no lock for it.
+        guard !records.isEmpty else { return 0 }
         // Told under the delivery lock: two reads ending together must not interleave what
         // watchers get. Not under the state lock, which every handshake's `isRevoked` takes: a
         // catch-up of many revocations for many watchers must not stall handshakes. A watcher that
         // starts in between reads these from the store (WatchRevocations subscribes, then reads).
-        delivery.withLock { _ in
+        return delivery.withLock { _ in
             let (fresh, watchers) = state.withLock { state in
                 let fresh = records.filter { $0.sequence > state.readThrough }.sorted { $0.sequence < $1.sequence }
                 for record in fresh {

@@ -22,6 +22,29 @@ struct CertificateAuthorityRulesTests {
         #expect(await refusal { try await harness.enroll(late) } == .unauthenticated, "expired")
     }
 
+    /// Catch-up reads of new revocations (every GetCRL on a shared store, watchers failing over)
+    /// are shared: a flood of callers holds one database read at a time, and each caller still
+    /// sees what was committed before it asked.
+    @Test func concurrentCatchUpsShareReadsAndSeeEarlierCommits() async throws {
+        let harness = try AuthorityHarness()
+        let enrolled = try await harness.enroll(try await harness.token(Self.web))
+        harness.store.revocationReads.withLock { $0 = 0 }
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for _ in 0..<200 { group.addTask { try await harness.authority.catchUpRevocations() } }
+            try await group.waitForAll()
+        }
+        let reads = harness.store.revocationReads.withLock { $0 }
+        #expect(reads >= 1 && reads <= 10, "\(reads) reads for 200 callers")
+        // Committed behind the registry's back (as by another replica), then asked for: read.
+        _ = try await harness.store.revoke(serial: enrolled.record.serial, reason: 1, at: harness.clock.now, withRenewals: false,
+                                           budget: nil) { serial, _ in
+            AuditEntry(time: harness.clock.now, actor: "other replica", action: .revoke, subject: serial, peer: "", detail: "")
+        }
+        #expect(!harness.authority.revocations.isRevoked(serial: enrolled.record.serial))
+        #expect(try await harness.authority.catchUpRevocations() == 1)
+        #expect(harness.authority.revocations.isRevoked(serial: enrolled.record.serial))
+    }
+
     /// The right secret of a used-up token is no guess: however often it comes, from one address,
     /// the answer stays "already used", never the guessing limit.
     @Test func theRightSecretOfAUsedUpTokenIsNotCountedAsAGuess() async throws {

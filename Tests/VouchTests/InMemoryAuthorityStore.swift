@@ -132,8 +132,14 @@ public final class InMemoryAuthorityStore: AuthorityStore {
     }
 
     public func revocations(afterSequence: Int64) async throws -> [RevocationRecord] {
-        state.withLock { $0.revocations.filter { $0.sequence > afterSequence } }
+        revocationReads.withLock { $0 += 1 }
+        // Time as a database read takes, so concurrent readers overlap.
+        try await Task.sleep(for: .milliseconds(20))
+        return state.withLock { $0.revocations.filter { $0.sequence > afterSequence } }
     }
+
+    /// How many times `revocations(afterSequence:)` was read.
+    public let revocationReads = Mutex(0)
 
     public func nextCRLNumberAndRevocations() async throws -> (number: Int64, revocations: [RevocationRecord]) {
         state.withLock { state in
