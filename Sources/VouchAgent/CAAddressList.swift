@@ -15,8 +15,15 @@ public struct CAAddressList: Sendable, Equatable, CustomStringConvertible {
     }
 
     /// Checks a list of addresses: not empty, ports 1-65535, no address twice.
+    /// More replicas than any deployment runs; each dead one costs a call a deadline.
+    public static let maximumCount = 32
+
     public init(_ addresses: [HostPort]) throws(CAAddressListError) {
         guard !addresses.isEmpty else { throw CAAddressListError("no CA address given") }
+        // Every call may try each one with its own deadline: a list this long is a mistake.
+        guard addresses.count <= Self.maximumCount else {
+            throw CAAddressListError("\(addresses.count) CA addresses given; at most \(Self.maximumCount)")
+        }
         var seen: Set<String> = []
         for address in addresses {
             guard (1...65535).contains(address.port) else {

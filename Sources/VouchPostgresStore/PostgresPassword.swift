@@ -37,9 +37,7 @@ public enum PostgresPassword {
 
     /// The first line of `path`, without its line break.
     static func readPasswordFile(_ path: String) throws -> String {
-        guard let data = FileManager.default.contents(atPath: path) else {
-            throw PostgresURLError("cannot read the database password file \(path)")
-        }
+        let data = try BoundedFile.read(path, limit: 4096, what: "the database password file")
         guard let text = String(data: data, encoding: .utf8) else { throw PostgresURLError("the database password file \(path) is not UTF-8 text") }
         let line = text.split(omittingEmptySubsequences: false, whereSeparator: { $0 == "\n" || $0 == "\r\n" }).first.map(String.init) ?? ""
         let password = line.hasSuffix("\r") ? String(line.dropLast()) : line
@@ -65,8 +63,12 @@ public enum PGPassFile {
             warnings.append("password file \(path) has group or world access; ignored (permissions should be u=rw (0600) or less)")
             return nil
         }
-        guard let data = FileManager.default.contents(atPath: path) else { return nil }
-        return String(decoding: data, as: UTF8.self)
+        do {
+            return String(decoding: try BoundedFile.read(path, limit: 1 << 20, what: "password file"), as: UTF8.self)
+        } catch {
+            warnings.append("\(error); ignored")
+            return nil
+        }
     }
 
     public static func lookup(in text: String, host: String, port: Int, database: String, user: String) -> String? {

@@ -29,8 +29,9 @@ public struct PostgresTLS: Sendable, Equatable, CustomStringConvertible {
 
     /// Whether the server's certificate is checked, so no one on the path can pose as the
     /// database (and read the password of a cleartext authentication).
+    /// prefer never does: a man in the middle answers "no TLS" and it goes on in plain text.
     public var authenticatesServer: Bool {
-        mode == .verifyFull || (mode != .disable && rootCertificateFile != nil)
+        mode == .verifyFull || ((mode == .require || mode == .verifyCA) && rootCertificateFile != nil)
     }
 
     public var description: String {
@@ -57,7 +58,8 @@ public struct PostgresTLS: Sendable, Equatable, CustomStringConvertible {
         configuration.certificateVerification = verification
         if let rootCertificateFile {
             do {
-                configuration.trustRoots = .certificates(try NIOSSLCertificate.fromPEMFile(rootCertificateFile))
+                let pem = try BoundedFile.read(rootCertificateFile, limit: 1 << 20, what: "sslrootcert")
+                configuration.trustRoots = .certificates(try NIOSSLCertificate.fromPEMBytes(Array(pem)))
             } catch {
                 throw PostgresStoreError("sslrootcert \(rootCertificateFile)", "cannot read PEM certificates: \(error)")
             }

@@ -43,6 +43,11 @@ public struct PostgresURL: Sendable, Equatable, CustomStringConvertible {
             throw PostgresURLError("the database URL's path must be one database name")
         }
         guard components.fragment == nil else { throw PostgresURLError("the database URL must not have a #fragment") }
+        // A NUL would end the name early in PostgreSQL's startup message and let the rest pass as
+        // settings of the caller's choosing.
+        guard !(user + database).unicodeScalars.contains(where: { $0.properties.generalCategory == .control }) else {
+            throw PostgresURLError("the database URL's user or database name holds a control character")
+        }
         var tls = PostgresTLS(mode: .prefer)
         var seen = Set<String>()
         for item in components.queryItems ?? [] {

@@ -44,6 +44,7 @@ struct CAAddressListTests {
         ("a:8443,b:65536", #"--ca: "b:65536" is not HOST:PORT (port 1-65535, IPv6 as [::1]:8443)"#),
         ("a:8443,b", #"--ca: "b" is not HOST:PORT (port 1-65535, IPv6 as [::1]:8443)"#),
         ("a:https", #"--ca: "a:https" is not HOST:PORT (port 1-65535, IPv6 as [::1]:8443)"#),
+        ((1...33).map { "ca\($0):8443" }.joined(separator: ","), "--ca: 33 CA addresses given; at most 32"),
     ])
     func mistakesAreNamed(text: String, message: String) {
         #expect(refusal(["--ca", text]) == message)

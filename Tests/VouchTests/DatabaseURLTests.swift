@@ -40,6 +40,9 @@ struct DatabaseURLTests {
         ("postgres://vouch@db/ca?sslmode=disable&sslrootcert=/r.pem", "sslmode=disable turns TLS off"),
         // Against the system's public roots without a host name check, anyone's certificate would do.
         ("postgres://vouch@db/ca?sslmode=verify-ca", "sslmode=verify-ca needs sslrootcert=FILE"),
+        // A NUL ends the name in the startup message; what follows would pass as settings.
+        ("postgres://vouch@db/ca%00statement_timeout", "holds a control character"),
+        ("postgres://vo%0Auch@db/ca", "holds a control character"),
         ("postgres://db/ca", "names no user"),
         ("postgres://vouch@/ca", "names no host"),
         ("mysql://vouch@db/ca", "not a postgres://"),
@@ -102,6 +105,28 @@ struct DatabaseURLTests {
         #expect(throws: PostgresURLError.self) { try PostgresPassword.find(for: Self.url, passwordFile: folder + "/none", environment: environment) }
         try "\n".write(toFile: file, atomically: true, encoding: .utf8)
         #expect(throws: PostgresURLError.self) { try PostgresPassword.find(for: Self.url, passwordFile: file, environment: environment) }
+    }
+
+    /// A password file or root file that is a FIFO (opening it would block the start), a device
+    /// without end, or too large is refused at once, saying why.
+    @Test func specialOrHugeFilesAreRefusedNotReadForever() throws {
+        let folder = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: folder) }
+        let fifo = folder + "/fifo"
+        #expect(mkfifo(fifo, 0o600) == 0)
+        let huge = folder + "/huge"
+        try Data(count: 5000).write(to: URL(fileURLWithPath: huge))
+        let url = try PostgresURL(parsing: "postgres://vouch@db/ca")
+        for (path, reason) in [(fifo, "is not a regular file"), ("/dev/zero", "is not a regular file"), (huge, "is larger than 4096 bytes")] {
+            let error = #expect(throws: PostgresURLError.self) { try PostgresPassword.find(for: url, passwordFile: path) }
+            #expect(error?.description.contains(reason) == true, "\(String(describing: error))")
+        }
+        for path in [fifo, "/dev/zero"] {
+            let error = #expect(throws: PostgresStoreError.self) {
+                try PostgresTLS(mode: .verifyFull, rootCertificateFile: path).clientConfiguration()
+            }
+            #expect(error?.description.contains("is not a regular file") == true, "\(String(describing: error))")
+        }
     }
 
     /// As libpq: a password file group or others may read is ignored, with a warning.

@@ -176,6 +176,8 @@ final class ServerDatabaseTests: XCTestCase {
             XCTAssertNotEqual(result.status, 0)
             XCTAssertTrue(result.stderr.contains("the database's certificate is not checked (sslmode=\(mode))"), result.stderr)
         }
+        // prefer falls back to plain text for whoever answers "no TLS": a root file does not change that.
+        XCTAssertTrue(try verify("postgres://vouch@db.invalid/ca?sslmode=prefer&sslrootcert=/etc/hostname").stderr.contains("is not checked"))
         // A name that merely starts like a loopback address is a name on the network.
         XCTAssertTrue(try verify("postgres://vouch@127.db.invalid/ca?sslmode=prefer").stderr.contains("is not checked"))
         for url in ["postgres://vouch@db.invalid/ca?sslmode=verify-full", "postgres://vouch@127.0.0.1:1/ca?sslmode=disable",
