@@ -35,6 +35,17 @@ public struct CertificateAuthorityService: Vouch_V1_CertificateAuthority.SimpleS
         return bundle
     }
 
+    // Until the CA follows several issuers, the bundle never changes: the stream sends it once.
+    public func watchTrustBundle(request: Vouch_V1_WatchTrustBundleRequest, response: RPCWriter<Vouch_V1_TrustBundle>,
+                                 context: ServerContext) async throws {
+        try await response.write(try await getTrustBundle(request: Vouch_V1_TrustBundleRequest(), context: context))
+    }
+
+    public func confirmTrustBundle(request: Vouch_V1_TrustBundleConfirmation,
+                                   context: ServerContext) async throws -> Vouch_V1_TrustBundleConfirmationResponse {
+        Vouch_V1_TrustBundleConfirmationResponse()
+    }
+
     public func getCRL(request: Vouch_V1_CRLRequest, context: ServerContext) async throws -> Vouch_V1_CRLResponse {
         let snapshot = try await authority.currentCRL()
         var response = Vouch_V1_CRLResponse()

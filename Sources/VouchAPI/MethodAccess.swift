@@ -16,6 +16,8 @@ public enum MethodAccess: Sendable, Equatable {
         "vouch.v1.CertificateAuthority/GetTrustBundle": .anyClient,
         "vouch.v1.CertificateAuthority/GetCRL": .anyClient,
         "vouch.v1.CertificateAuthority/WatchRevocations": .certificate,
+        "vouch.v1.CertificateAuthority/WatchTrustBundle": .certificate,
+        "vouch.v1.CertificateAuthority/ConfirmTrustBundle": .certificate,
         "vouch.v1.Admin": .admin,
         "grpc.health.v1.Health": .anyClient,
     ]

@@ -132,6 +132,16 @@ final class FakeCertificateAuthority: Vouch_V1_CertificateAuthority.SimpleServic
         throw RPCError(code: .unimplemented, message: "fake CA")
     }
 
+    func watchTrustBundle(request: Vouch_V1_WatchTrustBundleRequest, response: RPCWriter<Vouch_V1_TrustBundle>,
+                          context: ServerContext) async throws {
+        throw RPCError(code: .unimplemented, message: "fake CA")
+    }
+
+    func confirmTrustBundle(request: Vouch_V1_TrustBundleConfirmation,
+                            context: ServerContext) async throws -> Vouch_V1_TrustBundleConfirmationResponse {
+        throw RPCError(code: .unimplemented, message: "fake CA")
+    }
+
     /// The set CRL, or else the real CA's current one.
     func getCRL(request: Vouch_V1_CRLRequest, context: ServerContext) async throws -> Vouch_V1_CRLResponse {
         if let crl = state.withLock({ $0.crl }) {

@@ -11,6 +11,11 @@
 /// The local status API of `vouch agent`, served over mTLS with the agent's
 /// own certificate on --listen.
 
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
+import Foundation
+#endif
 import SwiftProtobuf
 
 // If the compiler emits an error on this type, it is because this file
@@ -76,6 +81,16 @@ public nonisolated struct Vouch_V1_AgentStatus: Sendable {
   /// The CA replica (HOST:PORT, one of the agent's --ca addresses) that last answered the agent.
   public var caAddress: String = String()
 
+  /// Generation of the CA trust bundle the agent holds (see
+  /// CertificateAuthority.WatchTrustBundle); 0 before the first update.
+  public var trustGeneration: Int64 = 0
+
+  /// SHA-256 of the agent's bundle.pem.
+  public var bundleSha256: Data = Data()
+
+  /// Serials (lowercase hex) of the roots in the agent's bundle.pem.
+  public var rootSerials: [String] = []
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -106,7 +121,7 @@ nonisolated extension Vouch_V1_GetStatusRequest: SwiftProtobuf.Message, SwiftPro
 
 nonisolated extension Vouch_V1_AgentStatus: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".AgentStatus"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}spiffe_id\0\u{1}serial\0\u{3}not_before\0\u{3}not_after\0\u{3}last_rotation\0\u{3}last_error\0\u{3}last_error_at\0\u{1}rotations\0\u{1}failures\0\u{3}next_renewal\0\u{3}caller_spiffe_id\0\u{3}ca_address\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}spiffe_id\0\u{1}serial\0\u{3}not_before\0\u{3}not_after\0\u{3}last_rotation\0\u{3}last_error\0\u{3}last_error_at\0\u{1}rotations\0\u{1}failures\0\u{3}next_renewal\0\u{3}caller_spiffe_id\0\u{3}ca_address\0\u{3}trust_generation\0\u{3}bundle_sha256\0\u{3}root_serials\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -126,6 +141,9 @@ nonisolated extension Vouch_V1_AgentStatus: SwiftProtobuf.Message, SwiftProtobuf
       case 10: try { try decoder.decodeSingularInt64Field(value: &self.nextRenewal) }()
       case 11: try { try decoder.decodeSingularStringField(value: &self.callerSpiffeID) }()
       case 12: try { try decoder.decodeSingularStringField(value: &self.caAddress) }()
+      case 13: try { try decoder.decodeSingularInt64Field(value: &self.trustGeneration) }()
+      case 14: try { try decoder.decodeSingularBytesField(value: &self.bundleSha256) }()
+      case 15: try { try decoder.decodeRepeatedStringField(value: &self.rootSerials) }()
       default: break
       }
     }
@@ -168,6 +186,15 @@ nonisolated extension Vouch_V1_AgentStatus: SwiftProtobuf.Message, SwiftProtobuf
     if !self.caAddress.isEmpty {
       try visitor.visitSingularStringField(value: self.caAddress, fieldNumber: 12)
     }
+    if self.trustGeneration != 0 {
+      try visitor.visitSingularInt64Field(value: self.trustGeneration, fieldNumber: 13)
+    }
+    if !self.bundleSha256.isEmpty {
+      try visitor.visitSingularBytesField(value: self.bundleSha256, fieldNumber: 14)
+    }
+    if !self.rootSerials.isEmpty {
+      try visitor.visitRepeatedStringField(value: self.rootSerials, fieldNumber: 15)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -184,6 +211,9 @@ nonisolated extension Vouch_V1_AgentStatus: SwiftProtobuf.Message, SwiftProtobuf
     if lhs.nextRenewal != rhs.nextRenewal {return false}
     if lhs.callerSpiffeID != rhs.callerSpiffeID {return false}
     if lhs.caAddress != rhs.caAddress {return false}
+    if lhs.trustGeneration != rhs.trustGeneration {return false}
+    if lhs.bundleSha256 != rhs.bundleSha256 {return false}
+    if lhs.rootSerials != rhs.rootSerials {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

@@ -104,6 +104,32 @@ public enum Vouch_V1_CertificateAuthority: Sendable {
                 type: .serverStreaming
             )
         }
+        /// Namespace for "WatchTrustBundle" metadata.
+        public enum WatchTrustBundle: Sendable {
+            /// Request type for "WatchTrustBundle".
+            public typealias Input = Vouch_V1_WatchTrustBundleRequest
+            /// Response type for "WatchTrustBundle".
+            public typealias Output = Vouch_V1_TrustBundle
+            /// Descriptor for "WatchTrustBundle".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "vouch.v1.CertificateAuthority"),
+                method: "WatchTrustBundle",
+                type: .serverStreaming
+            )
+        }
+        /// Namespace for "ConfirmTrustBundle" metadata.
+        public enum ConfirmTrustBundle: Sendable {
+            /// Request type for "ConfirmTrustBundle".
+            public typealias Input = Vouch_V1_TrustBundleConfirmation
+            /// Response type for "ConfirmTrustBundle".
+            public typealias Output = Vouch_V1_TrustBundleConfirmationResponse
+            /// Descriptor for "ConfirmTrustBundle".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "vouch.v1.CertificateAuthority"),
+                method: "ConfirmTrustBundle",
+                type: .unary
+            )
+        }
         /// Descriptors for all methods in the "vouch.v1.CertificateAuthority" service.
         public static let descriptors: [GRPCCore.MethodDescriptor] = [
             Enroll.descriptor,
@@ -111,7 +137,9 @@ public enum Vouch_V1_CertificateAuthority: Sendable {
             Revoke.descriptor,
             GetTrustBundle.descriptor,
             GetCRL.descriptor,
-            WatchRevocations.descriptor
+            WatchRevocations.descriptor,
+            WatchTrustBundle.descriptor,
+            ConfirmTrustBundle.descriptor
         ]
     }
 }
@@ -255,6 +283,45 @@ extension Vouch_V1_CertificateAuthority {
             request: GRPCCore.StreamingServerRequest<Vouch_V1_WatchRevocationsRequest>,
             context: GRPCCore.ServerContext
         ) async throws -> GRPCCore.StreamingServerResponse<Vouch_V1_RevocationEvent>
+
+        /// Handle the "WatchTrustBundle" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Streams the trust bundle to authenticated peers: the current one at once
+        /// > when its generation is above `after_generation`, then one message per
+        /// > change (a new intermediate, a root prepared, activated or retired).
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Vouch_V1_WatchTrustBundleRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Vouch_V1_TrustBundle` messages.
+        func watchTrustBundle(
+            request: GRPCCore.StreamingServerRequest<Vouch_V1_WatchTrustBundleRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Vouch_V1_TrustBundle>
+
+        /// Handle the "ConfirmTrustBundle" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Records that the caller (identified by its client certificate) now holds
+        /// > the given trust bundle; `vouch ca root status` counts these confirmations.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Vouch_V1_TrustBundleConfirmation` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Vouch_V1_TrustBundleConfirmationResponse` messages.
+        func confirmTrustBundle(
+            request: GRPCCore.StreamingServerRequest<Vouch_V1_TrustBundleConfirmation>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Vouch_V1_TrustBundleConfirmationResponse>
     }
 
     /// Service protocol for the "vouch.v1.CertificateAuthority" service.
@@ -382,6 +449,45 @@ extension Vouch_V1_CertificateAuthority {
             request: GRPCCore.ServerRequest<Vouch_V1_WatchRevocationsRequest>,
             context: GRPCCore.ServerContext
         ) async throws -> GRPCCore.StreamingServerResponse<Vouch_V1_RevocationEvent>
+
+        /// Handle the "WatchTrustBundle" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Streams the trust bundle to authenticated peers: the current one at once
+        /// > when its generation is above `after_generation`, then one message per
+        /// > change (a new intermediate, a root prepared, activated or retired).
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Vouch_V1_WatchTrustBundleRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Vouch_V1_TrustBundle` messages.
+        func watchTrustBundle(
+            request: GRPCCore.ServerRequest<Vouch_V1_WatchTrustBundleRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Vouch_V1_TrustBundle>
+
+        /// Handle the "ConfirmTrustBundle" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Records that the caller (identified by its client certificate) now holds
+        /// > the given trust bundle; `vouch ca root status` counts these confirmations.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Vouch_V1_TrustBundleConfirmation` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Vouch_V1_TrustBundleConfirmationResponse` message.
+        func confirmTrustBundle(
+            request: GRPCCore.ServerRequest<Vouch_V1_TrustBundleConfirmation>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Vouch_V1_TrustBundleConfirmationResponse>
     }
 
     /// Simple service protocol for the "vouch.v1.CertificateAuthority" service.
@@ -508,6 +614,46 @@ extension Vouch_V1_CertificateAuthority {
             response: GRPCCore.RPCWriter<Vouch_V1_RevocationEvent>,
             context: GRPCCore.ServerContext
         ) async throws
+
+        /// Handle the "WatchTrustBundle" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Streams the trust bundle to authenticated peers: the current one at once
+        /// > when its generation is above `after_generation`, then one message per
+        /// > change (a new intermediate, a root prepared, activated or retired).
+        ///
+        /// - Parameters:
+        ///   - request: A `Vouch_V1_WatchTrustBundleRequest` message.
+        ///   - response: A response stream of `Vouch_V1_TrustBundle` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        func watchTrustBundle(
+            request: Vouch_V1_WatchTrustBundleRequest,
+            response: GRPCCore.RPCWriter<Vouch_V1_TrustBundle>,
+            context: GRPCCore.ServerContext
+        ) async throws
+
+        /// Handle the "ConfirmTrustBundle" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Records that the caller (identified by its client certificate) now holds
+        /// > the given trust bundle; `vouch ca root status` counts these confirmations.
+        ///
+        /// - Parameters:
+        ///   - request: A `Vouch_V1_TrustBundleConfirmation` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Vouch_V1_TrustBundleConfirmationResponse` to respond with.
+        func confirmTrustBundle(
+            request: Vouch_V1_TrustBundleConfirmation,
+            context: GRPCCore.ServerContext
+        ) async throws -> Vouch_V1_TrustBundleConfirmationResponse
     }
 }
 
@@ -576,6 +722,28 @@ extension Vouch_V1_CertificateAuthority.StreamingServiceProtocol {
             serializer: GRPCProtobuf.ProtobufSerializer<Vouch_V1_RevocationEvent>(),
             handler: { request, context in
                 try await self.watchRevocations(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
+            forMethod: Vouch_V1_CertificateAuthority.Method.WatchTrustBundle.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Vouch_V1_WatchTrustBundleRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Vouch_V1_TrustBundle>(),
+            handler: { request, context in
+                try await self.watchTrustBundle(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
+            forMethod: Vouch_V1_CertificateAuthority.Method.ConfirmTrustBundle.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Vouch_V1_TrustBundleConfirmation>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Vouch_V1_TrustBundleConfirmationResponse>(),
+            handler: { request, context in
+                try await self.confirmTrustBundle(
                     request: request,
                     context: context
                 )
@@ -651,6 +819,28 @@ extension Vouch_V1_CertificateAuthority.ServiceProtocol {
             context: context
         )
         return response
+    }
+
+    public func watchTrustBundle(
+        request: GRPCCore.StreamingServerRequest<Vouch_V1_WatchTrustBundleRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Vouch_V1_TrustBundle> {
+        let response = try await self.watchTrustBundle(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return response
+    }
+
+    public func confirmTrustBundle(
+        request: GRPCCore.StreamingServerRequest<Vouch_V1_TrustBundleConfirmation>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Vouch_V1_TrustBundleConfirmationResponse> {
+        let response = try await self.confirmTrustBundle(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
     }
 }
 
@@ -736,6 +926,36 @@ extension Vouch_V1_CertificateAuthority.SimpleServiceProtocol {
                 )
                 return [:]
             }
+        )
+    }
+
+    public func watchTrustBundle(
+        request: GRPCCore.ServerRequest<Vouch_V1_WatchTrustBundleRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Vouch_V1_TrustBundle> {
+        return GRPCCore.StreamingServerResponse<Vouch_V1_TrustBundle>(
+            metadata: [:],
+            producer: { writer in
+                try await self.watchTrustBundle(
+                    request: request.message,
+                    response: writer,
+                    context: context
+                )
+                return [:]
+            }
+        )
+    }
+
+    public func confirmTrustBundle(
+        request: GRPCCore.ServerRequest<Vouch_V1_TrustBundleConfirmation>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Vouch_V1_TrustBundleConfirmationResponse> {
+        return GRPCCore.ServerResponse<Vouch_V1_TrustBundleConfirmationResponse>(
+            message: try await self.confirmTrustBundle(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
         )
     }
 }
@@ -895,6 +1115,55 @@ extension Vouch_V1_CertificateAuthority {
             deserializer: some GRPCCore.MessageDeserializer<Vouch_V1_RevocationEvent>,
             options: GRPCCore.CallOptions,
             onResponse handleResponse: @Sendable @escaping (GRPCCore.StreamingClientResponse<Vouch_V1_RevocationEvent>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "WatchTrustBundle" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Streams the trust bundle to authenticated peers: the current one at once
+        /// > when its generation is above `after_generation`, then one message per
+        /// > change (a new intermediate, a root prepared, activated or retired).
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Vouch_V1_WatchTrustBundleRequest` message.
+        ///   - serializer: A serializer for `Vouch_V1_WatchTrustBundleRequest` messages.
+        ///   - deserializer: A deserializer for `Vouch_V1_TrustBundle` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func watchTrustBundle<Result>(
+            request: GRPCCore.ClientRequest<Vouch_V1_WatchTrustBundleRequest>,
+            serializer: some GRPCCore.MessageSerializer<Vouch_V1_WatchTrustBundleRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Vouch_V1_TrustBundle>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.StreamingClientResponse<Vouch_V1_TrustBundle>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "ConfirmTrustBundle" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Records that the caller (identified by its client certificate) now holds
+        /// > the given trust bundle; `vouch ca root status` counts these confirmations.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Vouch_V1_TrustBundleConfirmation` message.
+        ///   - serializer: A serializer for `Vouch_V1_TrustBundleConfirmation` messages.
+        ///   - deserializer: A deserializer for `Vouch_V1_TrustBundleConfirmationResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func confirmTrustBundle<Result>(
+            request: GRPCCore.ClientRequest<Vouch_V1_TrustBundleConfirmation>,
+            serializer: some GRPCCore.MessageSerializer<Vouch_V1_TrustBundleConfirmation>,
+            deserializer: some GRPCCore.MessageDeserializer<Vouch_V1_TrustBundleConfirmationResponse>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Vouch_V1_TrustBundleConfirmationResponse>) async throws -> Result
         ) async throws -> Result where Result: Sendable
     }
 
@@ -1125,6 +1394,75 @@ extension Vouch_V1_CertificateAuthority {
                 onResponse: handleResponse
             )
         }
+
+        /// Call the "WatchTrustBundle" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Streams the trust bundle to authenticated peers: the current one at once
+        /// > when its generation is above `after_generation`, then one message per
+        /// > change (a new intermediate, a root prepared, activated or retired).
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Vouch_V1_WatchTrustBundleRequest` message.
+        ///   - serializer: A serializer for `Vouch_V1_WatchTrustBundleRequest` messages.
+        ///   - deserializer: A deserializer for `Vouch_V1_TrustBundle` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func watchTrustBundle<Result>(
+            request: GRPCCore.ClientRequest<Vouch_V1_WatchTrustBundleRequest>,
+            serializer: some GRPCCore.MessageSerializer<Vouch_V1_WatchTrustBundleRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Vouch_V1_TrustBundle>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.StreamingClientResponse<Vouch_V1_TrustBundle>) async throws -> Result
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.serverStreaming(
+                request: request,
+                descriptor: Vouch_V1_CertificateAuthority.Method.WatchTrustBundle.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
+
+        /// Call the "ConfirmTrustBundle" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Records that the caller (identified by its client certificate) now holds
+        /// > the given trust bundle; `vouch ca root status` counts these confirmations.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Vouch_V1_TrustBundleConfirmation` message.
+        ///   - serializer: A serializer for `Vouch_V1_TrustBundleConfirmation` messages.
+        ///   - deserializer: A deserializer for `Vouch_V1_TrustBundleConfirmationResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func confirmTrustBundle<Result>(
+            request: GRPCCore.ClientRequest<Vouch_V1_TrustBundleConfirmation>,
+            serializer: some GRPCCore.MessageSerializer<Vouch_V1_TrustBundleConfirmation>,
+            deserializer: some GRPCCore.MessageDeserializer<Vouch_V1_TrustBundleConfirmationResponse>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Vouch_V1_TrustBundleConfirmationResponse>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Vouch_V1_CertificateAuthority.Method.ConfirmTrustBundle.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
     }
 }
 
@@ -1304,6 +1642,65 @@ extension Vouch_V1_CertificateAuthority.ClientProtocol {
             request: request,
             serializer: GRPCProtobuf.ProtobufSerializer<Vouch_V1_WatchRevocationsRequest>(),
             deserializer: GRPCProtobuf.ProtobufDeserializer<Vouch_V1_RevocationEvent>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "WatchTrustBundle" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Streams the trust bundle to authenticated peers: the current one at once
+    /// > when its generation is above `after_generation`, then one message per
+    /// > change (a new intermediate, a root prepared, activated or retired).
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Vouch_V1_WatchTrustBundleRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func watchTrustBundle<Result>(
+        request: GRPCCore.ClientRequest<Vouch_V1_WatchTrustBundleRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.StreamingClientResponse<Vouch_V1_TrustBundle>) async throws -> Result
+    ) async throws -> Result where Result: Sendable {
+        try await self.watchTrustBundle(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Vouch_V1_WatchTrustBundleRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Vouch_V1_TrustBundle>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "ConfirmTrustBundle" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Records that the caller (identified by its client certificate) now holds
+    /// > the given trust bundle; `vouch ca root status` counts these confirmations.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Vouch_V1_TrustBundleConfirmation` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func confirmTrustBundle<Result>(
+        request: GRPCCore.ClientRequest<Vouch_V1_TrustBundleConfirmation>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Vouch_V1_TrustBundleConfirmationResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.confirmTrustBundle(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Vouch_V1_TrustBundleConfirmation>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Vouch_V1_TrustBundleConfirmationResponse>(),
             options: options,
             onResponse: handleResponse
         )
@@ -1509,6 +1906,73 @@ extension Vouch_V1_CertificateAuthority.ClientProtocol {
             metadata: metadata
         )
         return try await self.watchRevocations(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "WatchTrustBundle" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Streams the trust bundle to authenticated peers: the current one at once
+    /// > when its generation is above `after_generation`, then one message per
+    /// > change (a new intermediate, a root prepared, activated or retired).
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func watchTrustBundle<Result>(
+        _ message: Vouch_V1_WatchTrustBundleRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.StreamingClientResponse<Vouch_V1_TrustBundle>) async throws -> Result
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Vouch_V1_WatchTrustBundleRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.watchTrustBundle(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "ConfirmTrustBundle" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Records that the caller (identified by its client certificate) now holds
+    /// > the given trust bundle; `vouch ca root status` counts these confirmations.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func confirmTrustBundle<Result>(
+        _ message: Vouch_V1_TrustBundleConfirmation,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Vouch_V1_TrustBundleConfirmationResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Vouch_V1_TrustBundleConfirmation>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.confirmTrustBundle(
             request: request,
             options: options,
             onResponse: handleResponse

@@ -212,22 +212,81 @@ public nonisolated struct Vouch_V1_TrustBundle: Sendable {
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
 
-  /// Trust roots, DER.
+  /// Trust roots, DER: every root that is not retired.
   public var roots: [Data] = []
 
-  /// The issuing intermediate certificates, DER.
+  /// Intermediate certificates for path building, DER: every intermediate
+  /// that is not retired, and the cross certificates in use.
   public var intermediates: [Data] = []
+
+  /// Endorsements, DER: a newer root's subject and key signed by an older
+  /// root. A client adds a root only when a root it already trusts endorsed it.
+  public var endorsements: [Data] = []
+
+  /// Generation of the CA's issuer table this bundle was made from; it grows
+  /// with every change.
+  public var generation: Int64 = 0
+
+  /// The intermediate that signs new certificates now, DER.
+  public var activeIntermediate: Data = Data()
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
 }
 
-/// Input of CertificateAuthority.GetCRL (no fields).
+/// Input of CertificateAuthority.WatchTrustBundle.
+public nonisolated struct Vouch_V1_WatchTrustBundleRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// Send the current bundle at once only when its generation is above this;
+  /// 0 always sends it.
+  public var afterGeneration: Int64 = 0
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+/// Input of CertificateAuthority.ConfirmTrustBundle: the bundle the caller holds.
+public nonisolated struct Vouch_V1_TrustBundleConfirmation: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// The generation of the TrustBundle message the caller applied.
+  public var generation: Int64 = 0
+
+  /// SHA-256 of the caller's bundle.pem as written, 32 bytes.
+  public var bundleSha256: Data = Data()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+/// Output of CertificateAuthority.ConfirmTrustBundle (no fields).
+public nonisolated struct Vouch_V1_TrustBundleConfirmationResponse: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+/// Input of CertificateAuthority.GetCRL.
 public nonisolated struct Vouch_V1_CRLRequest: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
+
+  /// Serial (lowercase hex) of the intermediate whose CRL is wanted; empty
+  /// for the intermediate that signs now.
+  public var issuer: String = String()
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -251,6 +310,9 @@ public nonisolated struct Vouch_V1_CRLResponse: Sendable {
 
   /// nextUpdate, Unix seconds.
   public var nextUpdate: Int64 = 0
+
+  /// Serial (lowercase hex) of the intermediate that signed this CRL.
+  public var issuer: String = String()
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -295,6 +357,9 @@ public nonisolated struct Vouch_V1_RevocationEvent: Sendable {
 
   /// notAfter of the revoked certificate, Unix seconds.
   public var notAfter: Int64 = 0
+
+  /// Serial (lowercase hex) of the intermediate that issued the revoked certificate.
+  public var issuer: String = String()
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -507,6 +572,9 @@ public nonisolated struct Vouch_V1_CertificateInfo: Sendable {
 
   /// Serial of the certificate that superseded this one by renewal; empty if none.
   public var supersededBy: String = String()
+
+  /// Serial (lowercase hex) of the intermediate that issued this certificate.
+  public var issuer: String = String()
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -884,7 +952,7 @@ nonisolated extension Vouch_V1_TrustBundleRequest: SwiftProtobuf.Message, SwiftP
 
 nonisolated extension Vouch_V1_TrustBundle: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".TrustBundle"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}roots\0\u{1}intermediates\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}roots\0\u{1}intermediates\0\u{1}endorsements\0\u{1}generation\0\u{3}active_intermediate\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -894,6 +962,9 @@ nonisolated extension Vouch_V1_TrustBundle: SwiftProtobuf.Message, SwiftProtobuf
       switch fieldNumber {
       case 1: try { try decoder.decodeRepeatedBytesField(value: &self.roots) }()
       case 2: try { try decoder.decodeRepeatedBytesField(value: &self.intermediates) }()
+      case 3: try { try decoder.decodeRepeatedBytesField(value: &self.endorsements) }()
+      case 4: try { try decoder.decodeSingularInt64Field(value: &self.generation) }()
+      case 5: try { try decoder.decodeSingularBytesField(value: &self.activeIntermediate) }()
       default: break
       }
     }
@@ -906,19 +977,96 @@ nonisolated extension Vouch_V1_TrustBundle: SwiftProtobuf.Message, SwiftProtobuf
     if !self.intermediates.isEmpty {
       try visitor.visitRepeatedBytesField(value: self.intermediates, fieldNumber: 2)
     }
+    if !self.endorsements.isEmpty {
+      try visitor.visitRepeatedBytesField(value: self.endorsements, fieldNumber: 3)
+    }
+    if self.generation != 0 {
+      try visitor.visitSingularInt64Field(value: self.generation, fieldNumber: 4)
+    }
+    if !self.activeIntermediate.isEmpty {
+      try visitor.visitSingularBytesField(value: self.activeIntermediate, fieldNumber: 5)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
   public static func ==(lhs: Vouch_V1_TrustBundle, rhs: Vouch_V1_TrustBundle) -> Bool {
     if lhs.roots != rhs.roots {return false}
     if lhs.intermediates != rhs.intermediates {return false}
+    if lhs.endorsements != rhs.endorsements {return false}
+    if lhs.generation != rhs.generation {return false}
+    if lhs.activeIntermediate != rhs.activeIntermediate {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
 }
 
-nonisolated extension Vouch_V1_CRLRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
-  public static let protoMessageName: String = _protobuf_package + ".CRLRequest"
+nonisolated extension Vouch_V1_WatchTrustBundleRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".WatchTrustBundleRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}after_generation\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularInt64Field(value: &self.afterGeneration) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if self.afterGeneration != 0 {
+      try visitor.visitSingularInt64Field(value: self.afterGeneration, fieldNumber: 1)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Vouch_V1_WatchTrustBundleRequest, rhs: Vouch_V1_WatchTrustBundleRequest) -> Bool {
+    if lhs.afterGeneration != rhs.afterGeneration {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Vouch_V1_TrustBundleConfirmation: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".TrustBundleConfirmation"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}generation\0\u{3}bundle_sha256\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularInt64Field(value: &self.generation) }()
+      case 2: try { try decoder.decodeSingularBytesField(value: &self.bundleSha256) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if self.generation != 0 {
+      try visitor.visitSingularInt64Field(value: self.generation, fieldNumber: 1)
+    }
+    if !self.bundleSha256.isEmpty {
+      try visitor.visitSingularBytesField(value: self.bundleSha256, fieldNumber: 2)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Vouch_V1_TrustBundleConfirmation, rhs: Vouch_V1_TrustBundleConfirmation) -> Bool {
+    if lhs.generation != rhs.generation {return false}
+    if lhs.bundleSha256 != rhs.bundleSha256 {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Vouch_V1_TrustBundleConfirmationResponse: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".TrustBundleConfirmationResponse"
   public static let _protobuf_nameMap = SwiftProtobuf._NameMap()
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
@@ -930,7 +1078,37 @@ nonisolated extension Vouch_V1_CRLRequest: SwiftProtobuf.Message, SwiftProtobuf.
     try unknownFields.traverse(visitor: &visitor)
   }
 
+  public static func ==(lhs: Vouch_V1_TrustBundleConfirmationResponse, rhs: Vouch_V1_TrustBundleConfirmationResponse) -> Bool {
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Vouch_V1_CRLRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".CRLRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}issuer\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.issuer) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.issuer.isEmpty {
+      try visitor.visitSingularStringField(value: self.issuer, fieldNumber: 1)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
   public static func ==(lhs: Vouch_V1_CRLRequest, rhs: Vouch_V1_CRLRequest) -> Bool {
+    if lhs.issuer != rhs.issuer {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -938,7 +1116,7 @@ nonisolated extension Vouch_V1_CRLRequest: SwiftProtobuf.Message, SwiftProtobuf.
 
 nonisolated extension Vouch_V1_CRLResponse: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".CRLResponse"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}crl\0\u{3}crl_number\0\u{3}this_update\0\u{3}next_update\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}crl\0\u{3}crl_number\0\u{3}this_update\0\u{3}next_update\0\u{1}issuer\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -950,6 +1128,7 @@ nonisolated extension Vouch_V1_CRLResponse: SwiftProtobuf.Message, SwiftProtobuf
       case 2: try { try decoder.decodeSingularInt64Field(value: &self.crlNumber) }()
       case 3: try { try decoder.decodeSingularInt64Field(value: &self.thisUpdate) }()
       case 4: try { try decoder.decodeSingularInt64Field(value: &self.nextUpdate) }()
+      case 5: try { try decoder.decodeSingularStringField(value: &self.issuer) }()
       default: break
       }
     }
@@ -968,6 +1147,9 @@ nonisolated extension Vouch_V1_CRLResponse: SwiftProtobuf.Message, SwiftProtobuf
     if self.nextUpdate != 0 {
       try visitor.visitSingularInt64Field(value: self.nextUpdate, fieldNumber: 4)
     }
+    if !self.issuer.isEmpty {
+      try visitor.visitSingularStringField(value: self.issuer, fieldNumber: 5)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -976,6 +1158,7 @@ nonisolated extension Vouch_V1_CRLResponse: SwiftProtobuf.Message, SwiftProtobuf
     if lhs.crlNumber != rhs.crlNumber {return false}
     if lhs.thisUpdate != rhs.thisUpdate {return false}
     if lhs.nextUpdate != rhs.nextUpdate {return false}
+    if lhs.issuer != rhs.issuer {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -1013,7 +1196,7 @@ nonisolated extension Vouch_V1_WatchRevocationsRequest: SwiftProtobuf.Message, S
 
 nonisolated extension Vouch_V1_RevocationEvent: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".RevocationEvent"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}sequence\0\u{1}serial\0\u{1}reason\0\u{3}revoked_at\0\u{3}spiffe_id\0\u{3}not_after\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}sequence\0\u{1}serial\0\u{1}reason\0\u{3}revoked_at\0\u{3}spiffe_id\0\u{3}not_after\0\u{1}issuer\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -1027,6 +1210,7 @@ nonisolated extension Vouch_V1_RevocationEvent: SwiftProtobuf.Message, SwiftProt
       case 4: try { try decoder.decodeSingularInt64Field(value: &self.revokedAt) }()
       case 5: try { try decoder.decodeSingularStringField(value: &self.spiffeID) }()
       case 6: try { try decoder.decodeSingularInt64Field(value: &self.notAfter) }()
+      case 7: try { try decoder.decodeSingularStringField(value: &self.issuer) }()
       default: break
       }
     }
@@ -1051,6 +1235,9 @@ nonisolated extension Vouch_V1_RevocationEvent: SwiftProtobuf.Message, SwiftProt
     if self.notAfter != 0 {
       try visitor.visitSingularInt64Field(value: self.notAfter, fieldNumber: 6)
     }
+    if !self.issuer.isEmpty {
+      try visitor.visitSingularStringField(value: self.issuer, fieldNumber: 7)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -1061,6 +1248,7 @@ nonisolated extension Vouch_V1_RevocationEvent: SwiftProtobuf.Message, SwiftProt
     if lhs.revokedAt != rhs.revokedAt {return false}
     if lhs.spiffeID != rhs.spiffeID {return false}
     if lhs.notAfter != rhs.notAfter {return false}
+    if lhs.issuer != rhs.issuer {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -1376,7 +1564,7 @@ nonisolated extension Vouch_V1_ListCertificatesRequest: SwiftProtobuf.Message, S
 
 nonisolated extension Vouch_V1_CertificateInfo: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".CertificateInfo"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}serial\0\u{3}spiffe_id\0\u{3}dns_names\0\u{3}ip_addresses\0\u{3}not_before\0\u{3}not_after\0\u{1}status\0\u{3}revoked_at\0\u{3}revocation_reason\0\u{3}renewed_from\0\u{1}certificate\0\u{3}issued_at\0\u{3}superseded_by\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}serial\0\u{3}spiffe_id\0\u{3}dns_names\0\u{3}ip_addresses\0\u{3}not_before\0\u{3}not_after\0\u{1}status\0\u{3}revoked_at\0\u{3}revocation_reason\0\u{3}renewed_from\0\u{1}certificate\0\u{3}issued_at\0\u{3}superseded_by\0\u{1}issuer\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -1397,6 +1585,7 @@ nonisolated extension Vouch_V1_CertificateInfo: SwiftProtobuf.Message, SwiftProt
       case 11: try { try decoder.decodeSingularBytesField(value: &self.certificate) }()
       case 12: try { try decoder.decodeSingularInt64Field(value: &self.issuedAt) }()
       case 13: try { try decoder.decodeSingularStringField(value: &self.supersededBy) }()
+      case 14: try { try decoder.decodeSingularStringField(value: &self.issuer) }()
       default: break
       }
     }
@@ -1442,6 +1631,9 @@ nonisolated extension Vouch_V1_CertificateInfo: SwiftProtobuf.Message, SwiftProt
     if !self.supersededBy.isEmpty {
       try visitor.visitSingularStringField(value: self.supersededBy, fieldNumber: 13)
     }
+    if !self.issuer.isEmpty {
+      try visitor.visitSingularStringField(value: self.issuer, fieldNumber: 14)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -1459,6 +1651,7 @@ nonisolated extension Vouch_V1_CertificateInfo: SwiftProtobuf.Message, SwiftProt
     if lhs.certificate != rhs.certificate {return false}
     if lhs.issuedAt != rhs.issuedAt {return false}
     if lhs.supersededBy != rhs.supersededBy {return false}
+    if lhs.issuer != rhs.issuer {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
