@@ -21,4 +21,10 @@ public enum AuditAction: String, Sendable, CaseIterable {
     case adminGetCertificate = "admin.GetCertificate"
     case adminListAuditEvents = "admin.ListAuditEvents"
     case adminGetAuditCheckpoint = "admin.GetAuditCheckpoint"
+    /// A new issuer (intermediate, root, cross certificate or endorsement) stored.
+    case issuerCreate = "issuer.create"
+    /// An issuer made the signing one.
+    case issuerActivate = "issuer.activate"
+    /// An issuer moved to retiring or retired.
+    case issuerRetire = "issuer.retire"
 }

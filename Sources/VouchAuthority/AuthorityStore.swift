@@ -53,6 +53,41 @@ public protocol AuthorityStore: Sendable {
     /// replica made it: a relying party keeping the highest-numbered CRL loses none.
     func nextCRLNumberAndRevocations() async throws -> (number: Int64, revocations: [RevocationRecord])
 
+    // MARK: Issuers (see Issuers.swift)
+
+    /// Idempotent: if no issuer is stored, in one write transaction inserts `root` and
+    /// `intermediate` (the CA directory's pair) as active, the intermediate's parent the root and
+    /// its CRL number the last one the database used, sets every certificate without an issuer to
+    /// the intermediate, and moves the generation to 1. Returns the stored issuers either way (the
+    /// caller checks they are its pair). The records' ids, parents and generations are ignored.
+    func adoptInitialIssuers(root: IssuerRecord, intermediate: IssuerRecord) async throws -> IssuerSnapshot
+    /// Every issuer and the generation they belong to, read together.
+    func issuers() async throws -> IssuerSnapshot
+    /// The current generation alone (one row; 0 before adoption), for followers to poll.
+    func issuerGeneration() async throws -> Int64
+    /// In one transaction: refuses with `AuthorityError(.failedPrecondition,
+    /// IssuerChange.staleGenerationMessage)` and changes nothing unless the generation is still
+    /// `expectedGeneration`; applies `change` (updates, then inserts); writes `audit`; moves the
+    /// generation up by one and returns it. An intermediate that becomes active takes a CRL number
+    /// at least the highest any issuer used, so the active CRL's number never drops. A second
+    /// active root or intermediate is refused (`failedPrecondition`). On PostgreSQL it also
+    /// notifies `vouch_issuers` with the new generation.
+    func changeIssuers(_ change: IssuerChange, expectedGeneration: Int64, audit: [AuditEntry]) async throws -> Int64
+    /// As `nextCRLNumberAndRevocations()`, for one issuer: takes its next CRL number and reads the
+    /// revocations of the certificates it issued (a certificate with no recorded issuer is the
+    /// initial intermediate's). Throws `notFound` for an unknown issuer.
+    func nextCRLNumberAndRevocations(issuerID: Int64) async throws -> (number: Int64, revocations: [RevocationRecord])
+    /// Upserts an agent's confirmation by certificate serial (a lower generation than the one
+    /// stored changes nothing). No audit row. Throws `notFound` for an unknown serial.
+    func recordTrustConfirmation(serial: String, spiffeID: String, generation: Int64, bundleSHA256: [UInt8],
+                                 peer: String, at time: Date) async throws
+    /// Every stored confirmation, by serial.
+    func trustConfirmations() async throws -> [TrustConfirmation]
+    /// What a rollover away from `rootID` still waits for, at `now`: see `RolloverCounts`.
+    /// Confirmations count from `generation` up. `adminIDs` are counted as the CA's own
+    /// certificates, as are SPIFFE IDs under `/vouch/`.
+    func rolloverCounts(rootID: Int64, generation: Int64, now: Date, adminIDs: Set<String>) async throws -> RolloverCounts
+
     func appendAudit(_ entry: AuditEntry) async throws
     func auditEvents(afterID: Int64, limit: Int) async throws -> [AuditRecord]
 
@@ -74,4 +109,11 @@ public protocol AuthorityStore: Sendable {
     func checkAvailable() async throws
     /// The bytes the database takes on disk, for the `vouch_ca_database_bytes` gauge.
     func databaseSize() async throws -> Int
+}
+
+extension AuthorityStore {
+    /// `rolloverCounts` with the default admin IDs (under `/vouch/`).
+    public func rolloverCounts(rootID: Int64, generation: Int64, now: Date) async throws -> RolloverCounts {
+        try await rolloverCounts(rootID: rootID, generation: generation, now: now, adminIDs: [])
+    }
 }

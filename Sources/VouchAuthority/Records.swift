@@ -21,10 +21,15 @@ public struct CertificateRecord: Sendable, Equatable {
     public var tokenID: String?
     public var revokedAt: Date?
     public var revocationReason: Int?
+    /// The issuer (`IssuerRecord.id`) that signed it; nil = the initial intermediate (rows written
+    /// before issuers were stored, or by a replica not upgraded yet).
+    public var issuerID: Int64?
 
     public init(id: Int64? = nil, serial: String, spiffeID: String, dnsNames: [String], ipAddresses: [String],
                 notBefore: Date, notAfter: Date, issuedAt: Date, der: [UInt8], renewedFrom: String? = nil,
-                supersededBy: String? = nil, tokenID: String? = nil, revokedAt: Date? = nil, revocationReason: Int? = nil) {
+                supersededBy: String? = nil, tokenID: String? = nil, revokedAt: Date? = nil, revocationReason: Int? = nil,
+                issuerID: Int64? = nil) {
+        self.issuerID = issuerID
         self.id = id
         self.serial = serial
         self.spiffeID = spiffeID
@@ -87,8 +92,12 @@ public struct RevocationRecord: Sendable, Equatable {
     public var revokedAt: Date
     public var spiffeID: String
     public var notAfter: Date
+    /// The revoked certificate's issuer; nil = the initial intermediate.
+    public var issuerID: Int64?
 
-    public init(sequence: Int64, serial: String, reason: Int, revokedAt: Date, spiffeID: String, notAfter: Date) {
+    public init(sequence: Int64, serial: String, reason: Int, revokedAt: Date, spiffeID: String, notAfter: Date,
+                issuerID: Int64? = nil) {
+        self.issuerID = issuerID
         self.sequence = sequence
         self.serial = serial
         self.reason = reason

@@ -376,7 +376,7 @@ public final class PostgresAuthorityStore: AuthorityStore {
     }
 
     static let revocationColumns = """
-        SELECT r.sequence, r.serial, r.reason, r.revoked_at, c.spiffe_id, c.not_after
+        SELECT r.sequence, r.serial, r.reason, r.revoked_at, c.spiffe_id, c.not_after, c.issuer_id
         FROM revocation r JOIN certificate c ON c.serial = r.serial
         """
 
@@ -398,6 +398,11 @@ public final class PostgresAuthorityStore: AuthorityStore {
         // sees everything this one saw.
         try await withConnection { connection in
             try await Transaction.run(on: connection, .write, logger: logger) { connection in
+                // Once issuers are stored, the CRL is the active intermediate's.
+                if let active = try await connection.query(
+                    "SELECT id FROM issuer WHERE kind = 'intermediate' AND state = 'active'", logger: logger).collect().first?.decode(Int64.self) {
+                    return try await Self.nextCRLNumber(issuerID: active, on: connection, logger: logger)
+                }
                 let number = try await connection.query(
                     "UPDATE crl_state SET last_number = last_number + 1 WHERE id = 1 RETURNING last_number", logger: logger)
                     .collect().first?.decode(Int64.self) ?? 1
@@ -483,10 +488,10 @@ public final class PostgresAuthorityStore: AuthorityStore {
     static func insert(_ c: CertificateRecord, on connection: PostgresConnection, logger: Logger) async throws {
         try await connection.query("""
             INSERT INTO certificate (serial, spiffe_id, dns_names, ip_addresses, not_before, not_after, issued_at, der,
-                                     renewed_from, token_id)
+                                     renewed_from, token_id, issuer_id)
             VALUES (\(c.serial), \(c.spiffeID), \(c.dnsNames), \(c.ipAddresses), \(c.notBefore.timeIntervalSince1970),
                     \(c.notAfter.timeIntervalSince1970), \(c.issuedAt.timeIntervalSince1970), \(Data(c.der)),
-                    \(c.renewedFrom)::text, \(c.tokenID)::text)
+                    \(c.renewedFrom)::text, \(c.tokenID)::text, \(c.issuerID)::bigint)
             """, logger: logger)
     }
 
@@ -531,12 +536,13 @@ public final class PostgresAuthorityStore: AuthorityStore {
             der: Array(try columns["der"].decode(Data.self)), renewedFrom: try columns["renewed_from"].decode(String?.self),
             supersededBy: try columns["superseded_by"].decode(String?.self), tokenID: try columns["token_id"].decode(String?.self),
             revokedAt: try columns["revoked_at"].decode(Double?.self).map(Date.init(timeIntervalSince1970:)),
-            revocationReason: try columns["revocation_reason"].decode(Int?.self))
+            revocationReason: try columns["revocation_reason"].decode(Int?.self), issuerID: try columns["issuer_id"].decode(Int64?.self))
     }
 
     static func revocation(_ row: PostgresRow) throws -> RevocationRecord {
-        let (sequence, serial, reason, revokedAt, spiffeID, notAfter) = try row.decode((Int64, String, Int, Double, String, Double).self)
+        let (sequence, serial, reason, revokedAt, spiffeID, notAfter, issuerID)
+            = try row.decode((Int64, String, Int, Double, String, Double, Int64?).self)
         return RevocationRecord(sequence: sequence, serial: serial, reason: reason, revokedAt: Date(timeIntervalSince1970: revokedAt),
-                                spiffeID: spiffeID, notAfter: Date(timeIntervalSince1970: notAfter))
+                                spiffeID: spiffeID, notAfter: Date(timeIntervalSince1970: notAfter), issuerID: issuerID)
     }
 }

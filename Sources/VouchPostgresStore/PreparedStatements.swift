@@ -78,12 +78,12 @@ enum Prepared {
             ),
             issued AS (
                 INSERT INTO certificate (serial, spiffe_id, dns_names, ip_addresses, not_before, not_after, issued_at, der,
-                                         renewed_from, token_id)
+                                         renewed_from, token_id, issuer_id)
                 SELECT $3::text, $4::text, $5::text[], $6::text[], $7::float8, $8::float8, $9::float8, $10::bytea,
-                       $11::text, $12::text
+                       $11::text, $12::text, $13::bigint
                 FROM consumed
             ),
-            \(AuditAppend.expressions(first: 13, onlyIfRowsIn: "consumed"))
+            \(AuditAppend.expressions(first: 14, onlyIfRowsIn: "consumed"))
             SELECT count(*) FROM consumed
             """
         let tokenID: String
@@ -106,6 +106,7 @@ enum Prepared {
             try bindings.append(Data(c.der))
             bindings.append(c.renewedFrom)
             bindings.append(c.tokenID)
+            bindings.append(c.issuerID)
             AuditAppend.bind(audit, into: &bindings)
             return bindings
         }

@@ -7,7 +7,7 @@ import VouchAuthority
 public final class SQLiteAuthorityStore: AuthorityStore {
     let pool: DatabasePool
     /// Every write goes through group commit: concurrent writes share a transaction.
-    private let writer: GroupCommitWriter
+    let writer: GroupCommitWriter
 
     /// Opens (creating if needed, mode 0600) and migrates the database at `path`.
     public init(path: String) throws {
@@ -237,7 +237,7 @@ public final class SQLiteAuthorityStore: AuthorityStore {
     }
 
     static let revocationSQL = """
-        SELECT r.sequence, r.serial, r.reason, r.revoked_at, c.spiffe_id, c.not_after
+        SELECT r.sequence, r.serial, r.reason, r.revoked_at, c.spiffe_id, c.not_after, c.issuer_id
         FROM revocation r JOIN certificate c ON c.serial = r.serial
         """
 
@@ -250,6 +250,10 @@ public final class SQLiteAuthorityStore: AuthorityStore {
 
     public func nextCRLNumberAndRevocations() async throws -> (number: Int64, revocations: [RevocationRecord]) {
         try await writer.write { db in
+            // Once issuers are stored, the CRL is the active intermediate's.
+            if let active = try Int64.fetchOne(db.cachedStatement(sql: "SELECT id FROM issuer WHERE kind = 'intermediate' AND state = 'active'")) {
+                return try Self.nextCRLNumber(issuerID: active, in: db)
+            }
             try db.executeCached(sql: "UPDATE crl_state SET last_number = last_number + 1 WHERE id = 1")
             let number = try Int64.fetchOne(db.cachedStatement(sql: "SELECT last_number FROM crl_state WHERE id = 1")) ?? 1
             let revocations = try Row.fetchAll(db.cachedStatement(sql: Self.revocationSQL + " ORDER BY r.sequence")).map(Self.revocation)
@@ -346,11 +350,11 @@ public final class SQLiteAuthorityStore: AuthorityStore {
     static func insert(_ c: CertificateRecord, in db: Database) throws {
         try db.executeCached(sql: """
             INSERT INTO certificate (serial, spiffe_id, dns_names, ip_addresses, not_before, not_after, issued_at, der,
-                                     renewed_from, token_id)
-            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                                     renewed_from, token_id, issuer_id)
+            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
             """, arguments: [c.serial, c.spiffeID, list(c.dnsNames), list(c.ipAddresses), c.notBefore.timeIntervalSince1970,
                              c.notAfter.timeIntervalSince1970, c.issuedAt.timeIntervalSince1970, Data(c.der),
-                             c.renewedFrom, c.tokenID])
+                             c.renewedFrom, c.tokenID, c.issuerID])
     }
 
     static func list(_ values: [String]) -> String { values.joined(separator: ",") }
@@ -372,13 +376,13 @@ public final class SQLiteAuthorityStore: AuthorityStore {
             notAfter: Date(timeIntervalSince1970: row["not_after"]), issuedAt: Date(timeIntervalSince1970: row["issued_at"]),
             der: Array(row["der"] as Data), renewedFrom: row["renewed_from"], supersededBy: row["superseded_by"],
             tokenID: row["token_id"], revokedAt: revokedAt.map(Date.init(timeIntervalSince1970:)),
-            revocationReason: row["revocation_reason"])
+            revocationReason: row["revocation_reason"], issuerID: row["issuer_id"])
     }
 
     static func revocation(_ row: Row) -> RevocationRecord {
         RevocationRecord(sequence: row["sequence"], serial: row["serial"], reason: row["reason"],
                          revokedAt: Date(timeIntervalSince1970: row["revoked_at"]), spiffeID: row["spiffe_id"],
-                         notAfter: Date(timeIntervalSince1970: row["not_after"]))
+                         notAfter: Date(timeIntervalSince1970: row["not_after"]), issuerID: row["issuer_id"])
     }
 }
 

@@ -109,6 +109,45 @@ enum Schema {
                 CREATE INDEX audit_event_actor_action_time ON audit_event(actor, action, time);
                 """)
         }
+        migrator.registerMigration("v5-issuers") { db in
+            // Several issuers in one database (Issuers.swift). Certificates without an issuer are the
+            // initial intermediate's, so rows written by a replica not upgraded yet stay right.
+            try db.execute(sql: """
+                CREATE TABLE issuer (
+                    id INTEGER PRIMARY KEY AUTOINCREMENT,
+                    kind TEXT NOT NULL CHECK (kind IN ('root', 'intermediate', 'cross', 'endorsement')),
+                    state TEXT NOT NULL CHECK (state IN ('pending', 'active', 'retiring', 'retired')),
+                    parent_id INTEGER REFERENCES issuer(id),
+                    subject_id INTEGER REFERENCES issuer(id),
+                    serial TEXT NOT NULL UNIQUE,
+                    der BLOB NOT NULL,
+                    not_before REAL NOT NULL,
+                    not_after REAL NOT NULL,
+                    key_ref TEXT NOT NULL,
+                    key_pem TEXT,
+                    crl_number INTEGER NOT NULL DEFAULT 0,
+                    created_generation INTEGER NOT NULL,
+                    created_at REAL NOT NULL,
+                    changed_at REAL NOT NULL
+                );
+                CREATE UNIQUE INDEX issuer_one_active ON issuer(kind) WHERE state = 'active' AND kind IN ('root', 'intermediate');
+                CREATE TABLE issuer_state (
+                    id INTEGER PRIMARY KEY CHECK (id = 1),
+                    generation INTEGER NOT NULL
+                );
+                INSERT INTO issuer_state (id, generation) VALUES (1, 0);
+                ALTER TABLE certificate ADD COLUMN issuer_id INTEGER REFERENCES issuer(id);
+                CREATE INDEX certificate_issuer_not_after ON certificate(issuer_id, not_after);
+                CREATE TABLE trust_confirmation (
+                    serial TEXT PRIMARY KEY REFERENCES certificate(serial),
+                    spiffe_id TEXT NOT NULL,
+                    generation INTEGER NOT NULL,
+                    bundle_sha256 BLOB NOT NULL,
+                    confirmed_at REAL NOT NULL,
+                    peer TEXT NOT NULL
+                );
+                """)
+        }
         return migrator
     }
 }

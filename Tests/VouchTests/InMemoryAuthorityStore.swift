@@ -16,6 +16,9 @@ public final class InMemoryAuthorityStore: AuthorityStore {
         var audit: [AuditChain.Row] = []
         var head: (id: Int64, hash: [UInt8]) = (0, AuditChain.genesis)
         var checkpoints: [AuditCheckpoint] = []
+        var issuers: [IssuerRecord] = []
+        var generation: Int64 = 0
+        var confirmations: [String: TrustConfirmation] = [:]
     }
 
     private let state = Mutex(State())
@@ -142,9 +145,137 @@ public final class InMemoryAuthorityStore: AuthorityStore {
     public let revocationReads = Mutex(0)
 
     public func nextCRLNumberAndRevocations() async throws -> (number: Int64, revocations: [RevocationRecord]) {
-        state.withLock { state in
+        try state.withLock { state in
+            if let active = state.issuers.first(where: { $0.kind == .intermediate && $0.state == .active }) {
+                return try Self.nextCRLNumber(issuerID: active.id, in: &state)
+            }
             state.crlNumber += 1
             return (state.crlNumber, state.revocations)
+        }
+    }
+
+    // MARK: Issuers
+
+    public func adoptInitialIssuers(root: IssuerRecord, intermediate: IssuerRecord) async throws -> IssuerSnapshot {
+        state.withLock { state in
+            if state.issuers.isEmpty {
+                state.generation = 1
+                var root = root, intermediate = intermediate
+                (root.id, root.state, root.parentID, root.subjectID, root.crlNumber, root.createdGeneration) = (1, .active, nil, nil, 0, 1)
+                (intermediate.id, intermediate.state, intermediate.parentID, intermediate.subjectID) = (2, .active, 1, nil)
+                (intermediate.crlNumber, intermediate.createdGeneration) = (state.crlNumber, 1)
+                state.issuers = [root, intermediate]
+                for index in state.certificates.indices where state.certificates[index].issuerID == nil {
+                    state.certificates[index].issuerID = intermediate.id
+                }
+                for index in state.revocations.indices where state.revocations[index].issuerID == nil {
+                    state.revocations[index].issuerID = intermediate.id
+                }
+            }
+            return IssuerSnapshot(generation: state.generation, issuers: state.issuers)
+        }
+    }
+
+    public func issuers() async throws -> IssuerSnapshot {
+        state.withLock { IssuerSnapshot(generation: $0.generation, issuers: $0.issuers) }
+    }
+
+    public func issuerGeneration() async throws -> Int64 {
+        state.withLock { $0.generation }
+    }
+
+    public func changeIssuers(_ change: IssuerChange, expectedGeneration: Int64, audit: [AuditEntry]) async throws -> Int64 {
+        try change.validate()
+        return try state.withLock { state in
+            guard state.generation == expectedGeneration else {
+                throw AuthorityError(.failedPrecondition, IssuerChange.staleGenerationMessage)
+            }
+            // Applied to a copy, so a refusal changes nothing.
+            var issuers = state.issuers
+            let generation = state.generation + 1
+            let now = audit.first?.time ?? Date()
+            let highestCRLNumber = max(state.crlNumber, issuers.map(\.crlNumber).max() ?? 0)
+            for update in change.orderedUpdates {
+                guard let index = issuers.firstIndex(where: { $0.id == update.id }) else {
+                    throw AuthorityError(.notFound, "no issuer \(update.id)")
+                }
+                try Self.checkSingleActive(issuers[index], becoming: update.state, among: issuers)
+                if update.state == .active, issuers[index].state != .active, issuers[index].kind == .intermediate {
+                    issuers[index].crlNumber = max(issuers[index].crlNumber, highestCRLNumber)
+                }
+                issuers[index].state = update.state
+                issuers[index].changedAt = now
+            }
+            var insertedIDs: [Int64] = []
+            func resolve(_ reference: IssuerChange.Reference?) throws -> Int64? {
+                switch reference {
+                case .id(let id)?:
+                    guard issuers.contains(where: { $0.id == id }) else { throw AuthorityError(.notFound, "no issuer \(id)") }
+                    return id
+                case .inserted(let index)?: return insertedIDs[index]
+                case nil: return nil
+                }
+            }
+            for insert in change.inserts {
+                guard !issuers.contains(where: { $0.serial == insert.record.serial }) else {
+                    throw AuthorityError(.failedPrecondition, "issuer \(insert.record.serial) exists")
+                }
+                var record = insert.record
+                try Self.checkSingleActive(record, becoming: record.state, among: issuers)
+                record.id = (issuers.map(\.id).max() ?? 0) + 1
+                record.parentID = try resolve(insert.parent)
+                record.subjectID = try resolve(insert.subject)
+                record.createdGeneration = generation
+                record.crlNumber = record.kind == .intermediate && record.state == .active ? highestCRLNumber : 0
+                issuers.append(record)
+                insertedIDs.append(record.id)
+            }
+            state.issuers = issuers
+            state.generation = generation
+            for entry in audit { Self.append(entry, to: &state) }
+            return generation
+        }
+    }
+
+    public func nextCRLNumberAndRevocations(issuerID: Int64) async throws -> (number: Int64, revocations: [RevocationRecord]) {
+        try state.withLock { state in try Self.nextCRLNumber(issuerID: issuerID, in: &state) }
+    }
+
+    private static func nextCRLNumber(issuerID: Int64, in state: inout State) throws -> (number: Int64, revocations: [RevocationRecord]) {
+        guard let index = state.issuers.firstIndex(where: { $0.id == issuerID }) else {
+            throw AuthorityError(.notFound, "no issuer \(issuerID)")
+        }
+        let initial = state.issuers.first { $0.kind == .intermediate }?.id
+        // The initial intermediate also keeps the database-wide number (used by replicas not upgraded yet).
+        if issuerID == initial { state.issuers[index].crlNumber = max(state.issuers[index].crlNumber, state.crlNumber) }
+        state.issuers[index].crlNumber += 1
+        if issuerID == initial { state.crlNumber = state.issuers[index].crlNumber }
+        return (state.issuers[index].crlNumber, state.revocations.filter { ($0.issuerID ?? initial) == issuerID })
+    }
+
+    public func recordTrustConfirmation(serial: String, spiffeID: String, generation: Int64, bundleSHA256: [UInt8],
+                                        peer: String, at time: Date) async throws {
+        try state.withLock { state in
+            guard state.indexBySerial[serial] != nil else { throw AuthorityError(.notFound, "no certificate \(serial)") }
+            if let held = state.confirmations[serial], held.generation > generation { return }
+            state.confirmations[serial] = TrustConfirmation(serial: serial, spiffeID: spiffeID, generation: generation,
+                                                            bundleSHA256: bundleSHA256, confirmedAt: time, peer: peer)
+        }
+    }
+
+    public func trustConfirmations() async throws -> [TrustConfirmation] {
+        state.withLock { $0.confirmations.values.sorted { $0.serial < $1.serial } }
+    }
+
+    public func rolloverCounts(rootID: Int64, generation: Int64, now: Date, adminIDs: Set<String>) async throws -> RolloverCounts {
+        state.withLock { state in
+            let live = state.certificates.filter { certificate in
+                certificate.notAfter > now && certificate.supersededBy == nil && !Self.isRevoked(certificate.serial, in: state)
+            }.map { certificate in
+                RolloverCounts.Live(serial: certificate.serial, spiffeID: certificate.spiffeID, notAfter: certificate.notAfter,
+                                    issuerID: certificate.issuerID, confirmedGeneration: state.confirmations[certificate.serial]?.generation)
+            }
+            return RolloverCounts.tally(live, rootID: rootID, issuers: state.issuers, generation: generation, adminIDs: adminIDs)
         }
     }
 
@@ -198,6 +329,12 @@ public final class InMemoryAuthorityStore: AuthorityStore {
 
     // MARK: Inside the lock
 
+    private static func checkSingleActive(_ issuer: IssuerRecord, becoming state: IssuerState, among issuers: [IssuerRecord]) throws {
+        guard state == .active, IssuerChange.hasSingleActive(issuer.kind),
+              let other = issuers.first(where: { $0.kind == issuer.kind && $0.state == .active && $0.serial != issuer.serial }) else { return }
+        throw IssuerChange.secondActive(issuer.kind, serial: issuer.serial, active: other.serial)
+    }
+
     private static func insert(_ certificate: CertificateRecord, into state: inout State) throws {
         guard state.indexBySerial[certificate.serial] == nil else {
             throw AuthorityError(.internal, "certificate \(certificate.serial) exists")
@@ -232,7 +369,8 @@ public final class InMemoryAuthorityStore: AuthorityStore {
         guard let index = state.indexBySerial[serial] else { return nil }
         let certificate = state.certificates[index]
         let record = RevocationRecord(sequence: (state.revocations.last?.sequence ?? 0) + 1, serial: serial, reason: reason,
-                                      revokedAt: time, spiffeID: certificate.spiffeID, notAfter: certificate.notAfter)
+                                      revokedAt: time, spiffeID: certificate.spiffeID, notAfter: certificate.notAfter,
+                                      issuerID: certificate.issuerID)
         state.revocations.append(record)
         return record
     }
