@@ -1,0 +1,247 @@
+import Foundation
+import VouchCrypto
+
+/// The steps of `vouch ca intermediate rotate` and `vouch ca root prepare|activate|retire`
+/// against a store: each reads the issuers, checks the step is allowed, and records it in one
+/// `changeIssuers` with its audit rows. Files are the command's: it says where a new key goes
+/// (`KeyPlacement`) before anything is recorded.
+public struct IssuerOperations: Sendable {
+    /// Where a new key is kept, as recorded in `IssuerRecord.keyRef` / `keyPEM`.
+    public struct KeyPlacement: Sendable {
+        public var keyRef: String
+        public var keyPEM: String?
+
+        public init(keyRef: String, keyPEM: String? = nil) {
+            self.keyRef = keyRef
+            self.keyPEM = keyPEM
+        }
+    }
+
+    public let store: any AuthorityStore
+    public let now: Date
+    /// Admin SPIFFE IDs besides those under `/vouch/`: the CA's own certificates, counted apart from agents'.
+    public var adminIDs: Set<String>
+
+    public init(store: any AuthorityStore, now: Date, adminIDs: Set<String> = []) {
+        self.store = store
+        self.now = now
+        self.adminIDs = adminIDs
+    }
+
+    /// Rotating needs the root to outlive twice the longest lifetime the server grants by default
+    /// (`--max-ttl 168h`): a new intermediate that soon dies with its root buys nothing.
+    public static let minimumRootLifeForRotation: TimeInterval = 2 * 7 * 24 * 3600
+
+    public struct Rotation: Sendable {
+        public let new: IssuerRecord
+        public let previous: IssuerRecord
+        public let generation: Int64
+        /// Retiring intermediates whose every certificate has expired, retired by this change.
+        public let retired: [IssuerRecord]
+    }
+
+    /// A new intermediate under the active root signs from now on; the previous one is retiring.
+    public func rotateIntermediate(rootKey: PrivateKey, rootKeyPath: String,
+                                   placeKey: (IssuerLifecycle.NewIssuer) throws -> KeyPlacement) async throws -> Rotation {
+        let snapshot = try await store.issuers()
+        let (root, previous) = try activePair(snapshot)
+        try refuseRolloverInProgress(snapshot)
+        let rootCertificate = try X509Certificate(der: root.der)
+        let signer = try IssuerLifecycle.rootSigner(rootCertificate, key: rootKey, keyPath: rootKeyPath)
+        guard root.notAfter.timeIntervalSince(now) >= Self.minimumRootLifeForRotation else {
+            throw AuthorityError(.failedPrecondition, "the root expires at \(iso8601(root.notAfter)): roll the root over instead")
+        }
+        let made = try IssuerLifecycle.intermediate(under: signer, now: now, takenNames: try names(snapshot))
+        let placement = try placeKey(made)
+        let record = IssuerRecord(kind: .intermediate, state: .active, serial: made.certificate.serialHex, der: made.certificate.der,
+                                  notBefore: made.certificate.notBefore, notAfter: made.certificate.notAfter,
+                                  keyRef: placement.keyRef, keyPEM: placement.keyPEM, createdAt: now)
+        let idle = try await idleRetiringIntermediates(snapshot).filter { $0.id != previous.id }
+        let change = IssuerChange(
+            inserts: [IssuerChange.NewIssuer(record, parent: .id(root.id))],
+            updates: [IssuerChange.StateUpdate(id: previous.id, state: .retiring)] + idle.map { .init(id: $0.id, state: .retired) })
+        let audit = [entry(.issuerCreate, record.serial, "intermediate under root \(root.serial) (ca intermediate rotate)"),
+                     entry(.issuerActivate, record.serial, "intermediate (ca intermediate rotate)"),
+                     entry(.issuerRetire, previous.serial, "intermediate now retiring (ca intermediate rotate)")]
+            + idle.map { entry(.issuerRetire, $0.serial, "retiring intermediate with no unexpired certificate retired") }
+        let generation = try await store.changeIssuers(change, expectedGeneration: snapshot.generation, audit: audit)
+        let stored = try await store.issuers()
+        return Rotation(new: stored.issuer(serial: record.serial) ?? record, previous: previous, generation: generation, retired: idle)
+    }
+
+    public struct Preparation: Sendable {
+        public let made: IssuerLifecycle.PreparedRoot
+        public let root: IssuerRecord
+        public let intermediate: IssuerRecord
+        public let cross: IssuerRecord
+        public let endorsement: IssuerRecord
+        public let generation: Int64
+    }
+
+    /// A new root, its intermediate, the cross certificate and the endorsement, all pending.
+    public func prepareRoot(rootKey: PrivateKey, rootKeyPath: String,
+                            placeRootKey: (IssuerLifecycle.NewIssuer) throws -> Void,
+                            placeIntermediateKey: (IssuerLifecycle.NewIssuer) throws -> KeyPlacement) async throws -> Preparation {
+        let snapshot = try await store.issuers()
+        let (oldRoot, _) = try activePair(snapshot)
+        try refuseRolloverInProgress(snapshot)
+        let signer = try IssuerLifecycle.rootSigner(try X509Certificate(der: oldRoot.der), key: rootKey, keyPath: rootKeyPath)
+        let made = try IssuerLifecycle.prepareRoot(oldRoot: signer, now: now, takenNames: try names(snapshot))
+        try placeRootKey(made.root)
+        let placement = try placeIntermediateKey(made.intermediate)
+        func pending(_ kind: IssuerKind, _ certificate: X509Certificate, _ key: KeyPlacement) -> IssuerRecord {
+            IssuerRecord(kind: kind, state: .pending, serial: certificate.serialHex, der: certificate.der, notBefore: certificate.notBefore,
+                         notAfter: certificate.notAfter, keyRef: key.keyRef, keyPEM: key.keyPEM, createdAt: now)
+        }
+        let offline = KeyPlacement(keyRef: IssuerRecord.offlineKeyRef)
+        let records = [pending(.root, made.root.certificate, offline), pending(.intermediate, made.intermediate.certificate, placement),
+                       pending(.cross, made.cross, offline), pending(.endorsement, made.endorsement, offline)]
+        let change = IssuerChange(inserts: [
+            IssuerChange.NewIssuer(records[0]),
+            IssuerChange.NewIssuer(records[1], parent: .inserted(0)),
+            IssuerChange.NewIssuer(records[2], parent: .id(oldRoot.id), subject: .inserted(1)),
+            IssuerChange.NewIssuer(records[3], parent: .id(oldRoot.id), subject: .inserted(0)),
+        ])
+        let details = ["new root (ca root prepare)", "intermediate under the new root (ca root prepare)",
+                       "the new intermediate cross-signed by root \(oldRoot.serial) (ca root prepare)",
+                       "the new root endorsed by root \(oldRoot.serial) (ca root prepare)"]
+        let generation = try await store.changeIssuers(change, expectedGeneration: snapshot.generation,
+                                                       audit: zip(records, details).map { entry(.issuerCreate, $0.serial, $1) })
+        let stored = try await store.issuers()
+        let found = records.map { stored.issuer(serial: $0.serial) ?? $0 }
+        return Preparation(made: made, root: found[0], intermediate: found[1], cross: found[2], endorsement: found[3], generation: generation)
+    }
+
+    /// The rollover's stage and whether its next step is safe.
+    public func status() async throws -> RolloverStatus {
+        try await status(of: try await store.issuers())
+    }
+
+    func status(of snapshot: IssuerSnapshot) async throws -> RolloverStatus {
+        let (stage, old, new) = RolloverStatus.roots(of: snapshot)
+        var counts = RolloverCounts()
+        if stage != .none, let old, let new {
+            counts = try await store.rolloverCounts(rootID: old.id, generation: new.createdGeneration, now: now, adminIDs: adminIDs)
+        }
+        return RolloverStatus.compute(snapshot, counts: counts)
+    }
+
+    public struct Transition: Sendable {
+        /// The status that allowed it (or was forced past).
+        public let status: RolloverStatus
+        public let changed: [IssuerChange.StateUpdate]
+        public let generation: Int64
+    }
+
+    /// The new root's intermediate signs from now on: the new root, its intermediate, the cross
+    /// certificate and the endorsement become active; the old root and its intermediates retiring.
+    public func activateRoot(force: Bool) async throws -> Transition {
+        let snapshot = try await store.issuers()
+        let status = try await status(of: snapshot)
+        guard status.stage == .prepared, let old = status.oldRoot, let new = status.newRoot else {
+            throw AuthorityError(.failedPrecondition, status.stage == .activated
+                ? "root \(status.newRoot?.serial ?? "?") is active already: next is vouch ca root retire"
+                : "no root is pending: run vouch ca root prepare first")
+        }
+        if let refusal = status.activateRefusal, !force { throw AuthorityError(.failedPrecondition, refusal) }
+        // Everything `prepare` made: one change, one generation.
+        let newSide = snapshot.issuers.filter { $0.state == .pending && $0.createdGeneration == new.createdGeneration }
+        let oldSide = snapshot.issuers.filter { ($0.id == old.id || ($0.kind == .intermediate && $0.parentID == old.id)) && $0.state == .active }
+        let updates = oldSide.map { IssuerChange.StateUpdate(id: $0.id, state: .retiring) }
+            + newSide.map { IssuerChange.StateUpdate(id: $0.id, state: .active) }
+        let forced = force && status.activateRefusal != nil ? " (forced: \(status.next.reason))" : ""
+        let audit = newSide.map { entry(.issuerActivate, $0.serial, "\($0.kind.rawValue) (ca root activate)\(forced)") }
+            + oldSide.map { entry(.issuerRetire, $0.serial, "\($0.kind.rawValue) now retiring (ca root activate)") }
+        let generation = try await store.changeIssuers(IssuerChange(updates: updates), expectedGeneration: snapshot.generation, audit: audit)
+        return Transition(status: status, changed: updates, generation: generation)
+    }
+
+    /// The old root, its intermediates and the cross certificates it signed leave the bundle and
+    /// the pools. The endorsement stays: a restarting agent proves the new root with it.
+    public func retireRoot(force: Bool) async throws -> Transition {
+        let snapshot = try await store.issuers()
+        let status = try await status(of: snapshot)
+        guard status.stage == .activated, let old = status.oldRoot else {
+            throw AuthorityError(.failedPrecondition, status.stage == .prepared
+                ? "root \(status.newRoot?.serial ?? "?") is pending: activate it first (vouch ca root activate)"
+                : "no root is retiring: nothing to retire")
+        }
+        if let refusal = status.retireRefusal, !force { throw AuthorityError(.failedPrecondition, refusal) }
+        let leaving = snapshot.issuers.filter { issuer in
+            issuer.state != .retired && (issuer.id == old.id
+                || (issuer.parentID == old.id && (issuer.kind == .intermediate || issuer.kind == .cross)))
+        }
+        let updates = leaving.map { IssuerChange.StateUpdate(id: $0.id, state: .retired) }
+        let forced = force && status.retireRefusal != nil ? " (forced: \(status.next.reason))" : ""
+        let audit = leaving.map { entry(.issuerRetire, $0.serial, "\($0.kind.rawValue) retired (ca root retire)\(forced)") }
+        let generation = try await store.changeIssuers(IssuerChange(updates: updates), expectedGeneration: snapshot.generation, audit: audit)
+        return Transition(status: status, changed: updates, generation: generation)
+    }
+
+    /// What an intermediate still has out there: live certificates (unexpired, unrevoked, not
+    /// superseded) and any unexpired one (revoked ones too: their CRL must stay published).
+    public struct Usage: Sendable, Equatable {
+        public var live = 0
+        public var unexpired = 0
+        public var latestNotAfter: Date?
+
+        public init(live: Int = 0, unexpired: Int = 0, latestNotAfter: Date? = nil) {
+            (self.live, self.unexpired, self.latestNotAfter) = (live, unexpired, latestNotAfter)
+        }
+    }
+
+    /// Reads every unexpired certificate once, page by page (a CLI step, not a request path).
+    public func usage(of issuer: IssuerRecord, in snapshot: IssuerSnapshot) async throws -> Usage {
+        let initial = snapshot.initialIntermediate?.id
+        var usage = Usage()
+        for status in [CertificateStatus.active, .revoked] {
+            var before: Int64?
+            while true {
+                let page = try await store.listCertificates(CertificateQuery(status: status, now: now, limit: 1000, beforeID: before))
+                for certificate in page where (certificate.issuerID ?? initial) == issuer.id && certificate.notAfter > now {
+                    usage.unexpired += 1
+                    if status == .active && certificate.supersededBy == nil { usage.live += 1 }
+                    usage.latestNotAfter = max(usage.latestNotAfter ?? certificate.notAfter, certificate.notAfter)
+                }
+                guard page.count == 1000, let last = page.last?.id else { break }
+                before = last
+            }
+        }
+        return usage
+    }
+
+    /// Retiring intermediates with no unexpired certificate left: nothing depends on them any more.
+    public func idleRetiringIntermediates(_ snapshot: IssuerSnapshot) async throws -> [IssuerRecord] {
+        var idle: [IssuerRecord] = []
+        for issuer in snapshot.issuers where issuer.kind == .intermediate && issuer.state == .retiring {
+            if try await usage(of: issuer, in: snapshot).unexpired == 0 { idle.append(issuer) }
+        }
+        return idle
+    }
+
+    private func activePair(_ snapshot: IssuerSnapshot) throws -> (root: IssuerRecord, intermediate: IssuerRecord) {
+        guard let root = snapshot.activeRoot, let intermediate = snapshot.activeIntermediate else {
+            throw AuthorityError(.failedPrecondition, "the database holds no active root and intermediate")
+        }
+        return (root, intermediate)
+    }
+
+    private func refuseRolloverInProgress(_ snapshot: IssuerSnapshot) throws {
+        let (stage, old, new) = RolloverStatus.roots(of: snapshot)
+        switch stage {
+        case .none: return
+        case .prepared:
+            throw AuthorityError(.failedPrecondition, "root \(new?.serial ?? "?") is pending: finish the rollover first")
+        case .activated:
+            throw AuthorityError(.failedPrecondition, "root \(old?.serial ?? "?") is retiring: finish the rollover first")
+        }
+    }
+
+    private func names(_ snapshot: IssuerSnapshot) throws -> Set<String> {
+        Set(try snapshot.issuers.compactMap { try X509Certificate(der: $0.der).commonName })
+    }
+
+    private func entry(_ action: AuditAction, _ serial: String, _ detail: String) -> AuditEntry {
+        AuditEntry(time: now, actor: "local", action: action, subject: serial, peer: "local", detail: detail)
+    }
+}
