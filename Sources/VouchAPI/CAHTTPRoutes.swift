@@ -3,7 +3,9 @@ import VouchAuthority
 import VouchHTTP
 
 /// The CA's plain-HTTP routes for software that does not speak gRPC:
-/// `GET /crl` (DER CRL, e.g. for nginx `ssl_crl` or envoy) and an RFC 6960
+/// `GET /crl` (DER CRL of the signing intermediate, e.g. for nginx `ssl_crl` or envoy),
+/// `GET /crl/<intermediate serial>` (that intermediate's; 404 unknown, 410 retired),
+/// `GET /crl/all.pem` (every intermediate's CRL in PEM, one file for nginx or envoy) and an RFC 6960
 /// OCSP responder at `POST /ocsp` and `GET /ocsp/<base64 request>`, `GET /healthz`
 /// for load balancers and probes, `GET /metrics` (Prometheus) and `GET /audit/checkpoint`
 /// (the latest signed audit checkpoint, one JSON line) when given.
@@ -15,12 +17,16 @@ public enum CAHTTPRoutes {
         { request in
             switch (request.method, request.path) {
             case ("GET", "/crl"):
+                return await crl(authority, issuer: nil)
+            case ("GET", "/crl/all.pem"):
                 do {
-                    let snapshot = try await authority.currentCRL()
-                    return HTTPResponse(status: 200, contentType: "application/pkix-crl", body: snapshot.der)
+                    let pem = try await authority.allCRLs().map(\.pem).joined()
+                    return HTTPResponse(status: 200, contentType: "application/x-pem-file", body: Array(pem.utf8))
                 } catch {
                     return .text(500, "CRL unavailable")
                 }
+            case ("GET", let path) where path.hasPrefix("/crl/"):
+                return await crl(authority, issuer: String(path.dropFirst("/crl/".count)))
             case ("POST", "/ocsp"), ("POST", "/"):
                 return HTTPResponse(status: 200, contentType: "application/ocsp-response",
                                     body: await authority.ocspResponse(to: request.body))
@@ -56,8 +62,23 @@ public enum CAHTTPRoutes {
                     return .text(503, "unhealthy: \(error)")
                 }
             default:
-                return .text(404, "Vouch CA: GET /crl, POST /ocsp, GET /healthz, GET /metrics, GET /audit/checkpoint")
+                return .text(404, "Vouch CA: GET /crl, GET /crl/<issuer serial>, GET /crl/all.pem, POST /ocsp, GET /healthz, "
+                              + "GET /metrics, GET /audit/checkpoint")
             }
+        }
+    }
+
+    /// The DER CRL of `issuer` (an intermediate's hex serial; nil: the signing one).
+    private static func crl(_ authority: CertificateAuthority, issuer: String?) async -> HTTPResponse {
+        do {
+            let snapshot = try await authority.currentCRL(issuer: issuer)
+            return HTTPResponse(status: 200, contentType: "application/pkix-crl", body: snapshot.der)
+        } catch let error as AuthorityError where error.kind == .notFound || error.kind == .invalidArgument {
+            return .text(404, "no intermediate with that serial")
+        } catch let error as AuthorityError where error.kind == .failedPrecondition {
+            return .text(410, "that intermediate is retired: its certificates have all expired")
+        } catch {
+            return .text(500, "CRL unavailable")
         }
     }
 }

@@ -47,8 +47,9 @@ public struct CertificateAuthorityService: Vouch_V1_CertificateAuthority.SimpleS
     }
 
     public func getCRL(request: Vouch_V1_CRLRequest, context: ServerContext) async throws -> Vouch_V1_CRLResponse {
-        let snapshot = try await authority.currentCRL()
+        let snapshot = try await authority.currentCRL(issuer: request.issuer.isEmpty ? nil : request.issuer)
         var response = Vouch_V1_CRLResponse()
+        response.issuer = snapshot.issuer
         response.crl = Data(snapshot.der)
         response.crlNumber = snapshot.number
         response.thisUpdate = Int64(snapshot.thisUpdate)
@@ -71,12 +72,12 @@ public struct CertificateAuthorityService: Vouch_V1_CertificateAuthority.SimpleS
         let now = authority.now
         for record in try await authority.revocations(afterSequence: last)
         where resume > 0 || record.notAfter > now {
-            try await response.write(Vouch_V1_RevocationEvent(record))
+            try await response.write(Vouch_V1_RevocationEvent(record, issuer: authority.issuerSerial(of: record)))
             last = max(last, record.sequence)
         }
         // The live stream is in sequence order without gaps (see RevocationRegistry), from before the backlog's read.
         for await record in live where record.sequence > last {
-            try await response.write(Vouch_V1_RevocationEvent(record))
+            try await response.write(Vouch_V1_RevocationEvent(record, issuer: authority.issuerSerial(of: record)))
             last = record.sequence
         }
     }

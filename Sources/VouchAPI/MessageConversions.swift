@@ -52,8 +52,10 @@ extension Vouch_V1_CertificateStatus {
 }
 
 extension Vouch_V1_RevocationEvent {
-    init(_ record: RevocationRecord) {
+    /// - Parameter issuer: the serial of the intermediate that issued the revoked certificate.
+    init(_ record: RevocationRecord, issuer: String = "") {
         self.init()
+        self.issuer = issuer
         sequence = record.sequence
         serial = record.serial
         reason = Int32(record.reason)

@@ -45,11 +45,14 @@ public enum AuditChain {
     /// Checks rows in id order against each other and against the recorded head (the
     /// last row's id and hash, kept apart so deleting trailing rows is caught too; a
     /// missing head fails). Then every stored checkpoint and the `exported` one (a saved
-    /// `vouch audit checkpoint`) must carry a valid signature of `intermediate` and name a
+    /// `vouch audit checkpoint`) must carry a valid signature of `intermediate` (or of the one of
+    /// `intermediates` it names: after a rotation, checkpoints come from several) and name a
     /// row of this chain with the same hash: that catches a chain rewritten and rehashed
     /// by someone without the intermediate key, and a rollback to an older database.
     public static func verify(_ rows: [Row], head: (id: Int64, hash: [UInt8])?, checkpoints: [AuditCheckpoint] = [],
-                              intermediate: X509Certificate? = nil, exported: AuditCheckpoint? = nil) -> Verdict {
+                              intermediate: X509Certificate? = nil, intermediates: [X509Certificate] = [],
+                              exported: AuditCheckpoint? = nil) -> Verdict {
+        let signers = (intermediate.map { [$0] } ?? []) + intermediates
         var previous = genesis
         var hashes: [Int64: [UInt8]] = [0: genesis]
         for row in rows {
@@ -71,11 +74,12 @@ public enum AuditChain {
         }
         let signed = checkpoints.map { ($0, "the checkpoint signed at \($0.time.formatted(.iso8601))") }
             + (exported.map { [($0, "the checkpoint file")] } ?? [])
-        if !signed.isEmpty, intermediate == nil {
+        if !signed.isEmpty, signers.isEmpty {
             return .broken(rowID: lastID, reason: "checkpoints cannot be checked without the intermediate certificate")
         }
         for (checkpoint, what) in signed {
-            if let problem = checkpoint.signatureProblem(certificate: intermediate!) {
+            let signer = signers.first { $0.serialHex == checkpoint.signer } ?? signers[0]
+            if let problem = checkpoint.signatureProblem(certificate: signer) {
                 return .broken(rowID: checkpoint.rowID, reason: "\(what) for this row is not valid: \(problem)")
             }
             if checkpoint.rowID > lastID {

@@ -1,17 +1,34 @@
 import Foundation
 import VouchCrypto
 
-/// Signs checkpoints of the audit log's head with the intermediate key and keeps them in
-/// the store. Before signing it checks that the rows since the last checkpoint continue
+/// Signs checkpoints of the audit log's head with the signing intermediate's key and keeps them
+/// in the store. Before signing it checks that the rows since the last checkpoint continue
 /// the chain, so it never puts the CA's signature on a head it cannot link to its past.
 public final class AuditCheckpointer: Sendable {
     let store: any AuthorityStore
-    let signer: CertificateSigner
+    /// The signer of the next checkpoint.
+    let signer: @Sendable () -> CertificateSigner
+    /// The certificate of the intermediate with this serial, to check an earlier checkpoint.
+    let intermediate: @Sendable (String) -> X509Certificate?
     let clock: @Sendable () -> Date
 
+    /// Signs with one fixed key.
     public init(store: any AuthorityStore, signer: CertificateSigner, clock: @escaping @Sendable () -> Date = { Date() }) {
         self.store = store
-        self.signer = signer
+        self.signer = { signer }
+        self.intermediate = { $0 == signer.certificate.serialHex ? signer.certificate : nil }
+        self.clock = clock
+    }
+
+    /// Signs with the intermediate that signs certificates now, and accepts an earlier
+    /// checkpoint signed by any of the CA's intermediates (before a rotation, the previous one).
+    public init(store: any AuthorityStore, authority: CertificateAuthority, clock: @escaping @Sendable () -> Date = { Date() }) {
+        self.store = store
+        self.signer = { authority.issuerSet.active.signer }
+        self.intermediate = { serial in
+            let issuers = authority.issuerSet
+            return issuers.record(serial: serial).flatMap { $0.kind == .intermediate ? issuers.certificate($0) : nil }
+        }
         self.clock = clock
     }
 
@@ -29,8 +46,9 @@ public final class AuditCheckpointer: Sendable {
     public func checkpoint() async throws -> AuditCheckpoint {
         let head = try await currentHead()
         let last = try await store.latestAuditCheckpoint()
+        let signer = signer()
         if let last {
-            if let problem = last.signatureProblem(certificate: signer.certificate) {
+            if let problem = last.signatureProblem(certificate: intermediate(last.signer) ?? signer.certificate) {
                 throw AuthorityError(.failedPrecondition, "not signing an audit checkpoint: the latest stored one (row \(last.rowID)) is invalid: \(problem)")
             }
             guard last.rowID <= head.id else {

@@ -1,24 +1,28 @@
 import Foundation
 import VouchCrypto
 
-/// The CA certificates and the online signing key, parsed once at start-up.
+/// What the CA starts from: its settings and the initial pair of its directory (root.pem,
+/// intermediate.pem and its key), parsed once. The issuers that sign afterwards are in the
+/// database (`IssuerSet`); the pair is adopted there at the first start.
 public struct CAMaterial: Sendable {
     public let settings: CASettings
     public let root: X509Certificate
     public let intermediate: X509Certificate
-    /// Signs leaves and CRLs with the intermediate key.
+    /// The initial intermediate's signer.
     public let signer: CertificateSigner
-    /// The roots clients should trust: bundle.pem, which holds more than this CA's own root
-    /// during a root rollover. Handed out with every certificate and by GetTrustBundle.
-    public let trustRoots: [X509Certificate]
+    /// The CA directory, where later intermediates' key files are (nil for a CA made in memory).
+    public let files: CAFiles?
+    /// The CA passphrase: it decrypts keys kept encrypted in the database.
+    public let passphrase: String?
 
     public init(settings: CASettings, root: X509Certificate, intermediate: X509Certificate, signer: CertificateSigner,
-                trustRoots: [X509Certificate]? = nil) {
+                files: CAFiles? = nil, passphrase: String? = nil) {
         self.settings = settings
         self.root = root
         self.intermediate = intermediate
         self.signer = signer
-        self.trustRoots = trustRoots ?? [root]
+        self.files = files
+        self.passphrase = passphrase
     }
 
     /// Loads a CA directory made by `vouch ca init`.
@@ -34,13 +38,22 @@ public struct CAMaterial: Sendable {
         guard intermediate.isSigned(by: root) else {
             throw AuthorityError(.failedPrecondition, "intermediate.pem is not signed by root.pem")
         }
-        var trustRoots = [root]
-        if let bundle = try? String(contentsOfFile: files.bundle, encoding: .utf8) {
-            let extra = try X509Certificate.all(inPEM: bundle).filter { $0.der != root.der }
-            trustRoots += extra
-        }
         return CAMaterial(settings: settings, root: root, intermediate: intermediate,
-                          signer: try CertificateSigner(certificate: intermediate, key: key), trustRoots: trustRoots)
+                          signer: try CertificateSigner(certificate: intermediate, key: key),
+                          files: files, passphrase: passphrase)
+    }
+
+    /// The initial pair as issuer records, as `AuthorityStore.adoptInitialIssuers` takes them
+    /// (ids -1 and 0: the store assigns the real ones).
+    public func initialRecords(now: Date = Date()) -> (root: IssuerRecord, intermediate: IssuerRecord) {
+        let rootRecord = IssuerRecord(id: -1, kind: .root, state: .active, serial: root.serialHex, der: root.der,
+                                      notBefore: root.notBefore, notAfter: root.notAfter,
+                                      keyRef: IssuerRecord.offlineKeyRef, createdAt: now)
+        let intermediateRecord = IssuerRecord(id: 0, kind: .intermediate, state: .active, parentID: -1,
+                                              serial: intermediate.serialHex, der: intermediate.der,
+                                              notBefore: intermediate.notBefore, notAfter: intermediate.notAfter,
+                                              keyRef: IssuerRecord.initialKeyRef, createdAt: now)
+        return (rootRecord, intermediateRecord)
     }
 }
 

@@ -1,19 +1,23 @@
 import Foundation
+import Synchronization
 import VouchCrypto
 
-/// Keeps one signed CRL and regenerates it when a revocation happened or it
-/// is older than the refresh interval, so readers never sign on every call.
+/// Keeps one issuer's signed CRL, listing the revoked certificates that issuer signed, and
+/// regenerates it when a revocation happened or it is older than the refresh interval, so
+/// readers never sign on every call.
 actor CRLPublisher {
     private let store: any AuthorityStore
+    private let issuerID: Int64
     private let signer: CertificateSigner
     private let registry: RevocationRegistry
     private let validity: TimeInterval
     private let refreshInterval: TimeInterval
     private var current: CRLSnapshot?
 
-    init(store: any AuthorityStore, signer: CertificateSigner, registry: RevocationRegistry,
+    init(store: any AuthorityStore, issuerID: Int64, signer: CertificateSigner, registry: RevocationRegistry,
          validity: TimeInterval, refreshInterval: TimeInterval) {
         self.store = store
+        self.issuerID = issuerID
         self.signer = signer
         self.registry = registry
         self.validity = validity
@@ -25,7 +29,7 @@ actor CRLPublisher {
         if let current, current.sequence >= sequence, now.timeIntervalSince1970 - current.thisUpdate < refreshInterval {
             return current
         }
-        let (number, revocations) = try await store.nextCRLNumberAndRevocations()
+        let (number, revocations) = try await store.nextCRLNumberAndRevocations(issuerID: issuerID)
         // Expired certificates fail validation anyway, so they leave the CRL (RFC 5280 3.3).
         let entries = revocations
             .filter { $0.notAfter > now }
@@ -37,8 +41,42 @@ actor CRLPublisher {
         let nextUpdate = now.addingTimeInterval(validity)
         let der = try signer.makeCRL(entries: entries, number: number, thisUpdate: now, nextUpdate: nextUpdate)
         let snapshot = CRLSnapshot(der: der, number: number, thisUpdate: now.timeIntervalSince1970.rounded(.down),
-                                   nextUpdate: nextUpdate.timeIntervalSince1970.rounded(.down), sequence: sequence)
+                                   nextUpdate: nextUpdate.timeIntervalSince1970.rounded(.down),
+                                   issuer: signer.certificate.serialHex, sequence: sequence)
         current = snapshot
         return snapshot
+    }
+}
+
+/// One `CRLPublisher` per publishing intermediate (see `IssuerSet.publishing`), kept across
+/// issuer reloads so a switch does not re-sign every CRL.
+final class CRLPublishers: Sendable {
+    private let store: any AuthorityStore
+    private let registry: RevocationRegistry
+    private let validity: TimeInterval
+    private let refreshInterval: TimeInterval
+    private let publishers = Mutex<[String: CRLPublisher]>([:])
+
+    init(store: any AuthorityStore, registry: RevocationRegistry, validity: TimeInterval, refreshInterval: TimeInterval) {
+        self.store = store
+        self.registry = registry
+        self.validity = validity
+        self.refreshInterval = refreshInterval
+    }
+
+    func publisher(for issuer: SigningIssuer) -> CRLPublisher {
+        publishers.withLock { publishers in
+            if let existing = publishers[issuer.serial] { return existing }
+            let publisher = CRLPublisher(store: store, issuerID: issuer.record.id, signer: issuer.signer, registry: registry,
+                                         validity: validity, refreshInterval: refreshInterval)
+            publishers[issuer.serial] = publisher
+            return publisher
+        }
+    }
+
+    /// Forgets the publishers of issuers that no longer publish.
+    func keep(only issuers: [SigningIssuer]) {
+        let serials = Set(issuers.map(\.serial))
+        publishers.withLock { $0 = $0.filter { serials.contains($0.key) } }
     }
 }

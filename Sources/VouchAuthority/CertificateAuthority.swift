@@ -6,13 +6,17 @@ import VouchIdentityRules
 /// renewal, revocation and the CRL. Transport and storage are injected.
 public final class CertificateAuthority: Sendable {
     public let policy: IssuancePolicy
+    /// The CA directory's initial pair and settings; what signs is `issuerSet`.
     public let material: CAMaterial
     public let revocations = RevocationRegistry()
     /// Callers of `catchUpRevocations` waiting for the next read.
     private let catchUpWaiters = BatchQueue<CheckedContinuation<Int, any Error>>()
     private let store: any AuthorityStore
     private let clock: @Sendable () -> Date
-    private let crl: CRLPublisher
+    private let crls: CRLPublishers
+    private let issuers: IssuerBoard
+    /// One issuer reload at a time (the follower's poll and a NOTIFY may coincide).
+    private let issuerReloads = BatchQueue<CheckedContinuation<Bool, any Error>>()
     private let tokenGuesses: FailedAttemptLimiter
 
     public init(store: any AuthorityStore, material: CAMaterial, policy: IssuancePolicy,
@@ -21,14 +25,87 @@ public final class CertificateAuthority: Sendable {
         self.material = material
         self.policy = policy
         self.clock = clock
-        self.crl = CRLPublisher(store: store, signer: material.signer, registry: revocations,
-                                validity: policy.crlValidity, refreshInterval: policy.crlRefreshInterval)
+        self.crls = CRLPublishers(store: store, registry: revocations,
+                                  validity: policy.crlValidity, refreshInterval: policy.crlRefreshInterval)
+        self.issuers = IssuerBoard(IssuerSet.bootstrap(material))
         self.tokenGuesses = FailedAttemptLimiter(limit: policy.failedTokenAttemptsPerMinute, window: 60)
     }
 
-    /// Loads persisted revocations so revoked certificates stay refused after a restart.
+    /// Adopts the CA directory's pair as the initial issuers (once per database), loads the
+    /// issuers, and loads persisted revocations so revoked certificates stay refused after a restart.
     public func start() async throws {
+        try await reloadIssuers()
         try await catchUpRevocations()
+    }
+
+    // MARK: Issuers
+
+    /// The issuers as this process uses them now.
+    public var issuerSet: IssuerSet { issuers.current }
+
+    /// The current issuer set at once, then each new one (after `reloadIssuers()` installs it);
+    /// ends on `finishIssuerUpdates()`.
+    public func issuerUpdates() -> AsyncStream<IssuerSet> { issuers.updates() }
+
+    /// Ends every `issuerUpdates()` stream (on shutdown).
+    public func finishIssuerUpdates() { issuers.finish() }
+
+    /// Why this process signs with another intermediate than the active one (it cannot load that
+    /// key), for the server to log once per generation; nil when it signs with the active one.
+    public var signingIssuerWarning: String? { issuers.current.signingIssuerWarning }
+
+    /// Reads the issuers again when the store's generation moved since the set held (the first
+    /// time: adopts the CA directory's pair), or when a key could not be loaded last time; whether
+    /// a new set was installed. A set whose keys cannot sign at all is refused and the held one
+    /// stays. Concurrent callers share reads.
+    @discardableResult
+    public func reloadIssuers() async throws -> Bool {
+        try await withCheckedThrowingContinuation { waiter in
+            if issuerReloads.append(waiter) { Task { await reloadForWaiters() } }
+        }
+    }
+
+    private func reloadForWaiters() async {
+        while let waiters = issuerReloads.takeBatch(limit: Int.max) {
+            do {
+                let changed = try await reloadIssuersOnce()
+                for waiter in waiters { waiter.resume(returning: changed) }
+            } catch {
+                for waiter in waiters { waiter.resume(throwing: error) }
+            }
+        }
+    }
+
+    private func reloadIssuersOnce() async throws -> Bool {
+        let held = issuers.current
+        let snapshot: IssuerSnapshot
+        if !held.isAdopted {
+            let (root, intermediate) = material.initialRecords(now: clock())
+            snapshot = try await store.adoptInitialIssuers(root: root, intermediate: intermediate)
+            guard let initial = snapshot.initialIntermediate, initial.der == material.intermediate.der else {
+                throw AuthorityError(.failedPrecondition, "the database belongs to another CA: its first intermediate is "
+                    + "\(snapshot.initialIntermediate?.serial ?? "missing"), not \(material.intermediate.serialHex) of "
+                    + "\(material.files?.intermediateCertificate ?? "this CA")")
+            }
+        } else {
+            let generation = try await store.issuerGeneration()
+            guard generation > held.generation || (generation == held.generation && held.signingIssuerWarning != nil) else { return false }
+            snapshot = try await store.issuers()
+        }
+        let set = try IssuerSet.load(snapshot, files: material.files, passphrase: material.passphrase, initial: material.signer)
+        if held.isAdopted, set.generation == held.generation, set.active.serial == held.active.serial { return false }
+        guard issuers.replace(with: set, sameGeneration: true) else { return false }
+        crls.keep(only: set.publishing)
+        return true
+    }
+
+    /// The issuers, read from the store first if this process has not yet (an authority used
+    /// without `start()`, as in tests).
+    private func loadedIssuers() async throws -> IssuerSet {
+        let current = issuers.current
+        if current.isAdopted { return current }
+        try await reloadIssuers()
+        return issuers.current
     }
 
     /// Reads into the registry the revocations committed since its last read, here or by another
@@ -63,8 +140,10 @@ public final class CertificateAuthority: Sendable {
         _ = try? await catchUpRevocations()
     }
 
-    public var rootsDER: [[UInt8]] { material.trustRoots.map(\.der) }
-    public var chainDER: [[UInt8]] { [material.intermediate.der] }
+    /// Every root that is not retired.
+    public var rootsDER: [[UInt8]] { issuers.current.rootsDER }
+    /// The chain sent with new certificates: the signing intermediate, then its active cross certificate.
+    public var chainDER: [[UInt8]] { issuers.current.chainDER }
 
     public func isAdmin(_ caller: Caller) -> Bool {
         caller.spiffeID.map { policy.adminIDs.contains($0) } ?? false
@@ -100,7 +179,8 @@ public final class CertificateAuthority: Sendable {
             ? SubjectAltNames(uris: [grant.spiffeID], dnsNames: grant.dnsNames, ipAddresses: grant.ipAddresses)
             : SubjectAltNames(uris: [grant.spiffeID], dnsNames: requested.dnsNames.map { $0.lowercased() }, ipAddresses: ips)
 
-        var record = try sign(csr, names: names, ttlSeconds: ttlSeconds, now: now)
+        let issuers = try await loadedIssuers()
+        var record = try sign(csr, names: names, ttlSeconds: ttlSeconds, now: now, issuer: issuers.active)
         record.tokenID = grant.id
         let actor = "token:\(grant.id)"
         try await store.recordEnrollment(tokenID: grant.id, now: now, certificate: record, audit: [
@@ -108,7 +188,7 @@ public final class CertificateAuthority: Sendable {
             AuditEntry(time: now, actor: actor, action: .enroll, subject: record.serial, peer: caller.peer,
                        detail: "\(grant.spiffeID) until \(Self.iso(record.notAfter))"),
         ])
-        return IssuedCertificate(record: record, chain: chainDER, roots: rootsDER)
+        return IssuedCertificate(record: record, chain: issuers.chainDER, roots: issuers.rootsDER)
     }
 
     /// The stored grant of a well-formed token whose secret matches, if it is still usable.
@@ -165,7 +245,9 @@ public final class CertificateAuthority: Sendable {
             throw AuthorityError(.invalidArgument, "the CSR reuses the current certificate's key; renewal needs a new key")
         }
         let names = SubjectAltNames(uris: [current.spiffeID], dnsNames: current.dnsNames, ipAddresses: current.ipAddresses)
-        var record = try sign(csr, names: names, ttlSeconds: ttlSeconds, now: now)
+        // Whichever intermediate signed the current certificate, the active one signs its renewal.
+        let issuers = try await loadedIssuers()
+        var record = try sign(csr, names: names, ttlSeconds: ttlSeconds, now: now, issuer: issuers.active)
         record.renewedFrom = current.serial
         record.tokenID = current.tokenID
         var audit = [AuditEntry(time: now, actor: current.spiffeID, action: .renew, subject: record.serial, peer: caller.peer,
@@ -178,7 +260,7 @@ public final class CertificateAuthority: Sendable {
         let replaced = try await store.recordRenewal(certificate: record, previousSerial: current.serial, replacing: replacing,
                                                      at: now, budget: selfRevocationBudget(of: current.spiffeID, now: now), audit: audit)
         if let replaced { await recordCommitted([replaced]) }
-        return IssuedCertificate(record: record, chain: chainDER, roots: rootsDER)
+        return IssuedCertificate(record: record, chain: issuers.chainDER, roots: issuers.rootsDER)
     }
 
     /// A lineage has one live certificate. A certificate already renewed may renew once more, only
@@ -257,26 +339,62 @@ public final class CertificateAuthority: Sendable {
         RevocationBudget(actor: spiffeID, now: now, window: policy.selfRevocationWindow, limit: policy.selfRevocationLimit)
     }
 
+    /// The serial of the intermediate that issued a revoked certificate (for WatchRevocations events).
+    public func issuerSerial(of revocation: RevocationRecord) -> String {
+        issuers.current.issuerSerial(of: revocation.issuerID) ?? ""
+    }
+
     public func revocations(afterSequence: Int64) async throws -> [RevocationRecord] {
         try await store.revocations(afterSequence: afterSequence)
     }
 
-    public func currentCRL() async throws -> CRLSnapshot {
+    /// The CRL of an intermediate, signed by it and listing the revoked certificates it issued:
+    /// `issuer` is its serial (hex; a cross certificate's serial names the intermediate it
+    /// certifies), nil the one that signs now. Throws `notFound` for an unknown serial,
+    /// `failedPrecondition` for a retired issuer, `unavailable` when this process lacks its key.
+    public func currentCRL(issuer: String? = nil) async throws -> CRLSnapshot {
+        let issuers = try await loadedIssuers()
+        let publishing: SigningIssuer
+        if let issuer {
+            guard let serial = SerialNumber.canonicalHex(issuer) else {
+                throw AuthorityError(.invalidArgument, "\(AuthorityError.quoted(issuer)) is not a hex serial number")
+            }
+            publishing = try issuers.publishingIssuer(serial: serial)
+        } else {
+            publishing = issuers.active
+        }
         // Other replicas' revocations committed before this request are in the CRL: an agent told
         // of one by a replica's stream may fetch the CRL from another that has not read it yet.
         // Best effort: with the database down the last CRL is still served.
         if store is any RevocationChangeFeed { _ = try? await catchUpRevocations() }
-        return try await crl.snapshot(now: clock())
+        return try await crls.publisher(for: publishing).snapshot(now: clock())
     }
 
-    /// A signed OCSP response (RFC 6960) for a DER OCSP request.
+    /// The CRL of every intermediate that publishes one (not retired, key loaded here), the
+    /// signing one first: for `GET /crl/all.pem`.
+    public func allCRLs() async throws -> [CRLSnapshot] {
+        let issuers = try await loadedIssuers()
+        if store is any RevocationChangeFeed { _ = try? await catchUpRevocations() }
+        var snapshots: [CRLSnapshot] = []
+        for issuer in issuers.publishing {
+            snapshots.append(try await crls.publisher(for: issuer).snapshot(now: clock()))
+        }
+        return snapshots
+    }
+
+    /// A signed OCSP response (RFC 6960) for a DER OCSP request, from the intermediate its CertID
+    /// names (any that publishes a CRL); `unauthorized` for another issuer.
     public func ocspResponse(to request: [UInt8]) async -> [UInt8] {
         let now = clock()
-        return await OCSPResponder(signer: material.signer, validity: policy.crlRefreshInterval).respond(to: request, now: now) { serial in
-            guard let record = try? await store.certificate(serial: serial) else { return .unknown }
-            if let revokedAt = record.revokedAt { return .revoked(at: revokedAt, reason: record.revocationReason ?? 0) }
-            return .good
-        }
+        let issuers = (try? await loadedIssuers()) ?? self.issuers.current
+        return await OCSPResponder(issuers: issuers.publishing.map(\.signer), validity: policy.crlRefreshInterval)
+            .respond(to: request, now: now) { serial, signer in
+                guard let record = try? await store.certificate(serial: serial),
+                      issuers.issuerID(of: record.issuerID) == issuers.publishing.first(where: { $0.signer === signer })?.record.id
+                else { return .unknown }
+                if let revokedAt = record.revokedAt { return .revoked(at: revokedAt, reason: record.revocationReason ?? 0) }
+                return .good
+            }
     }
 
     // MARK: Tokens
@@ -389,7 +507,8 @@ public final class CertificateAuthority: Sendable {
         return csr
     }
 
-    private func sign(_ csr: CertificateSigningRequest, names: SubjectAltNames, ttlSeconds: Int64, now: Date) throws -> CertificateRecord {
+    private func sign(_ csr: CertificateSigningRequest, names: SubjectAltNames, ttlSeconds: Int64, now: Date,
+                      issuer: SigningIssuer) throws -> CertificateRecord {
         // The profile is looked up again at issuance: a token or certificate from before a
         // configuration change gets today's rules.
         let profile = try policy.profile(for: names.uris[0])
@@ -404,19 +523,30 @@ public final class CertificateAuthority: Sendable {
         let lifetime = try policy.certificateLifetime(requested: ttlSeconds, profile: profile)
         // Never outlive the issuing CA: a chain is only as valid as its shortest link. The backdate
         // (for slow peer clocks) stays small against short lifetimes so agents' 2/3 point stays put.
-        let notAfter = min(now.addingTimeInterval(lifetime), material.intermediate.notAfter)
+        let notAfter = min(now.addingTimeInterval(lifetime), issuer.certificate.notAfter)
         let certificate: X509Certificate
         do {
-            certificate = try material.signer.sign(csr, template: CertificateTemplate(
+            certificate = try issuer.signer.sign(csr, template: CertificateTemplate(
                 role: .leaf, serial: try SerialNumber.random(), subject: [("O", "Vouch")],
                 notBefore: now.addingTimeInterval(-min(policy.backdate, lifetime / 10)), notAfter: notAfter, subjectAltNames: names,
-                crlDistributionPoint: policy.crlDistributionPoint))
+                crlDistributionPoint: policy.crlDistributionPoint.map { Self.distributionPoint($0, issuer: issuer) }))
         } catch let error as CryptoError {
             throw AuthorityError(error.kind == .malformed ? .invalidArgument : .internal, error.message)
         }
+        // The bootstrap pair (ids -1/0) is recorded as no issuer, which means the initial intermediate.
         return CertificateRecord(serial: certificate.serialHex, spiffeID: names.uris[0], dnsNames: names.dnsNames,
                                  ipAddresses: names.ipAddresses, notBefore: certificate.notBefore,
-                                 notAfter: certificate.notAfter, issuedAt: now, der: certificate.der)
+                                 notAfter: certificate.notAfter, issuedAt: now, der: certificate.der,
+                                 issuerID: issuer.record.id > 0 ? issuer.record.id : nil)
+    }
+
+    /// The CRL URL written into a certificate: Vouch's own `…/crl` route gets the issuer's serial
+    /// appended (`…/crl/<serial>`), so a party following it gets the CRL of the intermediate that
+    /// signed the certificate, before and after a rotation; any other URL is written as given.
+    static func distributionPoint(_ url: String, issuer: SigningIssuer) -> String {
+        guard !issuer.record.serial.isEmpty, let parsed = URL(string: url), parsed.path.hasSuffix("/crl"),
+              parsed.query == nil, parsed.fragment == nil else { return url }
+        return url + "/" + issuer.serial
     }
 
     /// ISO 8601 in UTC; a format style, since building an ISO8601DateFormatter per call is costly.

@@ -1,8 +1,9 @@
 internal import CVouchOpenSSL
 import Foundation
 
-/// Answers RFC 6960 OCSP requests for certificates of one issuing CA, signing
-/// with that CA's key (OpenSSL's OCSP API).
+/// Answers RFC 6960 OCSP requests for certificates of the CA's issuing certificates (the
+/// active intermediate and those retiring), each answer signed by the key of the issuer the
+/// request names (OpenSSL's OCSP API).
 public struct OCSPResponder: Sendable {
     public enum Status: Sendable, Equatable {
         case good
@@ -10,40 +11,58 @@ public struct OCSPResponder: Sendable {
         case unknown
     }
 
-    let signer: CertificateSigner
+    /// The issuers answered for, in order of preference: a CertID matching several (an
+    /// intermediate and its cross certificate share subject and key) is answered by the first.
+    let issuers: [CertificateSigner]
     /// How long a response may be cached (nextUpdate - thisUpdate).
     let validity: TimeInterval
     /// Octets of the longest serial looked up; longer ones (Vouch issues 16) are answered unknown.
     static let longestSerialLookedUp = 64
 
-    public init(signer: CertificateSigner, validity: TimeInterval = 3600) {
-        self.signer = signer
+    public init(issuers: [CertificateSigner], validity: TimeInterval = 3600) {
+        self.issuers = issuers
         self.validity = validity
     }
 
-    /// A DER OCSPResponse for a DER OCSPRequest; `lookup` gets each lowercase hex serial
-    /// issued by this CA. Malformed requests get a malformedRequest response.
-    public func respond(to requestDER: [UInt8], now: Date = Date(), lookup: (String) async -> Status) async -> [UInt8] {
+    public init(signer: CertificateSigner, validity: TimeInterval = 3600) {
+        self.init(issuers: [signer], validity: validity)
+    }
+
+    /// A DER OCSPResponse for a DER OCSPRequest; `lookup` gets each lowercase hex serial with
+    /// the issuer its CertID names. The response is signed by the issuer of the first request
+    /// entry that names one of `issuers`; entries naming another issuer are answered unknown.
+    /// A request naming none of them gets `unauthorized` (RFC 6960 2.3: this responder cannot
+    /// answer for that CA); a malformed one gets `malformedRequest`.
+    public func respond(to requestDER: [UInt8], now: Date = Date(),
+                        lookup: (_ serial: String, _ issuer: CertificateSigner) async -> Status) async -> [UInt8] {
         guard let request = requestDER.withUnsafeBufferPointer({ vouch_ocsp_request_parse($0.baseAddress, $0.count) }) else {
             return Self.errorResponse(OCSP_RESPONSE_STATUS_MALFORMEDREQUEST)
         }
         defer { OCSP_REQUEST_free(request) }
         let count = Int(vouch_ocsp_request_count(request))
         guard count > 0, count <= 100 else { return Self.errorResponse(OCSP_RESPONSE_STATUS_MALFORMEDREQUEST) }
-        // Serials this CA may have issued; nil for the others, which are unknown without a lookup.
-        let serials: [[UInt8]?] = signer.certificate.withUnsafeX509Pointer { issuer in
-            (0..<count).map { index in
-                var ours: Int32 = 0
-                guard let serial = vouch_ocsp_request_serial(request, Int32(index), issuer, &ours), ours == 1,
-                      let bytes = integerBytes(serial), bytes.count <= Self.longestSerialLookedUp else { return nil }
-                return bytes
+        // For each entry, the serial and the issuer whose name and key hashes its CertID carries.
+        let entries: [(serial: [UInt8]?, issuer: Int?)] = (0..<count).map { index in
+            for (position, issuer) in issuers.enumerated() {
+                let match: (serial: [UInt8]?, issuer: Int?)? = issuer.certificate.withUnsafeX509Pointer { certificate in
+                    var ours: Int32 = 0
+                    guard let serial = vouch_ocsp_request_serial(request, Int32(index), certificate, &ours), ours == 1 else { return nil }
+                    guard let bytes = integerBytes(serial), bytes.count <= Self.longestSerialLookedUp else { return (nil, position) }
+                    return (bytes, position)
+                }
+                if let match { return match }
             }
+            return (nil, nil)
         }
+        guard let signing = entries.lazy.compactMap(\.issuer).first else {
+            return Self.errorResponse(OCSP_RESPONSE_STATUS_UNAUTHORIZED)
+        }
+        let signer = issuers[signing]
         var statuses: [Int32] = [], times: [Int] = [], reasons: [Int32] = []
-        for serial in serials {
+        for entry in entries {
             var status = Status.unknown
-            if let serial {
-                status = await lookup(SerialNumber.hex(serial))
+            if let serial = entry.serial, entry.issuer == signing {
+                status = await lookup(SerialNumber.hex(serial), signer)
             }
             switch status {
             case .good:

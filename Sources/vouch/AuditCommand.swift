@@ -59,7 +59,8 @@ struct AuditVerify: AsyncParsableCommand {
         abstract: "Check the audit log in the CA database: its hash chain, its head and its signed checkpoints.",
         discussion: """
             Fails on an edited, deleted or reordered row, a missing or wrong head, and a stored checkpoint whose \
-            signature does not verify with DIR/intermediate.pem or whose hash differs from the chain. With \
+            signature does not verify with DIR/intermediate.pem, or with a later intermediate of the CA (one signed \
+            by DIR/root.pem, or by a root it endorsed), or whose hash differs from the chain. With \
             --checkpoint, also on a log that ends before the saved checkpoint's row (rollback) or differs from it.
             """)
 
@@ -91,7 +92,14 @@ struct AuditVerify: AsyncParsableCommand {
             let store = try await databaseOptions.open(files: files, logger: DatabaseOptions.commandLogger)
             let chain = try await store.auditChain()
             let checkpoints = try await store.auditCheckpoints()
-            switch AuditChain.verify(chain.rows, head: chain.head, checkpoints: checkpoints, intermediate: intermediate, exported: exported) {
+            // Checkpoints signed after a rotation are the later intermediates'; they count only if
+            // this directory's root vouches for them.
+            guard let rootPEM = try? String(contentsOfFile: files.rootCertificate, encoding: .utf8) else {
+                throw CLIError("cannot read \(files.rootCertificate): later intermediates are checked against it")
+            }
+            let signers = AuditCheckpoint.trustedSigners(root: try X509Certificate(pem: rootPEM), intermediate: intermediate,
+                                                         issuers: try await store.issuers().issuers)
+            switch AuditChain.verify(chain.rows, head: chain.head, checkpoints: checkpoints, intermediates: signers, exported: exported) {
             case .intact(let events, let head, let checked):
                 if json {
                     try printJSON(["status": "intact", "events": String(events), "head": head.hex, "checkpoints": String(checked)])
@@ -131,9 +139,13 @@ struct AuditCheckpointCommand: AsyncParsableCommand {
                                                                                       options: connection.callOptions)
             }
             let checkpoint = try AuditCheckpoint(text: response.text)
-            // Where the intermediate certificate is at hand, refuse to save a checkpoint it did not sign.
+            // Where the intermediate certificate is at hand, refuse to save a checkpoint it did not sign:
+            // DIR/intermediate.pem, or after a rotation the copy of the later one in DIR/issuers/<serial>/.
             let files = CAFiles(directory: connection.dir)
-            if let pem = try? String(contentsOfFile: files.intermediateCertificate, encoding: .utf8),
+            let later = SerialNumber.canonicalHex(checkpoint.signer) == checkpoint.signer
+                ? files.directory.appendingPathComponent("issuers/\(checkpoint.signer)/certificate.pem").path : nil
+            let signerPath = later.flatMap { FileManager.default.fileExists(atPath: $0) ? $0 : nil } ?? files.intermediateCertificate
+            if let pem = try? String(contentsOfFile: signerPath, encoding: .utf8),
                let problem = checkpoint.signatureProblem(certificate: try X509Certificate(pem: pem)) {
                 throw CLIError("the server's checkpoint is not valid: \(problem)")
             }

@@ -1,0 +1,81 @@
+import Foundation
+import VouchCrypto
+
+/// Finds the private key of an intermediate from its `keyRef` (see `IssuerRecord.keyRef`).
+public enum IssuerKeys {
+    /// The `keyRef` of a key kept in the CA directory: `file:issuers/<serial>/key.pem`.
+    public static func fileKeyRef(serial: String) -> String { "file:\(keyPath(serial: serial))" }
+
+    /// Where in the CA directory an intermediate's key file goes.
+    public static func keyPath(serial: String) -> String { "issuers/\(serial)/key.pem" }
+
+    /// The signer of `record`, an intermediate: its certificate with its key.
+    /// - `initial`: the CA directory's intermediate_key.pem (`initial`, when given, is that key already loaded);
+    /// - `file:issuers/<serial>/key.pem`: that file of the CA directory, nothing else (a database
+    ///   row must not point the CA at its root key or at any file outside `issuers/`);
+    /// - `database`: `record.keyPEM`, decrypted with the CA passphrase;
+    /// - `offline`, or anything else: refused.
+    /// Throws `failedPrecondition` with a reason an operator can act on.
+    public static func load(_ record: IssuerRecord, files: CAFiles?, passphrase: String?,
+                            initial: CertificateSigner? = nil) throws -> CertificateSigner {
+        let certificate: X509Certificate
+        do {
+            certificate = try X509Certificate(der: record.der)
+        } catch {
+            throw refusal(record, "its stored certificate does not parse")
+        }
+        let key: PrivateKey
+        switch record.keyRef {
+        case IssuerRecord.initialKeyRef:
+            if let initial, initial.certificate.der == record.der { return initial }
+            guard let files else { throw refusal(record, "no CA directory to read intermediate_key.pem from") }
+            key = try readKey(record, path: files.intermediateKey, passphrase: passphrase)
+        case let reference where reference.hasPrefix("file:"):
+            let relative = String(reference.dropFirst("file:".count))
+            guard relative == keyPath(serial: record.serial) else {
+                throw refusal(record, "its key reference \(AuthorityError.quoted(reference)) is not \(fileKeyRef(serial: record.serial))")
+            }
+            guard let files else { throw refusal(record, "no CA directory to read \(relative) from") }
+            key = try readKey(record, path: files.directory.appendingPathComponent(relative).path, passphrase: passphrase)
+        case IssuerRecord.databaseKeyRef:
+            guard let pem = record.keyPEM else { throw refusal(record, "its key is missing from the database") }
+            guard let passphrase, !passphrase.isEmpty else {
+                throw refusal(record, "its key is stored encrypted in the database: pass --passphrase-file or set VOUCH_CA_PASSPHRASE")
+            }
+            // Only the passphrase's holder can have stored it: a plain key planted by whoever can
+            // write the database is refused.
+            guard pem.contains("-----BEGIN ENCRYPTED PRIVATE KEY-----") else {
+                throw refusal(record, "its key in the database is not encrypted")
+            }
+            do {
+                key = try PrivateKey(pem: pem, passphrase: passphrase)
+            } catch {
+                throw refusal(record, "its key in the database does not decrypt with the CA passphrase")
+            }
+        case IssuerRecord.offlineKeyRef:
+            throw refusal(record, "its key is offline")
+        default:
+            throw refusal(record, "unknown key reference \(AuthorityError.quoted(record.keyRef))")
+        }
+        do {
+            return try CertificateSigner(certificate: certificate, key: key)
+        } catch {
+            throw refusal(record, "the key found is not the key of its certificate")
+        }
+    }
+
+    private static func readKey(_ record: IssuerRecord, path: String, passphrase: String?) throws -> PrivateKey {
+        guard let pem = try? String(contentsOfFile: path, encoding: .utf8) else {
+            throw refusal(record, "cannot read \(path)")
+        }
+        do {
+            return try PrivateKey(pem: pem, passphrase: passphrase)
+        } catch {
+            throw refusal(record, "cannot load \(path) (encrypted with another passphrase, or not a key)")
+        }
+    }
+
+    static func refusal(_ record: IssuerRecord, _ reason: String) -> AuthorityError {
+        AuthorityError(.failedPrecondition, "cannot load the key of issuer \(record.serial): \(reason)")
+    }
+}
