@@ -19,6 +19,8 @@ public final class Agent: Service, Sendable {
     /// Told the bound address of the local server.
     let onListening: @Sendable (HostPort) -> Void
     public let revocations: RevocationFollower
+    /// Follows the CA's trust bundle (root rollovers, new intermediates).
+    public let trust: TrustFollower
 
     /// - Parameter onIdentity: told about each new certificate (first one included), e.g. for quickstart output.
     public convenience init(configuration: AgentConfiguration, logger: Logger,
@@ -35,13 +37,15 @@ public final class Agent: Service, Sendable {
                                        timeout: configuration.rpcTimeout, server: server)
         }
         let source = GRPCRevocationSource(bundlePath: configuration.caBundlePath, server: server, rpcTimeout: configuration.rpcTimeout)
+        let bundles = GRPCTrustBundleSource(bundlePath: configuration.caBundlePath, server: server, rpcTimeout: configuration.rpcTimeout)
         self.init(configuration: configuration, files: files, clock: SystemAgentClock(), ca: ca, replicas: replicas,
-                  revocationSource: source, state: state, logger: logger, onIdentity: onIdentity, onListening: onListening)
+                  revocationSource: source, trustBundleSource: bundles, state: state, logger: logger, onIdentity: onIdentity,
+                  onListening: onListening)
     }
 
     init(configuration: AgentConfiguration, files: IdentityFiles, clock: any AgentClock, ca: any CertificateAuthorityCalls,
-         replicas: CAReplicas, revocationSource: any RevocationSource, state: AgentState, logger: Logger,
-         onIdentity: @escaping @Sendable (AgentSnapshot) -> Void, onListening: @escaping @Sendable (HostPort) -> Void) {
+         replicas: CAReplicas, revocationSource: any RevocationSource, trustBundleSource: any TrustBundleSource, state: AgentState,
+         logger: Logger, onIdentity: @escaping @Sendable (AgentSnapshot) -> Void, onListening: @escaping @Sendable (HostPort) -> Void) {
         self.configuration = configuration
         self.state = state
         self.files = files
@@ -52,8 +56,15 @@ public final class Agent: Service, Sendable {
                                    timeout: configuration.hookTimeout, logger: logger)
         self.revocations = RevocationFollower(files: files, replicas: replicas, source: revocationSource,
                                               refreshInterval: configuration.crlRefreshInterval, clock: clock, logger: logger)
+        let trust = TrustFollower(files: files, trust: AgentTrust(configuration: configuration, files: files), replicas: replicas,
+                                  source: trustBundleSource, clock: clock, state: state, logger: logger)
+        self.trust = trust
         self.keeper = IdentityKeeper(configuration: configuration, files: files, ca: ca, hooks: hooks, revocations: revocations,
-                                     clock: clock, state: state, logger: logger, onIdentity: onIdentity)
+                                     clock: clock, state: state, logger: logger, onIdentity: { snapshot in
+            // A new certificate is confirmed to the CA under its own serial.
+            trust.identityChanged()
+            onIdentity(snapshot)
+        })
     }
 
     public func run() async throws {
@@ -76,6 +87,8 @@ public final class Agent: Service, Sendable {
             AgentLoop(name: "renewal") { [keeper] in try await keeper.rotateForever(reloadListener: { try tls.reload() }) },
             AgentLoop(name: "revocation stream") { [revocations, keeper] in try await revocations.watchForever(schedule: keeper.schedule) },
             AgentLoop(name: "CRL refresh") { [revocations] in try await revocations.refreshCRLForever() },
+            AgentLoop(name: "trust bundle stream") { [trust, keeper] in try await trust.watchForever(schedule: keeper.schedule) },
+            AgentLoop(name: "trust bundle updates") { [trust] in try await trust.applyForever(reloadListener: { _ = try tls.reload() }) },
         ]
         let group = ServiceGroup(configuration: ServiceGroupConfiguration(
             services: services.map { ServiceGroupConfiguration.ServiceConfiguration(service: $0) },

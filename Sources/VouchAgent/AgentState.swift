@@ -15,6 +15,11 @@ public struct AgentSnapshot: Sendable, Equatable {
     public var nextRenewal: Date?
     /// The CA replica the agent last got an answer from (`--ca` lists them).
     public var caAddress = ""
+    /// The generation of the CA trust bundle last accepted (0: none since the start).
+    public var trustGeneration: Int64 = 0
+    /// SHA-256 of bundle.pem, and the serials of its roots.
+    public var bundleSHA256: [UInt8] = []
+    public var rootSerials: [String] = []
 }
 
 /// Thread-safe holder of the agent's snapshot.

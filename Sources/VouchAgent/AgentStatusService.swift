@@ -1,3 +1,4 @@
+import Foundation
 import GRPCCore
 import VouchAPI
 import VouchTLS
@@ -21,6 +22,9 @@ struct AgentStatusService: Vouch_V1_Agent.SimpleServiceProtocol {
         status.nextRenewal = Int64(snapshot.nextRenewal?.timeIntervalSince1970 ?? 0)
         status.callerSpiffeID = SPIFFEIdentityInterceptor.current ?? ""
         status.caAddress = snapshot.caAddress
+        status.trustGeneration = snapshot.trustGeneration
+        status.bundleSha256 = Data(snapshot.bundleSHA256)
+        status.rootSerials = snapshot.rootSerials
         return status
     }
 }

@@ -5,8 +5,8 @@ import X509
 
 /// What the agent believes, and against which trust: an enrollment answer against the
 /// --ca-bundle, a renewal answer against the agent's own bundle.pem, files found at start
-/// against both. A CA answer never adds roots: bundle.pem only ever holds roots the agent
-/// already trusted.
+/// against both. A CA answer never adds roots: bundle.pem only ever holds roots from --ca-bundle
+/// and roots they endorsed (`acceptTrustUpdate`).
 struct AgentTrust: Sendable {
     let configuration: AgentConfiguration
     let files: IdentityFiles
@@ -68,13 +68,16 @@ struct AgentTrust: Sendable {
                                         ipAddresses: Set(names.ipAddresses), now: now), now: now)
     }
 
-    /// Files found at start: bundle.pem holds only roots from --ca-bundle, and the leaf (whose key
+    /// Files found at start: bundle.pem holds only roots from --ca-bundle or roots that one of them
+    /// endorsed (endorsements.pem, possibly through other endorsed roots), and the leaf (whose key
     /// `IdentityFiles.load` matched) chains to them through chain.pem and is a sane SPIFFE leaf.
     func verifyOnDisk(_ identity: LoadedIdentity, now: Date = Date()) async throws {
-        let configured = Set(try configuredRoots())
+        let configured = try configuredRoots()
         let held = try heldRoots()
-        if let stranger = held.first(where: { !configured.contains($0) }) {
-            throw IdentityRejected("bundle.pem holds a root (\(stranger.commonName ?? stranger.serialHex)) that is not in --ca-bundle")
+        let trusted = RootEndorsements.trustedKeys(anchors: configured, endorsements: try Certificate.all(inPEM: identity.endorsementsPEM))
+        if let stranger = held.first(where: { !configured.contains($0) && !RootEndorsements.isProven($0, by: trusted) }) {
+            throw IdentityRejected("bundle.pem holds a root (\(stranger.commonName ?? stranger.serialHex)) that is not in --ca-bundle "
+                + "and that no root in it endorsed")
         }
         let key = try PrivateKey(pem: identity.keyPEM)
         let intermediates = try Certificate.all(inPEM: identity.chainPEM)

@@ -17,9 +17,23 @@ struct CAServerIdentity: Sendable {
         return .vouchServer(trustDomain: ownID.flatMap(IdentityRules.trustDomain(ofSPIFFEID:)))
     }
 
-    /// Credentials for a call to the CA, with a client certificate or without.
+    /// Credentials for a call to the CA, with a client certificate or without. The CA must chain to
+    /// the agent's own bundle.pem once it holds an identity (bundle.pem follows the CA's root
+    /// rollovers; --ca-bundle may still name only a retired root), to `bundlePath` (--ca-bundle) before.
     func credentials(bundlePath: String, clientCertificate: Bool) -> VouchClient.Credentials {
-        VouchClient.Credentials(bundlePEMPath: bundlePath, certificatePEMPath: clientCertificate ? files.certificate : nil,
+        VouchClient.Credentials(bundlePEMPath: trustBundle(configured: bundlePath), certificatePEMPath: clientCertificate ? files.certificate : nil,
                                 keyPEMPath: clientCertificate ? files.key : nil, serverIdentity: expected)
+    }
+
+    /// Credentials for Enroll: always --ca-bundle. A token is spent only on a CA the operator named,
+    /// never on one trusted through files an earlier run left (they may be the reason for enrolling).
+    func enrollmentCredentials(bundlePath: String) -> VouchClient.Credentials {
+        VouchClient.Credentials(bundlePEMPath: bundlePath, serverIdentity: expected)
+    }
+
+    /// bundle.pem when the agent holds an identity (certificate and bundle on disk), else `configured`.
+    func trustBundle(configured: String) -> String {
+        let manager = FileManager.default
+        return manager.fileExists(atPath: files.certificate) && manager.fileExists(atPath: files.bundle) ? files.bundle : configured
     }
 }

@@ -10,6 +10,9 @@ struct CAAnswer: Sendable {
     let leaf: [UInt8]
     let chain: [[UInt8]]
     let roots: [[UInt8]]
+    /// How long after expiry the CA lets a certificate renew (`renew_after_expiry`, sent as
+    /// response metadata); nil: it does not.
+    var renewAfterExpiry: TimeInterval? = nil
 }
 
 /// What the agent asks of its CA. `CertificateAuthorityClient` asks the real one over gRPC;
@@ -25,20 +28,24 @@ protocol CertificateAuthorityCalls: Sendable {
 /// size-bounded here and only returned raw: the caller verifies them before using them.
 struct CertificateAuthorityClient: CertificateAuthorityCalls {
     let address: HostPort
+    /// --ca-bundle: Enroll verifies the CA against it; later calls against bundle.pem (`CAServerIdentity`).
     let bundlePath: String
     let timeout: Duration
     let server: CAServerIdentity
 
     /// Largest unary answer read from the CA (an honest one is a few KiB).
     static let maxResponseBytes = 1 << 20
+    /// The longest `renew_after_expiry` believed: a CA's hint cannot keep an expired agent
+    /// retrying for longer than this instead of asking for a token.
+    static let longestRenewAfterExpiry: TimeInterval = 30 * 24 * 3600
 
     func enroll(token: String, key: PrivateKey, ttl: Int64) async throws -> CAAnswer {
         var request = Vouch_V1_EnrollRequest()
         request.token = token
         request.csr = Data(try CertificateSigningRequest.create(key: key, subjectAltNames: SubjectAltNames()).der)
         request.ttlSeconds = ttl
-        return try await call(server.credentials(bundlePath: bundlePath, clientCertificate: false)) {
-            try await $0.enroll(request, options: options)
+        return try await call(server.enrollmentCredentials(bundlePath: bundlePath)) {
+            try await $0.enroll(request, options: options) { (try $0.message, $0.metadata) }
         }
     }
 
@@ -48,7 +55,7 @@ struct CertificateAuthorityClient: CertificateAuthorityCalls {
         request.csr = Data(try CertificateSigningRequest.create(key: newKey, subjectAltNames: SubjectAltNames()).der)
         request.ttlSeconds = ttl
         return try await call(server.credentials(bundlePath: bundlePath, clientCertificate: true)) {
-            try await $0.renew(request, options: options)
+            try await $0.renew(request, options: options) { (try $0.message, $0.metadata) }
         }
     }
 
@@ -59,14 +66,18 @@ struct CertificateAuthorityClient: CertificateAuthorityCalls {
     }
 
     private func call(_ credentials: VouchClient.Credentials,
-                      _ body: (Vouch_V1_CertificateAuthority.Client<HTTP2ClientTransport.Posix>) async throws -> Vouch_V1_CertificateResponse)
+                      _ body: (Vouch_V1_CertificateAuthority.Client<HTTP2ClientTransport.Posix>) async throws
+                          -> (Vouch_V1_CertificateResponse, Metadata))
         async throws -> CAAnswer {
-        let response = try await VouchClient.with(server: address, credentials: credentials) { client in
+        let (response, metadata) = try await VouchClient.with(server: address, credentials: credentials) { client in
             try await body(Vouch_V1_CertificateAuthority.Client(wrapping: client))
         }
         try IssuedIdentityCheck.checkSizes(leaf: response.certificate.count, intermediates: response.chain.map(\.count),
                                            roots: response.roots.map(\.count))
-        return CAAnswer(leaf: Array(response.certificate), chain: response.chain.map { Array($0) }, roots: response.roots.map { Array($0) })
+        let renewAfterExpiry = metadata[stringValues: AuthenticationInterceptor.renewAfterExpiryHeader].first(where: { _ in true })
+            .flatMap(TimeInterval.init).map { min($0, Self.longestRenewAfterExpiry) }
+        return CAAnswer(leaf: Array(response.certificate), chain: response.chain.map { Array($0) }, roots: response.roots.map { Array($0) },
+                        renewAfterExpiry: renewAfterExpiry)
     }
 }
 

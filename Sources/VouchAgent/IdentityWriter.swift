@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 import VouchCrypto
 import VouchFiles
 import VouchTLS
@@ -7,6 +8,14 @@ import X509
 /// Writes a verified identity into the agent's directory, all files or none.
 struct IdentityWriter {
     let files: IdentityFiles
+
+    /// Writes to the identity directory, one at a time: a renewal and a trust bundle update both
+    /// write chain.pem, and each must see the other's files before it writes its own.
+    private static let writes = Mutex(())
+
+    static func serialized<Result>(_ body: () throws -> Result) throws -> Result {
+        try writes.withLock { _ in try body() }
+    }
 
     /// - Parameter bundlePEM: new trust roots, or nil to keep bundle.pem as it is (renewal:
     ///   roots change only when already trusted, so a CA answer never replaces them).
@@ -20,6 +29,6 @@ struct IdentityWriter {
             (files.key, Array(try key.pkcs8PEM().utf8), 0o600),
             (files.certificate, Array(try identity.leaf.pem.utf8), 0o644),
         ]
-        try AtomicFile.writeAll(set)
+        try Self.serialized { try AtomicFile.writeAll(set) }
     }
 }

@@ -7,7 +7,7 @@ import VouchTLS
 struct OutputDirectory {
     let files: IdentityFiles
 
-    static let fileNames = ["svid.pem", "svid_key.pem", "chain.pem", "bundle.pem", "crl.der"]
+    static let fileNames = ["svid.pem", "svid_key.pem", "chain.pem", "bundle.pem", "endorsements.pem", "ca_intermediates.pem", "crl.der"]
 
     func prepare() throws {
         let directory = files.directory

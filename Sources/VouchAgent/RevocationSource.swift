@@ -15,6 +15,7 @@ protocol RevocationSource: Sendable {
 }
 
 struct GRPCRevocationSource: RevocationSource {
+    /// --ca-bundle, used only until the agent holds bundle.pem (`CAServerIdentity.credentials`).
     let bundlePath: String
     let server: CAServerIdentity
     let rpcTimeout: Duration

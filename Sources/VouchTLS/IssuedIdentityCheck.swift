@@ -135,7 +135,8 @@ public enum IssuedIdentityCheck {
         return trusted
     }
 
-    static func isAuthority(_ certificate: Certificate) -> Bool {
+    /// Whether basicConstraints says CA:true.
+    public static func isAuthority(_ certificate: Certificate) -> Bool {
         if case .isCertificateAuthority = (try? certificate.extensions.basicConstraints) ?? nil { return true }
         return false
     }

@@ -1,0 +1,171 @@
+import Foundation
+import GRPCCore
+import GRPCNIOTransportHTTP2
+import Synchronization
+import Testing
+import VouchAPI
+@testable import VouchAgent
+import VouchCrypto
+import VouchTLS
+import X509
+
+/// The agent's side of a root rollover, in process: a root is added only when a root the agent
+/// already trusts endorsed it; every file is written together, the listener trusts the new root
+/// for new handshakes at once, and a restart proves the root again from --ca-bundle.
+@Suite("Agent trust bundle updates")
+struct AgentTrustUpdateTests {
+    @Test func aRootEndorsedByAHeldRootIsAddedAtomicallyAndTheListenerReloads() async throws {
+        let world = try RolloverWorld()
+        let tls = try RotatingServerTLS(files: world.files)
+        let server = GRPCServer(transport: try tls.makeTransport(host: "127.0.0.1", port: 0), services: [AgentStatusService(state: world.state)])
+        let serving = Task { try await server.serve() }
+        defer { server.beginGracefulShutdown(); serving.cancel() }
+        let port = try #require(try await server.listeningAddress?.ipv4?.port)
+
+        // A peer under the new root and intermediate, sending only its leaf (as every Vouch client does).
+        let peerKey = try PrivateKey(generating: .p256)
+        let peer = world.directory + "/peer"
+        try FileManager.default.createDirectory(atPath: peer, withIntermediateDirectories: true)
+        try RolloverWorld.leaf("spiffe://example.org/svc/peer", key: peerKey, under: world.i2).pem
+            .write(toFile: peer + "/svid.pem", atomically: true, encoding: .utf8)
+        try peerKey.pkcs8PEM().write(toFile: peer + "/svid_key.pem", atomically: true, encoding: .utf8)
+        let credentials = VouchClient.Credentials(bundlePEMPath: world.configuredBundle, certificatePEMPath: peer + "/svid.pem",
+                                                  keyPEMPath: peer + "/svid_key.pem", serverIdentity: .spiffeID(RolloverWorld.agentID))
+        @Sendable func status() async throws -> Vouch_V1_AgentStatus {
+            try await VouchClient.with(server: HostPort(host: "127.0.0.1", port: port), credentials: credentials) {
+                try await Vouch_V1_Agent.Client(wrapping: $0).getStatus(Vouch_V1_GetStatusRequest(), options: VouchClient.options(timeout: .seconds(5)))
+            }
+        }
+        await #expect(throws: (any Error).self, "the agent does not trust R2 yet") { _ = try await status() }
+
+        await world.apply(world.prepared, reload: { _ = try tls.reload() })
+        #expect(try world.serials(world.files.bundle) == [world.r1.certificate.serialHex, world.r2.certificate.serialHex])
+        #expect(try world.serials(world.files.endorsements) == [world.endorsement.serialHex])
+        #expect(try world.serials(world.files.caIntermediates) == [world.i1, world.i2].map(\.certificate.serialHex) + [world.cross.serialHex])
+        #expect(try world.serials(world.files.chain) == [world.i1.certificate.serialHex], "the agent's own chain is unchanged")
+        #expect(world.log.lines.contains { $0.hasPrefix("info trust bundle updated") && $0.contains("added=\(world.r2.certificate.serialHex)") })
+
+        // No restart: the same listener now accepts the peer, which is chained through I2 from ca_intermediates.pem.
+        let answer = try await status()
+        let bundleSHA256 = sha256(Array(try #require(FileManager.default.contents(atPath: world.files.bundle))))
+        #expect(answer.trustGeneration == 7)
+        #expect(answer.rootSerials == [world.r1.certificate.serialHex, world.r2.certificate.serialHex])
+        #expect(Array(answer.bundleSha256) == bundleSHA256)
+        let confirmations = world.source.confirmations.withLock { $0 }
+        #expect(confirmations.map(\.generation) == [7] && confirmations.first?.sha256 == bundleSHA256, "confirmed to the CA")
+    }
+
+    @Test func aBundleUpdateWithoutProofIsRefusedAndLogged() async throws {
+        let world = try RolloverWorld()
+        // An attacker's root named like the real new one, and ways to pretend it is vouched for.
+        let attackerKey = try PrivateKey(generating: .p256)
+        let attacker = try CertificateSigner(certificate: CertificateSigner.selfSigned(
+            key: attackerKey, template: RolloverWorld.authority("Vouch Root CA 2", pathLength: 1)), key: attackerKey)
+        let expiredEndorsement = try world.r1.sign(publicKeyOf: attackerKey, template: CertificateTemplate(
+            role: .authority(pathLength: 1), serial: try SerialNumber.random(), subject: [("CN", "Vouch Root CA 2")],
+            notBefore: Date().addingTimeInterval(-7200), notAfter: Date().addingTimeInterval(-3600)))
+        let attempts: [(what: String, update: TrustBundleUpdate)] = [
+            ("a root merely offered", world.bundle(8, roots: [world.r1.certificate, attacker.certificate], intermediates: [world.i1.certificate])),
+            ("endorsed with a stolen intermediate key", world.bundle(8, roots: [attacker.certificate], intermediates: [world.i1.certificate],
+                endorsements: [try world.i1.sign(publicKeyOf: attackerKey, template: RolloverWorld.authority("Vouch Root CA 2", pathLength: 1))])),
+            ("endorsed by itself", world.bundle(8, roots: [world.r1.certificate, attacker.certificate],
+                endorsements: [try attacker.sign(publicKeyOf: attackerKey, template: RolloverWorld.authority("Vouch Root CA 2", pathLength: 1))])),
+            ("endorsed by the held root, but expired", world.bundle(8, roots: [world.r1.certificate, attacker.certificate],
+                endorsements: [expiredEndorsement])),
+        ]
+        let before = try world.filesOnDisk()
+        let line = "notice refused a trust bundle update: root Vouch Root CA 2 \(attacker.certificate.serialHex) "
+            + "is not vouched for by a root the agent trusts generation=8"
+        for (index, attempt) in attempts.enumerated() {
+            await world.apply(attempt.update)
+            #expect(try world.filesOnDisk() == before, "\(attempt.what): every file byte-identical")
+            #expect(world.log.lines.filter { $0 == line }.count == index + 1, "\(attempt.what): \(world.log.lines)")
+            #expect(world.follower.refusedCount == index + 1)
+        }
+        #expect(world.state.current.trustGeneration == 0)
+        #expect(world.source.confirmations.withLock { $0.isEmpty }, "nothing refused is confirmed")
+
+        // A bundle with no root, oversized or unparseable ones: refused as well, nothing written.
+        for update in [world.bundle(8, roots: []), TrustBundleUpdate(generation: 8, roots: [[0x30, 0x03, 0x02, 0x01, 0x01]]),
+                       world.bundle(8, roots: Array(repeating: world.r1.certificate, count: 17))] {
+            await world.apply(update)
+        }
+        #expect(try world.filesOnDisk() == before)
+        #expect(world.follower.refusedCount == attempts.count + 3)
+    }
+
+    @Test func neverDropsTheRootThatAnchorsItsOwnCertificate() async throws {
+        let world = try RolloverWorld()
+        await world.apply(world.prepared)
+        // Retired while the agent's certificate still chains only to R1 (a forced retire): R1 stays
+        // and the keeper is asked to renew.
+        await world.apply(world.retired)
+        #expect(try world.serials(world.files.bundle) == [world.r1.certificate.serialHex, world.r2.certificate.serialHex])
+        #expect(world.renewRequests.value == 1)
+        #expect(world.log.lines.contains { $0.contains("keeping a root the CA dropped") && $0.contains(world.r1.certificate.serialHex) })
+        #expect(world.state.current.trustGeneration == 9)
+
+        // Renewed under R2, the CA sends [I2, X]: after an update chain.pem lists I2 first (newest root).
+        try world.renewUnderTheNewRoot()
+        let applying = Task { try await world.follower.applyForever(reloadListener: {}) }
+        defer { applying.cancel() }
+        world.follower.identityChanged()
+        try await waitUntil { (try? world.serials(world.files.bundle)) == [world.r2.certificate.serialHex] }
+        // R1 left once the agent's own certificate no longer needed it; X went with it.
+        #expect(try world.serials(world.files.chain) == [world.i2.certificate.serialHex])
+        #expect(try world.serials(world.files.caIntermediates) == [world.i2.certificate.serialHex])
+        #expect(try world.serials(world.files.endorsements) == [world.endorsement.serialHex], "E stays: a restart needs it")
+    }
+
+    @Test func chainPemIsRecomputedAndDropsTheCrossCertificateAtRetire() async throws {
+        let world = try RolloverWorld()
+        await world.apply(world.prepared)
+        try world.renewUnderTheNewRoot()
+        try pemBundle([world.cross, world.i2.certificate]).write(toFile: world.files.chain, atomically: true, encoding: .utf8)
+        await world.apply(world.bundle(8, roots: [world.r1.certificate, world.r2.certificate],
+                                       intermediates: [world.i1.certificate, world.i2.certificate, world.cross], endorsements: [world.endorsement]))
+        #expect(try world.serials(world.files.chain) == [world.i2.certificate.serialHex, world.cross.serialHex], "newest root first")
+        await world.apply(world.retired)
+        #expect(try world.serials(world.files.chain) == [world.i2.certificate.serialHex])
+        #expect(try world.serials(world.files.bundle) == [world.r2.certificate.serialHex])
+    }
+
+    @Test func restartKeepsAnEndorsedRootAndRefusesAnUnprovenOne() async throws {
+        // E expires after 10 minutes; the agent restarts after 20, holding only R2 by then.
+        let world = try RolloverWorld(endorsementLifetime: 600)
+        await world.apply(world.prepared)
+        try world.renewUnderTheNewRoot()
+        await world.apply(world.retired)
+        #expect(try world.serials(world.files.bundle) == [world.r2.certificate.serialHex])
+        let later = Date().addingTimeInterval(1200)
+        try await world.trust.verifyOnDisk(world.files.load(), now: later)
+
+        // A root planted in bundle.pem, with an "endorsement" from the agent's own intermediate: refused.
+        let plantedKey = try PrivateKey(generating: .p256)
+        let planted = try CertificateSigner.selfSigned(key: plantedKey, template: RolloverWorld.authority("Vouch Root CA 3", pathLength: 1))
+        let byIntermediate = try world.i2.sign(publicKeyOf: plantedKey, template: RolloverWorld.authority("Vouch Root CA 3", pathLength: 1))
+        try (world.r2.certificate.pem + planted.pem).write(toFile: world.files.bundle, atomically: true, encoding: .utf8)
+        try (world.endorsement.pem + byIntermediate.pem).write(toFile: world.files.endorsements, atomically: true, encoding: .utf8)
+        let refusal = await #expect(throws: IdentityRejected.self) { try await world.trust.verifyOnDisk(world.files.load(), now: later) }
+        #expect(refusal?.description == "bundle.pem holds a root (Vouch Root CA 3) that is not in --ca-bundle and that no root in it endorsed")
+    }
+
+    @Test func callsToTheCAUseTheHeldBundleOnceTheAgentHoldsAnIdentity() throws {
+        let world = try RolloverWorld()
+        let server = CAServerIdentity(configured: nil, files: world.files)
+        #expect(server.credentials(bundlePath: world.configuredBundle, clientCertificate: true).bundlePEMPath == world.files.bundle)
+        #expect(server.credentials(bundlePath: world.configuredBundle, clientCertificate: false).bundlePEMPath == world.files.bundle)
+        #expect(server.enrollmentCredentials(bundlePath: world.configuredBundle).bundlePEMPath == world.configuredBundle,
+                "a token is spent only on a CA --ca-bundle vouches for")
+        let fresh = CAServerIdentity(configured: nil, files: IdentityFiles(directory: world.directory + "/none"))
+        #expect(fresh.credentials(bundlePath: world.configuredBundle, clientCertificate: false).bundlePEMPath == world.configuredBundle)
+    }
+
+    private func waitUntil(_ condition: @Sendable () -> Bool) async throws {
+        let deadline = ContinuousClock.now + .seconds(5)
+        while !condition() {
+            guard ContinuousClock.now < deadline else { Issue.record("timed out"); return }
+            try await Task.sleep(for: .milliseconds(10))
+        }
+    }
+}
