@@ -90,7 +90,7 @@ struct ServerCommand: AsyncParsableCommand {
             let auditCheckpointInterval = try self.auditCheckpointInterval
                 ?? configDuration(file?.auditCheckpointInterval, key: "server.audit_checkpoint_interval") ?? DurationArgument(argument: "60s")!
             guard auditCheckpointInterval.seconds > 0 else { throw CLIError("--audit-checkpoint-interval must be positive") }
-            let auditCheckpoints = AuditCheckpointer(store: store, signer: material.signer)
+            let auditCheckpoints = AuditCheckpointer(store: store, authority: authority)
             let limits = try listenerLimits.resolved(handshake: file?.handshakeTimeout, idle: file?.idleTimeout,
                                                      maxConnections: file?.maxConnections, section: "server")
             let server = CAServer(authority: authority, files: files, address: listen, logger: logger,
