@@ -261,7 +261,21 @@ final class AgentCalls: Sendable {
         }
     }
 
-    func call(from out: String, to agent: AgentProcess, expecting spiffeID: String, bundle: String) async {
+    /// Each agent calls the other every 100 ms until cancelled, trusting only its own bundle.pem
+    /// as it is at each call: what a workload reading the agent's files does.
+    func callEachOtherWithOwnBundles(_ oneOut: String, _ one: AgentProcess, _ oneID: String,
+                                     _ twoOut: String, _ two: AgentProcess, _ twoID: String) async {
+        while !Task.isCancelled {
+            await withTaskGroup(of: Void.self) { group in
+                group.addTask { await self.call(from: oneOut, to: two, expecting: twoID, bundle: nil) }
+                group.addTask { await self.call(from: twoOut, to: one, expecting: oneID, bundle: nil) }
+            }
+            try? await Task.sleep(for: .milliseconds(100))
+        }
+    }
+
+    /// - Parameter bundle: the roots to verify the callee with; nil: the caller's own bundle.pem.
+    func call(from out: String, to agent: AgentProcess, expecting spiffeID: String, bundle: String?) async {
         do {
             let credentials = try Self.snapshot(of: out, bundle: bundle)
             defer { try? FileManager.default.removeItem(atPath: (credentials.certificatePEMPath! as NSString).deletingLastPathComponent) }
@@ -278,8 +292,9 @@ final class AgentCalls: Sendable {
 
     /// The agent's certificate and key as they are on disk now, copied once both belong together
     /// (a rotation between reading one and the other would pair them wrongly).
-    static func snapshot(of out: String, bundle: String) throws -> VouchClient.Credentials {
+    static func snapshot(of out: String, bundle: String?) throws -> VouchClient.Credentials {
         for _ in 0..<20 {
+            let roots = try bundle == nil ? String(contentsOfFile: out + "/bundle.pem", encoding: .utf8) : nil
             let certificate = try String(contentsOfFile: out + "/svid.pem", encoding: .utf8)
             let chain = try String(contentsOfFile: out + "/chain.pem", encoding: .utf8)
             let key = try String(contentsOfFile: out + "/svid_key.pem", encoding: .utf8)
@@ -288,7 +303,8 @@ final class AgentCalls: Sendable {
             let directory = try temporaryDirectory()
             try (certificate + chain).write(toFile: directory + "/cert.pem", atomically: true, encoding: .utf8)
             try key.write(toFile: directory + "/key.pem", atomically: true, encoding: .utf8)
-            return VouchClient.Credentials(bundlePEMPath: bundle, certificatePEMPath: directory + "/cert.pem", keyPEMPath: directory + "/key.pem")
+            try roots?.write(toFile: directory + "/bundle.pem", atomically: true, encoding: .utf8)
+            return VouchClient.Credentials(bundlePEMPath: bundle ?? directory + "/bundle.pem", certificatePEMPath: directory + "/cert.pem", keyPEMPath: directory + "/key.pem")
         }
         throw CLIFailure("no matching certificate and key in \(out)")
     }
