@@ -210,6 +210,42 @@ final class AgentTrustTests: XCTestCase {
         XCTAssertFalse(agent.log.contains("certificate \(valid.serial) is revoked"))
     }
 
+    func testAServerWithAStolenIntermediateCannotPlantARoot() async throws {
+        let ca = try CAFixture()
+        let (enrolling, out) = try ca.startAgent(spiffeID: id, ttl: "60s")
+        XCTAssertEqual(enrolling.stop(), 0)
+        // The thief has the intermediate key: it signs itself a /vouch/server certificate that passes
+        // the agent's server check, and with the same key "endorses" a root of its own.
+        let fake = try await FakeCertificateAuthority.start(impersonating: ca, presenting: .signedByStolenIntermediate)
+        let rootKey = try PrivateKey(generating: .p256)
+        let template = CertificateTemplate(role: .authority(pathLength: 1), serial: try SerialNumber.random(), subject: [("CN", "Vouch Root CA 2")],
+                                           notBefore: Date().addingTimeInterval(-60), notAfter: Date().addingTimeInterval(3600))
+        let plantedRoot = try CertificateSigner.selfSigned(key: rootKey, template: template)
+        var bundle = Vouch_V1_TrustBundle()
+        bundle.roots = [fake.realRoot, plantedRoot].map { Data($0.der) }
+        bundle.intermediates = [Data(fake.honest.certificate.der)]
+        bundle.endorsements = [Data(try fake.honest.sign(publicKeyOf: rootKey, template: template).der)]
+        bundle.generation = 5
+        fake.sendTrustBundles([bundle])
+        let before = identityFiles(out)
+
+        let agent = try AgentProcess(arguments: ["--ca", fake.address, "--ca-bundle", ca.caDir + "/bundle.pem", "--out", out,
+                                                 "--cert-ttl", "60s", "--metrics", "127.0.0.1:0"])
+        defer { agent.stop(); fake.stop() }
+        let refusal = "refused a trust bundle update: root Vouch Root CA 2 \(plantedRoot.serialHex) is not vouched for by a root the agent trusts"
+        XCTAssertTrue(eventually(timeout: 10) { agent.log.contains(refusal) }, agent.log)
+        XCTAssertGreaterThan(fake.trustBundleWatchers, 0, "the agent's server check accepted the thief's certificate")
+        XCTAssertTrue(identityFiles(out) == before, "the files on disk are byte-identical")
+        for name in ["endorsements.pem", "ca_intermediates.pem"] {
+            XCTAssertFalse(FileManager.default.fileExists(atPath: out + "/" + name), name)
+        }
+        XCTAssertTrue(fake.trustConfirmations.isEmpty, "a refused bundle is not confirmed")
+        let metricsLine = agent.log.split(separator: "\n").first { $0.hasPrefix("vouch agent metrics on ") } ?? ""
+        let metrics = try execute("/usr/bin/curl", ["-sf", "http://\(metricsLine.dropFirst("vouch agent metrics on ".count))/metrics"])
+        XCTAssertTrue(metrics.stdout.split(separator: "\n").contains("vouch_agent_trust_updates_refused_total 1"), metrics.stdout)
+        XCTAssertTrue(agent.process.isRunning)
+    }
+
     func testARevocationEventFloodIsDroppedAndLoggedBriefly() async throws {
         let ca = try CAFixture()
         let (agent, _, fake) = try await agentMovedToFake(ca)

@@ -22,10 +22,21 @@ final class FakeCertificateAuthority: Vouch_V1_CertificateAuthority.SimpleServic
     private let running = Mutex<(server: GRPCServer<HTTP2ServerTransport.Posix>, task: Task<Void, any Error>)?>(nil)
     private let boundPort = Mutex(0)
 
+    /// Trust bundles queued for WatchTrustBundle, and the confirmations received.
+    private let trust = Mutex<(bundles: [Vouch_V1_TrustBundle], confirmations: [Vouch_V1_TrustBundleConfirmation], watchers: Int)>(([], [], 0))
+
+    /// Which certificate the fake's listener presents.
+    enum ListenerCertificate {
+        /// The real CA's server.pem and key (a stolen server key).
+        case realServer
+        /// A `/vouch/server` certificate the fake signs itself with the real intermediate key (a stolen intermediate).
+        case signedByStolenIntermediate
+    }
+
     /// Creates the fake and starts listening on a free port.
-    static func start(impersonating ca: CAFixture) async throws -> FakeCertificateAuthority {
+    static func start(impersonating ca: CAFixture, presenting listener: ListenerCertificate = .realServer) async throws -> FakeCertificateAuthority {
         let fake = try FakeCertificateAuthority(impersonating: ca)
-        try await fake.listen()
+        try await fake.listen(presenting: listener)
         return fake
     }
 
@@ -39,12 +50,22 @@ final class FakeCertificateAuthority: Vouch_V1_CertificateAuthority.SimpleServic
             notBefore: Date().addingTimeInterval(-60), notAfter: Date().addingTimeInterval(3600))), key: rootKey)
     }
 
-    private func listen() async throws {
+    private func listen(presenting listener: ListenerCertificate) async throws {
         let ca = realCA
-        // The real CA's listener TLS, over its files.
-        let tls = try RotatingServerTLS(requireClientCertificate: false) {
-            try CAFiles(directory: ca.caDir).listenerTLSMaterial(
-                intermediatePEM: String(contentsOfFile: ca.caDir + "/intermediate.pem", encoding: .utf8))
+        let tls: RotatingServerTLS
+        switch listener {
+        case .realServer:
+            // The real CA's listener TLS, over its files.
+            tls = try RotatingServerTLS(requireClientCertificate: false) {
+                try CAFiles(directory: ca.caDir).listenerTLSMaterial(
+                    intermediatePEM: String(contentsOfFile: ca.caDir + "/intermediate.pem", encoding: .utf8))
+            }
+        case .signedByStolenIntermediate:
+            let key = try PrivateKey(generating: .p256)
+            let certificate = try honest.sign(publicKeyOf: key, template: leafTemplate(spiffeID: "spiffe://example.org/vouch/server", lifetime: 3600))
+            let material = ServerTLSMaterial(certificateChainPEM: certificate.pem + honest.certificate.pem, privateKeyPEM: try key.pkcs8PEM(),
+                                             rootsPEM: realRoot.pem, intermediatesPEM: honest.certificate.pem)
+            tls = try RotatingServerTLS(requireClientCertificate: false) { material }
         }
         let transport = try tls.makeTransport(host: "127.0.0.1", port: 0)
         let server = GRPCServer(transport: transport, services: [self])
@@ -132,14 +153,29 @@ final class FakeCertificateAuthority: Vouch_V1_CertificateAuthority.SimpleServic
         throw RPCError(code: .unimplemented, message: "fake CA")
     }
 
+    /// Queues bundles for the trust bundle stream; each is sent once, on whichever stream is open.
+    func sendTrustBundles(_ bundles: [Vouch_V1_TrustBundle]) { trust.withLock { $0.bundles += bundles } }
+    var trustBundleWatchers: Int { trust.withLock { $0.watchers } }
+    var trustConfirmations: [Vouch_V1_TrustBundleConfirmation] { trust.withLock { $0.confirmations } }
+
+    /// Sends queued bundles as they come, and holds the stream open.
     func watchTrustBundle(request: Vouch_V1_WatchTrustBundleRequest, response: RPCWriter<Vouch_V1_TrustBundle>,
                           context: ServerContext) async throws {
-        throw RPCError(code: .unimplemented, message: "fake CA")
+        trust.withLock { $0.watchers += 1 }
+        while !Task.isCancelled {
+            let bundles = trust.withLock { state in
+                defer { state.bundles = [] }
+                return state.bundles
+            }
+            for bundle in bundles { try await response.write(bundle) }
+            try await Task.sleep(for: .milliseconds(20))
+        }
     }
 
     func confirmTrustBundle(request: Vouch_V1_TrustBundleConfirmation,
                             context: ServerContext) async throws -> Vouch_V1_TrustBundleConfirmationResponse {
-        throw RPCError(code: .unimplemented, message: "fake CA")
+        trust.withLock { $0.confirmations.append(request) }
+        return Vouch_V1_TrustBundleConfirmationResponse()
     }
 
     /// The set CRL, or else the real CA's current one.
