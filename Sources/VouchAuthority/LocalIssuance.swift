@@ -25,14 +25,15 @@ public enum LocalIssuance {
         return Issued(certificate: certificate, key: key, record: record)
     }
 
-    /// An admin client certificate for `spiffeID` in the CA's trust domain. The server treats
-    /// it as an admin once the ID is its init admin or listed with `--admin-id`.
-    public static func adminCertificate(material: CAMaterial, spiffeID: String, lifetime: TimeInterval, now: Date) throws -> Issued {
-        let policy = IssuancePolicy(trustDomain: material.settings.trustDomain)
-        try policy.validateSPIFFEID(spiffeID)
-        guard spiffeID != IssuancePolicy.serverID(trustDomain: material.settings.trustDomain) else {
+    /// An admin client certificate for `spiffeID` in the CA's trust domain, signed by `signer` (the
+    /// intermediate that signs now, as `vouch ca admin-cert` finds it in the database). The server
+    /// treats it as an admin once the ID is its init admin or listed with `--admin-id`.
+    public static func adminCertificate(signer: CertificateSigner, trustDomain: String, spiffeID: String,
+                                        lifetime: TimeInterval, now: Date) throws -> Issued {
+        try IssuancePolicy(trustDomain: trustDomain).validateSPIFFEID(spiffeID)
+        guard spiffeID != IssuancePolicy.serverID(trustDomain: trustDomain) else {
             throw AuthorityError(.invalidArgument, "\(spiffeID) is the CA server's own identity, not an admin's")
         }
-        return try issue(signer: material.signer, spiffeID: spiffeID, lifetime: lifetime, now: now)
+        return try issue(signer: signer, spiffeID: spiffeID, lifetime: lifetime, now: now)
     }
 }

@@ -8,7 +8,7 @@ import VouchSQLiteStore
 
 struct CACommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "ca", abstract: "Create and inspect the CA.", subcommands: [CAInit.self, CAAdminCert.self])
+        commandName: "ca", abstract: "Create and inspect the CA.", subcommands: [CAInit.self, CAAdminCert.self, CAIntermediateCommand.self, CARootCommand.self])
 }
 
 struct CAInit: AsyncParsableCommand {
@@ -67,10 +67,16 @@ struct CAInit: AsyncParsableCommand {
 }
 
 /// The only way, besides `ca init`, to an admin identity: tokens and renewals never grant one.
+/// Run again on the same --out with the same ID, it renews in place.
 struct CAAdminCert: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "admin-cert",
-        abstract: "Issue an admin client certificate on the CA host (list its ID with `vouch server --admin-id`).")
+        abstract: "Issue or renew an admin client certificate on the CA host (list its ID with `vouch server --admin-id`).",
+        discussion: """
+            Signs with the intermediate that signs now (from the database). When --out already holds admin.pem for the same \
+            SPIFFE ID, both files are replaced by a new key and certificate and the old certificate is recorded as renewed; \
+            --out holding another ID's certificate is refused.
+            """)
 
     @Option(help: "CA directory made by `vouch ca init`.")
     var dir: String = "./vouch-ca"
@@ -78,7 +84,7 @@ struct CAAdminCert: AsyncParsableCommand {
     @Option(help: "SPIFFE ID of the admin, in the CA's trust domain.")
     var spiffeId: String
 
-    @Option(help: "Directory to write admin.pem and admin_key.pem into; existing files are not overwritten.")
+    @Option(help: "Directory to write admin.pem and admin_key.pem into; only a certificate for the same ID is replaced (renewed).")
     var out: String
 
     @Option(help: "Certificate lifetime (default 90d).")
@@ -96,25 +102,43 @@ struct CAAdminCert: AsyncParsableCommand {
         try await runReportingErrors {
             umask(0o077)
             guard ttl.seconds > 0 else { throw CLIError("--ttl must be positive") }
-            let files = CAFiles(directory: dir)
-            let material = try CAMaterial.load(from: files, passphrase: try readPassphrase(file: passphraseFile))
             // Before any file is written: a database that cannot be opened leaves no admin identity unrecorded.
-            let store = try await databaseOptions.open(files: files, logger: DatabaseOptions.commandLogger)
-            let issued = try LocalIssuance.adminCertificate(material: material, spiffeID: spiffeId,
-                                                            lifetime: TimeInterval(ttl.seconds), now: Date())
-            try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+            let context = try await IssuerCommandContext.open(dir: dir, passphraseFile: passphraseFile, databaseOptions: databaseOptions)
+            let issuer = try await AdminCertificateIssuer(context: context)
             let certificatePath = out + "/admin.pem", keyPath = out + "/admin_key.pem"
-            // Key first and exclusive: an existing admin identity in --out is never replaced.
-            try AtomicFile.create(Array(try issued.key.pkcs8PEM().utf8), at: keyPath, mode: 0o600)
-            try AtomicFile.write(issued.certificate.pem + material.intermediate.pem, to: certificatePath)
-            try await store.insertCertificate(issued.record, audit: AuditEntry(
-                time: issued.record.issuedAt, actor: "local", action: .issue, subject: issued.record.serial, peer: "local",
-                detail: "\(spiffeId) (ca admin-cert)"))
+            let previous = try AdminCertificateIssuer.previous(at: certificatePath, spiffeID: spiffeId)
+            let issued = try LocalIssuance.adminCertificate(signer: issuer.signer, trustDomain: context.settings.trustDomain,
+                                                            spiffeID: spiffeId, lifetime: TimeInterval(ttl.seconds), now: Date())
+            var record = issued.record
+            record.issuerID = issuer.record.id
+            let chainPEM = issuer.chainPEM
+            if let previous {
+                // Recorded first: should writing fail, the next run replaces the recorded successor.
+                let recorded = try await context.store.certificate(serial: previous.serialHex)
+                record.renewedFrom = previous.serialHex
+                _ = try await context.store.recordRenewal(
+                    certificate: record, previousSerial: previous.serialHex, replacing: recorded?.supersededBy, at: issued.record.issuedAt,
+                    budget: nil, audit: [AuditEntry(time: issued.record.issuedAt, actor: "local", action: .issue, subject: issued.record.serial,
+                                                    peer: "local", detail: "\(spiffeId) renewed from \(previous.serialHex) (ca admin-cert)")])
+                try AtomicFile.writeAll([(keyPath, Array(try issued.key.pkcs8PEM().utf8), 0o600),
+                                         (certificatePath, Array((issued.certificate.pem + chainPEM).utf8), 0o644)])
+            } else {
+                try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+                // Key first and exclusive: a key without its certificate is never replaced.
+                try AtomicFile.create(Array(try issued.key.pkcs8PEM().utf8), at: keyPath, mode: 0o600)
+                try AtomicFile.write(issued.certificate.pem + chainPEM, to: certificatePath)
+                try await context.store.insertCertificate(record, audit: AuditEntry(
+                    time: issued.record.issuedAt, actor: "local", action: .issue, subject: issued.record.serial, peer: "local",
+                    detail: "\(spiffeId) (ca admin-cert)"))
+            }
             if json {
                 try printJSON(["serial": issued.record.serial, "spiffe_id": spiffeId, "cert": certificatePath, "key": keyPath,
-                               "not_after": issued.record.notAfter.formatted(.iso8601)])
+                               "not_after": issued.record.notAfter.formatted(.iso8601), "renewed_from": previous?.serialHex ?? "",
+                               "issuer": issuer.record.serial])
             } else {
-                print("issued admin certificate \(issued.record.serial) for \(spiffeId) until \(issued.record.notAfter.formatted(.iso8601))")
+                let verb = previous == nil ? "issued" : "renewed"
+                print("\(verb) admin certificate \(issued.record.serial) for \(spiffeId) until \(issued.record.notAfter.formatted(.iso8601))"
+                    + (previous.map { " (replaces \($0.serialHex))" } ?? ""))
                 print("  cert: \(certificatePath)\n  key:  \(keyPath)")
             }
         }

@@ -1,0 +1,171 @@
+import ArgumentParser
+import Foundation
+import VouchAPI
+import VouchAuthority
+import VouchCrypto
+import VouchFiles
+
+/// What every `vouch ca intermediate|root` command opens: the CA directory, its store, the
+/// passphrase, and the flags they share.
+struct IssuerOptions: ParsableArguments {
+    @Option(help: "CA directory made by `vouch ca init`.")
+    var dir: String = "./vouch-ca"
+
+    @Option(help: "Passphrase file for encrypted CA keys (or set VOUCH_CA_PASSPHRASE).")
+    var passphraseFile: String?
+
+    @OptionGroup var databaseOptions: DatabaseOptions
+
+    @Flag(help: "Print the result as one JSON object.")
+    var json = false
+}
+
+/// The CA directory and store of one issuer command, with the issuers adopted.
+struct IssuerCommandContext {
+    let files: CAFiles
+    let settings: CASettings
+    let passphrase: String?
+    let store: any AuthorityStore
+    /// PostgreSQL (`--database`): replicas may run on read-only copies of the directory.
+    let onDatabase: Bool
+
+    static func open(_ options: IssuerOptions) async throws -> IssuerCommandContext {
+        try await open(dir: options.dir, passphraseFile: options.passphraseFile, databaseOptions: options.databaseOptions)
+    }
+
+    static func open(dir: String, passphraseFile: String?, databaseOptions: DatabaseOptions) async throws -> IssuerCommandContext {
+        umask(0o077)
+        let files = CAFiles(directory: dir)
+        let settings = try CASettings.load(from: files)
+        let passphrase = try readPassphrase(file: passphraseFile)
+        let store = try await databaseOptions.open(files: files, logger: DatabaseOptions.commandLogger)
+        let context = IssuerCommandContext(files: files, settings: settings, passphrase: passphrase, store: store,
+                                           onDatabase: databaseOptions.database != nil)
+        try await context.adoptInitialPair()
+        return context
+    }
+
+    /// A database no server of this release has opened yet holds no issuer: adopt the directory's
+    /// pair as `vouch server` does. A directory whose root the database does not know is another CA's.
+    private func adoptInitialPair() async throws {
+        let root = try X509Certificate(pem: try readFile(files.rootCertificate))
+        let intermediate = try X509Certificate(pem: try readFile(files.intermediateCertificate))
+        func record(_ kind: IssuerKind, _ certificate: X509Certificate, _ keyRef: String) -> IssuerRecord {
+            IssuerRecord(kind: kind, state: .active, serial: certificate.serialHex, der: certificate.der, notBefore: certificate.notBefore,
+                         notAfter: certificate.notAfter, keyRef: keyRef, createdAt: Date())
+        }
+        let snapshot = try await store.adoptInitialIssuers(root: record(.root, root, IssuerRecord.offlineKeyRef),
+                                                           intermediate: record(.intermediate, intermediate, IssuerRecord.initialKeyRef))
+        guard snapshot.issuers.contains(where: { $0.der == root.der }) else {
+            throw CLIError("\(files.rootCertificate) is not a root of this database: the directory and the database belong to different CAs")
+        }
+    }
+
+    func snapshot() async throws -> IssuerSnapshot { try await store.issuers() }
+
+    /// The active root's private key: `--root-key`, else the directory's root_key.pem for the
+    /// initial root, else issuers/<serial>/root_key.pem where `root prepare` wrote it.
+    func rootKey(_ option: String?, snapshot: IssuerSnapshot) throws -> (key: PrivateKey, path: String) {
+        guard let root = snapshot.activeRoot else { throw CLIError("the database holds no active root") }
+        let initialRoot = try? X509Certificate(pem: readFile(files.rootCertificate))
+        let path = option ?? (initialRoot?.der == root.der ? files.rootKey : path(root.serial, "root_key.pem"))
+        guard let pem = try? String(contentsOfFile: path, encoding: .utf8) else {
+            throw CLIError("--root-key \(path): cannot read it (needed for this step only; keep it offline)")
+        }
+        if pem.contains("ENCRYPTED"), (passphrase ?? "").isEmpty {
+            throw CLIError("\(path) is encrypted: pass --passphrase-file or set VOUCH_CA_PASSPHRASE")
+        }
+        do {
+            return (try PrivateKey(pem: pem, passphrase: passphrase), path)
+        } catch {
+            throw CLIError("\(path): \(describe(error))")
+        }
+    }
+
+    /// `D/issuers/<serial>/<name>`.
+    func path(_ serial: String, _ name: String) -> String {
+        files.directory.appendingPathComponent("issuers/\(serial)/\(name)").path
+    }
+
+    /// Refuses before anything is made when a new intermediate key would have nowhere to go:
+    /// on PostgreSQL it is stored encrypted with the CA passphrase, which an unencrypted CA lacks.
+    func checkKeyPlacement(keyInDirectory: Bool) throws {
+        guard onDatabase, !keyInDirectory else { return }
+        guard settings.keysEncrypted, !(passphrase ?? "").isEmpty else {
+            throw CLIError("""
+                the new intermediate's key would go into the database unencrypted (this CA has no passphrase): \
+                pass --key-in-directory and copy \(files.directory.path)/issuers/<serial>/key.pem into every replica's CA directory
+                """)
+        }
+    }
+
+    /// Stores a new intermediate's key: encrypted in the database (PostgreSQL), else in
+    /// `D/issuers/<serial>/key.pem` (0600, encrypted when the CA's keys are).
+    func placeIntermediateKey(keyInDirectory: Bool) -> (IssuerLifecycle.NewIssuer) throws -> IssuerOperations.KeyPlacement {
+        { issuer in
+            let serial = issuer.certificate.serialHex
+            if onDatabase && !keyInDirectory {
+                return IssuerOperations.KeyPlacement(keyRef: IssuerRecord.databaseKeyRef, keyPEM: try issuer.key.pkcs8PEM(passphrase: passphrase))
+            }
+            try writeKey(issuer.key, to: path(serial, "key.pem"))
+            return IssuerOperations.KeyPlacement(keyRef: IssuerKeys.fileKeyRef(serial: serial))
+        }
+    }
+
+    /// A new root's key, for the operator to move offline.
+    func placeRootKey(_ issuer: IssuerLifecycle.NewIssuer) throws {
+        try writeKey(issuer.key, to: path(issuer.certificate.serialHex, "root_key.pem"))
+    }
+
+    private func writeKey(_ key: PrivateKey, to path: String) throws {
+        try FileManager.default.createDirectory(atPath: (path as NSString).deletingLastPathComponent, withIntermediateDirectories: true,
+                                                attributes: [.posixPermissions: 0o700])
+        let encrypted = settings.keysEncrypted ? passphrase : nil
+        try AtomicFile.create(Array(try key.pkcs8PEM(passphrase: encrypted).utf8), at: path, mode: 0o600)
+    }
+
+    /// Removes what a step wrote for issuers it then failed to record.
+    func discard(serials: [String]) {
+        for serial in serials { try? FileManager.default.removeItem(atPath: path(serial, "")) }
+    }
+
+    var directoryIsWritable: Bool { access(files.directory.path, W_OK) == 0 }
+
+    /// Copies of new issuer certificates under `D/issuers/<serial>/certificate.pem`, for operators.
+    func writeCertificateCopies(_ records: [IssuerRecord]) throws {
+        guard directoryIsWritable else { return }
+        for record in records {
+            let path = path(record.serial, "certificate.pem")
+            try FileManager.default.createDirectory(atPath: (path as NSString).deletingLastPathComponent, withIntermediateDirectories: true,
+                                                    attributes: [.posixPermissions: 0o700])
+            try AtomicFile.write(try X509Certificate(der: record.der).pem, to: path)
+        }
+    }
+
+    /// Rewrites `D/bundle.pem` as the roots a client should trust now (every root not retired).
+    /// Returns false when the directory is read-only (a mounted Secret): the servers hand the
+    /// bundle out themselves.
+    @discardableResult
+    func exportBundle() async throws -> Bool {
+        guard directoryIsWritable else { return false }
+        let roots = try await snapshot().issuers.filter { $0.kind == .root && $0.state != .retired }
+        try AtomicFile.write(pemBundle(try roots.map { try X509Certificate(der: $0.der) }), to: files.bundle)
+        return true
+    }
+
+    func operations(adminIDs: [String] = []) -> IssuerOperations {
+        IssuerOperations(store: store, now: Date(),
+                         adminIDs: Set(adminIDs + [IssuancePolicy.adminID(trustDomain: settings.trustDomain)]))
+    }
+}
+
+private func readFile(_ path: String) throws -> String {
+    guard let text = try? String(contentsOfFile: path, encoding: .utf8) else { throw CLIError("cannot read \(path)") }
+    return text
+}
+
+/// `CN=…` of a stored issuer certificate.
+func commonName(_ record: IssuerRecord?) -> String {
+    guard let record, let name = try? X509Certificate(der: record.der).commonName else { return "?" }
+    return "CN=\(name)"
+}
