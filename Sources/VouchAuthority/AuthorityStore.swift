@@ -47,12 +47,6 @@ public protocol AuthorityStore: Sendable {
     /// Revocations with a sequence above `afterSequence`, in order.
     func revocations(afterSequence: Int64) async throws -> [RevocationRecord]
 
-    /// In one transaction: takes the next CRL number (strictly increasing across restarts and
-    /// processes), then reads every revocation. Whoever takes the following number waits until
-    /// this read is done, so a CRL with a higher number never lists fewer revocations, whichever
-    /// replica made it: a relying party keeping the highest-numbered CRL loses none.
-    func nextCRLNumberAndRevocations() async throws -> (number: Int64, revocations: [RevocationRecord])
-
     // MARK: Issuers (see Issuers.swift)
 
     /// Idempotent: if no issuer is stored, in one write transaction inserts `root` and
@@ -73,9 +67,12 @@ public protocol AuthorityStore: Sendable {
     /// active root or intermediate is refused (`failedPrecondition`). On PostgreSQL it also
     /// notifies `vouch_issuers` with the new generation.
     func changeIssuers(_ change: IssuerChange, expectedGeneration: Int64, audit: [AuditEntry]) async throws -> Int64
-    /// As `nextCRLNumberAndRevocations()`, for one issuer: takes its next CRL number and reads the
-    /// revocations of the certificates it issued (a certificate with no recorded issuer is the
-    /// initial intermediate's). Throws `notFound` for an unknown issuer.
+    /// In one transaction: takes `issuerID`'s next CRL number (strictly increasing across restarts
+    /// and processes), then reads the revocations of the certificates it issued (a certificate with
+    /// no recorded issuer is the initial intermediate's). Whoever takes that issuer's following
+    /// number waits until this read is done, so a CRL with a higher number never lists fewer
+    /// revocations, whichever replica made it: a relying party keeping the highest-numbered CRL
+    /// loses none. Throws `notFound` for an unknown issuer.
     func nextCRLNumberAndRevocations(issuerID: Int64) async throws -> (number: Int64, revocations: [RevocationRecord])
     /// Upserts an agent's confirmation by certificate serial (a lower generation than the one
     /// stored changes nothing). No audit row. Throws `notFound` for an unknown serial.

@@ -47,13 +47,18 @@ public struct AuthorityStoreSnapshot: Sendable {
         public var revocations: Int
         public var auditEvents: Int
         public var auditCheckpoints: Int
+        public var issuers: Int
+        public var trustConfirmations: Int
 
-        public init(certificates: Int, tokens: Int, revocations: Int, auditEvents: Int, auditCheckpoints: Int) {
+        public init(certificates: Int, tokens: Int, revocations: Int, auditEvents: Int, auditCheckpoints: Int,
+                    issuers: Int = 0, trustConfirmations: Int = 0) {
             self.certificates = certificates
             self.tokens = tokens
             self.revocations = revocations
             self.auditEvents = auditEvents
             self.auditCheckpoints = auditCheckpoints
+            self.issuers = issuers
+            self.trustConfirmations = trustConfirmations
         }
     }
 
@@ -70,11 +75,19 @@ public struct AuthorityStoreSnapshot: Sendable {
     /// The last CRL number handed out.
     public var crlNumber: Int64
     /// The highest id each table's counter ever gave out (at least its highest row id), so the
-    /// copy's counters continue past it: "certificate", "revocation", "audit_event", "audit_checkpoint".
+    /// copy's counters continue past it: "certificate", "revocation", "audit_event", "audit_checkpoint", "issuer".
     public var idCounters: [String: Int64]
+    /// With ids, CRL numbers and key material as stored, in id order.
+    public var issuers: [IssuerRecord]
+    public var issuerGeneration: Int64
+    public var trustConfirmations: [TrustConfirmation]
 
     public init(certificates: [CertificateRecord], tokens: [TokenRecord], revocations: [Revocation], auditEvents: [AuditChain.Row],
-                auditHead: AuditHead?, auditCheckpoints: [Checkpoint], crlNumber: Int64, idCounters: [String: Int64]) {
+                auditHead: AuditHead?, auditCheckpoints: [Checkpoint], crlNumber: Int64, idCounters: [String: Int64],
+                issuers: [IssuerRecord] = [], issuerGeneration: Int64 = 0, trustConfirmations: [TrustConfirmation] = []) {
+        self.issuers = issuers
+        self.issuerGeneration = issuerGeneration
+        self.trustConfirmations = trustConfirmations
         self.certificates = certificates
         self.tokens = tokens
         self.revocations = revocations
@@ -87,6 +100,7 @@ public struct AuthorityStoreSnapshot: Sendable {
 
     public var counts: Counts {
         Counts(certificates: certificates.count, tokens: tokens.count, revocations: revocations.count,
-               auditEvents: auditEvents.count, auditCheckpoints: auditCheckpoints.count)
+               auditEvents: auditEvents.count, auditCheckpoints: auditCheckpoints.count, issuers: issuers.count,
+               trustConfirmations: trustConfirmations.count)
     }
 }

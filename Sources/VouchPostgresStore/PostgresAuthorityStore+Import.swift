@@ -17,14 +17,17 @@ extension PostgresAuthorityStore {
             // The writer lock keeps replicas' writes out; the table locks also keep out the checkpoint
             // and CRL number writes, which do not take it. Plain reads go on.
             try await connection.query("""
-                LOCK TABLE certificate, revocation, token, audit_event, audit_head, audit_checkpoint, crl_state IN EXCLUSIVE MODE
+                LOCK TABLE certificate, revocation, token, audit_event, audit_head, audit_checkpoint, crl_state,
+                           issuer, issuer_state, trust_confirmation IN EXCLUSIVE MODE
                 """, logger: logger)
             let before = try await Self.counts(on: connection, logger: logger)
             guard before == AuthorityStoreSnapshot.Counts(certificates: 0, tokens: 0, revocations: 0, auditEvents: 0, auditCheckpoints: 0)
             else {
+                // Issuers alone: a server on this database adopted its CA directory's pair already.
+                let issuers = before.issuers > 0 ? ", \(before.issuers) issuers" : ""
                 throw PostgresStoreError(location, "the target database is not empty (\(before.certificates) certificates, "
                                          + "\(before.tokens) tokens, \(before.revocations) revocations, \(before.auditEvents) audit events, "
-                                         + "\(before.auditCheckpoints) audit checkpoints); it was left unchanged")
+                                         + "\(before.auditCheckpoints) audit checkpoints\(issuers)); it was left unchanged")
             }
             try await Self.copy(snapshot, on: connection, logger: logger)
             try await Self.checkCopy(of: snapshot, on: connection, logger: logger)
@@ -35,35 +38,46 @@ extension PostgresAuthorityStore {
     static func counts(on connection: PostgresConnection, logger: Logger) async throws -> AuthorityStoreSnapshot.Counts {
         let row = try await connection.query("""
             SELECT (SELECT count(*) FROM certificate), (SELECT count(*) FROM token), (SELECT count(*) FROM revocation),
-                   (SELECT count(*) FROM audit_event), (SELECT count(*) FROM audit_checkpoint)
+                   (SELECT count(*) FROM audit_event), (SELECT count(*) FROM audit_checkpoint),
+                   (SELECT count(*) FROM issuer), (SELECT count(*) FROM trust_confirmation)
             """, logger: logger).collect().first
-        let (certificates, tokens, revocations, events, checkpoints) = try row!.decode((Int, Int, Int, Int, Int).self)
+        let (certificates, tokens, revocations, events, checkpoints, issuers, confirmations)
+            = try row!.decode((Int, Int, Int, Int, Int, Int, Int).self)
         return AuthorityStoreSnapshot.Counts(certificates: certificates, tokens: tokens, revocations: revocations,
-                                             auditEvents: events, auditCheckpoints: checkpoints)
+                                             auditEvents: events, auditCheckpoints: checkpoints, issuers: issuers,
+                                             trustConfirmations: confirmations)
     }
 
     private static func copy(_ snapshot: AuthorityStoreSnapshot, on connection: PostgresConnection, logger: Logger) async throws {
         // Each statement sends one array per column for a batch of rows (unnest makes them rows
         // again): a few statements for 100,000 rows, each with a dozen parameters. Certificates go
-        // before revocations (the foreign key); every table in the order of its ids.
+        // before revocations (the foreign key); every table in the order of its ids. Issuers come
+        // first (certificates name them), one at a time (a few rows; a parent is always older).
+        for issuer in snapshot.issuers {
+            _ = try await insertIssuer(issuer, keepingID: true, on: connection, logger: logger)
+        }
+        try await connection.query("UPDATE issuer_state SET generation = \(snapshot.issuerGeneration) WHERE id = 1", logger: logger)
         for batch in batches(snapshot.certificates) {
+            let issuerIDs = batch.map { $0.issuerID ?? 0 }, hasIssuerID = batch.map { $0.issuerID != nil }
             let (renewedFrom, hasRenewedFrom) = nullable(batch.map(\.renewedFrom))
             let (supersededBy, hasSupersededBy) = nullable(batch.map(\.supersededBy))
             let (tokenID, hasTokenID) = nullable(batch.map(\.tokenID))
             try await connection.query("""
                 INSERT INTO certificate (id, serial, spiffe_id, dns_names, ip_addresses, not_before, not_after, issued_at, der,
-                                         renewed_from, superseded_by, token_id)
+                                         renewed_from, superseded_by, token_id, issuer_id)
                 SELECT id, serial, spiffe_id, string_to_array(dns_names, ','), string_to_array(ip_addresses, ','), not_before, not_after,
                        issued_at, der, CASE WHEN has_renewed_from THEN renewed_from END,
-                       CASE WHEN has_superseded_by THEN superseded_by END, CASE WHEN has_token_id THEN token_id END
+                       CASE WHEN has_superseded_by THEN superseded_by END, CASE WHEN has_token_id THEN token_id END,
+                       CASE WHEN has_issuer_id THEN issuer_id END
                 FROM unnest(\(batch.map { $0.id ?? 0 })::bigint[], \(batch.map(\.serial))::text[], \(batch.map(\.spiffeID))::text[],
                             \(try batch.map { try joined($0.dnsNames) })::text[], \(try batch.map { try joined($0.ipAddresses) })::text[],
                             \(batch.map(\.notBefore.timeIntervalSince1970))::float8[], \(batch.map(\.notAfter.timeIntervalSince1970))::float8[],
                             \(batch.map(\.issuedAt.timeIntervalSince1970))::float8[], \(batch.map { ByteBuffer(bytes: $0.der) })::bytea[],
                             \(renewedFrom)::text[], \(hasRenewedFrom)::bool[], \(supersededBy)::text[], \(hasSupersededBy)::bool[],
-                            \(tokenID)::text[], \(hasTokenID)::bool[])
+                            \(tokenID)::text[], \(hasTokenID)::bool[], \(issuerIDs)::bigint[], \(hasIssuerID)::bool[])
                      AS row(id, serial, spiffe_id, dns_names, ip_addresses, not_before, not_after, issued_at, der,
-                            renewed_from, has_renewed_from, superseded_by, has_superseded_by, token_id, has_token_id)
+                            renewed_from, has_renewed_from, superseded_by, has_superseded_by, token_id, has_token_id,
+                            issuer_id, has_issuer_id)
                 """, logger: logger)
         }
         for batch in batches(snapshot.tokens) {
@@ -106,6 +120,14 @@ extension PostgresAuthorityStore {
                                      \(batch.map(\.checkpoint.signer))::text[], \(batch.map { ByteBuffer(bytes: $0.checkpoint.signature) })::bytea[])
                 """, logger: logger)
         }
+        for batch in batches(snapshot.trustConfirmations) {
+            try await connection.query("""
+                INSERT INTO trust_confirmation (serial, spiffe_id, generation, bundle_sha256, confirmed_at, peer)
+                SELECT * FROM unnest(\(batch.map(\.serial))::text[], \(batch.map(\.spiffeID))::text[], \(batch.map(\.generation))::bigint[],
+                                     \(batch.map { ByteBuffer(bytes: $0.bundleSHA256) })::bytea[],
+                                     \(batch.map(\.confirmedAt.timeIntervalSince1970))::float8[], \(batch.map(\.peer))::text[])
+                """, logger: logger)
+        }
         // A source without a head record is copied without one: the chain check below then fails.
         if let head = snapshot.auditHead {
             try await connection.query("UPDATE audit_head SET last_id = \(head.id), last_hash = \(Data(head.hash)) WHERE id = 1", logger: logger)
@@ -116,7 +138,8 @@ extension PostgresAuthorityStore {
         try await connection.query("UPDATE crl_state SET last_number = GREATEST(last_number, \(snapshot.crlNumber)) WHERE id = 1",
                                    logger: logger)
         // ALTER … RESTART, not setval: it is undone with the transaction.
-        for (table, column) in [("certificate", "id"), ("revocation", "sequence"), ("audit_event", "id"), ("audit_checkpoint", "id")] {
+        for (table, column) in [("certificate", "id"), ("revocation", "sequence"), ("audit_event", "id"), ("audit_checkpoint", "id"),
+                                ("issuer", "id")] {
             guard let last = snapshot.idCounters[table], last > 0 else { continue }
             try await connection.query(PostgresQuery(unsafeSQL: "ALTER TABLE \(table) ALTER COLUMN \(column) RESTART WITH \(last + 1)"),
                                        logger: logger)
@@ -167,6 +190,10 @@ extension PostgresAuthorityStore {
             .map(auditCheckpoint)
         guard checkpoints == snapshot.auditCheckpoints.map(\.checkpoint) else {
             throw PostgresStoreError(context, "its audit checkpoints differ from the source's")
+        }
+        let issuers = try await issuerSnapshot(on: connection, logger: logger)
+        guard issuers == IssuerSnapshot(generation: snapshot.issuerGeneration, issuers: snapshot.issuers) else {
+            throw PostgresStoreError(context, "its issuers differ from the source's")
         }
     }
 }

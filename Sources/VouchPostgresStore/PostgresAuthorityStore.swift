@@ -392,27 +392,6 @@ public final class PostgresAuthorityStore: AuthorityStore {
         try await rows("\(unescaped: Self.revocationColumns) WHERE r.sequence > \(afterSequence) ORDER BY r.sequence").map(Self.revocation)
     }
 
-    public func nextCRLNumberAndRevocations() async throws -> (number: Int64, revocations: [RevocationRecord]) {
-        // The row lock the UPDATE takes is held to the commit: whoever takes the next number waits
-        // until this read is done, and its own read (READ COMMITTED, a statement started later)
-        // sees everything this one saw.
-        try await withConnection { connection in
-            try await Transaction.run(on: connection, .write, logger: logger) { connection in
-                // Once issuers are stored, the CRL is the active intermediate's.
-                if let active = try await connection.query(
-                    "SELECT id FROM issuer WHERE kind = 'intermediate' AND state = 'active'", logger: logger).collect().first?.decode(Int64.self) {
-                    return try await Self.nextCRLNumber(issuerID: active, on: connection, logger: logger)
-                }
-                let number = try await connection.query(
-                    "UPDATE crl_state SET last_number = last_number + 1 WHERE id = 1 RETURNING last_number", logger: logger)
-                    .collect().first?.decode(Int64.self) ?? 1
-                let revocations = try await connection.query("\(unescaped: Self.revocationColumns) ORDER BY r.sequence", logger: logger)
-                    .collect().map(Self.revocation)
-                return (number, revocations)
-            }
-        }
-    }
-
     // MARK: Audit
 
     public func appendAudit(_ entry: AuditEntry) async throws {

@@ -27,18 +27,22 @@ extension SQLiteAuthorityStore {
                 AuthorityStoreSnapshot.Checkpoint(id: row["id"], checkpoint: Self.auditCheckpoint(row))
             }
             let crlNumber = try Int64.fetchOne(db, sql: "SELECT last_number FROM crl_state WHERE id = 1") ?? 0
+            let issuers = try Self.issuerSnapshot(in: db)
+            let confirmations = try Row.fetchAll(db, sql: "SELECT * FROM trust_confirmation ORDER BY serial").map(Self.trustConfirmation)
             // AUTOINCREMENT never reuses an id, even one whose row is gone: sqlite_sequence holds the
             // highest ever given, which the copy's counters must pass too.
             var counters: [String: Int64] = [
                 "certificate": certificates.last?.id ?? 0, "revocation": revocations.last?.sequence ?? 0,
                 "audit_event": events.last?.id ?? 0, "audit_checkpoint": checkpoints.last?.id ?? 0,
+                "issuer": issuers.issuers.last?.id ?? 0,
             ]
             for row in try Row.fetchAll(db, sql: "SELECT name, seq FROM sqlite_sequence") {
                 let name: String = row["name"]
                 if let current = counters[name] { counters[name] = max(current, row["seq"] as Int64) }
             }
             return AuthorityStoreSnapshot(certificates: certificates, tokens: tokens, revocations: revocations, auditEvents: events,
-                                          auditHead: head, auditCheckpoints: checkpoints, crlNumber: crlNumber, idCounters: counters)
+                                          auditHead: head, auditCheckpoints: checkpoints, crlNumber: crlNumber, idCounters: counters,
+                                          issuers: issuers.issuers, issuerGeneration: issuers.generation, trustConfirmations: confirmations)
         }
     }
 

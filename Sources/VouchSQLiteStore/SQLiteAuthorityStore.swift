@@ -248,19 +248,6 @@ public final class SQLiteAuthorityStore: AuthorityStore {
         }
     }
 
-    public func nextCRLNumberAndRevocations() async throws -> (number: Int64, revocations: [RevocationRecord]) {
-        try await writer.write { db in
-            // Once issuers are stored, the CRL is the active intermediate's.
-            if let active = try Int64.fetchOne(db.cachedStatement(sql: "SELECT id FROM issuer WHERE kind = 'intermediate' AND state = 'active'")) {
-                return try Self.nextCRLNumber(issuerID: active, in: db)
-            }
-            try db.executeCached(sql: "UPDATE crl_state SET last_number = last_number + 1 WHERE id = 1")
-            let number = try Int64.fetchOne(db.cachedStatement(sql: "SELECT last_number FROM crl_state WHERE id = 1")) ?? 1
-            let revocations = try Row.fetchAll(db.cachedStatement(sql: Self.revocationSQL + " ORDER BY r.sequence")).map(Self.revocation)
-            return (number, revocations)
-        }
-    }
-
     // MARK: Audit
 
     public func appendAudit(_ entry: AuditEntry) async throws {

@@ -151,3 +151,11 @@ enum Schema {
         return migrator
     }
 }
+
+extension SQLiteAuthorityStore {
+    /// Creates a database file whose schema stops after migration `name`, as a release before the
+    /// later ones left it: for tests that an existing database upgrades in place.
+    static func createDatabase(at path: String, migratedUpTo name: String) throws {
+        try Schema.migrator.migrate(DatabaseQueue(path: path), upTo: name)
+    }
+}

@@ -268,6 +268,7 @@ struct AuthorityStoreContractTests {
     @Test(arguments: StoreKind.allCases)
     func aHigherCRLNumberNeverListsFewerRevocations(kind: StoreKind) async throws {
         let store = try await kind.make()
+        let issuer = try await Self.adopted(store).intermediate.id
         let serials = (0..<30).map { String(format: "c%02x", $0) }
         for serial in serials { try await store.insertCertificate(Self.certificate(serial), audit: Self.entry(.issue)) }
         let crls = try await withThrowingTaskGroup(of: [(Int64, Set<String>)].self) { group in
@@ -279,7 +280,7 @@ struct AuthorityStoreContractTests {
                     return []
                 }
                 group.addTask {
-                    let (number, revocations) = try await store.nextCRLNumberAndRevocations()
+                    let (number, revocations) = try await store.nextCRLNumberAndRevocations(issuerID: issuer)
                     return [(number, Set(revocations.map(\.serial)))]
                 }
             }
@@ -289,13 +290,15 @@ struct AuthorityStoreContractTests {
         for (earlier, later) in zip(crls, crls.dropFirst()) {
             #expect(later.1.isSuperset(of: earlier.1), "CRL \(later.0) lists fewer than \(earlier.0)")
         }
-        #expect(try await store.nextCRLNumberAndRevocations().revocations.count == serials.count)
+        #expect(try await store.nextCRLNumberAndRevocations(issuerID: issuer).revocations.count == serials.count)
     }
 
     @Test(arguments: StoreKind.allCases)
     func crlNumbersAndTheAuditChain(kind: StoreKind) async throws {
         let store = try await kind.make()
-        let numbers = [try await store.nextCRLNumberAndRevocations().number, try await store.nextCRLNumberAndRevocations().number, try await store.nextCRLNumberAndRevocations().number]
+        let issuer = try await Self.adopted(store).intermediate.id
+        var numbers: [Int64] = []
+        for _ in 1...3 { numbers.append(try await store.nextCRLNumberAndRevocations(issuerID: issuer).number) }
         #expect(numbers[0] < numbers[1] && numbers[1] < numbers[2])
         for minute in 0..<5 {
             try await store.appendAudit(Self.entry(.revoke, actor: minute % 2 == 0 ? "spiffe://example.org/svc/web" : "other",

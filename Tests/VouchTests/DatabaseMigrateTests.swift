@@ -45,8 +45,14 @@ final class DatabaseMigrateTests: XCTestCase {
         _ = try await ca.ca(ca.anonymous) { try await $0.getCRL(Vouch_V1_CRLRequest()) }  // a CRL number handed out
         XCTAssertEqual(ca.server.stop(), 0)
 
+        // The server adopted its directory's pair as issuers; an agent confirmed the bundle it holds.
+        try await SQLiteAuthorityStore(path: ca.caDir + "/vouch.db").recordTrustConfirmation(
+            serial: first.serial, spiffeID: Self.web, generation: 1, bundleSHA256: Array(repeating: 9, count: 32), peer: "127.0.0.1:1", at: Date())
         // Read and closed again: the command refuses a file another process has open, this one too.
         let source = try await SQLiteAuthorityStore(path: ca.caDir + "/vouch.db").exportAll()
+        XCTAssertEqual(source.issuers.map(\.kind), [.root, .intermediate])
+        XCTAssertEqual(source.issuerGeneration, 1)
+        XCTAssertEqual(source.trustConfirmations.count, 1)
         XCTAssertEqual(source.revocations.map(\.reason), [RevocationReason.superseded.rawValue, 1, 1], "child, first, retried child")
         XCTAssertTrue(source.tokens.contains { $0.usesAllowed == 2 && $0.usesConsumed == 1 } && source.tokens.contains(where: \.revoked))
         XCTAssertFalse(source.auditCheckpoints.isEmpty)
@@ -78,6 +84,11 @@ final class DatabaseMigrateTests: XCTestCase {
         XCTAssertEqual(revocations, originalRevocations)
         let (checkpoints, originalCheckpoints) = (try await postgres.auditCheckpoints(), try await sqlite.auditCheckpoints())
         XCTAssertEqual(checkpoints, originalCheckpoints)
+        let (issuers, originalIssuers) = (try await postgres.issuers(), try await sqlite.issuers())
+        XCTAssertEqual(issuers, originalIssuers, "ids, states, CRL numbers and the generation")
+        XCTAssertTrue(copied.contains { $0.issuerID == originalIssuers.activeIntermediate?.id }, "certificates keep their issuer (compared above)")
+        let (confirmations, originalConfirmations) = (try await postgres.trustConfirmations(), try await sqlite.trustConfirmations())
+        XCTAssertEqual(confirmations, originalConfirmations)
         let chain = try await postgres.auditChain()
         XCTAssertEqual(chain.rows.map(\.id), source.auditEvents.map(\.id))
         XCTAssertEqual(chain.rows.map(\.entry), source.auditEvents.map(\.entry))
@@ -100,7 +111,11 @@ final class DatabaseMigrateTests: XCTestCase {
         _ = try await replica.revoke(renewed.serial, reason: 4, as: replica.admin)
         XCTAssertEqual(replica.server.stop(), 0)
         let stored = try await postgres.certificate(serial: renewed.serial)
-        XCTAssertEqual(stored?.id, source.certificates.last!.id! + 1)
+        // The replica may first issue its own listener certificate: the first new row follows the copied ones.
+        let lastCopied = source.certificates.last!.id!
+        let added = try await postgres.listCertificates(CertificateQuery(now: Date(), limit: -1)).compactMap(\.id).filter { $0 > lastCopied }
+        XCTAssertEqual(added.min(), lastCopied + 1)
+        XCTAssertTrue(try XCTUnwrap(stored?.id) > lastCopied)
         XCTAssertEqual(stored?.renewedFrom, copied.first { $0.spiffeID == "spiffe://example.org/svc/db" }?.serial)
         let revokedAfter = try await postgres.revocations(afterSequence: source.revocations.last!.sequence)
         XCTAssertEqual(revokedAfter.map(\.sequence), [source.revocations.last!.sequence + 1])
@@ -114,6 +129,8 @@ final class DatabaseMigrateTests: XCTestCase {
         XCTAssertEqual(try TestPostgres.shared.psql(database, """
             SELECT coalesce(min(id), nextval(pg_get_serial_sequence('audit_checkpoint', 'id'))) FROM audit_checkpoint WHERE id > \(copiedCheckpoint)
             """), "\(copiedCheckpoint + 1)", "the next checkpoint (the server's, or the counter's next) follows the copied ones")
+        XCTAssertEqual(try TestPostgres.shared.psql(database, "SELECT nextval(pg_get_serial_sequence('issuer', 'id'))"),
+                       "\(originalIssuers.issuers.last!.id + 1)", "the next issuer follows the copied ones")
         await postgres.close()
     }
 

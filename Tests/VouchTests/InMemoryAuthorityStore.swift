@@ -144,16 +144,6 @@ public final class InMemoryAuthorityStore: AuthorityStore {
     /// How many times `revocations(afterSequence:)` was read.
     public let revocationReads = Mutex(0)
 
-    public func nextCRLNumberAndRevocations() async throws -> (number: Int64, revocations: [RevocationRecord]) {
-        try state.withLock { state in
-            if let active = state.issuers.first(where: { $0.kind == .intermediate && $0.state == .active }) {
-                return try Self.nextCRLNumber(issuerID: active.id, in: &state)
-            }
-            state.crlNumber += 1
-            return (state.crlNumber, state.revocations)
-        }
-    }
-
     // MARK: Issuers
 
     public func adoptInitialIssuers(root: IssuerRecord, intermediate: IssuerRecord) async throws -> IssuerSnapshot {
