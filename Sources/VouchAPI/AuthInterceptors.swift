@@ -1,6 +1,8 @@
+import Foundation
 import GRPCCore
 import Logging
 import VouchAuthority
+import VouchTLS
 
 /// Turns the transport's peer certificate into a `Caller` for the rest of the
 /// RPC, and refuses certificates revoked after their connection was opened.
@@ -15,12 +17,41 @@ public struct AuthenticationInterceptor: ServerInterceptor {
     ) async throws -> StreamingServerResponse<Output> {
         let caller = RPCCaller.resolve(context)
         try authority.checkStanding(caller)
+        try Self.checkExpiredMayOnlyRenew(context, now: authority.now)
         // SimpleServiceProtocol handlers do not see metadata, so the bearer token travels as a task local.
-        return try await BearerToken.$current.withValue(BearerToken.from(request.metadata)) {
+        var response = try await BearerToken.$current.withValue(BearerToken.from(request.metadata)) {
             try await RPCCaller.$current.withValue(caller) {
                 try await next(request, context)
             }
         }
+        Self.advertiseRenewAfterExpiry(authority.policy.renewAfterExpiry, method: context.descriptor.fullyQualifiedMethod, in: &response)
+        return response
+    }
+}
+
+extension AuthenticationInterceptor {
+    /// Response metadata of Enroll and Renew with the CA's `renew_after_expiry` in seconds, when on:
+    /// an agent whose certificate expires keeps trying to renew it for that long (instead of waiting
+    /// for a new token at once). Only a hint: the CA decides on each renewal.
+    public static let renewAfterExpiryHeader = "vouch-renew-after-expiry"
+
+    static func advertiseRenewAfterExpiry<Output>(_ window: TimeInterval, method: String, in response: inout StreamingServerResponse<Output>) {
+        guard window > 0, method == expiredCertificateMethod || method == "vouch.v1.CertificateAuthority/Enroll",
+              case .success = response.accepted else { return }
+        response.metadata.replaceOrAddString(String(Int64(window)), forKey: renewAfterExpiryHeader)
+    }
+
+    /// The method an expired client certificate may call (`renew_after_expiry`).
+    static let expiredCertificateMethod = "vouch.v1.CertificateAuthority/Renew"
+
+    /// A client certificate the handshake accepted although expired (within `renew_after_expiry`)
+    /// may renew itself and do nothing else.
+    static func checkExpiredMayOnlyRenew(_ context: ServerContext, now: Date) throws {
+        guard let certificate = SPIFFEIdentityInterceptor.peerCertificate(context),
+              PeerCertificateVerifier.isExpired(certificate, now: now),
+              context.descriptor.fullyQualifiedMethod != expiredCertificateMethod else { return }
+        throw AuthorityError(.failedPrecondition, "client certificate \(certificate.serialHex) expired at "
+            + "\(certificate.notValidAfter.formatted(.iso8601)); an expired certificate may only renew", reason: .certificateExpired)
     }
 }
 

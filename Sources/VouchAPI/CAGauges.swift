@@ -1,5 +1,6 @@
 import Foundation
 import Metrics
+import Synchronization
 import VouchAuthority
 
 /// Gauges read at scrape time, so they are exact when Prometheus looks.
@@ -13,5 +14,18 @@ public enum CAGauges {
             Gauge(label: "vouch_ca_certificates_expiring_within_1h").record(expiring)
         }
         Gauge(label: "vouch_ca_revoked_certificates").record(authority.revocations.count)
+    }
+
+    /// The serial last reported as signing, so its series drops to 0 when another takes over.
+    private static let signingSerial = Mutex<String?>(nil)
+
+    /// `vouch_ca_signing_issuer_info{serial}`: 1 for the intermediate this replica signs with, 0
+    /// for the one before. Check it on every replica before retiring an issuer.
+    public static func recordSigningIssuer(serial: String) {
+        let previous = signingSerial.withLock { held in defer { held = serial }; return held }
+        if let previous, previous != serial {
+            Gauge(label: "vouch_ca_signing_issuer_info", dimensions: [("serial", previous)]).record(0)
+        }
+        Gauge(label: "vouch_ca_signing_issuer_info", dimensions: [("serial", serial)]).record(1)
     }
 }

@@ -23,6 +23,8 @@ public final class CAServer: Service, Sendable {
     let limits: ListenerLimits
     /// Called once with the bound address (useful with port 0).
     let onListening: @Sendable (HostPort) -> Void
+    /// The listener's own renewed certificate; nil serves server.pem (tests on a bare directory).
+    let listenerIdentity: ServerListenerIdentity?
 
     /// Largest request the transport reads. CSRs are capped far lower (16 KiB) by the authority,
     /// which answers with a clear invalidArgument; beyond this the transport resets the stream.
@@ -30,8 +32,9 @@ public final class CAServer: Service, Sendable {
 
     public init(authority: CertificateAuthority, files: CAFiles, address: HostPort, logger: Logger,
                 auditCheckpoints: AuditCheckpointer? = nil,
-                limits: ListenerLimits = ListenerLimits(),
+                limits: ListenerLimits = ListenerLimits(), listenerIdentity: ServerListenerIdentity? = nil,
                 onListening: @escaping @Sendable (HostPort) -> Void = { _ in }) {
+        self.listenerIdentity = listenerIdentity
         self.limits = limits
         self.authority = authority
         self.files = files
@@ -64,7 +67,21 @@ public final class CAServer: Service, Sendable {
                 logger.warning("connection limit reached: refusing new connections",
                                metadata: ["listener": "grpc", "max_connections": "\(limit)", "refused": "\(refused)"])
             },
-            load: { [files, authority] in try files.listenerTLSMaterial(intermediatePEM: authority.material.intermediate.pem) })
+            // renew_after_expiry: an expired client certificate passes, for Renew only (AuthenticationInterceptor).
+            expiredGrace: authority.policy.renewAfterExpiry,
+            load: { [files, authority, listenerIdentity] in
+                guard let listenerIdentity else { return try authority.listenerTLSMaterial(files: files) }
+                return authority.listenerTLSMaterial(identity: listenerIdentity)
+            })
+        if let listenerIdentity {
+            listenerIdentity.onRenewal { [logger] in
+                let leaf = try tls.reload()
+                logger.info("listener reloaded", metadata: ["serial": "\(leaf.serialHex)"])
+            }
+            // A renewal between the first load and this registration is picked up now.
+            try tls.reload()
+        }
+        let loadedGeneration = authority.issuerSet.generation
         let transport = try tls.makeTransport(host: address.host, port: address.port, maxRequestBytes: Self.maxRequestBytes)
         let health = HealthService(services: ["vouch.v1.CertificateAuthority", "vouch.v1.Admin"])
         let server = GRPCServer(
@@ -78,6 +95,19 @@ public final class CAServer: Service, Sendable {
             group.addTask {
                 try await server.serve()
                 reportRefusedHandshake.finish()
+            }
+            group.addTask { [authority] in
+                // The pools follow the issuers: a leaf of any issuer still trusted passes the handshake.
+                var held = loadedGeneration
+                for await set in authority.issuerUpdates() where set.generation != held {
+                    held = set.generation
+                    do {
+                        try tls.reload()
+                        logger.info("listener trusts the issuers of generation \(set.generation)")
+                    } catch {
+                        logger.error("cannot reload the listener's trust", metadata: ["reason": "\(error)"])
+                    }
+                }
             }
             group.addTask { [authority] in
                 for await reason in refusedHandshakes {
@@ -99,6 +129,7 @@ public final class CAServer: Service, Sendable {
                 health.markNotServing()
                 // Watch streams never end on their own; finish them so draining completes.
                 self.authority.revocations.finishWatchers()
+                self.authority.finishIssuerUpdates()
                 tls.handler.stopAccepting()
                 server.beginGracefulShutdown()
             }

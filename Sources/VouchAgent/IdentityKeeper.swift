@@ -5,6 +5,7 @@ import Metrics
 import VouchAPI
 import VouchCrypto
 import VouchTLS
+import Synchronization
 import X509
 
 /// Whether the agent's verified CRL lists a serial; the keeper asks before renewing.
@@ -40,6 +41,9 @@ final class IdentityKeeper: Sendable {
     let failuresCounter = Counter(label: "vouch_agent_renewal_failures_total")
     let expiryGauge = Gauge(label: "vouch_agent_certificate_expires_in_seconds")
     let notAfterGauge = Gauge(label: "vouch_agent_certificate_not_after_timestamp_seconds")
+    /// The CA's `renew_after_expiry`, as its last Enroll or Renew answer said: for this long after
+    /// expiry the agent keeps trying to renew before it asks for a new token.
+    private let renewAfterExpiry = Mutex<TimeInterval>(0)
 
     init(configuration: AgentConfiguration, files: IdentityFiles, ca: any CertificateAuthorityCalls, hooks: RotationHooks,
          revocations: any RevocationStatus, clock: any AgentClock, state: AgentState, logger: Logger,
@@ -99,6 +103,7 @@ final class IdentityKeeper: Sendable {
         let answer: CAAnswer
         do {
             answer = try await ca.enroll(token: token, key: key, ttl: configuration.certificateTTL.wholeSeconds)
+            renewAfterExpiry.withLock { $0 = answer.renewAfterExpiry ?? 0 }
         } catch let error as RPCError where error.code == .unauthenticated {
             throw AgentError("the CA refused the token in \(tokenPath) (\(error.message)): create a new one with "
                 + "`vouch token create --spiffe-id ID`")
@@ -191,7 +196,10 @@ final class IdentityKeeper: Sendable {
             // An expired or revoked certificate cannot be renewed: only a new token helps. Revoked
             // means listed in a verified CRL, never a mere streamed event.
             let dead = clock.now >= notAfter ? "expired at \(notAfter)" : (revocations.isRevoked(current.serial) ? "was revoked" : nil)
-            if let dead, unwritten == nil {
+            // Unless the CA lets an expired, unrevoked certificate renew for a while (renew_after_expiry).
+            let mayRenewExpired = clock.now >= notAfter && !revocations.isRevoked(current.serial)
+                && clock.now.timeIntervalSince(notAfter) <= renewAfterExpiry.withLock { $0 }
+            if let dead, unwritten == nil, !mayRenewExpired {
                 if dead == "was revoked" {
                     logger.notice("own certificate is listed in the CA's signed CRL", metadata: [
                         "serial": "\(current.serial)", "crl_number": "\(revocations.heldNumber ?? -1)"])
@@ -206,6 +214,7 @@ final class IdentityKeeper: Sendable {
                     let key = try PrivateKey(generating: configuration.keyAlgorithm)
                     let held = try files.load().leaf
                     let answer = try await ca.renew(current: files, newKey: key, ttl: configuration.certificateTTL.wholeSeconds)
+                    renewAfterExpiry.withLock { $0 = answer.renewAfterExpiry ?? 0 }
                     let identity = try await trust.verifyRenewal(answer, key: key, current: held, now: clock.now)
                     noteUntrustedRoots(answer, trusted: try trust.heldRoots())
                     unwritten = (identity, key)
@@ -234,6 +243,12 @@ final class IdentityKeeper: Sendable {
                     retryAt = noteFailure(error, attempt: failures, serial: current.serial, notAfter: notAfter,
                                           what: "the CA says the certificate is revoked but its signed CRL does not; keeping it")
                 }
+            } catch let error as RPCError where error.code == .failedPrecondition && RefusalReason(of: error) == .certificateExpired
+                && !Task.isCancelled {
+                logger.notice("the CA refused to renew the expired certificate", metadata: ["error": "\(error.message)"])
+                try await waitForNewToken(because: "expired at \(notAfter)", reloadListener: reloadListener)
+                failures = 0
+                retryAt = nil
             } catch let error where isShutdown(error) {
                 throw CancellationError()
             } catch {

@@ -285,8 +285,16 @@ public final class CertificateAuthority: Sendable {
             throw AuthorityError(.failedPrecondition, "certificate \(serial) was not issued by this CA")
         }
         if record.revokedAt != nil { throw AuthorityError(.failedPrecondition, "certificate \(serial) is revoked", reason: .certificateRevoked) }
-        if record.notAfter <= now { throw AuthorityError(.failedPrecondition, "certificate \(serial) has expired", reason: .certificateExpired) }
+        if record.notAfter <= now && !mayRenewAfterExpiry(record, now: now) {
+            throw AuthorityError(.failedPrecondition, "certificate \(serial) has expired", reason: .certificateExpired)
+        }
         return record
+    }
+
+    /// `renew_after_expiry`: an expired certificate renews within the window, unless already
+    /// renewed (a thief must not fork a lineage its owner continued).
+    private func mayRenewAfterExpiry(_ record: CertificateRecord, now: Date) -> Bool {
+        policy.renewAfterExpiry > 0 && record.supersededBy == nil && now.timeIntervalSince(record.notAfter) <= policy.renewAfterExpiry
     }
 
     /// Refuses a caller whose certificate has been revoked since its connection was made.
@@ -342,6 +350,11 @@ public final class CertificateAuthority: Sendable {
     /// The serial of the intermediate that issued a revoked certificate (for WatchRevocations events).
     public func issuerSerial(of revocation: RevocationRecord) -> String {
         issuers.current.issuerSerial(of: revocation.issuerID) ?? ""
+    }
+
+    /// The serial of the intermediate that issued a certificate (for the Admin listings).
+    public func issuerSerial(of certificate: CertificateRecord) -> String {
+        issuers.current.issuerSerial(of: certificate.issuerID) ?? ""
     }
 
     public func revocations(afterSequence: Int64) async throws -> [RevocationRecord] {

@@ -33,6 +33,10 @@ public struct IssuancePolicy: Sendable {
     /// every revocation grows the CRL every relying party downloads.
     public var selfRevocationLimit: Int = 10
     public var selfRevocationWindow: TimeInterval = 24 * 3600
+    /// How long after expiry an unrevoked, not superseded certificate may still renew (itself the
+    /// credential, Renew only); 0 = never. A stolen key of an expired certificate stays usable for
+    /// this long, to renew only; revocation still applies.
+    public var renewAfterExpiry: TimeInterval = 0
 
     public init(trustDomain: String,
                 defaultCertificateTTL: TimeInterval = 24 * 3600,
@@ -116,6 +120,7 @@ public struct IssuancePolicy: Sendable {
         }
         guard renewalRetryWindow >= 0 else { throw AuthorityError(.invalidArgument, "the renewal retry window must not be negative") }
         guard selfRevocationLimit >= 0 else { throw AuthorityError(.invalidArgument, "the self-revocation limit must not be negative") }
+        guard renewAfterExpiry >= 0 else { throw AuthorityError(.invalidArgument, "renew_after_expiry must not be negative") }
         for id in adminIDs.sorted() { try validateSPIFFEID(id) }
         for profile in profiles {
             for pattern in profile.spiffeIDPatterns {

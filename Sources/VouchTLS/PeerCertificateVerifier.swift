@@ -16,16 +16,27 @@ public final class PeerCertificateVerifier: Sendable {
     private let trust: Mutex<Trust>
     private let isRevoked: @Sendable (String) -> Bool
     private let onReject: @Sendable (String) -> Void
+    /// How long after its notAfter a client certificate is still accepted, when expiry is its
+    /// only fault (the CA's `renew_after_expiry`); 0 refuses every expired certificate. Whoever
+    /// accepts one must limit what it may do (the CA: Renew only): see `isExpired(_:now:)`.
+    public let expiredGrace: TimeInterval
 
     /// - Parameters:
     ///   - isRevoked: answers for a lowercase hex serial; consulted on every handshake.
     ///   - onReject: told why a handshake was refused (TLS 1.3 clients only see a closed connection).
+    ///   - expiredGrace: see `expiredGrace`.
     public init(rootsPEM: String, intermediatesPEM: String = "",
                 isRevoked: @escaping @Sendable (String) -> Bool = { _ in false },
-                onReject: @escaping @Sendable (String) -> Void = { _ in }) throws {
+                onReject: @escaping @Sendable (String) -> Void = { _ in }, expiredGrace: TimeInterval = 0) throws {
         self.trust = Mutex(Trust(roots: try Certificate.all(inPEM: rootsPEM), intermediates: try Certificate.all(inPEM: intermediatesPEM)))
         self.isRevoked = isRevoked
         self.onReject = onReject
+        self.expiredGrace = max(0, expiredGrace)
+    }
+
+    /// Whether a verified peer certificate is past its notAfter: one accepted within `expiredGrace`.
+    public static func isExpired(_ certificate: Certificate, now: Date = Date()) -> Bool {
+        certificate.notValidAfter <= now
     }
 
     /// Replaces the trust roots and known intermediates for new handshakes.
@@ -53,9 +64,17 @@ public final class PeerCertificateVerifier: Sendable {
         }
         let trust = trust.withLock { $0 }
         let onReject = self.onReject
+        let grace = expiredGrace
         promise.completeWithTask {
+            let intermediates = CertificateStore(trust.intermediates + certificates.dropFirst())
             var verifier = Verifier(rootCertificates: CertificateStore(trust.roots)) { RFC5280Policy() }
-            let result = await verifier.validate(leaf: leaf, intermediates: CertificateStore(trust.intermediates + certificates.dropFirst()))
+            var result = await verifier.validate(leaf: leaf, intermediates: intermediates)
+            if case .couldNotValidate = result, let atExpiry = Self.expiryInGrace(leaf, grace: grace, now: Date()) {
+                // Expired within the grace: valid if it validates at its last valid second, so
+                // expiry is its only fault (chain, signatures, constraints are all checked again).
+                var verifier = Verifier(rootCertificates: CertificateStore(trust.roots)) { RFC5280Policy(validationTime: atExpiry) }
+                result = await verifier.validate(leaf: leaf, intermediates: intermediates)
+            }
             switch result {
             case .validCertificate(let chain):
                 let nioChain = try chain.map { try NIOSSLCertificate(bytes: $0.der, format: .der) }
@@ -65,6 +84,12 @@ public final class PeerCertificateVerifier: Sendable {
                 return .failed
             }
         }
+    }
+
+    /// For a leaf that expired no longer than `grace` ago: the last second it was valid.
+    static func expiryInGrace(_ leaf: Certificate, grace: TimeInterval, now: Date) -> Date? {
+        guard grace > 0, leaf.notValidAfter <= now, now.timeIntervalSince(leaf.notValidAfter) <= grace else { return nil }
+        return leaf.notValidAfter.addingTimeInterval(-1)
     }
 
     struct PresentationProblem: Error {

@@ -29,16 +29,18 @@ public final class RotatingServerTLS: Sendable {
     ///   - onReject: told why a client certificate was refused.
     ///   - limits: bound the connections of transports made by `makeTransport`.
     ///   - onLimitReached: hears (rate-limited) when the connection cap refuses connections.
+    ///   - expiredGrace: client certificates expired no longer ago are accepted (`PeerCertificateVerifier.expiredGrace`).
     ///   - load: reads the material, now and on every `reload()`.
     public init(requireClientCertificate: Bool, isRevoked: @escaping @Sendable (String) -> Bool = { _ in false },
                 onReject: @escaping @Sendable (String) -> Void = { _ in }, limits: ListenerLimits = ListenerLimits(),
                 onLimitReached: @escaping @Sendable (_ limit: Int, _ refused: Int) -> Void = { _, _ in },
+                expiredGrace: TimeInterval = 0,
                 load: @escaping @Sendable () throws -> ServerTLSMaterial) throws {
         self.load = load
         let material = try load()
         reloader = try SwappableCertificateReloader(certificateChainPEM: material.certificateChainPEM, privateKeyPEM: material.privateKeyPEM)
         verifier = try PeerCertificateVerifier(rootsPEM: material.rootsPEM, intermediatesPEM: material.intermediatesPEM,
-                                               isRevoked: isRevoked, onReject: onReject)
+                                               isRevoked: isRevoked, onReject: onReject, expiredGrace: expiredGrace)
         handler = try TLS13ServerHandler(
             configuration: TLS13ServerHandler.configuration(certificateReloader: reloader, requireClientCertificate: requireClientCertificate),
             verifier: verifier, limits: limits, onLimitReached: onLimitReached)

@@ -31,6 +31,8 @@ struct ConfigFile: Decodable {
         var auditCheckpointInterval: String?
         var database: String?
         var databasePasswordFile: String?
+        var serverCertTTL: String?
+        var renewAfterExpiry: String?
 
         enum CodingKeys: String, CodingKey, CaseIterable {
             case dir, listen, http, admins, profiles, database
@@ -40,6 +42,7 @@ struct ConfigFile: Decodable {
             case handshakeTimeout = "handshake_timeout", idleTimeout = "idle_timeout", maxConnections = "max_connections"
             case renewalRetryWindow = "renewal_retry_window", selfRevocationLimit = "self_revocation_limit"
             case auditCheckpointInterval = "audit_checkpoint_interval"
+            case serverCertTTL = "server_cert_ttl", renewAfterExpiry = "renew_after_expiry"
         }
     }
 

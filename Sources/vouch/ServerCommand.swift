@@ -48,6 +48,12 @@ struct ServerCommand: AsyncParsableCommand {
     @Option(help: "Revocations a non-admin identity may make of its own certificates per 24 hours (default 10).")
     var selfRevocationLimit: Int?
 
+    @Option(help: "Lifetime of the certificate the server issues itself for its gRPC listener, renewed at 2/3 (default 24h).")
+    var serverCertTtl: DurationArgument?
+
+    @Option(help: "How long after expiry a certificate may still renew itself (Renew only); 0 = never (default 0).")
+    var renewAfterExpiry: DurationArgument?
+
     @OptionGroup var databaseOptions: DatabaseOptions
 
     @OptionGroup var listenerLimits: ListenerLimitOptions
@@ -78,6 +84,12 @@ struct ServerCommand: AsyncParsableCommand {
             if let selfRevocationLimit = selfRevocationLimit ?? file?.selfRevocationLimit {
                 policy.selfRevocationLimit = selfRevocationLimit
             }
+            if let renewAfterExpiry = try renewAfterExpiry ?? configDuration(file?.renewAfterExpiry, key: "server.renew_after_expiry") {
+                policy.renewAfterExpiry = TimeInterval(renewAfterExpiry.seconds)
+            }
+            let serverCertTtl = try self.serverCertTtl ?? configDuration(file?.serverCertTTL, key: "server.server_cert_ttl")
+                ?? DurationArgument(argument: "24h")!
+            guard serverCertTtl.seconds >= 10 else { throw CLIError("--server-cert-ttl must be at least 10s") }
             do {
                 try policy.validate()
             } catch let error as AuthorityError {
@@ -87,6 +99,8 @@ struct ServerCommand: AsyncParsableCommand {
                                                        configPasswordFile: file?.databasePasswordFile, serving: true, logger: logger)
             let authority = CertificateAuthority(store: store, material: material, policy: policy)
             try await authority.start()
+            let listenerIdentity = try await ServerListenerIdentity(authority: authority, store: store, files: files,
+                                                                    lifetime: TimeInterval(serverCertTtl.seconds), logger: logger)
             let auditCheckpointInterval = try self.auditCheckpointInterval
                 ?? configDuration(file?.auditCheckpointInterval, key: "server.audit_checkpoint_interval") ?? DurationArgument(argument: "60s")!
             guard auditCheckpointInterval.seconds > 0 else { throw CLIError("--audit-checkpoint-interval must be positive") }
@@ -94,13 +108,14 @@ struct ServerCommand: AsyncParsableCommand {
             let limits = try listenerLimits.resolved(handshake: file?.handshakeTimeout, idle: file?.idleTimeout,
                                                      maxConnections: file?.maxConnections, section: "server")
             let server = CAServer(authority: authority, files: files, address: listen, logger: logger,
-                                  auditCheckpoints: auditCheckpoints, limits: limits) { address in
+                                  auditCheckpoints: auditCheckpoints, limits: limits, listenerIdentity: listenerIdentity) { address in
                 print("vouch server listening on \(address)")
                 fflush(nil)
             }
             // First, so it stops last and its final checkpoint covers the listeners' last events.
             var services: [any Service] = [AuditCheckpointService(
-                checkpointer: auditCheckpoints, interval: .seconds(auditCheckpointInterval.seconds), logger: logger), server]
+                checkpointer: auditCheckpoints, interval: .seconds(auditCheckpointInterval.seconds), logger: logger),
+                listenerIdentity, server]
             if let http {
                 let registry = PrometheusBootstrap.install()
                 MetricsInterceptor.registerCertificateCounters()
@@ -113,6 +128,8 @@ struct ServerCommand: AsyncParsableCommand {
                     return PrometheusBootstrap.scrape(registry)
                 }, auditCheckpoints: auditCheckpoints)))
             }
+            // Issuer changes (the CLI's rotate, prepare, activate, retire) reach this replica without a restart.
+            services.append(IssuerFollower(authority: authority, store: store, logger: logger))
             // Replicas sharing a database: revocations the others commit reach this one's registry.
             if let feed = store as? any RevocationChangeFeed {
                 services.append(SharedRevocationFollower(authority: authority, feed: feed, logger: logger))
