@@ -54,14 +54,15 @@ public struct AdminService: Vouch_V1_Admin.SimpleServiceProtocol {
             limit: limit, beforeID: beforeID)
         let now = authority.now
         var response = Vouch_V1_ListCertificatesResponse()
-        response.certificates = records.map { Vouch_V1_CertificateInfo($0, now: now) }
+        response.certificates = records.map { Vouch_V1_CertificateInfo($0, now: now, issuer: authority.issuerSerial(of: $0)) }
         if records.count == limit, let last = records.last?.id { response.nextPageToken = String(last) }
         try await authority.auditAdminRead(.adminListCertificates, subject: request.identity, caller: RPCCaller.of(context))
         return response
     }
 
     public func getCertificate(request: Vouch_V1_GetCertificateRequest, context: ServerContext) async throws -> Vouch_V1_CertificateInfo {
-        let info = Vouch_V1_CertificateInfo(try await authority.certificate(serial: request.serial), now: authority.now)
+        let record = try await authority.certificate(serial: request.serial)
+        let info = Vouch_V1_CertificateInfo(record, now: authority.now, issuer: authority.issuerSerial(of: record))
         try await authority.auditAdminRead(.adminGetCertificate, subject: info.serial, caller: RPCCaller.of(context))
         return info
     }

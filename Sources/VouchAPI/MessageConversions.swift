@@ -14,8 +14,10 @@ extension Vouch_V1_CertificateResponse {
 }
 
 extension Vouch_V1_CertificateInfo {
-    init(_ record: CertificateRecord, now: Date) {
+    /// - Parameter issuer: the serial of the intermediate that issued it.
+    init(_ record: CertificateRecord, now: Date, issuer: String = "") {
         self.init()
+        self.issuer = issuer
         serial = record.serial
         spiffeID = record.spiffeID
         dnsNames = record.dnsNames

@@ -50,6 +50,16 @@ public final class CertificateAuthority: Sendable {
     /// Ends every `issuerUpdates()` stream (on shutdown).
     public func finishIssuerUpdates() { issuers.finish() }
 
+    /// Records that a certificate holder holds the trust bundle of `generation` (ConfirmTrustBundle),
+    /// keyed by its certificate's serial; `vouch ca root status` counts these.
+    public func recordTrustConfirmation(caller: Caller, generation: Int64, bundleSHA256: [UInt8]) async throws {
+        guard let serial = caller.serial, let spiffeID = caller.spiffeID else {
+            throw AuthorityError(.unauthenticated, "ConfirmTrustBundle needs a client certificate")
+        }
+        try await store.recordTrustConfirmation(serial: serial, spiffeID: spiffeID, generation: generation,
+                                                bundleSHA256: bundleSHA256, peer: caller.peer, at: clock())
+    }
+
     /// Why this process signs with another intermediate than the active one (it cannot load that
     /// key), for the server to log once per generation; nil when it signs with the active one.
     public var signingIssuerWarning: String? { issuers.current.signingIssuerWarning }
