@@ -17,6 +17,7 @@ public final class CertificateAuthority: Sendable {
     private let issuers: IssuerBoard
     /// One issuer reload at a time (the follower's poll and a NOTIFY may coincide).
     private let issuerReloads = BatchQueue<CheckedContinuation<Bool, any Error>>()
+    private let confirmations = TrustConfirmationCache()
     private let tokenGuesses: FailedAttemptLimiter
 
     public init(store: any AuthorityStore, material: CAMaterial, policy: IssuancePolicy,
@@ -58,6 +59,18 @@ public final class CertificateAuthority: Sendable {
         }
         try await store.recordTrustConfirmation(serial: serial, spiffeID: spiffeID, generation: generation,
                                                 bundleSHA256: bundleSHA256, peer: caller.peer, at: clock())
+        confirmations.record(serial: serial, generation: generation)
+    }
+
+    /// The chain sent with a renewal. From a root's activation to the old root's retirement the
+    /// active chain is `[I2, X]`; a caller that has not confirmed holding the new root (an agent
+    /// older than trust bundle following, after a forced activation) gets `[X]` alone: it accepts
+    /// only intermediates that chain to roots it holds, and X chains to the old root it holds.
+    private func renewalChain(callerSerial: String, issuers: IssuerSet, now: Date) async -> [[UInt8]] {
+        let chain = issuers.chainDER
+        guard chain.count > 1, let rootID = issuers.active.record.parentID, let root = issuers.record(id: rootID) else { return chain }
+        let confirmed = await confirmations.generation(of: callerSerial, now: now) { try await store.trustConfirmations() }
+        return (confirmed ?? .min) >= root.createdGeneration ? chain : Array(chain.dropFirst())
     }
 
     /// Why this process signs with another intermediate than the active one (it cannot load that
@@ -270,7 +283,8 @@ public final class CertificateAuthority: Sendable {
         let replaced = try await store.recordRenewal(certificate: record, previousSerial: current.serial, replacing: replacing,
                                                      at: now, budget: selfRevocationBudget(of: current.spiffeID, now: now), audit: audit)
         if let replaced { await recordCommitted([replaced]) }
-        return IssuedCertificate(record: record, chain: issuers.chainDER, roots: issuers.rootsDER)
+        return IssuedCertificate(record: record, chain: await renewalChain(callerSerial: current.serial, issuers: issuers, now: now),
+                                 roots: issuers.rootsDER)
     }
 
     /// A lineage has one live certificate. A certificate already renewed may renew once more, only
