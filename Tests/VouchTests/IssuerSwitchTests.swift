@@ -74,7 +74,7 @@ struct IssuerSwitchTests {
         #expect(foreign.contains("unauthorized"), "\(foreign)")
     }
 
-    @Test func chainIsNewIntermediateThenCrossFromActivationUntilRetirement() async throws {
+    @Test func chainIsNewIntermediateThenCrossUntilRetireAndCrossOnlyForUnconfirmedRenewers() async throws {
         let world = try IssuerWorld()
         let old = try await world.enroll("spiffe://example.org/svc/old")
         let prepared = try await world.prepareRoot()
@@ -92,12 +92,21 @@ struct IssuerSwitchTests {
         // The old intermediate's CRL is still served while it retires; the cross certificate's serial names I2's.
         #expect(try await world.authority.currentCRL(issuer: world.material.intermediate.serialHex).issuer == world.material.intermediate.serialHex)
         #expect(try await world.authority.currentCRL(issuer: prepared.cross.serialHex).issuer == prepared.intermediate.certificate.serialHex)
-        _ = try await world.renew(old.record)
+        // A renewer that never confirmed the new bundle gets X alone (it chains to the root it holds);
+        // one that confirmed the prepare generation gets [I2, X].
+        let unconfirmed = try await world.renew(old.record)
+        #expect(unconfirmed.chain == [prepared.cross.der])
+        let prepareGeneration = try #require(world.authority.issuerSet.record(serial: prepared.root.certificate.serialHex)).createdGeneration
+        try await world.authority.recordTrustConfirmation(caller: IssuerWorld.caller(unconfirmed.record), generation: prepareGeneration,
+                                                         bundleSHA256: Array(repeating: 1, count: 32))
+        let confirmed = try await world.renew(unconfirmed.record)
+        #expect(confirmed.chain == [prepared.intermediate.certificate.der, prepared.cross.der])
 
         try await world.change(retiringRootOf: prepared)
         #expect(try await world.authority.reloadIssuers())
         #expect(world.authority.rootsDER == [prepared.root.certificate.der])
         #expect(world.authority.chainDER == [prepared.intermediate.certificate.der])
+        #expect(try await world.renew(confirmed.record).chain == [prepared.intermediate.certificate.der])
         #expect(world.authority.issuerSet.endorsementsDER == [prepared.endorsement.der])
         let routes = CAHTTPRoutes.handler(authority: world.authority, store: world.store)
         #expect(await routes(.get("/crl/\(world.material.intermediate.serialHex)")).status == 410)
@@ -249,8 +258,11 @@ struct IssuerWorld {
 
     func renew(_ record: CertificateRecord) async throws -> IssuedCertificate {
         let csr = try CertificateSigningRequest.create(key: try PrivateKey(generating: .p256), subjectAltNames: SubjectAltNames()).der
-        return try await authority.renew(csr: csr, ttlSeconds: 0, caller: Caller(
-            credential: .certificate(spiffeID: record.spiffeID, serial: record.serial), peer: "local"))
+        return try await authority.renew(csr: csr, ttlSeconds: 0, caller: Self.caller(record))
+    }
+
+    static func caller(_ record: CertificateRecord) -> Caller {
+        Caller(credential: .certificate(spiffeID: record.spiffeID, serial: record.serial), peer: "local")
     }
 
     /// A new intermediate under the active root, active at once; the old one retiring. Its key is
