@@ -10,18 +10,30 @@ import X509
 
 /// Keeps the set of revoked serials the agent's listener refuses. Only a verified CRL
 /// fills it: signed by an issuing CA that chains to the agent's roots, not older (CRL
-/// number) than the one held, and not past its nextUpdate. WatchRevocations events are
-/// hints that make the next CRL fetch immediate (a revoked client is refused within a
-/// second); the CRL is also fetched every `refreshInterval` and kept on disk (`crl.der`)
-/// so a restart while the CA is down still refuses revoked clients. With several CA replicas,
+/// number) than the one held from that issuer, and not past its nextUpdate. WatchRevocations
+/// events are hints that make the next CRL fetch immediate (a revoked client is refused within a
+/// second); the CRLs are also fetched every `refreshInterval` and kept on disk so a restart while
+/// the CA is down still refuses revoked clients. After an intermediate rotation the CA has several
+/// issuers, each signing its own CRL: the active one's is `crl.der`, each other one's
+/// (`ca_intermediates.pem`) `crl-<issuer serial>.der`, and a serial listed in any of them is refused. With several CA replicas,
 /// the stream and the CRL fetch move to the next one when one stops answering; the stream
 /// resumes there after the last sequence seen, so no revocation is missed.
 public final class RevocationFollower: RevocationStatus {
+    /// The CRL held from one issuer (keyed by the issuer's public key: an intermediate and its
+    /// cross certificate sign as one).
+    private struct IssuerCRL {
+        var revoked: Set<String>
+        /// A new CRL from this issuer must not have a lower number.
+        var number: Int64
+        var der: [UInt8]
+        /// Where it is saved.
+        var path: String
+    }
+
     private struct State {
-        var revoked: Set<String> = []
-        /// The CRL the set came from; a new one must not have a lower number.
-        var number: Int64?
-        var der: [UInt8] = []
+        var crls: [[UInt8]: IssuerCRL] = [:]
+        /// The key of the issuer whose CRL `GetCRL` answers by default (crl.der).
+        var activeKey: [UInt8]?
         var lastSequence: Int64 = 0
     }
 
@@ -70,51 +82,76 @@ public final class RevocationFollower: RevocationStatus {
     /// The last revocation sequence seen; a new stream resumes after it.
     var lastSequence: Int64 { state.withLock { $0.lastSequence } }
 
-    /// Whether `serial` is in the verified CRL held.
+    /// Whether `serial` is in any verified CRL held.
     public func isRevoked(_ serial: String) -> Bool {
-        state.withLock { $0.revoked.contains(serial) }
+        state.withLock { $0.crls.values.contains { $0.revoked.contains(serial) } }
     }
 
-    /// The CRL number held, if any.
-    public var heldNumber: Int64? { state.withLock { $0.number } }
+    /// The number of the active issuer's CRL held, if any.
+    public var heldNumber: Int64? { state.withLock { state in state.activeKey.flatMap { state.crls[$0]?.number } } }
 
-    /// Loads the CRL saved by an earlier run if its signature verifies. A saved CRL past its
+    /// The CRL numbers held, by the path each CRL is saved at.
+    var heldNumbers: [String: Int64] {
+        state.withLock { Dictionary($0.crls.values.map { ($0.path, $0.number) }, uniquingKeysWith: max) }
+    }
+
+    /// The saved CRL of another issuer than the active one.
+    func crlPath(issuer serial: String) -> String { files.directory + "/crl-\(serial).der" }
+
+    /// Loads the CRLs saved by an earlier run whose signatures verify. A saved CRL past its
     /// nextUpdate is still kept (it is the newest list known) until a fresh one arrives.
     func loadSavedCRL() async {
-        guard let data = FileManager.default.contents(atPath: crlPath) else { return }
-        do {
-            let crl = try await verifiedCRL(Array(data))
-            if let next = crl.nextUpdate, next <= clock.now {
-                logger.warning("saved CRL is past its nextUpdate; keeping it until a fresh one arrives",
-                               metadata: ["number": "\(crl.number ?? -1)", "next_update": "\(next)"])
+        let others = ((try? FileManager.default.contentsOfDirectory(atPath: files.directory)) ?? [])
+            .filter { $0.hasPrefix("crl-") && $0.hasSuffix(".der") }.sorted().map { files.directory + "/" + $0 }
+        for path in [crlPath] + others {
+            guard let data = FileManager.default.contents(atPath: path) else { continue }
+            do {
+                let (crl, key) = try await verifiedCRL(Array(data))
+                if let next = crl.nextUpdate, next <= clock.now {
+                    logger.warning("saved CRL is past its nextUpdate; keeping it until a fresh one arrives",
+                                   metadata: ["number": "\(crl.number ?? -1)", "next_update": "\(next)", "file": "\(path)"])
+                }
+                hold(crl, key: key, path: path)
+                logger.info("loaded saved CRL", metadata: ["number": "\(crl.number ?? -1)", "revoked": "\(crl.entries.count)", "file": "\(path)"])
+            } catch {
+                logger.warning("ignoring saved CRL", metadata: ["error": "\(error)", "file": "\(path)"])
             }
-            hold(crl)
-            logger.info("loaded saved CRL", metadata: ["number": "\(crl.number ?? -1)", "revoked": "\(crl.entries.count)"])
-        } catch {
-            logger.warning("ignoring saved CRL", metadata: ["error": "\(error)"])
         }
     }
 
-    /// Parses `der` and checks its signature: the signer must be an intermediate in chain.pem
-    /// that chains to the roots in bundle.pem.
-    private func verifiedCRL(_ der: [UInt8]) async throws -> CertificateRevocationList {
-        let crl = try CertificateRevocationList(der: der)
+    /// The intermediates that may sign a CRL: those in chain.pem and ca_intermediates.pem that
+    /// chain to the roots in bundle.pem.
+    private func trustedIssuers() async throws -> [Certificate] {
         let roots = try Certificate.all(inPEM: String(contentsOfFile: files.bundle, encoding: .utf8))
         let intermediates = try Certificate.all(inPEM: String(contentsOfFile: files.chain, encoding: .utf8))
-        let issuers = try await IssuedIdentityCheck.trustedIssuers(intermediates, roots: roots).map { try X509Certificate(der: $0.der) }
-        guard issuers.contains(where: { crl.isSigned(by: $0) }) else {
+            + Certificate.all(inPEM: IdentityFiles.optionalText(files.caIntermediates))
+        return await IssuedIdentityCheck.trustedIssuers(AgentTrust.unique(intermediates), roots: roots,
+                                                        limit: TrustBundleUpdate.maximumIntermediates + IssuedIdentityCheck.maximumIntermediates)
+    }
+
+    /// Parses `der` and checks its signature: the signer must be a trusted issuer (`trustedIssuers`);
+    /// returns the CRL and its signer's key.
+    private func verifiedCRL(_ der: [UInt8]) async throws -> (CertificateRevocationList, key: [UInt8]) {
+        let crl = try CertificateRevocationList(der: der)
+        let issuers = try await trustedIssuers().map { try X509Certificate(der: $0.der) }
+        guard let signer = issuers.first(where: { crl.isSigned(by: $0) }) else {
             throw IdentityRejected("CRL is not signed by an issuing CA that chains to the agent's roots")
         }
         guard crl.number != nil else { throw IdentityRejected("CRL has no CRL number") }
-        return crl
+        return (crl, Array(CertificateDER.subjectPublicKeyInfo(signer.der) ?? []))
     }
 
-    /// Checks a fetched CRL against the one held: newer or the same, and fresh.
+    /// Checks a fetched CRL against the one held from the same issuer: newer or the same, and fresh.
     func accept(_ der: [UInt8], now: Date? = nil) async throws -> (crl: CertificateRevocationList, changed: Bool) {
+        let (crl, _, changed) = try await acceptKeyed(der, now: now)
+        return (crl, changed)
+    }
+
+    private func acceptKeyed(_ der: [UInt8], now: Date? = nil) async throws -> (crl: CertificateRevocationList, key: [UInt8], changed: Bool) {
         let now = now ?? clock.now
-        let crl = try await verifiedCRL(der)
+        let (crl, key) = try await verifiedCRL(der)
         let number = crl.number ?? -1
-        let held = state.withLock { (number: $0.number, der: $0.der) }
+        let held = state.withLock { (number: $0.crls[key]?.number, der: $0.crls[key]?.der ?? []) }
         if let heldNumber = held.number {
             guard number >= heldNumber else {
                 throw IdentityRejected("CRL number \(number) is lower than the \(heldNumber) held")
@@ -129,7 +166,7 @@ public final class RevocationFollower: RevocationStatus {
         guard crl.thisUpdate <= now.addingTimeInterval(Self.clockSkew) else {
             throw IdentityRejected("CRL \(number) has thisUpdate \(crl.thisUpdate) in the future")
         }
-        return (crl, number != held.number)
+        return (crl, key, number != held.number)
     }
 
     func confirmRevoked(_ serial: String) async -> Bool {
@@ -141,32 +178,88 @@ public final class RevocationFollower: RevocationStatus {
         return isRevoked(serial)
     }
 
-    private func hold(_ crl: CertificateRevocationList) {
+    private func hold(_ crl: CertificateRevocationList, key: [UInt8], path: String) {
         let serials = Set(crl.entries.map { SerialNumber.hex($0.serial) })
+        let number = crl.number ?? -1
         state.withLock {
+            if path == crlPath { $0.activeKey = key }
             // Checked again under the lock: a CRL verified meanwhile may be newer than this one.
-            if let held = $0.number, let number = crl.number, number < held { return }
-            $0.revoked = serials
-            $0.number = crl.number
-            $0.der = crl.der
+            if let held = $0.crls[key]?.number, number < held || (number == held && $0.crls[key]?.path == path) { return }
+            // A CRL saved under another name before (crl.der before a rotation) keeps the newer name.
+            $0.crls[key] = IssuerCRL(revoked: serials, number: number, der: crl.der, path: path)
         }
     }
 
-    /// Fetches, verifies and (when newer) saves the CA's CRL, from the first replica that answers.
+    /// Fetches, verifies and (when newer) saves the CA's CRLs, from the first replica that answers:
+    /// the active issuer's, then each other issuer's in ca_intermediates.pem. Issuers no longer
+    /// trusted are forgotten and their files removed.
     func refreshCRL() async throws {
-        try await take(try await replicas.call("GetCRL") { try await source.crl(from: $0) })
+        try await take(try await replicas.call("GetCRL") { try await source.crl(from: $0, issuer: "") })
+        let activeKey = state.withLock { $0.activeKey }
+        var keys = Set(activeKey.map { [$0] } ?? [])
+        for issuer in try await otherIssuers() {
+            let key = Array(CertificateDER.subjectPublicKeyInfo(try issuer.der) ?? []), serial = issuer.serialHex
+            keys.insert(key)
+            guard key != activeKey else { continue }
+            do {
+                try await take(try await replicas.call("GetCRL") { try await source.crl(from: $0, issuer: serial) }, path: crlPath(issuer: serial))
+            } catch let error as RPCError where error.code == .notFound {
+                // A prepared issuer signs no CRL until it is activated.
+                logger.debug("the CA has no CRL of this issuer yet", metadata: ["issuer": "\(serial)"])
+            } catch let error where isShutdown(error) {
+                throw error
+            } catch {
+                logger.warning("CRL refresh of an issuer failed; keeping the last one", metadata: [
+                    "issuer": "\(serial)", "error": "\(describe(error))"])
+            }
+        }
+        forget(keysOtherThan: keys)
     }
 
-    /// Verifies a CRL from the CA (`accept`) and, when newer than the one held, saves it as
-    /// crl.der and refuses its serials from now on; whether it was newer.
+    /// One issuer per key in ca_intermediates.pem that chains to the held roots: for an
+    /// intermediate and its cross certificate (same key), the one under the newest root.
+    private func otherIssuers() async throws -> [Certificate] {
+        let roots = try Certificate.all(inPEM: String(contentsOfFile: files.bundle, encoding: .utf8))
+        let candidates = try Certificate.all(inPEM: IdentityFiles.optionalText(files.caIntermediates))
+        var chosen: [Certificate.PublicKey: (issuer: Certificate, rootNotBefore: Date)] = [:]
+        for candidate in AgentTrust.unique(candidates) where IssuedIdentityCheck.isAuthority(candidate) {
+            var verifier = Verifier(rootCertificates: CertificateStore(roots)) { RFC5280Policy(validationTime: clock.now) }
+            guard case .validCertificate(let chain) = await verifier.validate(leaf: candidate, intermediates: CertificateStore([])),
+                  let root = chain.last else { continue }
+            if let held = chosen[candidate.publicKey], held.rootNotBefore >= root.notValidBefore { continue }
+            chosen[candidate.publicKey] = (candidate, root.notValidBefore)
+        }
+        return chosen.values.map(\.issuer).sorted { $0.serialHex < $1.serialHex }
+    }
+
+    /// Drops the CRLs of issuers the agent no longer trusts, and their files.
+    private func forget(keysOtherThan keys: Set<[UInt8]>) {
+        let dropped: [String] = state.withLock { state in
+            let gone = state.crls.filter { !keys.contains($0.key) }
+            for key in gone.keys { state.crls[key] = nil }
+            return gone.values.map(\.path).filter { $0 != crlPath }
+        }
+        for path in dropped { unlink(path) }
+    }
+
+    /// Verifies a CRL from the CA (`accept`) and, when newer than the one held from its issuer,
+    /// saves it at `path` (crl.der: the active issuer's) and refuses its serials from now on;
+    /// whether it was newer.
     @discardableResult
-    func take(_ der: [UInt8]) async throws -> Bool {
-        let (crl, changed) = try await accept(der)
-        guard changed else { return false }
-        try AtomicFile.write(crl.der, to: crlPath)
-        hold(crl)
-        logger.debug("CRL refreshed", metadata: ["number": "\(crl.number ?? -1)", "revoked": "\(crl.entries.count)"])
-        return true
+    func take(_ der: [UInt8], path: String? = nil) async throws -> Bool {
+        let path = path ?? crlPath
+        let (crl, key, newer) = try await acceptKeyed(der)
+        // The same CRL is saved again under a new name when its issuer stopped or started being
+        // the active one (crl.der now holds another issuer's CRL).
+        let moved = state.withLock { state in
+            if path == crlPath { state.activeKey = key }
+            return state.crls[key].map { $0.path != path } ?? false
+        }
+        guard newer || moved else { return false }
+        try AtomicFile.write(crl.der, to: path)
+        hold(crl, key: key, path: path)
+        logger.debug("CRL refreshed", metadata: ["number": "\(crl.number ?? -1)", "revoked": "\(crl.entries.count)", "file": "\(path)"])
+        return newer
     }
 
     /// Fetches the CRL now and then every `refreshInterval`, or at once after a revocation hint.

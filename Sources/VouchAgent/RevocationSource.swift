@@ -6,12 +6,22 @@ import VouchAPI
 /// Where the agent's revocation follower gets its CRL and revocation events from, one replica
 /// at a time. `GRPCRevocationSource` asks a real CA; tests play replicas in-process.
 protocol RevocationSource: Sendable {
-    /// The replica's current signed CRL, raw (the follower verifies it).
+    /// The replica's current signed CRL of the active intermediate, raw (the follower verifies it).
     func crl(from address: HostPort) async throws -> [UInt8]
+    /// The CRL of the intermediate with this serial (lowercase hex; empty: the active one).
+    func crl(from address: HostPort, issuer: String) async throws -> [UInt8]
     /// Follows the replica's WatchRevocations from `afterSequence` until the stream ends or
     /// fails; `onOpen` when the replica has accepted the stream, `onEvent` for each event.
     func watch(_ address: HostPort, afterSequence: Int64, onOpen: @escaping @Sendable () -> Void,
                onEvent: @escaping @Sendable (Vouch_V1_RevocationEvent) -> Void) async throws
+}
+
+extension RevocationSource {
+    /// A source that knows only the active CRL.
+    func crl(from address: HostPort, issuer: String) async throws -> [UInt8] {
+        guard issuer.isEmpty else { throw RPCError(code: .notFound, message: "no CRL of issuer \(issuer)") }
+        return try await crl(from: address)
+    }
 }
 
 struct GRPCRevocationSource: RevocationSource {
@@ -36,9 +46,16 @@ struct GRPCRevocationSource: RevocationSource {
     }
 
     func crl(from address: HostPort) async throws -> [UInt8] {
+        try await crl(from: address, issuer: "")
+    }
+
+    func crl(from address: HostPort, issuer: String) async throws -> [UInt8] {
+        var request = Vouch_V1_CRLRequest()
+        request.issuer = issuer
+        let message = request
         let response = try await VouchClient.with(server: address, credentials: anonymous) { client in
             try await Vouch_V1_CertificateAuthority.Client(wrapping: client)
-                .getCRL(Vouch_V1_CRLRequest(), options: options(maxResponseBytes: Self.maxCRLResponseBytes, timeout: rpcTimeout))
+                .getCRL(message, options: options(maxResponseBytes: Self.maxCRLResponseBytes, timeout: rpcTimeout))
         }
         return Array(response.crl)
     }

@@ -35,7 +35,7 @@ public struct IdentityFiles: Sendable {
     }
 
     /// The text of a file the agent writes only after a CA rotation; empty when it is absent.
-    static func optionalText(_ path: String) -> String {
+    public static func optionalText(_ path: String) -> String {
         (try? String(contentsOfFile: path, encoding: .utf8)) ?? ""
     }
 }

@@ -126,10 +126,11 @@ public enum IssuedIdentityCheck {
     }
 
     /// The intermediates that are CA certificates chaining to `roots`, e.g. to check who may sign a CRL.
+    /// At most `limit` candidates are looked at.
     public static func trustedIssuers(_ intermediates: [Certificate], roots: [Certificate],
-                                      now: Date = Date()) async -> [Certificate] {
+                                      now: Date = Date(), limit: Int = maximumIntermediates) async -> [Certificate] {
         var trusted: [Certificate] = []
-        for candidate in intermediates.prefix(maximumIntermediates) where isAuthority(candidate) {
+        for candidate in intermediates.prefix(limit) where isAuthority(candidate) {
             if case .validCertificate = await validate(candidate, [], roots, now) { trusted.append(candidate) }
         }
         return trusted

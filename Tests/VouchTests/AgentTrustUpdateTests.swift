@@ -161,6 +161,46 @@ struct AgentTrustUpdateTests {
         #expect(fresh.credentials(bundlePath: world.configuredBundle, clientCertificate: false).bundlePEMPath == world.configuredBundle)
     }
 
+    @Test func crlsAreHeldPerIssuerAndBothAreEnforced() async throws {
+        let world = try RolloverWorld()
+        await world.apply(world.prepared)
+        // I2 signs now (GetCRL with no issuer); I1 still has live certificates and its own CRL,
+        // with a higher number than I2's: numbers are compared per issuer.
+        let crls = ScriptedIssuerCRLs()
+        func crl(_ signer: CertificateSigner, number: Int64, revoking serial: String) throws -> [UInt8] {
+            try signer.makeCRL(entries: [RevokedCertificateEntry(serial: SerialNumber.bytes(fromHex: serial)!, revokedAt: Date(), reason: 1)],
+                               number: number, thisUpdate: Date().addingTimeInterval(-60), nextUpdate: Date().addingTimeInterval(3600))
+        }
+        let i1 = world.i1.certificate.serialHex
+        let active = try crl(world.i2, number: 3, revoking: "aa")
+        crls.set(["": active, i1: try crl(world.i1, number: 50, revoking: "bb")])
+        let follower = RevocationFollower(files: world.files, replicas: CAReplicas(CAAddressList(HostPort(host: "127.0.0.1", port: 1)), logger: world.log.logger),
+                                          source: crls, refreshInterval: .seconds(60), clock: SystemAgentClock(), logger: world.log.logger)
+        try await follower.refreshCRL()
+        #expect(crls.asked == ["", i1], "one CRL per issuer key: X shares I2's, so it is not asked for")
+        #expect(follower.isRevoked("aa") && follower.isRevoked("bb") && !follower.isRevoked("cc"))
+        #expect(follower.heldNumbers == [follower.crlPath: 3, follower.crlPath(issuer: i1): 50])
+
+        // An older CRL of I1 is refused; I2's is kept as it is.
+        crls.set(["": active, i1: try crl(world.i1, number: 49, revoking: "dd")])
+        try await follower.refreshCRL()
+        #expect(world.log.lines.contains { $0.contains("CRL refresh of an issuer failed") && $0.contains("CRL number 49 is lower than the 50 held") })
+        #expect(follower.isRevoked("bb") && !follower.isRevoked("dd"))
+
+        // A restart without the CA still refuses both.
+        let restarted = RevocationFollower(files: world.files, replicas: CAReplicas(CAAddressList(HostPort(host: "127.0.0.1", port: 1)), logger: world.log.logger),
+                                           source: crls, refreshInterval: .seconds(60), clock: SystemAgentClock(), logger: world.log.logger)
+        await restarted.loadSavedCRL()
+        #expect(restarted.isRevoked("aa") && restarted.isRevoked("bb"))
+
+        // I1 retired (gone from the bundle): its CRL is forgotten and its file removed.
+        await world.apply(world.bundle(8, roots: [world.r1.certificate, world.r2.certificate], intermediates: [world.i2.certificate, world.cross],
+                                       endorsements: [world.endorsement]))
+        try await restarted.refreshCRL()
+        #expect(!restarted.isRevoked("bb") && restarted.isRevoked("aa"))
+        #expect(!FileManager.default.fileExists(atPath: restarted.crlPath(issuer: i1)))
+    }
+
     private func waitUntil(_ condition: @Sendable () -> Bool) async throws {
         let deadline = ContinuousClock.now + .seconds(5)
         while !condition() {

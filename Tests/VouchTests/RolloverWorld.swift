@@ -1,4 +1,5 @@
 import Foundation
+import GRPCCore
 import Synchronization
 import VouchAPI
 @testable import VouchAgent
@@ -141,4 +142,27 @@ final class Tally: Sendable {
     private let count = Mutex(0)
     var value: Int { count.withLock { $0 } }
     func add() { count.withLock { $0 += 1 } }
+}
+
+/// CRLs by issuer serial ("" = the active issuer), as GetCRL answers them; records what was asked.
+final class ScriptedIssuerCRLs: RevocationSource {
+    private let state = Mutex<(crls: [String: [UInt8]], asked: [String])>(([:], []))
+
+    func set(_ crls: [String: [UInt8]]) { state.withLock { $0 = (crls, []) } }
+    var asked: [String] { state.withLock { $0.asked } }
+
+    func crl(from address: HostPort) async throws -> [UInt8] { try await crl(from: address, issuer: "") }
+
+    func crl(from address: HostPort, issuer: String) async throws -> [UInt8] {
+        try state.withLock { state in
+            state.asked.append(issuer)
+            guard let crl = state.crls[issuer] else { throw RPCError(code: .notFound, message: "no CRL of issuer \(issuer)") }
+            return crl
+        }
+    }
+
+    func watch(_ address: HostPort, afterSequence: Int64, onOpen: @escaping @Sendable () -> Void,
+               onEvent: @escaping @Sendable (Vouch_V1_RevocationEvent) -> Void) async throws {
+        try await Task.sleep(for: .seconds(3600))
+    }
 }
