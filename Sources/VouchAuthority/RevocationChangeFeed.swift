@@ -11,4 +11,20 @@ public protocol RevocationChangeFeed: Sendable {
     /// themselves from the store, after the last sequence it read.
     func followRevocations(heartbeat: Duration, listening: @escaping @Sendable () async -> Void,
                            announced: @escaping @Sendable (Int64) async -> Void) async throws
+
+    /// As the other `followRevocations`, and on the same session `issuersChanged` with the new
+    /// issuer generation each time a transaction that changed the issuers commits (an
+    /// unreadable announcement is `Int64.max`: read the generation).
+    func followRevocations(heartbeat: Duration, listening: @escaping @Sendable () async -> Void,
+                           announced: @escaping @Sendable (Int64) async -> Void,
+                           issuersChanged: @escaping @Sendable (Int64) async -> Void) async throws
+}
+
+extension RevocationChangeFeed {
+    /// A feed that does not announce issuer changes: followers poll the generation.
+    public func followRevocations(heartbeat: Duration, listening: @escaping @Sendable () async -> Void,
+                                  announced: @escaping @Sendable (Int64) async -> Void,
+                                  issuersChanged: @escaping @Sendable (Int64) async -> Void) async throws {
+        try await followRevocations(heartbeat: heartbeat, listening: listening, announced: announced)
+    }
 }

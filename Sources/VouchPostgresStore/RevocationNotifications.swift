@@ -5,7 +5,8 @@ import VouchAuthority
 
 /// Revocations committed by any replica, announced with LISTEN/NOTIFY: every transaction that
 /// revokes notifies the channel with its highest sequence number, which PostgreSQL delivers to
-/// every listening session when (and only if) it commits.
+/// every listening session when (and only if) it commits. Issuer changes are announced the same
+/// way on `vouch_issuers` (with the new generation), heard on the same session.
 extension PostgresAuthorityStore: RevocationChangeFeed {
     static let revocationChannel = "vouch_revocations"
     /// The listening session's application_name.
@@ -23,6 +24,12 @@ extension PostgresAuthorityStore: RevocationChangeFeed {
     /// or be closed by it, and stop hearing.
     public func followRevocations(heartbeat: Duration, listening: @escaping @Sendable () async -> Void,
                                   announced: @escaping @Sendable (Int64) async -> Void) async throws {
+        try await followRevocations(heartbeat: heartbeat, listening: listening, announced: announced, issuersChanged: { _ in })
+    }
+
+    public func followRevocations(heartbeat: Duration, listening: @escaping @Sendable () async -> Void,
+                                  announced: @escaping @Sendable (Int64) async -> Void,
+                                  issuersChanged: @escaping @Sendable (Int64) async -> Void) async throws {
         let logger = self.logger
         let connection: PostgresConnection
         do {
@@ -41,18 +48,25 @@ extension PostgresAuthorityStore: RevocationChangeFeed {
         let silence = Silence()
         do {
             try await connection.listen(on: Self.revocationChannel) { notifications in
-                await listening()
-                try await withThrowingTaskGroup(of: Void.self) { group in
-                    group.addTask {
-                        for try await notification in notifications {
-                            // Any payload means "something was committed"; an unreadable one asks for a read.
-                            await announced(Int64(notification.payload) ?? .max)
+                try await connection.listen(on: Self.issuerChannel) { issuerNotifications in
+                    await listening()
+                    try await withThrowingTaskGroup(of: Void.self) { group in
+                        group.addTask {
+                            for try await notification in notifications {
+                                // Any payload means "something was committed"; an unreadable one asks for a read.
+                                await announced(Int64(notification.payload) ?? .max)
+                            }
                         }
+                        group.addTask {
+                            for try await notification in issuerNotifications {
+                                await issuersChanged(Int64(notification.payload) ?? .max)
+                            }
+                        }
+                        group.addTask { try await Self.checkAlive(connection, every: heartbeat, silence: silence, logger: logger) }
+                        // Any ends the session: the notifications end on cancellation or a lost connection.
+                        try await group.next()
+                        group.cancelAll()
                     }
-                    group.addTask { try await Self.checkAlive(connection, every: heartbeat, silence: silence, logger: logger) }
-                    // Either ends the session: the notifications end on cancellation or a lost connection.
-                    try await group.next()
-                    group.cancelAll()
                 }
             }
         } catch {

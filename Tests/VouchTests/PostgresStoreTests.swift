@@ -131,4 +131,31 @@ struct PostgresStoreTests {
         }
         #expect(finished)
     }
+
+    /// A replica hears of another's issuer change at its commit, on its revocation session (no
+    /// second connection), with the new generation; a refused change announces nothing.
+    @Test func issuerChangesAreAnnouncedWithTheirGeneration() async throws {
+        let database = try await TestPostgres.shared.freshDatabase()
+        let stores = try await Self.replicas(2, of: database)
+        let (generations, announce) = AsyncStream.makeStream(of: Int64.self)
+        let (listening, ready) = AsyncStream.makeStream(of: Void.self)
+        let follower = Task {
+            try await stores[0].followRevocations(heartbeat: .seconds(5), listening: { ready.yield() }, announced: { _ in },
+                                                  issuersChanged: { announce.yield($0) })
+        }
+        for await _ in listening { break }
+        let (r1, i1) = try await AuthorityStoreContractTests.adopted(stores[1])
+        let rotation = AuthorityStoreContractTests.rotation(to: "i3", under: r1.id, retiring: i1.id)
+        _ = try? await stores[1].changeIssuers(rotation, expectedGeneration: 7, audit: [])
+        _ = try await stores[1].changeIssuers(rotation, expectedGeneration: 1, audit: [])
+        var heard: [Int64] = []
+        for await generation in generations {
+            heard.append(generation)
+            if heard.count == 2 { break }
+        }
+        #expect(heard == [1, 2], "adoption, then the rotation")
+        follower.cancel()
+        _ = await follower.result
+        for store in stores { await store.close() }
+    }
 }
