@@ -166,6 +166,17 @@ struct IssuerSwitchTests {
         #expect(await routes(.get("/crl/not-hex")).status == 404)
     }
 
+    @Test(arguments: [("http://ca.internal:8080/crl", true), ("http://cdn.example.org/vouch.crl", false)])
+    func theCRLDistributionPointNamesTheSigningIntermediateOnVouchsOwnRoute(url: String, perIssuer: Bool) async throws {
+        let harness = try AuthorityHarness { $0.crlDistributionPoint = url }
+        let issued = try await harness.enroll(try await harness.token("spiffe://example.org/svc/web"))
+        let dir = try IssuerWorld().temporaryDirectory()
+        try X509Certificate(der: issued.record.der).pem.write(toFile: dir + "/leaf.pem", atomically: true, encoding: .utf8)
+        let text = try openssl(["x509", "-in", dir + "/leaf.pem", "-noout", "-ext", "crlDistributionPoints"]).stdout
+        let expected = perIssuer ? url + "/" + harness.authority.issuerSet.active.serial : url
+        #expect(text.contains("URI:\(expected)\n"), "\(text)")
+    }
+
     @Test func auditCheckpointsAreSignedByTheActiveIssuerAndVerifyAcrossARotation() async throws {
         let world = try IssuerWorld()
         try await world.authority.start()
