@@ -5,6 +5,8 @@ import VouchAuthority
 /// `vouch.v1.CertificateAuthority` over the authority core.
 public struct CertificateAuthorityService: Vouch_V1_CertificateAuthority.SimpleServiceProtocol {
     let authority: CertificateAuthority
+    /// The confirmation last stored per serial, so an agent confirming again costs no write.
+    let confirmations = RecentConfirmations()
 
     public init(authority: CertificateAuthority) { self.authority = authority }
 
@@ -29,21 +31,49 @@ public struct CertificateAuthorityService: Vouch_V1_CertificateAuthority.SimpleS
     }
 
     public func getTrustBundle(request: Vouch_V1_TrustBundleRequest, context: ServerContext) async throws -> Vouch_V1_TrustBundle {
-        var bundle = Vouch_V1_TrustBundle()
-        bundle.roots = authority.rootsDER.map { Data($0) }
-        bundle.intermediates = authority.chainDER.map { Data($0) }
-        return bundle
+        Vouch_V1_TrustBundle(authority.issuerSet)
     }
 
-    // Until the CA follows several issuers, the bundle never changes: the stream sends it once.
+    /// The current bundle at once when its generation is above the caller's, then one message per
+    /// change, until the server shuts down (which ends `issuerUpdates()`).
     public func watchTrustBundle(request: Vouch_V1_WatchTrustBundleRequest, response: RPCWriter<Vouch_V1_TrustBundle>,
                                  context: ServerContext) async throws {
-        try await response.write(try await getTrustBundle(request: Vouch_V1_TrustBundleRequest(), context: context))
+        let updates = authority.issuerUpdates()
+        var after = request.afterGeneration
+        // A caller that followed another replica may be ahead of what this one holds: read the
+        // store's present first. One still ahead of the store holds a generation a fake CA gave
+        // it, which would silence the stream for good: it starts over.
+        if after > authority.issuerSet.generation {
+            try await authority.reloadIssuers()
+            if after > authority.issuerSet.generation { after = 0 }
+        }
+        for await set in updates where set.isAdopted && set.generation > after {
+            try await response.write(Vouch_V1_TrustBundle(set))
+            after = set.generation
+        }
     }
 
     public func confirmTrustBundle(request: Vouch_V1_TrustBundleConfirmation,
                                    context: ServerContext) async throws -> Vouch_V1_TrustBundleConfirmationResponse {
-        Vouch_V1_TrustBundleConfirmationResponse()
+        guard request.bundleSha256.count == 32 else {
+            throw AuthorityError(.invalidArgument, "bundle_sha256 must be a SHA-256 digest (32 bytes), not \(request.bundleSha256.count) bytes")
+        }
+        guard request.generation >= 0 else { throw AuthorityError(.invalidArgument, "generation must not be negative") }
+        if request.generation > authority.issuerSet.generation {
+            try await authority.reloadIssuers()
+            guard request.generation <= authority.issuerSet.generation else {
+                throw AuthorityError(.invalidArgument, "generation \(request.generation) is newer than the CA's (\(authority.issuerSet.generation))")
+            }
+        }
+        let caller = RPCCaller.of(context)
+        let confirmation = RecentConfirmations.Entry(generation: request.generation, bundleSHA256: Array(request.bundleSha256))
+        guard let serial = caller.serial, !confirmations.isStored(confirmation, serial: serial) else {
+            return Vouch_V1_TrustBundleConfirmationResponse()
+        }
+        try await authority.recordTrustConfirmation(caller: caller, generation: confirmation.generation,
+                                                    bundleSHA256: confirmation.bundleSHA256)
+        confirmations.stored(confirmation, serial: serial)
+        return Vouch_V1_TrustBundleConfirmationResponse()
     }
 
     public func getCRL(request: Vouch_V1_CRLRequest, context: ServerContext) async throws -> Vouch_V1_CRLResponse {
@@ -80,5 +110,19 @@ public struct CertificateAuthorityService: Vouch_V1_CertificateAuthority.SimpleS
             try await response.write(Vouch_V1_RevocationEvent(record, issuer: authority.issuerSerial(of: record)))
             last = record.sequence
         }
+    }
+}
+
+extension Vouch_V1_TrustBundle {
+    /// The bundle of an issuer set: roots that are not retired, intermediates for path building
+    /// (not retired, and the cross certificates in use), endorsements, the generation and the
+    /// intermediate that signs now.
+    init(_ set: IssuerSet) {
+        self.init()
+        roots = set.rootsDER.map { Data($0) }
+        intermediates = set.poolIntermediatesDER.map { Data($0) }
+        endorsements = set.endorsementsDER.map { Data($0) }
+        generation = set.generation
+        activeIntermediate = Data(set.active.record.der)
     }
 }

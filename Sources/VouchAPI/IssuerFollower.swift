@@ -112,13 +112,14 @@ public struct IssuerFollower: Service {
 extension IssuerFollower {
     /// Follows `store` for `authority`: the listener (pools and certificate) follows through
     /// `authority.issuerUpdates()`.
-    public init(authority: CertificateAuthority, store: any AuthorityStore, logger: Logger, interval: Duration = .seconds(2)) {
+    public init(authority: CertificateAuthority, store: any AuthorityStore, announcements: AsyncStream<Void>? = nil, logger: Logger,
+                interval: Duration = .seconds(2)) {
         self.init(storeGeneration: { try await store.issuerGeneration() },
                   held: {
                       let set = authority.issuerSet
                       return Held(generation: set.generation, signingSerial: set.active.serial, warning: set.signingIssuerWarning)
                   },
-                  reload: { try await authority.reloadIssuers() },
+                  reload: { try await authority.reloadIssuers() }, announcements: announcements,
                   onReload: { _ in }, logger: logger, interval: interval)
     }
 }

@@ -23,10 +23,14 @@ public struct SharedRevocationFollower: Service {
     let heartbeat: Duration
     let firstRetry: Duration
     let maximumRetry: Duration
+    /// Told when the store announces an issuer change on the same session (`IssuerFollower` reads it).
+    let issuersChanged: @Sendable () -> Void
 
     public init(authority: CertificateAuthority, feed: any RevocationChangeFeed, logger: Logger,
                 safetyInterval: Duration = .seconds(15), heartbeat: Duration = .seconds(2),
-                firstRetry: Duration = .milliseconds(200), maximumRetry: Duration = .seconds(5)) {
+                firstRetry: Duration = .milliseconds(200), maximumRetry: Duration = .seconds(5),
+                issuersChanged: @escaping @Sendable () -> Void = {}) {
+        self.issuersChanged = issuersChanged
         self.heartbeat = heartbeat
         self.authority = authority
         self.feed = feed
@@ -92,7 +96,7 @@ public struct SharedRevocationFollower: Service {
                     requestRead.yield()
                 }, announced: { sequence in
                     if sequence > registry.readThrough { requestRead.yield() }
-                })
+                }, issuersChanged: { [issuersChanged] _ in issuersChanged() })
             } catch {
                 if let opened = opened.withLock({ $0 }), ContinuousClock.now - opened >= Self.settleTime { outage.settled() }
                 if outage.began() {

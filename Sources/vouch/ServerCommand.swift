@@ -48,7 +48,7 @@ struct ServerCommand: AsyncParsableCommand {
     @Option(help: "Revocations a non-admin identity may make of its own certificates per 24 hours (default 10).")
     var selfRevocationLimit: Int?
 
-    @Option(help: "Lifetime of the certificate the server issues itself for its gRPC listener, renewed at 2/3 (default 24h).")
+    @Option(help: "Lifetime of the certificate the server issues itself for its gRPC listener, renewed at 2/3 (default 24h; 0: serve server.pem).")
     var serverCertTtl: DurationArgument?
 
     @Option(help: "How long after expiry a certificate may still renew itself (Renew only); 0 = never (default 0).")
@@ -89,7 +89,9 @@ struct ServerCommand: AsyncParsableCommand {
             }
             let serverCertTtl = try self.serverCertTtl ?? configDuration(file?.serverCertTTL, key: "server.server_cert_ttl")
                 ?? DurationArgument(argument: "24h")!
-            guard serverCertTtl.seconds >= 10 else { throw CLIError("--server-cert-ttl must be at least 10s") }
+            guard serverCertTtl.seconds == 0 || serverCertTtl.seconds >= 10 else {
+                throw CLIError("--server-cert-ttl must be at least 10s (or 0: serve server.pem as it is)")
+            }
             do {
                 try policy.validate()
             } catch let error as AuthorityError {
@@ -99,8 +101,8 @@ struct ServerCommand: AsyncParsableCommand {
                                                        configPasswordFile: file?.databasePasswordFile, serving: true, logger: logger)
             let authority = CertificateAuthority(store: store, material: material, policy: policy)
             try await authority.start()
-            let listenerIdentity = try await ServerListenerIdentity(authority: authority, store: store, files: files,
-                                                                    lifetime: TimeInterval(serverCertTtl.seconds), logger: logger)
+            let listenerIdentity = serverCertTtl.seconds == 0 ? nil : try await ServerListenerIdentity(
+                authority: authority, store: store, files: files, lifetime: TimeInterval(serverCertTtl.seconds), logger: logger)
             let auditCheckpointInterval = try self.auditCheckpointInterval
                 ?? configDuration(file?.auditCheckpointInterval, key: "server.audit_checkpoint_interval") ?? DurationArgument(argument: "60s")!
             guard auditCheckpointInterval.seconds > 0 else { throw CLIError("--audit-checkpoint-interval must be positive") }
@@ -114,8 +116,9 @@ struct ServerCommand: AsyncParsableCommand {
             }
             // First, so it stops last and its final checkpoint covers the listeners' last events.
             var services: [any Service] = [AuditCheckpointService(
-                checkpointer: auditCheckpoints, interval: .seconds(auditCheckpointInterval.seconds), logger: logger),
-                listenerIdentity, server]
+                checkpointer: auditCheckpoints, interval: .seconds(auditCheckpointInterval.seconds), logger: logger)]
+            if let listenerIdentity { services.append(listenerIdentity) }
+            services.append(server)
             if let http {
                 let registry = PrometheusBootstrap.install()
                 MetricsInterceptor.registerCertificateCounters()
@@ -128,11 +131,16 @@ struct ServerCommand: AsyncParsableCommand {
                     return PrometheusBootstrap.scrape(registry)
                 }, auditCheckpoints: auditCheckpoints)))
             }
-            // Issuer changes (the CLI's rotate, prepare, activate, retire) reach this replica without a restart.
-            services.append(IssuerFollower(authority: authority, store: store, logger: logger))
+            // Issuer changes (the CLI's rotate, prepare, activate, retire) reach this replica without a
+            // restart: polled every 2 s, and at once when a shared store announces one.
+            let (issuerAnnouncements, announceIssuers) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
+            let feed = store as? any RevocationChangeFeed
+            services.append(IssuerFollower(authority: authority, store: store, announcements: feed == nil ? nil : issuerAnnouncements,
+                                           logger: logger))
             // Replicas sharing a database: revocations the others commit reach this one's registry.
-            if let feed = store as? any RevocationChangeFeed {
-                services.append(SharedRevocationFollower(authority: authority, feed: feed, logger: logger))
+            if let feed {
+                services.append(SharedRevocationFollower(authority: authority, feed: feed, logger: logger,
+                                                         issuersChanged: { announceIssuers.yield() }))
             }
             let group = ServiceGroup(configuration: ServiceGroupConfiguration(
                 services: services.map { .init(service: $0) }, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))

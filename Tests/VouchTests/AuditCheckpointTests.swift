@@ -37,7 +37,8 @@ final class AuditCheckpointTests: XCTestCase {
             SELECT row_id, hash, time + 1, signer, X'3006020101020101' FROM audit_checkpoint ORDER BY id DESC LIMIT 1
             """)
         let forged = try verify(ca)
-        XCTAssertTrue(forged.stderr.contains("audit log broken at row 2: the checkpoint signed at") && forged.stderr.contains(
+        // Rows: ca init's two certificates, the listener's own (3).
+        XCTAssertTrue(forged.stderr.contains("audit log broken at row 3: the checkpoint signed at") && forged.stderr.contains(
             "its signature does not verify with the intermediate certificate"), forged.stderr)
 
         // A row appended by hand, its hashes made up: the server refuses to put its signature on it.
@@ -46,11 +47,11 @@ final class AuditCheckpointTests: XCTestCase {
             DELETE FROM audit_checkpoint WHERE id = (SELECT max(id) FROM audit_checkpoint);
             INSERT INTO audit_event (time, actor, action, subject, peer, detail, prev_hash, hash)
             VALUES (0, 'local', 'revoke', 'ab', '', '', zeroblob(32), zeroblob(32));
-            UPDATE audit_head SET last_id = 3, last_hash = zeroblob(32);
+            UPDATE audit_head SET last_id = 4, last_hash = zeroblob(32);
             """)
         let server = try ServerProcess(directory: ca.caDir)
         XCTAssertTrue(eventually { server.log.contains("audit checkpoint failed") }, server.log)
-        XCTAssertTrue(server.log.contains("audit log broken at row 3"), server.log)
+        XCTAssertTrue(server.log.contains("audit log broken at row 4"), server.log)
         server.stop()
     }
 
@@ -77,7 +78,7 @@ final class AuditCheckpointTests: XCTestCase {
             SELECT id, hex(ieee754_to_blob(time)), hex(actor), hex(action), hex(subject), hex(peer), hex(detail), hex(hash)
             FROM audit_event ORDER BY id
             """).split(separator: "\n").map { $0.split(separator: "|", omittingEmptySubsequences: false).map(String.init) }
-        XCTAssertEqual(rows.count, 5, "ca init's two certificates and three tokens")
+        XCTAssertEqual(rows.count, 6, "ca init's two certificates, the listener's own, and three tokens")
         var previous = [UInt8](repeating: 0, count: 32)
         var updates = ""
         for row in rows {
@@ -97,7 +98,7 @@ final class AuditCheckpointTests: XCTestCase {
 
         let rewritten = try verify(ca)
         XCTAssertEqual(rewritten.status, 1)
-        XCTAssertTrue(rewritten.stderr.contains("audit log broken at row 5: its chain hash differs from the checkpoint signed at"),
+        XCTAssertTrue(rewritten.stderr.contains("audit log broken at row 6: its chain hash differs from the checkpoint signed at"),
                       rewritten.stderr)
 
         // What it cannot see alone: the same rewrite with the checkpoint table emptied too.
@@ -122,7 +123,7 @@ final class AuditCheckpointTests: XCTestCase {
         let exported = try vouch("audit", "checkpoint", "--dir", ca.caDir, "--server", ca.server.address, "--out", saved)
         XCTAssertEqual(exported.status, 0, exported.stderr)
         let checkpoint = try AuditCheckpoint(text: try String(contentsOfFile: saved, encoding: .utf8))
-        XCTAssertEqual(checkpoint.rowID, 5, "ca init, token a, token b, and GetAuditCheckpoint itself")
+        XCTAssertEqual(checkpoint.rowID, 7, "ca init (2), a listener certificate per start (2), token a, token b, and GetAuditCheckpoint itself")
         ca.server.stop()
         XCTAssertEqual(try verify(ca, checkpoint: saved).status, 0)
 
@@ -136,7 +137,7 @@ final class AuditCheckpointTests: XCTestCase {
         XCTAssertEqual(try verify(ca).status, 0)
         let rolledBack = try verify(ca, checkpoint: saved)
         XCTAssertEqual(rolledBack.status, 1)
-        XCTAssertTrue(rolledBack.stderr.contains("audit log broken at row 5: the checkpoint file records row 5 but the log ends at row 3 "
+        XCTAssertTrue(rolledBack.stderr.contains("audit log broken at row 7: the checkpoint file records row 7 but the log ends at row 4 "
                                                  + "(rollback to an older database"), rolledBack.stderr)
     }
 
@@ -154,7 +155,8 @@ final class AuditCheckpointTests: XCTestCase {
         var served = ""
         XCTAssertTrue(eventually(timeout: 5) {
             served = (try? execute("/usr/bin/curl", ["-sf", "http://\(http)/audit/checkpoint"]).stdout) ?? ""
-            return (try? AuditCheckpoint(text: served))?.rowID == 3
+            // Rows: ca init (2), a listener certificate per start (2), the token.
+            return (try? AuditCheckpoint(text: served))?.rowID == 5
         }, served)
         let checkpoint = try AuditCheckpoint(text: served)
         XCTAssertTrue(server.log.split(separator: "\n").contains { $0.contains("audit checkpoint") && $0.contains(checkpoint.text) },
@@ -167,9 +169,9 @@ final class AuditCheckpointTests: XCTestCase {
         try served.write(toFile: file, atomically: true, encoding: .utf8)
         XCTAssertEqual(try verify(ca, checkpoint: file).status, 0)
         // The same line claiming an earlier row: the signature no longer matches.
-        try served.replacingOccurrences(of: "\"row\":3", with: "\"row\":2").write(toFile: forged, atomically: true, encoding: .utf8)
+        try served.replacingOccurrences(of: "\"row\":5", with: "\"row\":4").write(toFile: forged, atomically: true, encoding: .utf8)
         let refused = try verify(ca, checkpoint: forged)
-        XCTAssertTrue(refused.stderr.contains("audit log broken at row 2: the checkpoint file for this row is not valid: "
+        XCTAssertTrue(refused.stderr.contains("audit log broken at row 4: the checkpoint file for this row is not valid: "
                                               + "its signature does not verify"), refused.stderr)
     }
 }

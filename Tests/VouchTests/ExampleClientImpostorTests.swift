@@ -38,7 +38,8 @@ final class ExampleClientImpostorTests: XCTestCase {
         for name in ["server.pem", "server_key.pem"] { try FileManager.default.removeItem(atPath: fake + "/" + name) }
         try FileManager.default.copyItem(atPath: ca.root + "/evil.pem", toPath: fake + "/server.pem")
         try FileManager.default.copyItem(atPath: ca.root + "/evil_key.pem", toPath: fake + "/server_key.pem")
-        let impostor = try ServerProcess(directory: fake)
+        // Serving server.pem as it is, not a listener certificate of its own.
+        let impostor = try ServerProcess(directory: fake, extraArguments: ["--server-cert-ttl", "0"])
 
         // What a client checks without the SPIFFE ID, the chain to the bundle and the IP, passes.
         let plain = try openssl(["s_client", "-connect", impostor.address, "-tls1_3", "-CAfile", ca.caDir + "/bundle.pem",

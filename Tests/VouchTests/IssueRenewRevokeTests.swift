@@ -125,7 +125,7 @@ final class IssueRenewRevokeTests: XCTestCase {
         let row = rows.first { $0["serial"] as? String == issued.serial }
         XCTAssertEqual(row?["status"] as? String, "revoked")
         XCTAssertEqual(row?["revocation_reason"] as? String, "superseded")
-        XCTAssertEqual(rows.count, 3, "server + admin from init, and the enrolled certificate")
+        XCTAssertEqual(rows.count, 5, "server + admin from init, the enrolled certificate, and a listener certificate per start")
 
         let crlAfter = try await ca.ca(ca.anonymous) { try await $0.getCRL(Vouch_V1_CRLRequest()) }
         let crl = try CertificateRevocationList(der: Array(crlAfter.crl))
