@@ -77,6 +77,9 @@ public enum CAHTTPRoutes {
             return .text(404, "no intermediate with that serial")
         } catch let error as AuthorityError where error.kind == .failedPrecondition {
             return .text(410, "that intermediate is retired: its certificates have all expired")
+        } catch let error as AuthorityError where error.kind == .unavailable {
+            // This replica lacks that intermediate's key, or the database is down: another replica may answer.
+            return .text(503, "CRL unavailable")
         } catch {
             return .text(500, "CRL unavailable")
         }
