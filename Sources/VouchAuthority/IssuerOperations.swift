@@ -210,6 +210,23 @@ public struct IssuerOperations: Sendable {
         return usage
     }
 
+    /// Live admin certificates (IDs in `adminIDs`) that expire within `window`: nothing renews
+    /// them but `vouch ca admin-cert`. Latest notAfter last.
+    public func expiringAdminCertificates(within window: TimeInterval = 30 * 86400) async throws -> [RolloverCertificate] {
+        var found: [RolloverCertificate] = []
+        var before: Int64?
+        while true {
+            let page = try await store.listCertificates(CertificateQuery(status: .active, expiringWithin: window, now: now,
+                                                                         limit: 1000, beforeID: before))
+            for certificate in page where adminIDs.contains(certificate.spiffeID) && certificate.supersededBy == nil {
+                found.append(RolloverCertificate(serial: certificate.serial, spiffeID: certificate.spiffeID, notAfter: certificate.notAfter))
+            }
+            guard page.count == 1000, let last = page.last?.id else { break }
+            before = last
+        }
+        return found.sorted { ($0.notAfter, $0.serial) < ($1.notAfter, $1.serial) }
+    }
+
     /// Retiring intermediates with no unexpired certificate left: nothing depends on them any more.
     public func idleRetiringIntermediates(_ snapshot: IssuerSnapshot) async throws -> [IssuerRecord] {
         var idle: [IssuerRecord] = []

@@ -41,12 +41,16 @@ struct CAInit: AsyncParsableCommand {
             let names = sans.filter { IPAddress.canonical($0) == nil }.map { $0.lowercased() }
             let initializer = CAInitializer(files: files, trustDomain: trustDomain, passphrase: try readPassphrase(file: passphraseFile),
                                             serverDNSNames: names, serverIPAddresses: ips)
+            let store: any AuthorityStore
             if databaseOptions.database != nil {
                 // The servers then run with the same --database: they find the CA's own certificates there.
-                _ = try await initializeCA(initializer, in: try await databaseOptions.open(files: files, logger: DatabaseOptions.commandLogger))
+                store = try await databaseOptions.open(files: files, logger: DatabaseOptions.commandLogger)
+                try await initializeCA(initializer, in: store)
             } else {
-                _ = try await initializeCA(initializer)
+                store = try await initializeCA(initializer)
             }
+            // The database names its issuers from the start, so no other directory's pair can be adopted into it.
+            try await adoptDirectoryIssuers(files: files, store: store)
             let admin = IssuancePolicy.adminID(trustDomain: trustDomain)
             if json {
                 try printJSON([

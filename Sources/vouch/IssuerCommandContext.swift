@@ -41,24 +41,8 @@ struct IssuerCommandContext {
         let store = try await databaseOptions.open(files: files, logger: DatabaseOptions.commandLogger)
         let context = IssuerCommandContext(files: files, settings: settings, passphrase: passphrase, store: store,
                                            onDatabase: databaseOptions.database != nil)
-        try await context.adoptInitialPair()
+        try await adoptDirectoryIssuers(files: files, store: store)
         return context
-    }
-
-    /// A database no server of this release has opened yet holds no issuer: adopt the directory's
-    /// pair as `vouch server` does. A directory whose root the database does not know is another CA's.
-    private func adoptInitialPair() async throws {
-        let root = try X509Certificate(pem: try readFile(files.rootCertificate))
-        let intermediate = try X509Certificate(pem: try readFile(files.intermediateCertificate))
-        func record(_ kind: IssuerKind, _ certificate: X509Certificate, _ keyRef: String) -> IssuerRecord {
-            IssuerRecord(kind: kind, state: .active, serial: certificate.serialHex, der: certificate.der, notBefore: certificate.notBefore,
-                         notAfter: certificate.notAfter, keyRef: keyRef, createdAt: Date())
-        }
-        let snapshot = try await store.adoptInitialIssuers(root: record(.root, root, IssuerRecord.offlineKeyRef),
-                                                           intermediate: record(.intermediate, intermediate, IssuerRecord.initialKeyRef))
-        guard snapshot.issuers.contains(where: { $0.der == root.der }) else {
-            throw CLIError("\(files.rootCertificate) is not a root of this database: the directory and the database belong to different CAs")
-        }
     }
 
     func snapshot() async throws -> IssuerSnapshot { try await store.issuers() }
@@ -157,6 +141,28 @@ struct IssuerCommandContext {
         IssuerOperations(store: store, now: Date(),
                          adminIDs: Set(adminIDs + [IssuancePolicy.adminID(trustDomain: settings.trustDomain)]))
     }
+}
+
+/// A database no server of this release has opened yet holds no issuer: adopt the directory's
+/// pair as `vouch server` does. Refused when the database belongs to another CA: its issuers do not
+/// include this directory's root, or (none adopted yet) its newest certificate is not signed by this
+/// directory's intermediate, so a mistyped --dir or --database never plants a foreign pair.
+func adoptDirectoryIssuers(files: CAFiles, store: any AuthorityStore) async throws {
+    let root = try X509Certificate(pem: try readFile(files.rootCertificate))
+    let intermediate = try X509Certificate(pem: try readFile(files.intermediateCertificate))
+    let mismatch = CLIError("\(files.rootCertificate) is not a root of this database: the directory and the database belong to different CAs")
+    if try await store.issuers().issuers.isEmpty,
+       let newest = try await store.listCertificates(CertificateQuery(now: Date(), limit: 1)).first,
+       !(try X509Certificate(der: newest.der)).isSigned(by: intermediate) {
+        throw mismatch
+    }
+    func record(_ kind: IssuerKind, _ certificate: X509Certificate, _ keyRef: String) -> IssuerRecord {
+        IssuerRecord(kind: kind, state: .active, serial: certificate.serialHex, der: certificate.der, notBefore: certificate.notBefore,
+                     notAfter: certificate.notAfter, keyRef: keyRef, createdAt: Date())
+    }
+    let snapshot = try await store.adoptInitialIssuers(root: record(.root, root, IssuerRecord.offlineKeyRef),
+                                                       intermediate: record(.intermediate, intermediate, IssuerRecord.initialKeyRef))
+    guard snapshot.issuers.contains(where: { $0.der == root.der }) else { throw mismatch }
 }
 
 private func readFile(_ path: String) throws -> String {

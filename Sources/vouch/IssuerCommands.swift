@@ -183,12 +183,18 @@ struct CARootStatus: AsyncParsableCommand {
     func run() async throws {
         try await runReportingErrors {
             let context = try await IssuerCommandContext.open(options)
-            let status = try await context.operations(adminIDs: admins.adminIDs).status()
+            let operations = context.operations(adminIDs: admins.adminIDs)
+            let status = try await operations.status()
             let snapshot = try await context.snapshot()
+            let expiring = try await operations.expiringAdminCertificates()
             if options.json {
-                try printJSON(RolloverStatusJSON(status, snapshot: snapshot))
+                try printJSON(RolloverStatusJSON(status, snapshot: snapshot, expiringAdmins: expiring))
             } else {
                 printStatus(status, snapshot: snapshot)
+                for admin in expiring {
+                    print("warning: admin certificate \(admin.serial) of \(admin.spiffeID) expires at \(iso8601(admin.notAfter)): "
+                        + "renew it with vouch ca admin-cert")
+                }
             }
         }
     }
@@ -272,9 +278,11 @@ struct RolloverStatusJSON: Encodable {
     let agents: Agents
     let old_root_certificates: Certificates
     let own_certificates: Certificates
+    /// Live admin certificates expiring within 30 days.
+    let expiring_admin_certificates: [Certificate]
     let next: Next
 
-    init(_ status: RolloverStatus, snapshot: IssuerSnapshot) {
+    init(_ status: RolloverStatus, snapshot: IssuerSnapshot, expiringAdmins: [RolloverCertificate]) {
         let counts = status.counts
         stage = status.stage.rawValue
         generation = status.generation
@@ -290,6 +298,7 @@ struct RolloverStatusJSON: Encodable {
                                              sample: counts.rootSample.map(Certificate.init))
         own_certificates = Certificates(live: counts.ownCertificates, latest_not_after: counts.ownLatestNotAfter.map(iso8601),
                                         sample: counts.ownSample.map(Certificate.init))
+        expiring_admin_certificates = expiringAdmins.map(Certificate.init)
         next = Next(command: status.next.command, safe: status.next.safe, reason: status.next.reason,
                     safe_at: status.next.safeAt.map(iso8601))
     }

@@ -127,6 +127,9 @@ final class IssuerCommandTests: XCTestCase {
         XCTAssertTrue(inDirectory.stdout.contains("key: \(root)/plain/issuers/\(serial)/key.pem (copy it into every replica's CA directory)"),
                       inDirectory.stdout)
         XCTAssertEqual(try TestPostgres.shared.psql(plain, "SELECT key_ref FROM issuer WHERE serial = '\(serial)'"), "file:issuers/\(serial)/key.pem")
+
+        let foreign = try vouch("ca", "root", "status", "--dir", root + "/plain", "--database", TestPostgres.url(of: encrypted))
+        XCTAssertEqual(foreign.stderr, "vouch: \(root)/plain/root.pem is not a root of this database: the directory and the database belong to different CAs\n")
     }
 
     /// The fenced `sh` blocks of docs/operations.md's "Rotating the intermediate" and "Rotating the

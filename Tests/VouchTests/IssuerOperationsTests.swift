@@ -90,6 +90,22 @@ struct IssuerOperationsTests {
         }
     }
 
+    @Test("admin certificates expiring within 30 days are named; agents', renewed ones and later ones are not")
+    func expiringAdminCertificates() async throws {
+        var records: [CertificateRecord] = []
+        for (id, days) in [("vouch/admin", 10.0), ("ops/alice", 20.0), ("ops/bob", 40.0), ("svc/web", 5.0)] {
+            var record = try LocalIssuance.issue(signer: intermediateSigner, spiffeID: "spiffe://example.org/\(id)",
+                                                 lifetime: days * 86400, now: clock.now).record
+            record.issuerID = 2
+            try await store.insertCertificate(record, audit: AuditEntry(time: clock.now, actor: "test", action: .issue,
+                                                                        subject: record.serial, peer: "test", detail: ""))
+            records.append(record)
+        }
+        let operations = IssuerOperations(store: store, now: clock.now,
+                                          adminIDs: ["spiffe://example.org/vouch/admin", "spiffe://example.org/ops/alice", "spiffe://example.org/ops/bob"])
+        #expect(try await operations.expiringAdminCertificates().map(\.spiffeID) == ["spiffe://example.org/vouch/admin", "spiffe://example.org/ops/alice"])
+    }
+
     @Test("rotate refuses a root that expires within twice the longest certificate lifetime")
     func rotateRefusesAnExpiringRoot() async throws {
         clock.advance(10 * 365 * 86400 - 86400)
