@@ -218,12 +218,13 @@ struct IssuerWorld {
     static let passphrase = "issuer test passphrase"
     /// Today: OpenSSL checks the certificates against its own clock.
     let clock = TestClock(Date())
-    let store = InMemoryAuthorityStore()
+    let store: any AuthorityStore
     let material: CAMaterial
     let rootSigner: CertificateSigner
     let authority: CertificateAuthority
 
-    init() throws {
+    init(store: any AuthorityStore = InMemoryAuthorityStore()) throws {
+        self.store = store
         let now = clock.now
         let rootKey = try PrivateKey(generating: .p256), intermediateKey = try PrivateKey(generating: .p256)
         let root = try CertificateSigner.selfSigned(key: rootKey, template: CertificateTemplate(
@@ -243,13 +244,14 @@ struct IssuerWorld {
                                          clock: { clock.now })
     }
 
-    /// Another replica on the same store, with its own (empty) CA directory.
-    func replica() throws -> CertificateAuthority {
+    /// Another replica, with its own (empty) CA directory, on the same store or its own connection to the database.
+    func replica(store: (any AuthorityStore)? = nil, passphrase: String? = Self.passphrase) throws -> CertificateAuthority {
         let directory = try temporaryDirectory()
         let own = CAMaterial(settings: material.settings, root: material.root, intermediate: material.intermediate, signer: material.signer,
-                             files: CAFiles(directory: directory), passphrase: Self.passphrase)
+                             files: CAFiles(directory: directory), passphrase: passphrase)
         let clock = self.clock
-        return CertificateAuthority(store: store, material: own, policy: IssuancePolicy(trustDomain: "example.org"), clock: { clock.now })
+        return CertificateAuthority(store: store ?? self.store, material: own, policy: IssuancePolicy(trustDomain: "example.org"),
+                                    clock: { clock.now })
     }
 
     func temporaryDirectory() throws -> String {
