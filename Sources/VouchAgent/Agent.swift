@@ -56,15 +56,19 @@ public final class Agent: Service, Sendable {
                                    timeout: configuration.hookTimeout, logger: logger)
         self.revocations = RevocationFollower(files: files, replicas: replicas, source: revocationSource,
                                               refreshInterval: configuration.crlRefreshInterval, clock: clock, logger: logger)
+        let wake = RenewalWake()
         let trust = TrustFollower(files: files, trust: AgentTrust(configuration: configuration, files: files), replicas: replicas,
-                                  source: trustBundleSource, clock: clock, state: state, logger: logger)
+                                  source: trustBundleSource, clock: clock, state: state, logger: logger, renewSoon: { [logger] in
+            logger.info("renewing early: the CA no longer vouches for the root of the current certificate")
+            wake.request()
+        })
         self.trust = trust
         self.keeper = IdentityKeeper(configuration: configuration, files: files, ca: ca, hooks: hooks, revocations: revocations,
                                      clock: clock, state: state, logger: logger, onIdentity: { snapshot in
             // A new certificate is confirmed to the CA under its own serial.
             trust.identityChanged()
             onIdentity(snapshot)
-        })
+        }, wake: wake)
     }
 
     public func run() async throws {

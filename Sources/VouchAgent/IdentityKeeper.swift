@@ -35,6 +35,8 @@ final class IdentityKeeper: Sendable {
     let logger: Logger
     /// Told about each new certificate (first one included).
     let onIdentity: @Sendable (AgentSnapshot) -> Void
+    /// Cuts the wait for the next renewal short (the trust follower asks when the CA dropped the current root).
+    let wake: RenewalWake
     /// How often the token file is looked at while waiting for a new token.
     static let tokenPollInterval: TimeInterval = 2
     let rotationsCounter = Counter(label: "vouch_agent_rotations_total")
@@ -47,7 +49,8 @@ final class IdentityKeeper: Sendable {
 
     init(configuration: AgentConfiguration, files: IdentityFiles, ca: any CertificateAuthorityCalls, hooks: RotationHooks,
          revocations: any RevocationStatus, clock: any AgentClock, state: AgentState, logger: Logger,
-         onIdentity: @escaping @Sendable (AgentSnapshot) -> Void) {
+         onIdentity: @escaping @Sendable (AgentSnapshot) -> Void, wake: RenewalWake = RenewalWake()) {
+        self.wake = wake
         self.configuration = configuration
         self.files = files
         self.trust = AgentTrust(configuration: configuration, files: files)
@@ -188,7 +191,7 @@ final class IdentityKeeper: Sendable {
             guard let notBefore = current.notBefore, let notAfter = current.notAfter else { return }
             let due = retryAt ?? schedule.renewalTime(notBefore: notBefore, notAfter: notAfter)
             state.update { $0.nextRenewal = due }
-            try await clock.sleep(until: due)
+            try await wake.sleep(until: due, on: clock)
 
             if let held = unwritten?.identity.leaf, held.notValidAfter <= clock.now || revocations.isRevoked(held.serialHex) {
                 unwritten = nil

@@ -47,8 +47,7 @@ public final class RevocationFollower: RevocationStatus {
     /// Revocation events are sent by the CA at will; their log lines are rate-limited.
     private let eventLog = RateLimitedLog(burst: 10, perSecond: 1)
     /// Wakes the CRL loop early (after a streamed revocation).
-    private let refreshNow: AsyncStream<Void>.Continuation
-    private let refreshRequests: AsyncStream<Void>
+    private let refreshNow = WakeSignal()
 
     /// Event fields beyond these are not a Vouch serial or SPIFFE ID; such events are dropped.
     static let maxSerialHexDigits = 40
@@ -68,7 +67,6 @@ public final class RevocationFollower: RevocationStatus {
         self.refreshInterval = refreshInterval
         self.clock = clock
         self.logger = logger
-        (refreshRequests, refreshNow) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
     }
 
     /// Follows one CA over gRPC.
@@ -276,7 +274,7 @@ public final class RevocationFollower: RevocationStatus {
             // Whichever comes first: the interval, or a streamed revocation asking for a fresh CRL.
             try await withThrowingTaskGroup(of: Void.self) { group in
                 group.addTask { try await self.clock.sleep(for: self.refreshInterval.timeInterval) }
-                group.addTask { for await _ in self.refreshRequests { return } }
+                group.addTask { await self.refreshNow.wait() }
                 try await group.next()
                 group.cancelAll()
             }
@@ -356,7 +354,7 @@ public final class RevocationFollower: RevocationStatus {
             && event.spiffeID.utf8.count <= Self.maxSPIFFEIDBytes
         if wellFormed {
             state.withLock { $0.lastSequence = max($0.lastSequence, event.sequence) }
-            refreshNow.yield()
+            refreshNow.signal()
         }
         guard let suppressed = eventLog.admit() else { return }
         if suppressed > 0 { logSuppressed(suppressed) }

@@ -117,6 +117,16 @@ struct AgentTrustUpdateTests {
         #expect(try world.serials(world.files.endorsements) == [world.endorsement.serialHex], "E stays: a restart needs it")
     }
 
+    @Test func askedToRenewEarlyTheKeeperRenewsAtOnce() async throws {
+        let agent = try await KeeperHarness()
+        let rotation = try await agent.startRotating()
+        defer { rotation.cancel() }
+        let due = try #require(agent.clock.deadlines.first)
+        agent.keeper.wake.request()
+        try await agent.waitFor { agent.state.current.rotations == 1 }
+        #expect(agent.clock.now < due, "renewed without waiting for the scheduled time")
+    }
+
     @Test func chainPemIsRecomputedAndDropsTheCrossCertificateAtRetire() async throws {
         let world = try RolloverWorld()
         await world.apply(world.prepared)
@@ -199,6 +209,28 @@ struct AgentTrustUpdateTests {
         try await restarted.refreshCRL()
         #expect(!restarted.isRevoked("bb") && restarted.isRevoked("aa"))
         #expect(!FileManager.default.fileExists(atPath: restarted.crlPath(issuer: i1)))
+    }
+
+    @Test func theCRLIsFetchedOncePerIntervalOrHintNeverInALoop() async throws {
+        let world = try RolloverWorld()
+        let crls = ScriptedIssuerCRLs()
+        crls.set(["": try world.i1.makeCRL(entries: [], number: 1, thisUpdate: Date().addingTimeInterval(-60),
+                                           nextUpdate: Date().addingTimeInterval(3600))])
+        let clock = ManualAgentClock()
+        let follower = RevocationFollower(files: world.files, replicas: CAReplicas(CAAddressList(HostPort(host: "127.0.0.1", port: 1)), logger: world.log.logger),
+                                          source: crls, refreshInterval: .seconds(60), clock: clock, logger: world.log.logger)
+        let refreshing = Task { try await follower.refreshCRLForever() }
+        defer { refreshing.cancel() }
+        for round in 1...3 {
+            try await clock.waitForSleepers()
+            #expect(crls.asked.count == round)
+            // The interval, then a revocation hint, then the interval again.
+            if round == 2 { follower.apply(FakeCertificateAuthority.event(serial: "0a", sequence: 1)) } else { clock.advance(by: 60) }
+            try await waitUntil { crls.asked.count > round }
+        }
+        try await clock.waitForSleepers()
+        try await Task.sleep(for: .milliseconds(50))
+        #expect(crls.asked.count == 4, "waits for the next interval or hint")
     }
 
     private func waitUntil(_ condition: @Sendable () -> Bool) async throws {
