@@ -19,8 +19,8 @@ struct DatabaseMigrate: AsyncParsableCommand {
             what a server writes after the copy would be lost. It reads the SQLite file in one read transaction \
             and checks its audit log (chain, head, signed checkpoints) before copying. Then, in one PostgreSQL \
             transaction, it copies every certificate, token (hashes only, with their uses), revocation (with its \
-            sequence number), audit row (with its id and chain hashes), the audit head, the audit checkpoints and the \
-            CRL number, and moves the database's counters past the copied ids; the copy is read back before it \
+            sequence number), audit row (with its id and chain hashes), the audit head, the audit checkpoints, the \
+            CRL number, the issuers (with their generation and keys) and the trust bundle confirmations, and moves the database's counters past the copied ids; the copy is read back before it \
             commits. A database holding any certificate, token, revocation or audit row is refused and left as it \
             was. Afterwards the audit log is verified again on the copy, signatures included. Nothing is removed from \
             the SQLite file: keep it until the CA runs on PostgreSQL.
@@ -44,7 +44,8 @@ struct DatabaseMigrate: AsyncParsableCommand {
     struct Summary: Encodable {
         let source: String
         let target: String
-        let certificates, tokens, revocations, auditEvents, auditCheckpoints: Int
+        let certificates, tokens, revocations, auditEvents, auditCheckpoints, issuers, trustConfirmations: Int
+        let issuerGeneration: Int64
         let lastRevocationSequence: Int64
         let auditHeadRow: Int64
         let auditHeadHash: String
@@ -86,6 +87,7 @@ struct DatabaseMigrate: AsyncParsableCommand {
             try report(Summary(
                 source: files.database, target: target.description, certificates: counts.certificates, tokens: counts.tokens,
                 revocations: counts.revocations, auditEvents: counts.auditEvents, auditCheckpoints: counts.auditCheckpoints,
+                issuers: counts.issuers, trustConfirmations: counts.trustConfirmations, issuerGeneration: snapshot.issuerGeneration,
                 lastRevocationSequence: snapshot.revocations.last?.sequence ?? 0, auditHeadRow: snapshot.auditHead?.id ?? 0,
                 auditHeadHash: head.hex, crlNumber: snapshot.crlNumber, verified: true,
                 seconds: ((clock.now - started) / .milliseconds(1)).rounded() / 1000))
@@ -131,6 +133,8 @@ struct DatabaseMigrate: AsyncParsableCommand {
             ["audit_event", "\(summary.auditEvents)", "head at row \(summary.auditHeadRow)"],
             ["audit_checkpoint", "\(summary.auditCheckpoints)", ""],
             ["crl_state", "1", "CRL number \(summary.crlNumber)"],
+            ["issuer", "\(summary.issuers)", "generation \(summary.issuerGeneration)"],
+            ["trust_confirmation", "\(summary.trustConfirmations)", ""],
         ])
         print("audit log verified on the copy: \(summary.auditEvents) events, head \(summary.auditHeadHash), "
               + "\(summary.auditCheckpoints) signed checkpoints match")

@@ -68,6 +68,9 @@ final class DatabaseMigrateTests: XCTestCase {
         XCTAssertEqual(summary["revocations"] as? Int, source.revocations.count)
         XCTAssertEqual(summary["auditEvents"] as? Int, source.auditEvents.count)
         XCTAssertEqual(summary["auditCheckpoints"] as? Int, source.auditCheckpoints.count)
+        XCTAssertEqual(summary["issuers"] as? Int, 2)
+        XCTAssertEqual(summary["issuerGeneration"] as? Int, 1)
+        XCTAssertEqual(summary["trustConfirmations"] as? Int, 1)
         XCTAssertEqual(summary["verified"] as? Bool, true)
 
         // Every row reads back the same from either store, ids and lineage columns included.
