@@ -13,50 +13,28 @@ import VouchHTTP
 /// and at once when a shared store announces a change. A replica lags by one interval at most:
 /// harmless, since the previous issuer stays trusted until it is retired.
 public struct IssuerFollower: Service {
-    /// What this replica holds.
-    public struct Held: Sendable, Equatable {
-        public var generation: Int64
-        /// The intermediate this replica signs with.
-        public var signingSerial: String
-        /// Why it is not the stored active intermediate (its key cannot be loaded here), if so.
-        public var warning: String?
-
-        public init(generation: Int64, signingSerial: String, warning: String? = nil) {
-            self.generation = generation
-            self.signingSerial = signingSerial
-            self.warning = warning
-        }
-    }
-
-    let storeGeneration: @Sendable () async throws -> Int64
-    let held: @Sendable () -> Held
-    let reload: @Sendable () async throws -> Void
+    let authority: CertificateAuthority
+    let store: any AuthorityStore
     /// Announcements of a shared store (`vouch_issuers`); nil: polling only.
     let announcements: AsyncStream<Void>?
-    /// Told after every reload (the listener reloads its pools) and whether the signing issuer changed.
-    let onReload: @Sendable (_ signingChanged: Bool) -> Void
     let logger: Logger
     let interval: Duration
 
-    public init(storeGeneration: @escaping @Sendable () async throws -> Int64, held: @escaping @Sendable () -> Held,
-                reload: @escaping @Sendable () async throws -> Void, announcements: AsyncStream<Void>? = nil,
-                onReload: @escaping @Sendable (_ signingChanged: Bool) -> Void, logger: Logger, interval: Duration = .seconds(2)) {
-        self.storeGeneration = storeGeneration
-        self.held = held
-        self.reload = reload
+    public init(authority: CertificateAuthority, store: any AuthorityStore, announcements: AsyncStream<Void>? = nil, logger: Logger,
+                interval: Duration = .seconds(2)) {
+        self.authority = authority
+        self.store = store
         self.announcements = announcements
-        self.onReload = onReload
         self.logger = logger
         self.interval = interval
     }
 
     public func run() async {
-        let start = held()
-        CAGauges.recordSigningIssuer(serial: start.signingSerial)
-        if let warning = start.warning { logger.warning("\(warning)", metadata: ["generation": "\(start.generation)"]) }
         // Requests to check: one pending is enough, however many came meanwhile.
         let (checks, requestCheck) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
         await withDiscardingTaskGroup { group in
+            // Whoever reloads (this follower, or a caller ahead of this replica), each new set is told once.
+            group.addTask { await reportChanges() }
             group.addTask { await checkWhenAsked(checks) }
             group.addTask {
                 while (try? await Task.sleep(for: interval)) != nil { requestCheck.yield() }
@@ -75,12 +53,17 @@ public struct IssuerFollower: Service {
         var failing = false
         for await _ in checks {
             do {
-                try await check()
+                // Cheap: one row. The reload reads every issuer and loads new keys; while the active
+                // key could not be loaded (not copied here yet), it tries again each time.
+                let held = authority.issuerSet
+                if try await store.issuerGeneration() > held.generation || held.signingIssuerWarning != nil {
+                    try await authority.reloadIssuers()
+                }
                 if failing { logger.notice("issuers: reading the issuer generation again") }
                 failing = false
             } catch {
                 if !failing {
-                    logger.warning("issuers: cannot read the issuer generation; signing with the issuers held, retrying",
+                    logger.warning("issuers: cannot read the issuers; signing with the ones held, retrying",
                                    metadata: ["reason": "\(error)"])
                 }
                 failing = true
@@ -88,38 +71,22 @@ public struct IssuerFollower: Service {
         }
     }
 
-    /// Reloads when the store moved past the generation held.
-    func check() async throws {
-        let before = held()
-        guard try await storeGeneration() > before.generation else { return }
-        try await reload()
-        let after = held()
-        guard after.generation != before.generation else { return }
-        let signingChanged = after.signingSerial != before.signingSerial
-        if signingChanged {
-            logger.notice("switched signing to intermediate \(after.signingSerial) (generation \(after.generation))",
-                          metadata: ["previous": "\(before.signingSerial)"])
-            CAGauges.recordSigningIssuer(serial: after.signingSerial)
-        } else {
-            logger.info("issuers changed (generation \(after.generation)); signing with intermediate \(after.signingSerial)")
+    /// Logs each new issuer set and keeps `vouch_ca_signing_issuer_info` on the signing issuer.
+    private func reportChanges() async {
+        var previous = authority.issuerSet
+        CAGauges.recordSigningIssuer(serial: previous.active.serial)
+        if let warning = previous.signingIssuerWarning { logger.warning("\(warning)", metadata: ["generation": "\(previous.generation)"]) }
+        for await set in authority.issuerUpdates() where set.generation != previous.generation || set.active.serial != previous.active.serial {
+            if set.active.serial != previous.active.serial {
+                logger.notice("switched signing to intermediate \(set.active.serial) (generation \(set.generation))",
+                              metadata: ["previous": "\(previous.active.serial)"])
+                CAGauges.recordSigningIssuer(serial: set.active.serial)
+            } else {
+                logger.info("issuers changed (generation \(set.generation)); signing with intermediate \(set.active.serial)")
+            }
+            // Once per generation: a replica that cannot load the active key says so each time it moves.
+            if let warning = set.signingIssuerWarning { logger.warning("\(warning)", metadata: ["generation": "\(set.generation)"]) }
+            previous = set
         }
-        // Once per generation: a replica that cannot load the active key says so each time it moves.
-        if let warning = after.warning { logger.warning("\(warning)", metadata: ["generation": "\(after.generation)"]) }
-        onReload(signingChanged)
-    }
-}
-
-extension IssuerFollower {
-    /// Follows `store` for `authority`: the listener (pools and certificate) follows through
-    /// `authority.issuerUpdates()`.
-    public init(authority: CertificateAuthority, store: any AuthorityStore, announcements: AsyncStream<Void>? = nil, logger: Logger,
-                interval: Duration = .seconds(2)) {
-        self.init(storeGeneration: { try await store.issuerGeneration() },
-                  held: {
-                      let set = authority.issuerSet
-                      return Held(generation: set.generation, signingSerial: set.active.serial, warning: set.signingIssuerWarning)
-                  },
-                  reload: { try await authority.reloadIssuers() }, announcements: announcements,
-                  onReload: { _ in }, logger: logger, interval: interval)
     }
 }

@@ -16,7 +16,7 @@ final class IssuerFollowerProcessTests: XCTestCase {
     static let web = "spiffe://example.org/svc/web"
 
     func testARotationReachesTheRunningServerItsListenerAndTheTrustStream() async throws {
-        let ca = try CAFixture()
+        let ca = try CAFixture { try ServerProcess(directory: $0, extraArguments: ["--http", "127.0.0.1:0"]) }
         // A leaf of the first intermediate, presented without its chain (as agents do).
         let key = try PrivateKey(generating: .p256)
         let enrolled = try await ca.enroll(token: try ca.createToken(spiffeID: Self.web), key: key)
@@ -51,6 +51,10 @@ final class IssuerFollowerProcessTests: XCTestCase {
         XCTAssertEqual(second.roots, first.roots)
         let newIntermediate = try X509Certificate(der: Array(second.activeIntermediate))
         XCTAssertTrue(ca.server.log.contains("switched signing to intermediate \(newIntermediate.serialHex)"), ca.server.log)
+        let metrics = try execute("/usr/bin/curl", ["-sf", "http://\(try XCTUnwrap(ca.server.httpAddress))/metrics"]).stdout
+        let oldSerial = try X509Certificate(der: Array(firstIntermediate)).serialHex
+        XCTAssertTrue(metrics.contains("vouch_ca_signing_issuer_info{serial=\"\(newIntermediate.serialHex)\"} 1"), metrics)
+        XCTAssertTrue(metrics.contains("vouch_ca_signing_issuer_info{serial=\"\(oldSerial)\"} 0"), metrics)
 
         // The listener's own certificate comes from the new intermediate at once.
         XCTAssertTrue(eventually(timeout: 5) { ca.server.log.contains("renewed the listener certificate: the signing issuer changed") },
