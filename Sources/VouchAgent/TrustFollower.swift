@@ -117,9 +117,12 @@ public final class TrustFollower: Sendable {
     /// Checks `update`, and when accepted writes it, reloads the listener and confirms it.
     func apply(_ update: TrustBundleUpdate, reloadListener: @Sendable () throws -> Void) async {
         let heldGeneration = generation
-        guard update.generation >= heldGeneration else {
-            logger.debug("ignored an older trust bundle", metadata: ["generation": "\(update.generation)", "held": "\(heldGeneration)"])
-            return
+        if update.generation < heldGeneration {
+            // The CA sends an older generation only to an agent ahead of its database (one that
+            // followed a fake CA, or a restored database): its present is what counts. The rule
+            // below applies all the same.
+            logger.notice("the CA's trust bundle generation is lower than the one held; taking the CA's",
+                          metadata: ["generation": "\(update.generation)", "held": "\(heldGeneration)"])
         }
         let accepted: AcceptedBundle
         do {
