@@ -1,4 +1,6 @@
 import Foundation
+import GRPCCore
+import VouchAPI
 import VouchCrypto
 import XCTest
 
@@ -52,6 +54,19 @@ final class IssuerCRLProcessTests: XCTestCase {
                       checked.stdout + checked.stderr)
         let unknown = try execute("/usr/bin/curl", ["-s", "-o", "/dev/null", "-w", "%{http_code}", "http://\(http)/crl/0123456789abcdef"])
         XCTAssertEqual(unknown.stdout, "404")
+
+        // GetCRL names the issuer it wants and the one that signed.
+        var request = Vouch_V1_CRLRequest()
+        request.issuer = oldIssuer.serialHex
+        let byIssuer = try await fixture.ca(fixture.anonymous) { try await $0.getCRL(request) }
+        XCTAssertEqual(byIssuer.issuer, oldIssuer.serialHex)
+        XCTAssertTrue(try CertificateRevocationList(der: Array(byIssuer.crl)).isSigned(by: oldIssuer))
+        let signing = try await fixture.ca(fixture.anonymous) { try await $0.getCRL(Vouch_V1_CRLRequest()) }
+        XCTAssertEqual(signing.issuer, newIssuer.serialHex)
+        request.issuer = "0123456789abcdef"
+        await assertRPCError(.notFound, "GetCRL of an unknown issuer") {
+            try await fixture.ca(fixture.anonymous) { try await $0.getCRL(request) }
+        }
 
         // OCSP: the retiring intermediate answers for its certificate, the new one for its own.
         let oldLeafPath = dir + "/old.pem"
