@@ -12,7 +12,8 @@ public struct AgentConfiguration: Sendable {
         get { caAddresses.first }
         set { caAddresses = CAAddressList(newValue) }
     }
-    /// Trust bundle used to verify the CA server.
+    /// Trust bundle used to verify the CA server at enrollment; later, the roots the agent holds
+    /// (bundle.pem) must be in it or endorsed by one in it.
     public var caBundlePath: String
     /// One-time token for the first enrollment (or re-enrollment after expiry).
     public var tokenFilePath: String?

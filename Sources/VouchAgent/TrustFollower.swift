@@ -27,9 +27,12 @@ public final class TrustFollower: Sendable {
         /// The generation of the last bundle accepted; 0 until one arrives (after a start too: the
         /// CA then sends its current bundle at once).
         var generation: Int64 = 0
-        /// The last bundle accepted, applied again after a rotation when it kept a root for the agent's own certificate.
+        /// The last bundle accepted, applied again after each new certificate: a root kept for the
+        /// previous one may go, and a new enrollment wrote bundle.pem from --ca-bundle.
         var last: TrustBundleUpdate?
-        var keptForOwnCertificate = false
+        /// Roots (serials) kept for the agent's own certificate for which an early renewal was asked:
+        /// asked once, so a CA still signing under such a root cannot start a renewal loop.
+        var renewalAskedFor: Set<String> = []
         /// The last confirmation the CA took: (generation, bundle SHA-256, own serial).
         var confirmed: (Int64, [UInt8], String)?
         /// Bundles refused since the start (also counted in `vouch_agent_trust_updates_refused_total`).
@@ -104,8 +107,7 @@ public final class TrustFollower: Sendable {
                 await confirm(always: true)
             case .identityChanged:
                 noteHeldBundle()
-                let again = held.withLock { $0.keptForOwnCertificate ? $0.last : nil }
-                if let again {
+                if let again = held.withLock({ $0.last }) {
                     await apply(again, reloadListener: reloadListener)
                 } else {
                     await confirm(always: false)
@@ -150,15 +152,17 @@ public final class TrustFollower: Sendable {
                 "removed": "\(accepted.removed.map(\.serialHex).joined(separator: ","))",
                 "intermediates": "\(accepted.caIntermediates.count)"])
         }
-        held.withLock {
-            $0.generation = update.generation
-            $0.last = update
-            $0.keptForOwnCertificate = !accepted.keptForOwnCertificate.isEmpty
+        let kept = Set(accepted.keptForOwnCertificate.map(\.serialHex))
+        let askRenewal = held.withLock { held in
+            held.generation = update.generation
+            held.last = update
+            defer { held.renewalAskedFor.formUnion(kept) }
+            return !kept.isSubset(of: held.renewalAskedFor)
         }
         noteHeldBundle()
-        if let root = accepted.keptForOwnCertificate.first {
+        if askRenewal {
             logger.notice("keeping a root the CA dropped until the agent's own certificate renews under another", metadata: [
-                "root": "\(root.serialHex)", "serial": "\(accepted.chain.isEmpty ? "" : state.current.serial)"])
+                "roots": "\(kept.sorted().joined(separator: ","))", "serial": "\(state.current.serial)"])
             renewSoon()
         }
         await confirm(always: false)

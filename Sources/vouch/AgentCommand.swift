@@ -21,7 +21,7 @@ struct AgentCommand: AsyncParsableCommand {
                                discussion: "The agent uses the replica that last answered and moves to the next one only when a call gets no answer."))
     var ca: [String] = []
 
-    @Option(help: "Trust bundle to verify the CA server (bundle.pem from `vouch ca init`; required here or as agent.ca_bundle).")
+    @Option(help: "Trust bundle to verify the CA at enrollment; roots added later must be endorsed by one in it (bundle.pem from `vouch ca init`; required here or as agent.ca_bundle).")
     var caBundle: String?
 
     @Option(help: "SPIFFE ID the CA server must present (default: spiffe://<trust domain>/vouch/server).")

@@ -102,6 +102,8 @@ struct AgentTrustUpdateTests {
         await world.apply(world.retired)
         #expect(try world.serials(world.files.bundle) == [world.r1.certificate.serialHex, world.r2.certificate.serialHex])
         #expect(world.renewRequests.value == 1)
+        await world.apply(world.retired)
+        #expect(world.renewRequests.value == 1, "asked once: a CA still signing under R1 cannot start a renewal loop")
         #expect(world.log.lines.contains { $0.contains("keeping a root the CA dropped") && $0.contains(world.r1.certificate.serialHex) })
         #expect(world.state.current.trustGeneration == 9)
 
@@ -125,6 +127,18 @@ struct AgentTrustUpdateTests {
         agent.keeper.wake.request()
         try await agent.waitFor { agent.state.current.rotations == 1 }
         #expect(agent.clock.now < due, "renewed without waiting for the scheduled time")
+    }
+
+    @Test func aNewEnrollmentTakesTheLastBundleAgain() async throws {
+        let world = try RolloverWorld()
+        await world.apply(world.prepared)
+        let applying = Task { try await world.follower.applyForever(reloadListener: {}) }
+        defer { applying.cancel() }
+        // Enrolling with a new token writes bundle.pem from --ca-bundle (R1 alone).
+        try world.r1.certificate.pem.write(toFile: world.files.bundle, atomically: true, encoding: .utf8)
+        world.follower.identityChanged()
+        try await waitUntil { (try? world.serials(world.files.bundle).count) == 2 }
+        try await waitUntil { world.state.current.rootSerials.count == 2 }
     }
 
     @Test func chainPemIsRecomputedAndDropsTheCrossCertificateAtRetire() async throws {
