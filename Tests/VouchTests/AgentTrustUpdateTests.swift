@@ -16,29 +16,13 @@ import X509
 struct AgentTrustUpdateTests {
     @Test func aRootEndorsedByAHeldRootIsAddedAtomicallyAndTheListenerReloads() async throws {
         let world = try RolloverWorld()
-        let tls = try RotatingServerTLS(files: world.files)
-        let server = GRPCServer(transport: try tls.makeTransport(host: "127.0.0.1", port: 0), services: [AgentStatusService(state: world.state)])
-        let serving = Task { try await server.serve() }
-        defer { server.beginGracefulShutdown(); serving.cancel() }
-        let port = try #require(try await server.listeningAddress?.ipv4?.port)
-
+        let listener = try await AgentListener(world)
+        defer { listener.stop() }
         // A peer under the new root and intermediate, sending only its leaf (as every Vouch client does).
-        let peerKey = try PrivateKey(generating: .p256)
-        let peer = world.directory + "/peer"
-        try FileManager.default.createDirectory(atPath: peer, withIntermediateDirectories: true)
-        try RolloverWorld.leaf("spiffe://example.org/svc/peer", key: peerKey, under: world.i2).pem
-            .write(toFile: peer + "/svid.pem", atomically: true, encoding: .utf8)
-        try peerKey.pkcs8PEM().write(toFile: peer + "/svid_key.pem", atomically: true, encoding: .utf8)
-        let credentials = VouchClient.Credentials(bundlePEMPath: world.configuredBundle, certificatePEMPath: peer + "/svid.pem",
-                                                  keyPEMPath: peer + "/svid_key.pem", serverIdentity: .spiffeID(RolloverWorld.agentID))
-        @Sendable func status() async throws -> Vouch_V1_AgentStatus {
-            try await VouchClient.with(server: HostPort(host: "127.0.0.1", port: port), credentials: credentials) {
-                try await Vouch_V1_Agent.Client(wrapping: $0).getStatus(Vouch_V1_GetStatusRequest(), options: VouchClient.options(timeout: .seconds(5)))
-            }
-        }
+        let status = try listener.peer(under: world.i2)
         await #expect(throws: (any Error).self, "the agent does not trust R2 yet") { _ = try await status() }
 
-        await world.apply(world.prepared, reload: { _ = try tls.reload() })
+        await world.apply(world.prepared, reload: { _ = try listener.tls.reload() })
         #expect(try world.serials(world.files.bundle) == [world.r1.certificate.serialHex, world.r2.certificate.serialHex])
         #expect(try world.serials(world.files.endorsements) == [world.endorsement.serialHex])
         #expect(try world.serials(world.files.caIntermediates) == [world.i1, world.i2].map(\.certificate.serialHex) + [world.cross.serialHex])
@@ -53,6 +37,22 @@ struct AgentTrustUpdateTests {
         #expect(Array(answer.bundleSha256) == bundleSHA256)
         let confirmations = world.source.confirmations.withLock { $0 }
         #expect(confirmations.map(\.generation) == [7] && confirmations.first?.sha256 == bundleSHA256, "confirmed to the CA")
+    }
+
+    @Test func aPeerSendingOnlyItsLeafFromANewIntermediateIsAccepted() async throws {
+        let world = try RolloverWorld()
+        let listener = try await AgentListener(world)
+        defer { listener.stop() }
+        // `intermediate rotate`: a new intermediate under the same root; the peer's chain.pem would
+        // hold it, but Vouch clients send only their leaf.
+        let key = try PrivateKey(generating: .p256)
+        let rotated = try CertificateSigner(certificate: world.r1.sign(publicKeyOf: key, template: RolloverWorld.authority(
+            "Vouch Intermediate CA 2026", pathLength: 0)), key: key)
+        let status = try listener.peer(under: rotated)
+        await #expect(throws: (any Error).self, "the listener knows only the agent's own intermediate") { _ = try await status() }
+        await world.apply(world.bundle(3, roots: [world.r1.certificate], intermediates: [world.i1.certificate, rotated.certificate]),
+                          reload: { _ = try listener.tls.reload() })
+        #expect(try await status().trustGeneration == 3)
     }
 
     @Test func aBundleUpdateWithoutProofIsRefusedAndLogged() async throws {

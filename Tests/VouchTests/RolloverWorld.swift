@@ -1,5 +1,6 @@
 import Foundation
 import GRPCCore
+import GRPCNIOTransportHTTP2
 import Synchronization
 import VouchAPI
 @testable import VouchAgent
@@ -164,5 +165,46 @@ final class ScriptedIssuerCRLs: RevocationSource {
     func watch(_ address: HostPort, afterSequence: Int64, onOpen: @escaping @Sendable () -> Void,
                onEvent: @escaping @Sendable (Vouch_V1_RevocationEvent) -> Void) async throws {
         try await Task.sleep(for: .seconds(3600))
+    }
+}
+
+/// The agent's local listener over a world's files, and peers calling its GetStatus.
+final class AgentListener: Sendable {
+    let world: RolloverWorld
+    let tls: RotatingServerTLS
+    let server: GRPCServer<HTTP2ServerTransport.Posix>
+    let serving: Task<Void, any Error>
+    let port: Int
+
+    init(_ world: RolloverWorld) async throws {
+        self.world = world
+        tls = try RotatingServerTLS(files: world.files)
+        let server = GRPCServer(transport: try tls.makeTransport(host: "127.0.0.1", port: 0), services: [AgentStatusService(state: world.state)])
+        self.server = server
+        serving = Task { try await server.serve() }
+        port = try await server.listeningAddress?.ipv4?.port ?? 0
+    }
+
+    func stop() {
+        server.beginGracefulShutdown()
+        serving.cancel()
+    }
+
+    /// A peer with a fresh leaf from `issuer`; returns its GetStatus call (over a new connection each time).
+    func peer(under issuer: CertificateSigner) throws -> @Sendable () async throws -> Vouch_V1_AgentStatus {
+        let key = try PrivateKey(generating: .p256)
+        let directory = world.directory + "/peer-\(UUID().uuidString.prefix(8))"
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        try RolloverWorld.leaf("spiffe://example.org/svc/peer", key: key, under: issuer).pem
+            .write(toFile: directory + "/svid.pem", atomically: true, encoding: .utf8)
+        try key.pkcs8PEM().write(toFile: directory + "/svid_key.pem", atomically: true, encoding: .utf8)
+        let credentials = VouchClient.Credentials(bundlePEMPath: world.configuredBundle, certificatePEMPath: directory + "/svid.pem",
+                                                  keyPEMPath: directory + "/svid_key.pem", serverIdentity: .spiffeID(RolloverWorld.agentID))
+        let address = HostPort(host: "127.0.0.1", port: port)
+        return {
+            try await VouchClient.with(server: address, credentials: credentials) {
+                try await Vouch_V1_Agent.Client(wrapping: $0).getStatus(Vouch_V1_GetStatusRequest(), options: VouchClient.options(timeout: .seconds(5)))
+            }
+        }
     }
 }
