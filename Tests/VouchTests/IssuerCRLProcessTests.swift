@@ -1,12 +1,49 @@
 import Foundation
 import GRPCCore
 import VouchAPI
+import VouchAuthority
 import VouchCrypto
+import VouchSQLiteStore
 import XCTest
 
 /// After `vouch ca intermediate rotate`, a real server serves each intermediate's CRL and OCSP
-/// answers, checked with the OpenSSL CLI as nginx or a relying party would.
+/// answers, checked with the OpenSSL CLI as nginx or a relying party would, and signs audit
+/// checkpoints with the new intermediate, which `vouch audit verify` accepts.
 final class IssuerCRLProcessTests: XCTestCase {
+    func testAuditVerifyAcceptsEachIntermediatesCheckpointsButNotOnePlantedInTheDatabase() async throws {
+        let ca = try CAFixture()
+        ca.server.stop()  // its last checkpoint: the first intermediate's
+        XCTAssertEqual(try vouch("ca", "intermediate", "rotate", "--dir", ca.caDir).status, 0)
+        try ca.restartServer()
+        _ = try ca.createToken(spiffeID: "spiffe://example.org/svc/later")
+        ca.server.stop()  // the new intermediate's
+        let store = try SQLiteAuthorityStore(path: ca.caDir + "/vouch.db")
+        let signers = Set(try await store.auditCheckpoints().map(\.signer))
+        XCTAssertEqual(signers.count, 2, "\(signers)")
+        let intact = try vouch("audit", "verify", "--dir", ca.caDir)
+        XCTAssertEqual(intact.status, 0, intact.stderr)
+        XCTAssertTrue(intact.stdout.contains("audit log intact"), intact.stdout)
+
+        // Whoever can write the database but holds no CA key adds a root and intermediate of their
+        // own and signs a checkpoint with it: verify does not take the table's word for it.
+        let stranger = try TestCA.material(now: Date())
+        let snapshot = try await store.issuers()
+        func record(_ kind: IssuerKind, _ state: IssuerState, _ certificate: X509Certificate) -> IssuerRecord {
+            IssuerRecord(kind: kind, state: state, serial: certificate.serialHex, der: certificate.der, notBefore: certificate.notBefore,
+                         notAfter: certificate.notAfter, keyRef: IssuerRecord.offlineKeyRef, createdAt: Date())
+        }
+        _ = try await store.changeIssuers(IssuerChange(inserts: [
+            .init(record(.root, .pending, stranger.root)),
+            .init(record(.intermediate, .retiring, stranger.intermediate), parent: .inserted(0)),
+        ]), expectedGeneration: snapshot.generation, audit: [])
+        let stored = try await store.auditHead()
+        let head = try XCTUnwrap(stored)
+        try await store.appendAuditCheckpoint(try AuditCheckpoint.sign(rowID: head.id, hash: head.hash, time: Date(), with: stranger.signer))
+        let planted = try vouch("audit", "verify", "--dir", ca.caDir)
+        XCTAssertEqual(planted.status, 1)
+        XCTAssertTrue(planted.stderr.contains("is not valid: it is signed by certificate \(stranger.intermediate.serialHex)"), planted.stderr)
+    }
+
     func testEachIntermediatesCRLAndOCSPAfterARotationVerifyWithOpenSSL() async throws {
         let ca = try CAFixture()
         let old = try await ca.enroll(token: try ca.createToken(spiffeID: "spiffe://example.org/svc/old"), key: try PrivateKey(generating: .p256))
