@@ -23,7 +23,8 @@ struct AdminCertificateIssuer {
     /// another ID's is refused: one directory holds one admin identity.
     static func previous(at path: String, spiffeID: String) throws -> X509Certificate? {
         guard FileManager.default.fileExists(atPath: path) else { return nil }
-        guard let text = try? String(contentsOfFile: path, encoding: .utf8), let held = try? X509Certificate(pem: text) else {
+        let text = try OperatorFile.text(path, what: "--out file", limit: 1 << 20)
+        guard let held = try? X509Certificate(pem: text) else {
             throw CLIError("\(path) exists and holds no certificate: refusing to overwrite it")
         }
         guard held.spiffeID == spiffeID else {

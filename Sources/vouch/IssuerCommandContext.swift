@@ -53,8 +53,13 @@ struct IssuerCommandContext {
         guard let root = snapshot.activeRoot else { throw CLIError("the database holds no active root") }
         let initialRoot = try? X509Certificate(pem: readFile(files.rootCertificate))
         let path = option ?? (initialRoot?.der == root.der ? files.rootKey : path(root.serial, "root_key.pem"))
-        guard let pem = try? String(contentsOfFile: path, encoding: .utf8) else {
+        let pem: String
+        do {
+            pem = try SmallFile.text(path, limit: OperatorFile.limit)
+        } catch .unreadable {
             throw CLIError("--root-key \(path): cannot read it (needed for this step only; keep it offline)")
+        } catch {
+            throw CLIError("--root-key \(path) \(error)")
         }
         if pem.contains("ENCRYPTED"), (passphrase ?? "").isEmpty {
             throw CLIError("\(path) is encrypted: pass --passphrase-file or set VOUCH_CA_PASSPHRASE")
@@ -166,8 +171,7 @@ func adoptDirectoryIssuers(files: CAFiles, store: any AuthorityStore) async thro
 }
 
 private func readFile(_ path: String) throws -> String {
-    guard let text = try? String(contentsOfFile: path, encoding: .utf8) else { throw CLIError("cannot read \(path)") }
-    return text
+    try OperatorFile.text(path, what: "certificate file", limit: 1 << 20)
 }
 
 /// `CN=…` of a stored issuer certificate.
