@@ -24,6 +24,11 @@ public enum IssuerKeys {
         } catch {
             throw refusal(record, "its stored certificate does not parse")
         }
+        // The serial names the key file: it must be the certificate's, in canonical hex, so a row
+        // cannot point the CA at a file outside issuers/ ("../") or at another issuer's key.
+        guard SerialNumber.canonicalHex(record.serial) == record.serial, certificate.serialHex == record.serial else {
+            throw refusal(record, "its serial is not its certificate's")
+        }
         let key: PrivateKey
         switch record.keyRef {
         case IssuerRecord.initialKeyRef:
