@@ -136,26 +136,15 @@ final class IssuerCommandTests: XCTestCase {
     /// root" run as written (with no agent, every gate is open at once), so they cannot drift from the CLI.
     func testTheDocumentedProceduresRunAsWritten() throws {
         let ca = try CAFixture()
-        let docs = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
-            .appendingPathComponent("docs/operations.md")
-        let text = try String(contentsOf: docs, encoding: .utf8)
-        let environment = "export D='\(ca.caDir)' ROOT_KEY='\(ca.caDir)/root_key.pem' PATH=\"\((VouchBinary.path as NSString).deletingLastPathComponent):$PATH\""
-        for section in ["## Rotating the intermediate", "## Rotating the root"] {
-            let block = try XCTUnwrap(Self.firstShellBlock(after: section, in: text), section)
-            let ran = try sh("set -e\n\(environment)\n\(block)")
+        let text = try OperationsGuide.text()
+        for section in [OperationsGuide.rotateIntermediate, OperationsGuide.rotateRoot] {
+            let ran = try sh(try OperationsGuide.script(section, caDirectory: ca.caDir, text: text))
             XCTAssertEqual(ran.status, 0, "\(section): \(ran.stdout)\(ran.stderr)")
         }
         let status = try json(try vouch("ca", "root", "status", "--dir", ca.caDir, "--json").stdout)
         XCTAssertEqual(status["stage"] as? String, "none", "the rollover ran to its end")
         XCTAssertEqual((status["issuers"] as? [[String: Any]])?.filter { $0["state"] as? String == "retired" }.count, 4,
                        "the first root, its two intermediates (the first and the rotated one) and the cross certificate")
-    }
-
-    static func firstShellBlock(after heading: String, in text: String) -> String? {
-        guard let start = text.range(of: "\n" + heading + "\n"),
-              let open = text.range(of: "```sh\n", range: start.upperBound..<text.endIndex),
-              let close = text.range(of: "\n```", range: open.upperBound..<text.endIndex) else { return nil }
-        return String(text[open.upperBound..<close.lowerBound])
     }
 
     private func json(_ text: String) throws -> [String: Any] {

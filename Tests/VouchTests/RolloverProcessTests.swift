@@ -84,15 +84,31 @@ final class RolloverFleet: @unchecked Sendable {
         }
     }
 
-    let set: ReplicaSet
+    let fixture: CAFixture
+    /// The PostgreSQL database the CA runs on; nil: the SQLite database in its directory.
+    let databaseURL: String?
     let agents: [Agent]
     let calls = AgentCalls()
     private var callers: Task<Void, Never>?
 
-    init(set: ReplicaSet) throws {
-        self.set = set
+    convenience init(set: ReplicaSet) throws {
+        try self.init(fixture: set.fixture, databaseURL: set.databaseURL) { try set.startAgent($0, ttl: "20s") }
+    }
+
+    /// - Parameter startAgent: starts an agent for a SPIFFE ID with 20-second certificates, its
+    ///   token in `fixture.root/token-<last path segment>`; by default on the fixture's one server.
+    init(fixture: CAFixture, databaseURL: String? = nil,
+         startAgent: ((String) throws -> (agent: AgentProcess, out: String))? = nil) throws {
+        self.fixture = fixture
+        self.databaseURL = databaseURL
+        let start = startAgent ?? { id in
+            let name = id.split(separator: "/").last.map(String.init) ?? "agent"
+            let out = fixture.root + "/agent-" + name, tokenFile = fixture.root + "/token-" + name
+            try fixture.createToken(spiffeID: id, dns: ["localhost"], ips: ["127.0.0.1"]).write(toFile: tokenFile, atomically: true, encoding: .utf8)
+            return (try AgentProcess(arguments: fixture.agentArguments(out: out, ttl: "20s") + ["--token-file", tokenFile]), out)
+        }
         agents = try [RolloverProcessTests.web, RolloverProcessTests.api].enumerated().map { index, id in
-            let started = try set.startAgent(id, ttl: "20s")
+            let started = try start(id)
             return Agent(index: index, name: id, process: started.agent, out: started.out)
         }
     }
@@ -100,7 +116,7 @@ final class RolloverFleet: @unchecked Sendable {
     func waitForEnrollment() async throws {
         try await waitUntilBothAgents("enroll") { _ in true }
         // The token files go: any later enrollment would have to fail.
-        for agent in agents { try? FileManager.default.removeItem(atPath: set.fixture.root + "/token-" + agent.name.split(separator: "/").last!) }
+        for agent in agents { try? FileManager.default.removeItem(atPath: fixture.root + "/token-" + agent.name.split(separator: "/").last!) }
         let (one, two) = (agents[0], agents[1])
         let calls = self.calls
         callers = Task { await calls.callEachOtherWithOwnBundles(one.out, one.process, one.name, two.out, two.process, two.name) }
@@ -114,7 +130,8 @@ final class RolloverFleet: @unchecked Sendable {
     /// `vouch ca ...` on the CA directory and database; the parsed `--json` object, if any.
     @discardableResult
     func ca(_ arguments: String...) throws -> [String: Any] {
-        let result = try execute(VouchBinary.path, ["ca"] + arguments + ["--dir", set.caDir, "--database", set.databaseURL])
+        let database = databaseURL.map { ["--database", $0] } ?? []
+        let result = try execute(VouchBinary.path, ["ca"] + arguments + ["--dir", fixture.caDir] + database)
         guard result.status == 0 else { throw CLIFailure("vouch ca \(arguments.joined(separator: " ")) failed: \(result.stderr)\(result.stdout)") }
         return (try? JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [String: Any]) ?? [:]
     }
@@ -123,12 +140,17 @@ final class RolloverFleet: @unchecked Sendable {
     func activeRoot() throws -> X509Certificate { try issuer("root") }
 
     private func issuer(_ kind: String) throws -> X509Certificate {
-        let hex = try runPSQL(set.databaseURL, "SELECT encode(der, 'hex') FROM issuer WHERE kind = '\(kind)' AND state = 'active'")
+        let query = "FROM issuer WHERE kind = '\(kind)' AND state = 'active'"
+        guard let databaseURL else {
+            let hex = try execute("/usr/bin/sqlite3", [fixture.caDir + "/vouch.db", "SELECT hex(der) " + query])
+            return try X509Certificate(der: Array(hexBytes(hex.stdout.trimmingCharacters(in: .whitespacesAndNewlines))))
+        }
+        let hex = try runPSQL(databaseURL, "SELECT encode(der, 'hex') " + query)
         return try X509Certificate(der: Array(hexBytes(hex)))
     }
 
     func bundleOnDisk() throws -> [X509Certificate] {
-        try X509Certificate.all(inPEM: String(contentsOfFile: set.caDir + "/bundle.pem", encoding: .utf8))
+        try X509Certificate.all(inPEM: String(contentsOfFile: fixture.caDir + "/bundle.pem", encoding: .utf8))
     }
 
     /// Waits (up to two certificate lifetimes) until `condition` holds for both agents.
@@ -172,7 +194,7 @@ final class RolloverFleet: @unchecked Sendable {
     func assertLeavesVerifyWithOpenSSL(stage: String, file: StaticString = #filePath, line: UInt = #line) throws {
         for agent in agents {
             let copy = try AgentCalls.snapshot(of: agent.out, bundle: nil)
-            let result = try openssl(["verify", "-CAfile", set.caDir + "/bundle.pem", "-untrusted", copy.certificatePEMPath!,
+            let result = try openssl(["verify", "-CAfile", fixture.caDir + "/bundle.pem", "-untrusted", copy.certificatePEMPath!,
                                       copy.certificatePEMPath!])
             XCTAssertEqual(result.status, 0, "\(stage): openssl verify of \(agent.name)'s leaf: \(result.stdout)\(result.stderr)",
                            file: file, line: line)
