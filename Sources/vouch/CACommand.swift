@@ -116,14 +116,23 @@ struct CAAdminCert: AsyncParsableCommand {
             var record = issued.record
             record.issuerID = issuer.record.id
             let chainPEM = issuer.chainPEM
-            if let previous {
+            // A certificate this database never recorded (made by `ca init` before the CA moved
+            // to PostgreSQL) is replaced by a fresh one: there is no lineage to continue.
+            var recorded: CertificateRecord?
+            if let previous { recorded = try await context.store.certificate(serial: previous.serialHex) }
+            if let previous, let recorded {
                 // Recorded first: should writing fail, the next run replaces the recorded successor.
-                let recorded = try await context.store.certificate(serial: previous.serialHex)
                 record.renewedFrom = previous.serialHex
                 _ = try await context.store.recordRenewal(
-                    certificate: record, previousSerial: previous.serialHex, replacing: recorded?.supersededBy, at: issued.record.issuedAt,
+                    certificate: record, previousSerial: previous.serialHex, replacing: recorded.supersededBy, at: issued.record.issuedAt,
                     budget: nil, audit: [AuditEntry(time: issued.record.issuedAt, actor: "local", action: .issue, subject: issued.record.serial,
                                                     peer: "local", detail: "\(spiffeId) renewed from \(previous.serialHex) (ca admin-cert)")])
+                try AtomicFile.writeAll([(keyPath, Array(try issued.key.pkcs8PEM().utf8), 0o600),
+                                         (certificatePath, Array((issued.certificate.pem + chainPEM).utf8), 0o644)])
+            } else if previous != nil {
+                try await context.store.insertCertificate(record, audit: AuditEntry(
+                    time: issued.record.issuedAt, actor: "local", action: .issue, subject: issued.record.serial, peer: "local",
+                    detail: "\(spiffeId) replacing \(previous?.serialHex ?? ""), which this database never recorded (ca admin-cert)"))
                 try AtomicFile.writeAll([(keyPath, Array(try issued.key.pkcs8PEM().utf8), 0o600),
                                          (certificatePath, Array((issued.certificate.pem + chainPEM).utf8), 0o644)])
             } else {
