@@ -246,6 +246,46 @@ final class AgentTrustTests: XCTestCase {
         XCTAssertTrue(agent.process.isRunning)
     }
 
+    func testAfterTheOldRootIsGoneARestartedAgentRenewsFromACAUnderTheEndorsedRoot() async throws {
+        let ca = try CAFixture()
+        let (enrolling, out) = try ca.startAgent(spiffeID: id, ttl: "60s")
+        XCTAssertEqual(enrolling.stop(), 0)
+        // What the agent holds after a rollover it followed: the new root R2 alone (endorsed by the
+        // real root, which --ca-bundle still names) and a certificate from R2's intermediate.
+        let realRoot = try CertificateSigner(certificate: X509Certificate(pem: String(contentsOfFile: ca.caDir + "/root.pem", encoding: .utf8)),
+                                             key: PrivateKey(pem: String(contentsOfFile: ca.caDir + "/root_key.pem", encoding: .utf8)))
+        func authority(_ name: String, pathLength: Int) throws -> CertificateTemplate {
+            CertificateTemplate(role: .authority(pathLength: pathLength), serial: try SerialNumber.random(), subject: [("CN", name)],
+                                notBefore: Date().addingTimeInterval(-60), notAfter: Date().addingTimeInterval(3600))
+        }
+        let r2Key = try PrivateKey(generating: .p256), i2Key = try PrivateKey(generating: .p256)
+        let r2 = try CertificateSigner(certificate: CertificateSigner.selfSigned(key: r2Key, template: authority("Vouch Root CA 2", pathLength: 1)), key: r2Key)
+        let i2 = try CertificateSigner(certificate: r2.sign(publicKeyOf: i2Key, template: authority("Vouch Intermediate CA 2", pathLength: 0)), key: i2Key)
+        let fake = try await FakeCertificateAuthority.start(impersonating: ca, presenting: .issuedBy(i2, root: r2.certificate))
+        let key = try PrivateKey(pem: String(contentsOfFile: out + "/svid_key.pem", encoding: .utf8))
+        try i2.sign(publicKeyOf: key, template: fake.leafTemplate(spiffeID: id, lifetime: 20, notBefore: Date())).pem
+            .write(toFile: out + "/svid.pem", atomically: true, encoding: .utf8)
+        try i2.certificate.pem.write(toFile: out + "/chain.pem", atomically: true, encoding: .utf8)
+        try r2.certificate.pem.write(toFile: out + "/bundle.pem", atomically: true, encoding: .utf8)
+        try realRoot.sign(publicKeyOf: r2Key, template: authority("Vouch Root CA 2", pathLength: 1)).pem
+            .write(toFile: out + "/endorsements.pem", atomically: true, encoding: .utf8)
+        let id = self.id
+        fake.answerIssuance { csr in
+            fake.response(try i2.sign(csr, template: fake.leafTemplate(spiffeID: id, lifetime: 20, notBefore: Date())),
+                          chain: [i2.certificate], roots: [r2.certificate])
+        }
+        let held = try serialOnDisk(out)
+
+        // The restart proves R2 from --ca-bundle; the renewal verifies the CA against bundle.pem (R2).
+        let agent = try AgentProcess(arguments: ["--ca", fake.address, "--ca-bundle", ca.caDir + "/bundle.pem", "--out", out,
+                                                 "--cert-ttl", "20s", "--renew-fraction", "0.11", "--max-backoff", "1s"])
+        defer { agent.stop(); fake.stop() }
+        XCTAssertTrue(agent.log.contains("using identity on disk"), agent.log)
+        XCTAssertTrue(eventually(timeout: 10) { (try? self.serialOnDisk(out)).map { $0 != held } == true }, agent.log)
+        XCTAssertEqual(fake.renewals, 1)
+        XCTAssertEqual(try String(contentsOfFile: out + "/bundle.pem", encoding: .utf8), r2.certificate.pem)
+    }
+
     func testARevocationEventFloodIsDroppedAndLoggedBriefly() async throws {
         let ca = try CAFixture()
         let (agent, _, fake) = try await agentMovedToFake(ca)

@@ -31,6 +31,9 @@ final class FakeCertificateAuthority: Vouch_V1_CertificateAuthority.SimpleServic
         case realServer
         /// A `/vouch/server` certificate the fake signs itself with the real intermediate key (a stolen intermediate).
         case signedByStolenIntermediate
+        /// A `/vouch/server` certificate from this intermediate of another root (e.g. a new one),
+        /// sent with it; client certificates may chain to that root too.
+        case issuedBy(CertificateSigner, root: X509Certificate)
     }
 
     /// Creates the fake and starts listening on a free port.
@@ -60,11 +63,12 @@ final class FakeCertificateAuthority: Vouch_V1_CertificateAuthority.SimpleServic
                 try CAFiles(directory: ca.caDir).listenerTLSMaterial(
                     intermediatePEM: String(contentsOfFile: ca.caDir + "/intermediate.pem", encoding: .utf8))
             }
-        case .signedByStolenIntermediate:
+        case .signedByStolenIntermediate, .issuedBy:
+            let (issuer, roots) = if case .issuedBy(let signer, let root) = listener { (signer, [realRoot, root]) } else { (honest, [realRoot]) }
             let key = try PrivateKey(generating: .p256)
-            let certificate = try honest.sign(publicKeyOf: key, template: leafTemplate(spiffeID: "spiffe://example.org/vouch/server", lifetime: 3600))
-            let material = ServerTLSMaterial(certificateChainPEM: certificate.pem + honest.certificate.pem, privateKeyPEM: try key.pkcs8PEM(),
-                                             rootsPEM: realRoot.pem, intermediatesPEM: honest.certificate.pem)
+            let certificate = try issuer.sign(publicKeyOf: key, template: leafTemplate(spiffeID: "spiffe://example.org/vouch/server", lifetime: 3600))
+            let material = ServerTLSMaterial(certificateChainPEM: certificate.pem + issuer.certificate.pem, privateKeyPEM: try key.pkcs8PEM(),
+                                             rootsPEM: pemBundle(roots), intermediatesPEM: issuer.certificate.pem)
             tls = try RotatingServerTLS(requireClientCertificate: false) { material }
         }
         let transport = try tls.makeTransport(host: "127.0.0.1", port: 0)
