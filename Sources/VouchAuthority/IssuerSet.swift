@@ -134,28 +134,6 @@ public struct IssuerSet: Sendable {
         return trusted
     }
 
-    /// Refuses a snapshot with an issuer in use that no trusted root vouches for (see `load`).
-    private static func checkTrust(_ records: [IssuerRecord], certificates: [String: X509Certificate], anchor: X509Certificate) throws {
-        let trusted = trustedRoots(anchor: anchor, records: records, certificates: certificates)
-        for record in records where record.state != .retired {
-            guard let certificate = certificates[record.serial] else { continue }
-            switch record.kind {
-            case .root:
-                guard trusted.contains(where: { $0.der == certificate.der }) else {
-                    throw untrusted(record, "it is neither the CA directory's root nor endorsed by a root it trusts")
-                }
-            case .intermediate, .cross, .endorsement:
-                guard trusted.contains(where: { certificate.isSigned(by: $0) }), !certificate.isSigned(by: certificate) else {
-                    throw untrusted(record, "it is not signed by a root the CA trusts")
-                }
-            }
-        }
-    }
-
-    private static func untrusted(_ record: IssuerRecord, _ reason: String) -> AuthorityError {
-        AuthorityError(.failedPrecondition, "refusing the issuers in the database: \(record.kind.rawValue) \(record.serial): \(reason)")
-    }
-
     static func retired(_ serial: String) -> AuthorityError {
         AuthorityError(.failedPrecondition, "issuer \(serial) is retired: its certificates have all expired")
     }
@@ -164,25 +142,22 @@ public struct IssuerSet: Sendable {
 
     /// The set of a snapshot: every intermediate that is not retired gets its key loaded
     /// (`IssuerKeys.load`). The rows are not taken at their word, since whoever can write the
-    /// database holds no CA key: `anchor` (the CA directory's root.pem) is trusted, and a stored
-    /// root only when an endorsement signed by a trusted root certifies its key; every root,
-    /// intermediate, cross certificate and endorsement in use must be one of those roots or signed
-    /// by one. A snapshot that breaks this is refused as a whole (`failedPrecondition`): a planted
-    /// root would let its owner mint client certificates the listener accepts. Throws as well
-    /// when no intermediate that may sign can be loaded.
-    public static func load(_ snapshot: IssuerSnapshot, anchor: X509Certificate, files: CAFiles?, passphrase: String?,
+    /// database holds no CA key: a snapshot that `IssuerSnapshot.checkConsistency` refuses (a
+    /// root neither `anchor`, the CA directory's root.pem, nor endorsed by a trusted root; a
+    /// certificate not signed by its row's root; an active issuer not valid at `now`…) is refused
+    /// as a whole (`failedPrecondition`): a planted root would let its owner mint client
+    /// certificates the listener accepts. Throws as well when no intermediate that may sign can
+    /// be loaded.
+    public static func load(_ snapshot: IssuerSnapshot, anchor: X509Certificate, now: Date? = nil, files: CAFiles?, passphrase: String?,
                             initial: CertificateSigner? = nil) throws -> IssuerSet {
+        try snapshot.checkConsistency(anchorRoot: anchor, signingAt: now)
         var certificates: [String: X509Certificate] = [:]
         for record in snapshot.issuers {
             guard let certificate = try? X509Certificate(der: record.der) else {
                 throw AuthorityError(.internal, "issuer \(record.serial): its stored certificate does not parse")
             }
-            guard certificate.serialHex == record.serial else {
-                throw untrusted(record, "its serial is not its certificate's (\(certificate.serialHex))")
-            }
             certificates[record.serial] = certificate
         }
-        try checkTrust(snapshot.issuers, certificates: certificates, anchor: anchor)
         var loaded: [Int64: CertificateSigner] = [:]
         var unloadable: [String: String] = [:]
         for record in snapshot.issuers where record.kind == .intermediate && record.state != .retired {
