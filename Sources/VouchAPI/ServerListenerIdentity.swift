@@ -125,13 +125,14 @@ public final class ServerListenerIdentity: Service, Sendable {
                 let next = try await Self.issue(authority: authority, store: store, spiffeID: spiffeID, dnsNames: dnsNames,
                                                 ipAddresses: ipAddresses, lifetime: lifetime, predecessor: held.recordedSerial)
                 current.withLock { $0 = next }
+                // Reloaded before it is logged: once the line is out, new handshakes get it.
+                reloadListeners()
                 var metadata = Self.metadata(next)
                 metadata["from"] = "\(held.serial)"
                 logger.info(forced ? "renewed the listener certificate: the signing issuer changed" : "renewed the listener certificate",
                             metadata: metadata)
                 failures = 0
                 retryAt = nil
-                reloadListeners()
             } catch {
                 failures += 1
                 let delay = min(maximumRetry, firstRetry * pow(2, Double(min(failures - 1, 16))))

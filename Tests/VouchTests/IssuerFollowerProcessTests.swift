@@ -80,6 +80,23 @@ final class IssuerFollowerProcessTests: XCTestCase {
             try await ca.ca(leafOnly) { try await $0.confirmTrustBundle(confirmation) }
         }
 
+        // A caller claiming a generation the CA never had (a fake CA gave it) starts over: the
+        // current bundle at once. Confirming such a generation is refused.
+        var ahead = Vouch_V1_WatchTrustBundleRequest()
+        ahead.afterGeneration = 1_000_000
+        let restarted = try await ca.ca(leafOnly) { client in
+            try await client.watchTrustBundle(ahead) { response in
+                for try await bundle in response.messages { return bundle }
+                return Vouch_V1_TrustBundle()
+            }
+        }
+        XCTAssertEqual(restarted.generation, second.generation)
+        confirmation.generation = 1_000_000
+        confirmation.bundleSha256 = Data(repeating: 7, count: 32)
+        await assertRPCError(.invalidArgument, "a generation the CA never had") {
+            try await ca.ca(leafOnly) { try await $0.confirmTrustBundle(confirmation) }
+        }
+
         // The stream ends when the server shuts down.
         XCTAssertEqual(ca.server.stop(), 0)
         _ = await stream.result
