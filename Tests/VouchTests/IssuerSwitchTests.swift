@@ -55,6 +55,10 @@ struct IssuerSwitchTests {
         #expect(activeCRL.entries.map { SerialNumber.hex($0.serial) } == [fresh.record.serial])
         // `/crl` switched issuer without its number going down.
         #expect(active.number > before.number)
+        // WatchRevocations events and admin listings name each certificate's issuer.
+        let events = try await world.authority.revocations(afterSequence: 0)
+        #expect(events.map { world.authority.issuerSerial(of: $0) } == [oldIssuer.serialHex, newIssuer.serialHex])
+        #expect(world.authority.issuerSerial(of: try await world.authority.certificate(serial: fresh.record.serial)) == newIssuer.serialHex)
 
         let dir = try world.temporaryDirectory()
         try oldIssuer.pem.write(toFile: dir + "/old.pem", atomically: true, encoding: .utf8)
