@@ -142,6 +142,16 @@ struct IssuerSwitchTests {
         #expect(try await replica.reloadIssuers() == false)
     }
 
+    @Test func aCADirectoryOfAnotherCAIsRefusedItsDatabase() async throws {
+        let world = try IssuerWorld()
+        try await world.authority.start()
+        let other = try IssuerWorld(store: world.store)
+        let refusal = await #expect(throws: AuthorityError.self) { try await other.authority.start() }
+        #expect(refusal?.message.hasPrefix("the database belongs to another CA: its first intermediate is "
+            + "\(world.material.intermediate.serialHex), not \(other.material.intermediate.serialHex)") == true, "\(String(describing: refusal))")
+        #expect(!other.authority.issuerSet.isAdopted)
+    }
+
     @Test func crlRoutesServeEachIssuersCRLVerifiedByOpenSSL() async throws {
         let world = try IssuerWorld()
         let old = try await world.enroll("spiffe://example.org/svc/old")
