@@ -25,7 +25,7 @@ enum RootEndorsements {
     /// The subjects and keys trusted from `anchors` through `endorsements`, signatures only: an
     /// endorsement that has expired since still links a restarting agent to the roots it proved.
     static func trustedKeys(anchors: [Certificate], endorsements: [Certificate]) -> [(subject: DistinguishedName, key: Certificate.PublicKey)] {
-        var trusted = anchors.map { (subject: $0.subject, key: $0.publicKey) }
+        var trusted = anchors.filter(isSelfSignedAuthority).map { (subject: $0.subject, key: $0.publicKey) }
         var pending = endorsements.filter { IssuedIdentityCheck.isAuthority($0) }
         // Each pass links at least one more endorsement or ends.
         while let index = pending.firstIndex(where: { endorsement in

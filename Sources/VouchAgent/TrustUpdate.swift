@@ -116,11 +116,14 @@ extension AgentTrust {
     }
 
     /// Whether an endorsement among `endorsements`, signed by a root in `held`, vouches for `root`.
+    /// Only self-signed roots of bundle.pem sign endorsements (were an intermediate ever put in
+    /// --ca-bundle, its key still could not add a root).
     private func isEndorsed(_ root: Certificate, by endorsements: [Certificate], held: [Certificate], now: Date) -> Bool {
         guard RootEndorsements.isSelfSignedAuthority(root), Self.isValid(root, now: now) else { return false }
+        let signers = held.filter(RootEndorsements.isSelfSignedAuthority)
         return endorsements.contains { endorsement in
             RootEndorsements.names(endorsement, root) && Self.isValid(endorsement, now: now)
-                && held.contains { RootEndorsements.isSigned(endorsement, bySubject: $0.subject, key: $0.publicKey) }
+                && signers.contains { RootEndorsements.isSigned(endorsement, bySubject: $0.subject, key: $0.publicKey) }
         }
     }
 

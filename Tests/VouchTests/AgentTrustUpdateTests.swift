@@ -57,6 +57,11 @@ struct AgentTrustUpdateTests {
 
     @Test func aBundleUpdateWithoutProofIsRefusedAndLogged() async throws {
         let world = try RolloverWorld()
+        // Even with the intermediate in bundle.pem and --ca-bundle (an operator's mistake), its
+        // stolen key cannot endorse a root: only self-signed roots do.
+        for path in [world.files.bundle, world.configuredBundle] {
+            try pemBundle([world.r1.certificate, world.i1.certificate]).write(toFile: path, atomically: true, encoding: .utf8)
+        }
         // An attacker's root named like the real new one, and ways to pretend it is vouched for.
         let attackerKey = try PrivateKey(generating: .p256)
         let attacker = try CertificateSigner(certificate: CertificateSigner.selfSigned(
@@ -65,8 +70,10 @@ struct AgentTrustUpdateTests {
             role: .authority(pathLength: 1), serial: try SerialNumber.random(), subject: [("CN", "Vouch Root CA 2")],
             notBefore: Date().addingTimeInterval(-7200), notAfter: Date().addingTimeInterval(-3600)))
         let attempts: [(what: String, update: TrustBundleUpdate)] = [
-            ("a root merely offered", world.bundle(8, roots: [world.r1.certificate, attacker.certificate], intermediates: [world.i1.certificate])),
-            ("endorsed with a stolen intermediate key", world.bundle(8, roots: [attacker.certificate], intermediates: [world.i1.certificate],
+            ("a root merely offered", world.bundle(8, roots: [world.r1.certificate, world.i1.certificate, attacker.certificate],
+                                                   intermediates: [world.i1.certificate])),
+            ("endorsed with a stolen intermediate key", world.bundle(8, roots: [world.i1.certificate, attacker.certificate],
+                                                                     intermediates: [world.i1.certificate],
                 endorsements: [try world.i1.sign(publicKeyOf: attackerKey, template: RolloverWorld.authority("Vouch Root CA 2", pathLength: 1))])),
             ("endorsed by itself", world.bundle(8, roots: [world.r1.certificate, attacker.certificate],
                 endorsements: [try attacker.sign(publicKeyOf: attackerKey, template: RolloverWorld.authority("Vouch Root CA 2", pathLength: 1))])),
