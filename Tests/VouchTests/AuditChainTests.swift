@@ -17,7 +17,8 @@ final class AuditChainTests: XCTestCase {
         let database = ca.caDir + "/vouch.db"
         let intact = try vouch("audit", "verify", "--dir", ca.caDir)
         XCTAssertEqual(intact.status, 0, intact.stderr)
-        XCTAssertTrue(intact.stdout.contains("audit log intact: 5 events"), intact.stdout)
+        // ca init's two certificates, the server's own listener certificate, three tokens.
+        XCTAssertTrue(intact.stdout.contains("audit log intact: 6 events"), intact.stdout)
 
         // Edit row 4 by hand: verification names it.
         let copy = ca.root + "/edited.db"
@@ -37,8 +38,8 @@ final class AuditChainTests: XCTestCase {
         // Delete the last row: the recorded head catches it.
         try FileManager.default.removeItem(atPath: database)
         try FileManager.default.copyItem(atPath: copy, toPath: database)
-        try sqlite(database, "DELETE FROM audit_event WHERE id = 5")
+        try sqlite(database, "DELETE FROM audit_event WHERE id = 6")
         let truncated = try vouch("audit", "verify", "--dir", ca.caDir)
-        XCTAssertTrue(truncated.stderr.contains("audit log broken at row 5"), truncated.stderr)
+        XCTAssertTrue(truncated.stderr.contains("audit log broken at row 6"), truncated.stderr)
     }
 }
