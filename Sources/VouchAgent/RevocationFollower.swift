@@ -230,6 +230,22 @@ public final class RevocationFollower: RevocationStatus {
         return chosen.values.map(\.issuer).sorted { $0.serialHex < $1.serialHex }
     }
 
+    /// Before crl.der takes another issuer's CRL (the active intermediate changed), the CRL it held
+    /// is saved under its issuer's serial, so a restart before that issuer's next fetch still has it.
+    private func keepPreviousActive(besides key: [UInt8]) async {
+        guard let previous = state.withLock({ state in state.crls.first { $0.value.path == crlPath && $0.key != key } }),
+              let issuers = try? await trustedIssuers(),
+              let issuer = issuers.first(where: { (try? $0.der).flatMap(CertificateDER.subjectPublicKeyInfo).map(Array.init) == previous.key })
+        else { return }
+        let path = crlPath(issuer: issuer.serialHex)
+        do {
+            try AtomicFile.write(previous.value.der, to: path)
+            state.withLock { $0.crls[previous.key]?.path = path }
+        } catch {
+            logger.warning("could not save the previous issuer's CRL", metadata: ["file": "\(path)", "error": "\(describe(error))"])
+        }
+    }
+
     /// Drops the CRLs of issuers the agent no longer trusts, and their files.
     private func forget(keysOtherThan keys: Set<[UInt8]>) {
         let dropped: [String] = state.withLock { state in
@@ -254,6 +270,7 @@ public final class RevocationFollower: RevocationStatus {
             return state.crls[key].map { $0.path != path } ?? false
         }
         guard newer || moved else { return false }
+        if path == crlPath { await keepPreviousActive(besides: key) }
         try AtomicFile.write(crl.der, to: path)
         hold(crl, key: key, path: path)
         logger.debug("CRL refreshed", metadata: ["number": "\(crl.number ?? -1)", "revoked": "\(crl.entries.count)", "file": "\(path)"])

@@ -195,18 +195,25 @@ struct AgentTrustUpdateTests {
     @Test func crlsAreHeldPerIssuerAndBothAreEnforced() async throws {
         let world = try RolloverWorld()
         await world.apply(world.prepared)
-        // I2 signs now (GetCRL with no issuer); I1 still has live certificates and its own CRL,
-        // with a higher number than I2's: numbers are compared per issuer.
+        // After the switch I2 signs (GetCRL with no issuer); I1 still has live certificates and its
+        // own CRL, with a higher number than I2's: numbers are compared per issuer.
         let crls = ScriptedIssuerCRLs()
         func crl(_ signer: CertificateSigner, number: Int64, revoking serial: String) throws -> [UInt8] {
             try signer.makeCRL(entries: [RevokedCertificateEntry(serial: SerialNumber.bytes(fromHex: serial)!, revokedAt: Date(), reason: 1)],
                                number: number, thisUpdate: Date().addingTimeInterval(-60), nextUpdate: Date().addingTimeInterval(3600))
         }
         let i1 = world.i1.certificate.serialHex
-        let active = try crl(world.i2, number: 3, revoking: "aa")
-        crls.set(["": active, i1: try crl(world.i1, number: 50, revoking: "bb")])
         let follower = RevocationFollower(files: world.files, replicas: CAReplicas(CAAddressList(HostPort(host: "127.0.0.1", port: 1)), logger: world.log.logger),
                                           source: crls, refreshInterval: .seconds(60), clock: SystemAgentClock(), logger: world.log.logger)
+        // Before the switch I1 is active (crl.der); after it, I2 is, and I1's CRL moves to crl-<I1>.der
+        // even while I1's own fetch fails.
+        let previous = try crl(world.i1, number: 50, revoking: "bb"), active = try crl(world.i2, number: 3, revoking: "aa")
+        crls.set(["": previous])
+        try await follower.refreshCRL()
+        crls.set(["": active])
+        try await follower.refreshCRL()
+        #expect(FileManager.default.contents(atPath: follower.crlPath(issuer: i1)) == Data(previous))
+        crls.set(["": active, i1: previous])
         try await follower.refreshCRL()
         #expect(crls.asked == ["", i1], "one CRL per issuer key: X shares I2's, so it is not asked for")
         #expect(follower.isRevoked("aa") && follower.isRevoked("bb") && !follower.isRevoked("cc"))
