@@ -1,4 +1,5 @@
 import Foundation
+import VouchAuthority
 import VouchCrypto
 import VouchSQLiteStore
 import XCTest
@@ -70,6 +71,20 @@ final class IssuerCommandHostileInputTests: XCTestCase {
         for serial in recorded {
             XCTAssertEqual(try mode(dir + "/issuers/\(serial)"), 0o700)
             XCTAssertEqual(try mode(dir + "/issuers/\(serial)/key.pem"), 0o600)
+        }
+    }
+
+    /// What the commands write at each stage passes the check a server applies before using it
+    /// (`IssuerSnapshot.checkConsistency`): a false refusal would stop every replica from following.
+    func testEveryStageTheCommandsWriteIsConsistent() async throws {
+        let dir = try initCA()
+        let anchor = try X509Certificate(pem: String(contentsOfFile: dir + "/root.pem", encoding: .utf8))
+        for stage in [["intermediate", "rotate"], ["root", "prepare"], ["root", "activate", "--force"], ["root", "retire", "--force"],
+                      ["intermediate", "rotate"]] {
+            let run = try execute(VouchBinary.path, ["ca"] + stage + ["--dir", dir])
+            XCTAssertEqual(run.status, 0, "\(stage): \(run.stderr)")
+            let snapshot = try await SQLiteAuthorityStore(path: dir + "/vouch.db").issuers()
+            XCTAssertNoThrow(try snapshot.checkConsistency(anchorRoot: anchor, signingAt: Date()), "\(stage)")
         }
     }
 }
