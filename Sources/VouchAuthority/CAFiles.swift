@@ -1,4 +1,5 @@
 import Foundation
+import VouchFiles
 
 /// Where `vouch ca init` puts each file of a CA directory.
 public struct CAFiles: Sendable {
@@ -42,9 +43,12 @@ public struct CASettings: Codable, Sendable {
     public static func load(from files: CAFiles) throws -> CASettings {
         let data: Data
         do {
-            data = try Data(contentsOf: URL(fileURLWithPath: files.settings))
-        } catch {
+            // Bounded: a FIFO or /dev/zero in its place is refused at once instead of hanging or filling memory.
+            data = try SmallFile.read(files.settings, limit: 64 * 1024)
+        } catch .unreadable {
             throw AuthorityError(.notFound, "no CA in \(files.directory.path) (missing ca.json): run `vouch ca init` first")
+        } catch {
+            throw AuthorityError(.failedPrecondition, "\(files.settings) \(error)")
         }
         let decoder = JSONDecoder()
         decoder.dateDecodingStrategy = .iso8601

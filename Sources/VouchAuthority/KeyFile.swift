@@ -1,4 +1,5 @@
 import Foundation
+import VouchFiles
 
 /// Reads a key file named by data the CA does not control (an issuer row's `file:` key
 /// reference): inside the CA directory only, a regular file of at most `limit` bytes, never
@@ -38,20 +39,15 @@ public enum KeyFile {
     }
 
     private static func readRegular(_ descriptor: Int32, path: String, limit: Int) throws -> String {
-        var info = stat()
-        guard fstat(descriptor, &info) == 0, info.st_mode & S_IFMT == S_IFREG else { throw Refusal("\(path) is not a regular file") }
-        guard info.st_size <= limit else { throw Refusal("\(path) is larger than \(limit) bytes") }
-        var bytes = [UInt8](repeating: 0, count: limit + 1)
-        var count = 0
-        while count <= limit {
-            let got = bytes.withUnsafeMutableBytes { Foundation.read(descriptor, $0.baseAddress! + count, limit + 1 - count) }
-            if got < 0, errno == EINTR { continue }
-            guard got >= 0 else { throw Refusal("cannot read \(path): \(String(cString: strerror(errno)))") }
-            if got == 0 { break }
-            count += got
+        let data: Data
+        do {
+            data = try SmallFile.read(descriptor: descriptor, limit: limit)
+        } catch .unreadable(let reason) {
+            throw Refusal("cannot read \(path): \(reason)")
+        } catch {
+            throw Refusal("\(path) \(error)")
         }
-        guard count <= limit else { throw Refusal("\(path) is larger than \(limit) bytes") }
-        guard let text = String(bytes: bytes.prefix(count), encoding: .utf8) else { throw Refusal("\(path) is not text") }
+        guard let text = String(data: data, encoding: .utf8) else { throw Refusal("\(path) is not text") }
         return text
     }
 }

@@ -24,6 +24,11 @@ public enum SmallFile {
         let descriptor = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC)
         guard descriptor >= 0 else { throw .unreadable(String(cString: strerror(errno))) }
         defer { close(descriptor) }
+        return try read(descriptor: descriptor, limit: limit)
+    }
+
+    /// The same from a descriptor the caller opened (non-blocking) and still owns.
+    public static func read(descriptor: Int32, limit: Int) throws(Refusal) -> Data {
         var info = stat()
         guard fstat(descriptor, &info) == 0, info.st_mode & S_IFMT == S_IFREG else { throw .notRegular }
         guard info.st_size <= limit else { throw .tooLarge(limit: limit) }

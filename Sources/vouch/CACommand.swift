@@ -8,7 +8,7 @@ import VouchSQLiteStore
 
 struct CACommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "ca", abstract: "Create and inspect the CA.", subcommands: [CAInit.self, CAAdminCert.self, CAIntermediateCommand.self, CARootCommand.self])
+        commandName: "ca", abstract: "Create and inspect the CA.", subcommands: [CAInit.self, CAAdminCert.self, CAServerCert.self, CAIntermediateCommand.self, CARootCommand.self])
 }
 
 struct CAInit: AsyncParsableCommand {
@@ -118,21 +118,10 @@ struct CAAdminCert: AsyncParsableCommand {
             let chainPEM = issuer.chainPEM
             // A certificate this database never recorded (made by `ca init` before the CA moved
             // to PostgreSQL) is replaced by a fresh one: there is no lineage to continue.
-            var recorded: CertificateRecord?
-            if let previous { recorded = try await context.store.certificate(serial: previous.serialHex) }
-            if let previous, let recorded {
+            if let previous {
                 // Recorded first: should writing fail, the next run replaces the recorded successor.
-                record.renewedFrom = previous.serialHex
-                _ = try await context.store.recordRenewal(
-                    certificate: record, previousSerial: previous.serialHex, replacing: recorded.supersededBy, at: issued.record.issuedAt,
-                    budget: nil, audit: [AuditEntry(time: issued.record.issuedAt, actor: "local", action: .issue, subject: issued.record.serial,
-                                                    peer: "local", detail: "\(spiffeId) renewed from \(previous.serialHex) (ca admin-cert)")])
-                try AtomicFile.writeAll([(keyPath, Array(try issued.key.pkcs8PEM().utf8), 0o600),
-                                         (certificatePath, Array((issued.certificate.pem + chainPEM).utf8), 0o644)])
-            } else if previous != nil {
-                try await context.store.insertCertificate(record, audit: AuditEntry(
-                    time: issued.record.issuedAt, actor: "local", action: .issue, subject: issued.record.serial, peer: "local",
-                    detail: "\(spiffeId) replacing \(previous?.serialHex ?? ""), which this database never recorded (ca admin-cert)"))
+                try await LocalCertificateRecord.record(&record, replacing: previous, store: context.store, label: spiffeId,
+                                                        command: "ca admin-cert")
                 try AtomicFile.writeAll([(keyPath, Array(try issued.key.pkcs8PEM().utf8), 0o600),
                                          (certificatePath, Array((issued.certificate.pem + chainPEM).utf8), 0o644)])
             } else {

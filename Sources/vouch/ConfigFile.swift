@@ -2,6 +2,7 @@ import Foundation
 import VouchAPI
 import VouchAuthority
 import VouchCrypto
+import VouchFiles
 import Yams
 
 /// The `--config` file of `vouch server` and `vouch agent`: one YAML file with a `server:`
@@ -122,17 +123,18 @@ struct ConfigFile: Decodable {
         }
     }
 
-    /// The file's text, read only up to `maxBytes` (+1 to notice a larger file).
+    /// The file's text: a regular file of at most `maxBytes` (a FIFO or /dev/zero is refused at once).
     private static func readBounded(_ path: String) throws -> String {
-        guard let handle = FileHandle(forReadingAtPath: path) else { throw CLIError("cannot read config file \(path)") }
-        defer { try? handle.close() }
         let data: Data
         do {
-            data = try handle.read(upToCount: maxBytes + 1) ?? Data()
+            data = try SmallFile.read(path, limit: maxBytes)
+        } catch .unreadable(let reason) {
+            throw CLIError("cannot read config file \(path) (\(reason))")
+        } catch .tooLarge {
+            throw CLIError("config file \(path) is larger than \(maxBytes / 1024) KiB")
         } catch {
-            throw CLIError("cannot read config file \(path)")
+            throw CLIError("config file \(path) \(error)")
         }
-        guard data.count <= maxBytes else { throw CLIError("config file \(path) is larger than \(maxBytes / 1024) KiB") }
         guard let text = String(data: data, encoding: .utf8) else { throw CLIError("config file \(path) is not UTF-8 text") }
         return text
     }

@@ -45,6 +45,7 @@ struct CAIntermediateRotate: AsyncParsableCommand {
                 throw error
             }
             try context.writeCertificateCopies([rotation.new])
+            let server = await ServerCertificateFile.reissueAfterSwitch(context: context, command: "ca intermediate rotate")
             let previous = try await operations.usage(of: rotation.previous, in: try await context.snapshot())
             let keyInFile = rotation.new.keyRef != IssuerRecord.databaseKeyRef
             let keyFile = context.path(rotation.new.serial, "key.pem")
@@ -54,7 +55,8 @@ struct CAIntermediateRotate: AsyncParsableCommand {
                     key: keyInFile ? keyFile : "database",
                     previous: .init(serial: rotation.previous.serial, state: IssuerState.retiring.rawValue, live: previous.live,
                                     latest_not_after: previous.latestNotAfter.map(iso8601)),
-                    retired: rotation.retired.map(\.serial)))
+                    retired: rotation.retired.map(\.serial),
+                    server_cert: ServerCertificateFile.JSON(server.outcome, dir: context.files.directory.path)))
                 return
             }
             let last = previous.latestNotAfter.map { ", the last expires \(iso8601($0))" } ?? ""
@@ -68,6 +70,7 @@ struct CAIntermediateRotate: AsyncParsableCommand {
                 print("key: \(keyFile) (the server switches within 2 s)")
             }
             for retired in rotation.retired { print("retired intermediate \(retired.serial): no unexpired certificate left") }
+            if let line = server.line { print(line) }
         }
     }
 
@@ -84,6 +87,7 @@ struct CAIntermediateRotate: AsyncParsableCommand {
         let key: String
         let previous: Previous
         let retired: [String]
+        let server_cert: ServerCertificateFile.JSON?
     }
 }
 
@@ -190,7 +194,7 @@ struct CARootStatus: AsyncParsableCommand {
             if options.json {
                 try printJSON(RolloverStatusJSON(status, snapshot: snapshot, expiringAdmins: expiring))
             } else {
-                printStatus(status, snapshot: snapshot)
+                printStatus(status, snapshot: snapshot, context: context)
                 for admin in expiring {
                     print("warning: admin certificate \(admin.serial) of \(admin.spiffeID) expires at \(iso8601(admin.notAfter)): "
                         + "renew it with vouch ca admin-cert")
@@ -199,7 +203,7 @@ struct CARootStatus: AsyncParsableCommand {
         }
     }
 
-    private func printStatus(_ status: RolloverStatus, snapshot: IssuerSnapshot) {
+    private func printStatus(_ status: RolloverStatus, snapshot: IssuerSnapshot, context: IssuerCommandContext) {
         let counts = status.counts
         print("root rollover: \(status.stage == .none ? "none" : status.stage.rawValue) (generation \(status.generation))")
         if let old = status.oldRoot, let new = status.newRoot {
@@ -223,9 +227,8 @@ struct CARootStatus: AsyncParsableCommand {
             let last = counts.rootLatestNotAfter.map { ", the last expires \(iso8601($0))" } ?? ""
             print("  certificates chaining only to the old root: \(counts.rootCertificates) live\(last)")
             if counts.ownCertificates > 0 {
-                let ids = Set(counts.ownSample.map(\.spiffeID)).sorted().joined(separator: ", ")
-                print("  the CA's own certificates under the old root: \(counts.ownCertificates) (\(ids)); "
-                    + "renew admin certificates with vouch ca admin-cert after activate")
+                print("  the CA's own certificates under the old root: \(counts.ownCertificates): "
+                    + ownCertificateAdvice(counts.ownSample, context: context))
             }
         }
         let verdict = status.next.safe ? "safe" : "not yet"
@@ -321,13 +324,16 @@ struct CARootActivate: AsyncParsableCommand {
             let context = try await IssuerCommandContext.open(options)
             let done = try await context.operations(adminIDs: admins.adminIDs).activateRoot(force: force)
             let snapshot = try await context.snapshot()
+            let server = await ServerCertificateFile.reissueAfterSwitch(context: context, command: "ca root activate")
             if options.json {
-                try printJSON(TransitionJSON(done, snapshot: snapshot))
+                try printJSON(TransitionJSON(done, snapshot: snapshot,
+                                             serverCertificate: ServerCertificateFile.JSON(server.outcome, dir: context.files.directory.path)))
                 return
             }
             print("activated root \(done.status.newRoot?.serial ?? "?"): intermediate \(snapshot.activeIntermediate?.serial ?? "?") "
                 + "signs from now on (servers switch within 2 s); root \(done.status.oldRoot?.serial ?? "?") is retiring")
             if !done.status.next.safe { print("forced: \(done.status.next.reason)") }
+            if let line = server.line { print(line) }
             print("next: vouch ca root status --dir \(options.dir), then vouch ca root retire when it says safe")
         }
     }
@@ -360,9 +366,8 @@ struct CARootRetire: AsyncParsableCommand {
             if !done.status.next.safe { print("forced: \(done.status.next.reason)") }
             let own = done.status.counts
             if own.ownCertificates > 0 {
-                let ids = Set(own.ownSample.map(\.spiffeID)).sorted().joined(separator: ", ")
-                print("\(counted(own.ownCertificates, "certificate")) of the CA itself still \(own.ownCertificates == 1 ? "chains" : "chain") to the old root (\(ids)): "
-                    + "renew admin certificates with vouch ca admin-cert")
+                print("\(counted(own.ownCertificates, "certificate")) of the CA itself still \(own.ownCertificates == 1 ? "chains" : "chain") to the old root: "
+                    + ownCertificateAdvice(own.ownSample, context: context))
             }
             print("the old root's key can now be destroyed")
         }
@@ -380,8 +385,11 @@ struct TransitionJSON: Encodable {
     let forced: Bool
     let reason: String
     let changed: [Change]
+    /// What became of server.pem (activate only).
+    let server_cert: ServerCertificateFile.JSON?
 
-    init(_ transition: IssuerOperations.Transition, snapshot: IssuerSnapshot) {
+    init(_ transition: IssuerOperations.Transition, snapshot: IssuerSnapshot, serverCertificate: ServerCertificateFile.JSON? = nil) {
+        server_cert = serverCertificate
         generation = transition.generation
         forced = !transition.status.next.safe
         reason = transition.status.next.reason
