@@ -236,6 +236,63 @@ public struct IssuerOperations: Sendable {
         return idle
     }
 
+    /// Retires every retiring intermediate with no unexpired certificate left, in one
+    /// generation-checked change (what `rotate` folds into its own). Returns those retired: none
+    /// when there is nothing to do, or when the issuers changed meanwhile (the next pass tries again).
+    public func retireIdleIntermediates(by whom: String) async throws -> [IssuerRecord] {
+        let snapshot = try await store.issuers()
+        let idle = try await idleRetiringIntermediates(snapshot)
+        guard !idle.isEmpty else { return [] }
+        let change = IssuerChange(updates: idle.map { .init(id: $0.id, state: .retired) })
+        let audit = idle.map { entry(.issuerRetire, $0.serial, "retiring intermediate with no unexpired certificate retired (\(whom))") }
+        do {
+            _ = try await store.changeIssuers(change, expectedGeneration: snapshot.generation, audit: audit)
+        } catch let error as AuthorityError where error.message == IssuerChange.staleGenerationMessage {
+            return []
+        }
+        return idle
+    }
+
+    /// Why an admin certificate needs `vouch ca admin-cert`: nothing else renews it.
+    public struct AdminCertificateWarning: Sendable, Equatable {
+        public enum Reason: Sendable, Equatable {
+            /// It expires within the window.
+            case expiring
+            /// Its intermediate chains to this root, which is retiring: it fails once the root is retired.
+            case retiringRoot(serial: String)
+        }
+        public let certificate: RolloverCertificate
+        public let reason: Reason
+    }
+
+    /// Live admin certificates (IDs in `adminIDs`) that expire within `window` or chain to a
+    /// retiring root; soonest notAfter first.
+    public func adminCertificateWarnings(within window: TimeInterval = 30 * 86400) async throws -> [AdminCertificateWarning] {
+        let snapshot = try await store.issuers()
+        let initial = snapshot.initialIntermediate?.id
+        var warnings: [AdminCertificateWarning] = []
+        for id in adminIDs.sorted() {
+            var before: Int64?
+            while true {
+                let page = try await store.listCertificates(CertificateQuery(identityGlob: id, status: .active, now: now,
+                                                                             limit: 1000, beforeID: before))
+                for record in page where record.spiffeID == id && record.supersededBy == nil && record.notAfter > now {
+                    let certificate = RolloverCertificate(serial: record.serial, spiffeID: record.spiffeID, notAfter: record.notAfter)
+                    let root = (record.issuerID ?? initial).flatMap { snapshot.issuer(id: $0) }.flatMap { $0.parentID }
+                        .flatMap { snapshot.issuer(id: $0) }
+                    if let root, root.state == .retiring {
+                        warnings.append(AdminCertificateWarning(certificate: certificate, reason: .retiringRoot(serial: root.serial)))
+                    } else if record.notAfter <= now.addingTimeInterval(window) {
+                        warnings.append(AdminCertificateWarning(certificate: certificate, reason: .expiring))
+                    }
+                }
+                guard page.count == 1000, let last = page.last?.id else { break }
+                before = last
+            }
+        }
+        return warnings.sorted { ($0.certificate.notAfter, $0.certificate.serial) < ($1.certificate.notAfter, $1.certificate.serial) }
+    }
+
     private func activePair(_ snapshot: IssuerSnapshot) throws -> (root: IssuerRecord, intermediate: IssuerRecord) {
         guard let root = snapshot.activeRoot, let intermediate = snapshot.activeIntermediate else {
             throw AuthorityError(.failedPrecondition, "the database holds no active root and intermediate")

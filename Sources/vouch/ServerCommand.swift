@@ -137,6 +137,8 @@ struct ServerCommand: AsyncParsableCommand {
             let feed = store as? any RevocationChangeFeed
             services.append(IssuerFollower(authority: authority, store: store, announcements: feed == nil ? nil : issuerAnnouncements,
                                            logger: logger))
+            // Admin certificates that need `ca admin-cert`, once at start; idle retiring intermediates retired hourly.
+            services.append(IssuerHousekeeping(store: store, adminIDs: policy.adminIDs, directory: files.directory.path, logger: logger))
             // Replicas sharing a database: revocations the others commit reach this one's registry.
             if let feed {
                 services.append(SharedRevocationFollower(authority: authority, feed: feed, logger: logger,
