@@ -93,6 +93,7 @@ let package = Package(
             dependencies: [
                 "VouchIdentityRules",
                 "VouchAuthority",
+                "VouchFiles",
                 "VouchConnectionLimits",
                 "VouchCrypto",
                 "VouchTLS",

@@ -4,6 +4,7 @@ import ServiceLifecycle
 import Synchronization
 import VouchAuthority
 import VouchCrypto
+import VouchFiles
 import VouchHTTP
 import VouchTLS
 
@@ -205,10 +206,11 @@ public final class ServerListenerIdentity: Service, Sendable {
     static func readFiles(_ files: CAFiles) throws -> Current {
         let chain: String, key: String
         do {
-            chain = try String(contentsOfFile: files.serverCertificate, encoding: .utf8)
-            key = try String(contentsOfFile: files.serverKey, encoding: .utf8)
+            // Bounded: a FIFO or /dev/zero in their place is refused instead of hanging the start.
+            chain = try SmallFile.text(files.serverCertificate, limit: 1 << 20)
+            key = try SmallFile.text(files.serverKey, limit: 64 * 1024)
         } catch {
-            throw AuthorityError(.notFound, "cannot read \(files.serverCertificate) and \(files.serverKey)")
+            throw AuthorityError(.notFound, "cannot read \(files.serverCertificate) and \(files.serverKey): \(error)")
         }
         let leaf = try X509Certificate(pem: chain)
         return Current(certificateChainPEM: chain, privateKeyPEM: key, serial: leaf.serialHex, notAfter: leaf.notAfter,

@@ -20,6 +20,16 @@ struct IssuerOptions: ParsableArguments {
     var json = false
 }
 
+/// What `ca intermediate rotate` and `ca root prepare` take besides `IssuerOptions`: the old root's
+/// key, and where the new intermediate's key goes.
+struct NewIssuerOptions: ParsableArguments {
+    @Option(help: ArgumentHelp("The active root's key (default: DIR/root_key.pem, or where `root prepare` put it).", valueName: "file"))
+    var rootKey: String?
+
+    @Flag(help: "On PostgreSQL: keep the new intermediate's key in DIR/issuers/<serial>/key.pem instead of the database (copy it to every replica).")
+    var keyInDirectory = false
+}
+
 /// The CA directory and store of one issuer command, with the issuers adopted.
 struct IssuerCommandContext {
     let files: CAFiles

@@ -20,22 +20,18 @@ struct CAIntermediateRotate: AsyncParsableCommand {
 
     @OptionGroup var options: IssuerOptions
 
-    @Option(help: ArgumentHelp("The active root's key (default: DIR/root_key.pem, or where `root prepare` put it).", valueName: "file"))
-    var rootKey: String?
-
-    @Flag(help: "On PostgreSQL: keep the new key in DIR/issuers/<serial>/key.pem instead of the database (copy it to every replica).")
-    var keyInDirectory = false
+    @OptionGroup var newIssuer: NewIssuerOptions
 
     func run() async throws {
         try await runReportingErrors {
             let context = try await IssuerCommandContext.open(options)
-            try context.checkKeyPlacement(keyInDirectory: keyInDirectory)
+            try context.checkKeyPlacement(keyInDirectory: newIssuer.keyInDirectory)
             let operations = context.operations()
-            let (key, keyPath) = try context.rootKey(rootKey, snapshot: try await context.snapshot())
+            let (key, keyPath) = try context.rootKey(newIssuer.rootKey, snapshot: try await context.snapshot())
             var written: [String] = []
             let rotation: IssuerOperations.Rotation
             do {
-                let place = context.placeIntermediateKey(keyInDirectory: keyInDirectory)
+                let place = context.placeIntermediateKey(keyInDirectory: newIssuer.keyInDirectory)
                 rotation = try await operations.rotateIntermediate(rootKey: key, rootKeyPath: keyPath) { issuer in
                     written.append(issuer.certificate.serialHex)
                     return try place(issuer)
@@ -112,21 +108,17 @@ struct CARootPrepare: AsyncParsableCommand {
 
     @OptionGroup var options: IssuerOptions
 
-    @Option(help: ArgumentHelp("The active root's key (default: DIR/root_key.pem, or where `root prepare` put it).", valueName: "file"))
-    var rootKey: String?
-
-    @Flag(help: "On PostgreSQL: keep the new intermediate's key in DIR/issuers/<serial>/key.pem instead of the database.")
-    var keyInDirectory = false
+    @OptionGroup var newIssuer: NewIssuerOptions
 
     func run() async throws {
         try await runReportingErrors {
             let context = try await IssuerCommandContext.open(options)
-            try context.checkKeyPlacement(keyInDirectory: keyInDirectory)
-            let (key, keyPath) = try context.rootKey(rootKey, snapshot: try await context.snapshot())
+            try context.checkKeyPlacement(keyInDirectory: newIssuer.keyInDirectory)
+            let (key, keyPath) = try context.rootKey(newIssuer.rootKey, snapshot: try await context.snapshot())
             var written: [String] = []
             let prepared: IssuerOperations.Preparation
             do {
-                let place = context.placeIntermediateKey(keyInDirectory: keyInDirectory)
+                let place = context.placeIntermediateKey(keyInDirectory: newIssuer.keyInDirectory)
                 prepared = try await context.operations().prepareRoot(
                     rootKey: key, rootKeyPath: keyPath,
                     placeRootKey: { root in
