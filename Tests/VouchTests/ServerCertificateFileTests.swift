@@ -45,6 +45,11 @@ final class ServerCertificateFileTests: XCTestCase {
         XCTAssertEqual(retired.status, 0, retired.stderr)
         XCTAssertFalse(retired.stdout.contains("of the CA itself"), retired.stdout)
         try assertServerPemVerifies(dir, "after retire (the new root alone)")
+
+        // A server serving server.pem as it is (its fallback) is trusted by a client holding the new root alone.
+        XCTAssertEqual(ca.server.stop(), 0)
+        let fallback = try CAFixture(reusing: ca, server: try ServerProcess(directory: dir, extraArguments: ["--server-cert-ttl", "0"]))
+        XCTAssertFalse(try fallback.createToken(spiffeID: "spiffe://example.org/svc/web").isEmpty)
     }
 
     func testServerCertWritesACopyForReadOnlyReplicasAndRefusesAnUnwritableOut() async throws {
