@@ -42,8 +42,8 @@ final class AgentFailoverProcessTests: XCTestCase {
         XCTAssertEqual(hints(agent, first.serial).count, 1, "B resumed after the sequence A had sent: nothing sent twice")
         XCTAssertEqual(hints(agent, second.serial).count, 1)
 
-        let metricsLine = agent.log.split(separator: "\n").first { $0.hasPrefix("vouch agent metrics on ") } ?? ""
-        let metrics = try execute("/usr/bin/curl", ["-sf", "http://\(metricsLine.dropFirst("vouch agent metrics on ".count))/metrics"])
+        let metricsAddress = announcedAddress(in: agent.log, after: "vouch agent metrics on ") ?? ""
+        let metrics = try execute("/usr/bin/curl", ["-sf", "http://\(metricsAddress)/metrics"])
         XCTAssertTrue(metrics.stdout.contains("vouch_agent_ca_replica_active{address=\"\(b.address)\"} 1"), metrics.stdout)
         XCTAssertTrue(metrics.stdout.contains("vouch_agent_ca_replica_active{address=\"\(a.address)\"} 0"), metrics.stdout)
         let status = try await VouchClient.with(server: HostPort(host: "127.0.0.1", port: agent.port),

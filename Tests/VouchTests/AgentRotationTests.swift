@@ -101,8 +101,8 @@ final class AgentRotationTests: XCTestCase {
 
         // Prometheus metrics: rotations, failures, seconds until expiry.
         XCTAssertTrue(eventually { agent.log.contains("vouch agent metrics on ") })
-        let metricsLine = agent.log.split(separator: "\n").first { $0.hasPrefix("vouch agent metrics on ") } ?? ""
-        let metrics = try execute("/usr/bin/curl", ["-sf", "http://\(metricsLine.dropFirst("vouch agent metrics on ".count))/metrics"])
+        let metricsAddress = announcedAddress(in: agent.log, after: "vouch agent metrics on ") ?? ""
+        let metrics = try execute("/usr/bin/curl", ["-sf", "http://\(metricsAddress)/metrics"])
         XCTAssertEqual(metrics.status, 0, metrics.stderr)
         let rotations = metrics.stdout.split(separator: "\n").first { $0.hasPrefix("vouch_agent_rotations_total ") }
         XCTAssertGreaterThanOrEqual(Double(rotations?.split(separator: " ").last ?? "") ?? 0, 2, metrics.stdout)

@@ -240,8 +240,8 @@ final class AgentTrustTests: XCTestCase {
             XCTAssertFalse(FileManager.default.fileExists(atPath: out + "/" + name), name)
         }
         XCTAssertTrue(fake.trustConfirmations.isEmpty, "a refused bundle is not confirmed")
-        let metricsLine = agent.log.split(separator: "\n").first { $0.hasPrefix("vouch agent metrics on ") } ?? ""
-        let metrics = try execute("/usr/bin/curl", ["-sf", "http://\(metricsLine.dropFirst("vouch agent metrics on ".count))/metrics"])
+        let metricsAddress = announcedAddress(in: agent.log, after: "vouch agent metrics on ") ?? ""
+        let metrics = try execute("/usr/bin/curl", ["-sf", "http://\(metricsAddress)/metrics"])
         XCTAssertTrue(metrics.stdout.split(separator: "\n").contains("vouch_agent_trust_updates_refused_total 1"), metrics.stdout)
         XCTAssertTrue(agent.process.isRunning)
     }

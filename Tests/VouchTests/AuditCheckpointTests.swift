@@ -147,8 +147,7 @@ final class AuditCheckpointTests: XCTestCase {
         let server = try ServerProcess(directory: ca.caDir, extraArguments: ["--http", "127.0.0.1:0", "--audit-checkpoint-interval", "1s"])
         let fixture = try CAFixture(reusing: ca, server: server)
         XCTAssertTrue(eventually { server.log.contains("vouch server http on ") }, server.log)
-        let http = String(server.log.split(separator: "\n").first { $0.hasPrefix("vouch server http on ") }?
-            .dropFirst("vouch server http on ".count) ?? "")
+        let http = server.httpAddress ?? ""
 
         // A new event is checkpointed within the interval, logged as one line and served over HTTP.
         _ = try fixture.createToken(spiffeID: "spiffe://example.org/svc/a")

@@ -19,8 +19,7 @@ final class ListenerLimitsTests: XCTestCase {
                                        openFileLimit: openFileLimit)
         let ca = try CAFixture(reusing: base, server: server)
         XCTAssertTrue(eventually { server.log.contains("vouch server http on ") }, server.log)
-        let line = server.log.split(separator: "\n").first { $0.hasPrefix("vouch server http on ") } ?? ""
-        return (ca, Int(line.split(separator: ":").last ?? "") ?? 0)
+        return (ca, Int(server.httpAddress?.split(separator: ":").last ?? "") ?? 0)
     }
 
     override func tearDown() {
@@ -174,8 +173,7 @@ final class ListenerLimitsTests: XCTestCase {
         let agentStarted = Date()
         defer { agent.stop() }
         XCTAssertTrue(eventually { agent.log.contains("vouch agent metrics on ") }, agent.log)
-        let line = agent.log.split(separator: "\n").first { $0.hasPrefix("vouch agent metrics on ") } ?? ""
-        let metricsPort = Int(line.split(separator: ":").last ?? "") ?? 0
+        let metricsPort = Int(announcedAddress(in: agent.log, after: "vouch agent metrics on ")?.split(separator: ":").last ?? "") ?? 0
 
         let silentGRPC = try RawConnection(port: agent.port)
         let stalledTLS = try RawConnection(port: agent.port)

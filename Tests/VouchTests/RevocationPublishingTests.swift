@@ -11,8 +11,7 @@ final class RevocationPublishingTests: XCTestCase {
         let server = try ServerProcess(directory: ca.caDir, extraArguments: ["--http", "127.0.0.1:0"])
         defer { server.stop() }
         XCTAssertTrue(eventually { server.log.contains("vouch server http on ") }, server.log)
-        let httpLine = server.log.split(separator: "\n").first { $0.hasPrefix("vouch server http on ") }
-        let http = String(httpLine?.dropFirst("vouch server http on ".count) ?? "")
+        let http = server.httpAddress ?? ""
         XCTAssertFalse(http.isEmpty, server.log)
         let fixture = try CAFixture(reusing: ca, server: server)
 

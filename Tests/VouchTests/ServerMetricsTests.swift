@@ -13,8 +13,7 @@ final class ServerMetricsTests: XCTestCase {
         let server = try ServerProcess(directory: ca.caDir, extraArguments: ["--http", "127.0.0.1:0"])
         let fixture = try CAFixture(reusing: ca, server: server)
         XCTAssertTrue(eventually { server.log.contains("vouch server http on ") }, server.log)
-        let http = String(server.log.split(separator: "\n").first { $0.hasPrefix("vouch server http on ") }?
-            .dropFirst("vouch server http on ".count) ?? "")
+        let http = server.httpAddress ?? ""
 
         // Before any call, the certificate counters are already there, at zero.
         let initial = try execute("/usr/bin/curl", ["-sf", "http://\(http)/metrics"]).stdout

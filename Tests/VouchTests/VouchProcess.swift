@@ -88,9 +88,7 @@ final class ServerProcess: @unchecked Sendable {
     var address: String { "127.0.0.1:\(port)" }
     var log: String { output.text }
     /// The `--http` listener's HOST:PORT, once the server has announced it.
-    var httpAddress: String? {
-        log.split(separator: "\n").first { $0.hasPrefix("vouch server http on ") }.map { String($0.dropFirst("vouch server http on ".count)) }
-    }
+    var httpAddress: String? { announcedAddress(in: log, after: "vouch server http on ") }
 
     /// SIGTERM, then wait for a graceful exit; returns the exit status.
     @discardableResult
@@ -165,7 +163,7 @@ private func launch(_ process: Process, output: OutputCollector, arguments: [Str
     try process.run()
     LongRunningChildren.register(process)
     func announcedPort(_ text: String) -> Int? {
-        text.split(separator: "\n").first(where: { $0.hasPrefix(announcement) }).flatMap { Int($0.split(separator: ":").last ?? "") }
+        announcedAddress(in: text, after: announcement).flatMap { Int($0.split(separator: ":").last ?? "") }
     }
     // Woken by each chunk of output, and given up when the child closes its output (it died).
     if output.wait(timeout: 30, until: { announcedPort($0) != nil }), let port = announcedPort(output.text) {
@@ -237,6 +235,17 @@ func eventually(timeout: TimeInterval = 3, _ condition: () -> Bool) -> Bool {
         Thread.sleep(forTimeInterval: 0.005)
     }
     return true
+}
+
+/// The HOST:PORT a process announced after `prefix` on stdout. Stdout shares the pipe with the log
+/// on stderr, and a long log line written in pieces can put the announcement mid-line.
+func announcedAddress(in output: String, after prefix: String) -> String? {
+    for line in output.split(separator: "\n") {
+        guard let found = line.range(of: prefix) else { continue }
+        let address = line[found.upperBound...].prefix { $0.isNumber || $0 == "." || $0 == ":" || $0 == "[" || $0 == "]" }
+        if !address.isEmpty { return String(address) }
+    }
+    return nil
 }
 
 func temporaryDirectory() throws -> String {
