@@ -52,8 +52,6 @@ public final class RevocationFollower: RevocationStatus {
     /// Event fields beyond these are not a Vouch serial or SPIFFE ID; such events are dropped.
     static let maxSerialHexDigits = 40
     static let maxSPIFFEIDBytes = 2048
-    /// A revocation stream open this long before it broke has worked: the next break starts afresh.
-    static let settledStream: TimeInterval = 5
     /// A CRL whose thisUpdate is further ahead than this is not believed.
     static let clockSkew: TimeInterval = 300
 
@@ -302,9 +300,7 @@ public final class RevocationFollower: RevocationStatus {
     /// replica fails without an answer (`ReplicaFailure.movesOn`) it reconnects at once to the
     /// next replica; once every replica failed in a row, and after a refusal, it backs off.
     func watchForever(schedule: RenewalSchedule) async throws {
-        var failures = 0
-        // Replicas still to try before backing off.
-        var untried = replicas.count
+        var failover = StreamFailover(replicas: replicas, schedule: schedule, call: "WatchRevocations")
         var address = replicas.active
         while !Task.isCancelled {
             let opened = StreamOpened()
@@ -315,40 +311,22 @@ public final class RevocationFollower: RevocationStatus {
                 }, onEvent: { self.apply($0) })
                 // A CA ends the stream only when it shuts down: resume on the next replica. One that
                 // keeps ending it is not reconnected to in a tight loop.
-                failures = 0
-                untried = replicas.count
+                failover.ended()
                 address = moveStream(from: address, because: "the replica ended it")
                 try await clock.sleep(for: 1)
             } catch let error where isShutdown(error) {
                 throw CancellationError()
             } catch {
-                if let since = opened.at, clock.now.timeIntervalSince(since) >= Self.settledStream {
-                    // It worked for a while before it broke: every replica is worth a try again at
-                    // once. A stream broken soon after it opened counts as a failed try, so replicas
-                    // that accept and drop streams are not cycled through without a backoff.
-                    failures = 0
-                    untried = replicas.count
+                switch failover.failed(error, at: address, openedAt: opened.at, now: clock.now) {
+                case .moveOn:
+                    address = moveStream(from: address, because: describe(error))
+                case .backOff(let delay, let nextReplica):
+                    logger.notice("revocation stream down; CRL refresh covers meanwhile",
+                                  metadata: ["error": "\(describe(error))", "retry_in": "\(String(format: "%.1f", delay))s"])
+                    reportSuppressed()
+                    if nextReplica { address = replicas.address(after: address) }
+                    try await clock.sleep(for: delay)
                 }
-                let failure = ReplicaFailure(error)
-                let movesOn = replicas.count > 1 && failure.movesOn
-                if movesOn && failure == .failedIdentityCheck {
-                    replicas.note(failure, of: "WatchRevocations", at: address, error: error, next: nil)
-                }
-                if movesOn {
-                    untried -= 1
-                    if untried > 0 {
-                        address = moveStream(from: address, because: describe(error))
-                        continue
-                    }
-                }
-                failures += 1
-                untried = replicas.count
-                let delay = schedule.backoff(failures: failures)
-                logger.notice("revocation stream down; CRL refresh covers meanwhile",
-                              metadata: ["error": "\(describe(error))", "retry_in": "\(String(format: "%.1f", delay))s"])
-                reportSuppressed()
-                if movesOn { address = replicas.address(after: address) }
-                try await clock.sleep(for: delay)
             }
             reportSuppressed()
         }

@@ -214,8 +214,7 @@ public final class TrustFollower: Sendable {
     /// without an answer it reconnects at once to the next replica; once every replica failed in a
     /// row, and after a refusal, it backs off (as `RevocationFollower.watchForever`).
     func watchForever(schedule: RenewalSchedule) async throws {
-        var failures = 0
-        var untried = replicas.count
+        var failover = StreamFailover(replicas: replicas, schedule: schedule, call: "WatchTrustBundle")
         var address = replicas.active
         var saidUnimplemented = false
         while !Task.isCancelled {
@@ -226,8 +225,7 @@ public final class TrustFollower: Sendable {
                     replicas.answered(by: address)
                     enqueue.yield(.streamOpened)
                 }, onBundle: { [enqueue] in enqueue.yield(.bundle($0)) })
-                failures = 0
-                untried = replicas.count
+                failover.ended()
                 address = moveStream(from: address, because: "the replica ended it")
                 try await clock.sleep(for: 1)
             } catch let error where isShutdown(error) {
@@ -241,29 +239,15 @@ public final class TrustFollower: Sendable {
                 }
                 try await clock.sleep(for: schedule.maximumBackoff)
             } catch {
-                if let since = opened.at, clock.now.timeIntervalSince(since) >= RevocationFollower.settledStream {
-                    failures = 0
-                    untried = replicas.count
+                switch failover.failed(error, at: address, openedAt: opened.at, now: clock.now) {
+                case .moveOn:
+                    address = moveStream(from: address, because: describe(error))
+                case .backOff(let delay, let nextReplica):
+                    logger.notice("trust bundle stream down; retrying",
+                                  metadata: ["error": "\(describe(error))", "retry_in": "\(String(format: "%.1f", delay))s"])
+                    if nextReplica { address = replicas.address(after: address) }
+                    try await clock.sleep(for: delay)
                 }
-                let failure = ReplicaFailure(error)
-                let movesOn = replicas.count > 1 && failure.movesOn
-                if movesOn && failure == .failedIdentityCheck {
-                    replicas.note(failure, of: "WatchTrustBundle", at: address, error: error, next: nil)
-                }
-                if movesOn {
-                    untried -= 1
-                    if untried > 0 {
-                        address = moveStream(from: address, because: describe(error))
-                        continue
-                    }
-                }
-                failures += 1
-                untried = replicas.count
-                let delay = schedule.backoff(failures: failures)
-                logger.notice("trust bundle stream down; retrying",
-                              metadata: ["error": "\(describe(error))", "retry_in": "\(String(format: "%.1f", delay))s"])
-                if movesOn { address = replicas.address(after: address) }
-                try await clock.sleep(for: delay)
             }
         }
     }
