@@ -55,7 +55,14 @@ struct IssuerCommandContext {
         return context
     }
 
-    func snapshot() async throws -> IssuerSnapshot { try await store.issuers() }
+    /// The issuer rows, refused (naming the bad row) when their certificates contradict them: a
+    /// database writer must not get a planted root reported, activated or exported. No time is
+    /// given, so an operator can still rotate away from an expired intermediate.
+    func snapshot() async throws -> IssuerSnapshot {
+        let snapshot = try await store.issuers()
+        try snapshot.checkConsistency(anchorRoot: try X509Certificate(pem: try readFile(files.rootCertificate)))
+        return snapshot
+    }
 
     /// The active root's private key: `--root-key`, else the directory's root_key.pem for the
     /// initial root, else issuers/<serial>/root_key.pem where `root prepare` wrote it.
@@ -89,12 +96,34 @@ struct IssuerCommandContext {
     /// Refuses before anything is made when a new intermediate key would have nowhere to go:
     /// on PostgreSQL it is stored encrypted with the CA passphrase, which an unencrypted CA lacks.
     func checkKeyPlacement(keyInDirectory: Bool) throws {
+        try checkPassphrase()
         guard onDatabase, !keyInDirectory else { return }
         guard settings.keysEncrypted, !(passphrase ?? "").isEmpty else {
             throw CLIError("""
                 the new intermediate's key would go into the database unencrypted (this CA has no passphrase): \
                 pass --key-in-directory and copy \(files.directory.path)/issuers/<serial>/key.pem into every replica's CA directory
                 """)
+        }
+    }
+
+    /// On a CA whose keys are encrypted, new keys are encrypted with the CA's passphrase: refuses a
+    /// missing one (the key would be written in the clear) and one that does not decrypt the
+    /// directory's intermediate key (no server would hold it, so replicas would keep signing with
+    /// the retiring intermediate).
+    func checkPassphrase() throws {
+        guard settings.keysEncrypted else { return }
+        let keyPath = files.intermediateKey
+        guard let passphrase, !passphrase.isEmpty else {
+            throw CLIError("this CA's keys are encrypted: pass --passphrase-file or set VOUCH_CA_PASSPHRASE (new keys are encrypted with it)")
+        }
+        // The directory's intermediate key, else (removed once retired) a later one under issuers/.
+        let later = ((try? FileManager.default.contentsOfDirectory(atPath: path("", ""))) ?? []).sorted().map { path($0, "key.pem") }
+        for keyPath in [keyPath] + later {
+            guard let pem = try? SmallFile.text(keyPath, limit: OperatorFile.limit) else { continue }
+            guard (try? PrivateKey(pem: pem, passphrase: passphrase)) != nil else {
+                throw CLIError("the passphrase does not decrypt \(keyPath): it is not this CA's")
+            }
+            return
         }
     }
 
