@@ -1,5 +1,6 @@
 import Foundation
 import VouchCrypto
+import VouchFiles
 
 /// Finds the private key of an intermediate from its `keyRef` (see `IssuerRecord.keyRef`).
 public enum IssuerKeys {
@@ -41,7 +42,14 @@ public enum IssuerKeys {
                 throw refusal(record, "its key reference \(AuthorityError.quoted(reference)) is not \(fileKeyRef(serial: record.serial))")
             }
             guard let files else { throw refusal(record, "no CA directory to read \(relative) from") }
-            key = try readKey(record, path: files.directory.appendingPathComponent(relative).path, passphrase: passphrase)
+            // Named by a database row: inside the CA directory, no symbolic link, a bounded regular file.
+            let pem: String
+            do {
+                pem = try KeyFile.read(relative, in: files.directory)
+            } catch {
+                throw refusal(record, "\(error)")
+            }
+            key = try decodeKey(record, pem: pem, path: files.directory.appendingPathComponent(relative).path, passphrase: passphrase)
         case IssuerRecord.databaseKeyRef:
             guard let pem = record.keyPEM else { throw refusal(record, "its key is missing from the database") }
             guard let passphrase, !passphrase.isEmpty else {
@@ -70,9 +78,13 @@ public enum IssuerKeys {
     }
 
     private static func readKey(_ record: IssuerRecord, path: String, passphrase: String?) throws -> PrivateKey {
-        guard let pem = try? String(contentsOfFile: path, encoding: .utf8) else {
+        guard let pem = try? SmallFile.text(path, limit: KeyFile.limit) else {
             throw refusal(record, "cannot read \(path)")
         }
+        return try decodeKey(record, pem: pem, path: path, passphrase: passphrase)
+    }
+
+    private static func decodeKey(_ record: IssuerRecord, pem: String, path: String, passphrase: String?) throws -> PrivateKey {
         do {
             return try PrivateKey(pem: pem, passphrase: passphrase)
         } catch {
