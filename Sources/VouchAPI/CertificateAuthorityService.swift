@@ -67,12 +67,11 @@ public struct CertificateAuthorityService: Vouch_V1_CertificateAuthority.SimpleS
         }
         let caller = RPCCaller.of(context)
         let confirmation = RecentConfirmations.Entry(generation: request.generation, bundleSHA256: Array(request.bundleSha256))
-        guard let serial = caller.serial, !confirmations.isStored(confirmation, serial: serial) else {
-            return Vouch_V1_TrustBundleConfirmationResponse()
+        guard let serial = caller.serial else { return Vouch_V1_TrustBundleConfirmationResponse() }
+        try await confirmations.confirm(confirmation, serial: serial) {
+            try await authority.recordTrustConfirmation(caller: caller, generation: confirmation.generation,
+                                                        bundleSHA256: confirmation.bundleSHA256)
         }
-        try await authority.recordTrustConfirmation(caller: caller, generation: confirmation.generation,
-                                                    bundleSHA256: confirmation.bundleSHA256)
-        confirmations.stored(confirmation, serial: serial)
         return Vouch_V1_TrustBundleConfirmationResponse()
     }
 
