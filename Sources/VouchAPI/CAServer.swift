@@ -30,6 +30,11 @@ public final class CAServer: Service, Sendable {
     /// which answers with a clear invalidArgument; beyond this the transport resets the stream.
     public static let maxRequestBytes = 1024 * 1024
 
+    /// Streams one connection may hold open at once (HTTP/2 SETTINGS_MAX_CONCURRENT_STREAMS): each
+    /// WatchTrustBundle or WatchRevocations stream holds memory for as long as it lasts, so one
+    /// client cannot open hundreds; a further stream is refused (REFUSED_STREAM).
+    public static let maxConcurrentStreams = 100
+
     public init(authority: CertificateAuthority, files: CAFiles, address: HostPort, logger: Logger,
                 auditCheckpoints: AuditCheckpointer? = nil,
                 limits: ListenerLimits = ListenerLimits(), listenerIdentity: ServerListenerIdentity? = nil,
@@ -82,7 +87,8 @@ public final class CAServer: Service, Sendable {
             try tls.reload()
         }
         let loadedGeneration = authority.issuerSet.generation
-        let transport = try tls.makeTransport(host: address.host, port: address.port, maxRequestBytes: Self.maxRequestBytes)
+        let transport = try tls.makeTransport(host: address.host, port: address.port, maxRequestBytes: Self.maxRequestBytes,
+                                              maxConcurrentStreams: Self.maxConcurrentStreams)
         let health = HealthService(services: ["vouch.v1.CertificateAuthority", "vouch.v1.Admin"])
         let server = GRPCServer(
             transport: transport,

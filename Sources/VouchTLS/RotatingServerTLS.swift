@@ -56,13 +56,15 @@ public final class RotatingServerTLS: Sendable {
     }
 
     /// A gRPC server transport on `host:port` using this TLS.
-    public func makeTransport(host: String, port: Int, maxRequestBytes: Int = 1 << 20) throws -> HTTP2ServerTransport.Posix {
+    public func makeTransport(host: String, port: Int, maxRequestBytes: Int = 1 << 20,
+                              maxConcurrentStreams: Int? = nil) throws -> HTTP2ServerTransport.Posix {
         HTTP2ServerTransport.Posix(
             address: host.contains(":") ? .ipv6(host: host, port: port) : .ipv4(host: host, port: port),
             // Replaced per connection by `handler`; present so the transport sets up TLS and ALPN.
             transportSecurity: try .tls(certificateReloader: reloader) { $0.requireALPN = true },
             config: .defaults { config in
                 config.rpc.maxRequestPayloadSize = maxRequestBytes
+                if let maxConcurrentStreams { config.http2.maxConcurrentStreams = maxConcurrentStreams }
                 handler.configure(&config)
             })
     }
