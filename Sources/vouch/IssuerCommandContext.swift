@@ -48,6 +48,7 @@ struct IssuerCommandContext {
         let files = CAFiles(directory: dir)
         let settings = try CASettings.load(from: files)
         let passphrase = try readPassphrase(file: passphraseFile)
+        if databaseOptions.database == nil { try checkSQLiteIsWritable(files) }
         let store = try await databaseOptions.open(files: files, logger: DatabaseOptions.commandLogger)
         let context = IssuerCommandContext(files: files, settings: settings, passphrase: passphrase, store: store,
                                            onDatabase: databaseOptions.database != nil)
@@ -185,6 +186,19 @@ struct IssuerCommandContext {
         IssuerOperations(store: store, now: Date(),
                          adminIDs: Set(adminIDs + [IssuancePolicy.adminID(trustDomain: settings.trustDomain)]))
     }
+}
+
+/// SQLite keeps the CA's state in `D/vouch.db`, which the issuer commands write (even reading it
+/// takes its write-ahead log): on a read-only directory (a mounted Secret, a read-only volume)
+/// they refuse in one line before opening it, instead of SQLite's "attempt to write a readonly database".
+private func checkSQLiteIsWritable(_ files: CAFiles) throws {
+    let directory = files.directory.path
+    let database = FileManager.default.fileExists(atPath: files.database) ? files.database : nil
+    guard access(directory, W_OK) != 0 || database.map({ access($0, W_OK) != 0 }) == true else { return }
+    throw CLIError("""
+        \(directory) is read-only: the issuer commands write \(files.database) (run them where the CA directory \
+        is writable, or against the PostgreSQL database with --database)
+        """)
 }
 
 /// A database no server of this release has opened yet holds no issuer: adopt the directory's
