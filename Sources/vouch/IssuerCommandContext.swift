@@ -68,6 +68,7 @@ struct IssuerCommandContext {
     /// The active root's private key: `--root-key`, else the directory's root_key.pem for the
     /// initial root, else issuers/<serial>/root_key.pem where `root prepare` wrote it.
     func rootKey(_ option: String?, snapshot: IssuerSnapshot) throws -> (key: PrivateKey, path: String) {
+        try checkPassphrase(snapshot: snapshot)
         guard let root = snapshot.activeRoot else { throw CLIError("the database holds no active root") }
         let initialRoot = try? X509Certificate(pem: readFile(files.rootCertificate))
         let path = option ?? (initialRoot?.der == root.der ? files.rootKey : path(root.serial, "root_key.pem"))
@@ -111,7 +112,9 @@ struct IssuerCommandContext {
     /// missing one (the key would be written in the clear) and one that does not decrypt the
     /// directory's intermediate key (no server would hold it, so replicas would keep signing with
     /// the retiring intermediate).
-    func checkPassphrase() throws {
+    /// With `snapshot`, intermediate keys stored in the database count too (a replica's directory
+    /// may hold no key file).
+    func checkPassphrase(snapshot: IssuerSnapshot? = nil) throws {
         guard settings.keysEncrypted else { return }
         let keyPath = files.intermediateKey
         guard let passphrase, !passphrase.isEmpty else {
@@ -123,6 +126,13 @@ struct IssuerCommandContext {
             guard let pem = try? SmallFile.text(keyPath, limit: OperatorFile.limit) else { continue }
             guard (try? PrivateKey(pem: pem, passphrase: passphrase)) != nil else {
                 throw CLIError("the passphrase does not decrypt \(keyPath): it is not this CA's")
+            }
+            return
+        }
+        for record in snapshot?.issuers ?? [] where record.kind == .intermediate {
+            guard let pem = record.keyPEM else { continue }
+            guard (try? PrivateKey(pem: pem, passphrase: passphrase)) != nil else {
+                throw CLIError("the passphrase does not decrypt the key of intermediate \(record.serial) in the database: it is not this CA's")
             }
             return
         }

@@ -39,4 +39,28 @@ final class IssuerCommandPassphraseTests: XCTestCase {
         XCTAssertTrue(key.hasPrefix("-----BEGIN ENCRYPTED PRIVATE KEY-----"))
         XCTAssertNoThrow(try PrivateKey(pem: key, passphrase: "the CA passphrase"))
     }
+
+    /// On PostgreSQL a replica's directory may hold no intermediate key file: the passphrase is then
+    /// checked against the intermediate keys stored (encrypted) in the database.
+    func testOnPostgresAForeignPassphraseIsCheckedAgainstTheKeysInTheDatabase() async throws {
+        let root = FileManager.default.temporaryDirectory.appendingPathComponent("vouch-passphrase-\(UUID().uuidString)").path
+        try FileManager.default.createDirectory(atPath: root, withIntermediateDirectories: true)
+        let dir = root + "/ca", replica = root + "/replica", right = root + "/right", wrong = root + "/wrong", plainRootKey = root + "/root_key_plain.pem"
+        try "the CA passphrase".write(toFile: right, atomically: true, encoding: .utf8)
+        try "another passphrase".write(toFile: wrong, atomically: true, encoding: .utf8)
+        let database = TestPostgres.url(of: try await TestPostgres.shared.freshDatabase())
+        XCTAssertEqual(try vouch("ca", "init", "--dir", dir, "--trust-domain", "example.org", "--passphrase-file", right, "--database", database).status, 0)
+        XCTAssertEqual(try openssl(["pkey", "-in", dir + "/root_key.pem", "-passin", "file:" + right, "-out", plainRootKey]).status, 0)
+        XCTAssertEqual(try vouch("ca", "intermediate", "rotate", "--dir", dir, "--passphrase-file", right, "--database", database).status, 0)
+        // A replica's directory: no intermediate key file, the new key is in the database.
+        try FileManager.default.copyItem(atPath: dir, toPath: replica)
+        try FileManager.default.removeItem(atPath: replica + "/intermediate_key.pem")
+        let run = try execute(VouchBinary.path, ["ca", "intermediate", "rotate", "--dir", replica, "--root-key", plainRootKey,
+                                                 "--passphrase-file", wrong, "--database", database])
+        XCTAssertEqual(run.status, 1, run.stdout)
+        XCTAssertTrue(run.stderr.contains("the passphrase does not decrypt the key of intermediate "), run.stderr)
+        XCTAssertTrue(run.stderr.hasSuffix(" in the database: it is not this CA's\n"), run.stderr)
+        XCTAssertEqual(try vouch("ca", "intermediate", "rotate", "--dir", replica, "--root-key", plainRootKey,
+                                 "--passphrase-file", right, "--database", database).status, 0)
+    }
 }
