@@ -32,17 +32,26 @@ final class ServerIdentityTests: XCTestCase {
             output.attach(out.fileHandleForReading)
             output.attach(err.fileHandleForReading)
             try process.run()
+            // The test's own reference can outlive the test case (XCTest keeps it): killed at exit.
+            LongRunningChildren.register(process)
             guard eventually(timeout: 10, { output.text.contains("ACCEPT") }) else { throw CLIFailure("s_server did not start: \(output.text)") }
         }
 
         var address: String { "127.0.0.1:\(port)" }
 
-        deinit { process.terminate() }
+        /// SIGKILL: a child spawned from one of the test's threads inherits its blocked signals,
+        /// SIGTERM among them, so `terminate()` would leave it running after the suite.
+        func stop() {
+            if process.isRunning { kill(process.processIdentifier, SIGKILL) }
+        }
+
+        deinit { stop() }
     }
 
     func testCLIRefusesAWorkloadPosingAsTheCA() async throws {
         let ca = try CAFixture()
         let impostor = try await Impostor(ca: ca)
+        defer { impostor.stop() }
         let listed = try vouch("cert", "list", "--dir", ca.caDir, "--server", impostor.address)
         XCTAssertNotEqual(listed.status, 0)
         XCTAssertTrue(listed.stderr.contains("presented \(Self.evil), not spiffe://example.org/vouch/server"), listed.stderr)
@@ -63,6 +72,7 @@ final class ServerIdentityTests: XCTestCase {
     func testAgentNeverHandsItsTokenToAWorkloadPosingAsTheCA() async throws {
         let ca = try CAFixture()
         let impostor = try await Impostor(ca: ca)
+        defer { impostor.stop() }
         let token = try ca.createToken(spiffeID: "spiffe://example.org/svc/victim")
         let tokenFile = ca.root + "/victim.token"
         try token.write(toFile: tokenFile, atomically: true, encoding: .utf8)
