@@ -180,7 +180,9 @@ public struct IssuerSet: Sendable {
         let candidates = snapshot.issuers
             .filter { $0.kind == .intermediate && $0.state != .retired && loaded[$0.id] != nil }
             .sorted { ($0.state == .active ? 1 : 0, $0.createdGeneration, $0.id) > ($1.state == .active ? 1 : 0, $1.createdGeneration, $1.id) }
-        let publishing = candidates.map { SigningIssuer(record: $0, signer: loaded[$0.id]!, chainDER: chain(of: $0)) }
+        let publishing = candidates.compactMap { record in
+            loaded[record.id].map { SigningIssuer(record: record, signer: $0, chainDER: chain(of: record)) }
+        }
         guard let stored = snapshot.activeIntermediate else {
             throw AuthorityError(.failedPrecondition, "the database names no active intermediate")
         }

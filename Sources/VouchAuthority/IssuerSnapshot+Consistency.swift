@@ -28,20 +28,25 @@ extension IssuerSnapshot {
         }
         for record in issuers {
             try checkShape(record)
-            let certificate = certificates[record.id]!
+            // checkShape guarantees a stored parent (and subject), and every row's certificate parsed above.
+            guard let certificate = certificates[record.id] else { throw Self.inconsistent(record, "its certificate is missing") }
             if record.kind == .root {
                 guard certificate.isSigned(by: certificate) else { throw Self.inconsistent(record, "this root is not self-signed") }
                 continue
             }
-            let parent = issuer(id: record.parentID!)!
-            guard certificate.isSigned(by: certificates[parent.id]!) else {
+            guard let parent = record.parentID.flatMap(issuer(id:)), let parentCertificate = certificates[parent.id] else {
+                throw Self.inconsistent(record, "its parent is not a stored root")
+            }
+            guard certificate.isSigned(by: parentCertificate) else {
                 throw Self.inconsistent(record, "its certificate is not signed by root \(parent.serial)")
             }
             if let subjectID = record.subjectID {
-                let subject = certificates[subjectID]!
+                guard let subject = certificates[subjectID], let subjectRecord = issuer(id: subjectID) else {
+                    throw Self.inconsistent(record, "it names a subject that is not stored")
+                }
                 guard CertificateDER.subjectPublicKeyInfo(certificate.der) == CertificateDER.subjectPublicKeyInfo(subject.der),
                       certificate.commonName == subject.commonName else {
-                    throw Self.inconsistent(record, "it does not certify the name and key of issuer \(issuer(id: subjectID)!.serial)")
+                    throw Self.inconsistent(record, "it does not certify the name and key of issuer \(subjectRecord.serial)")
                 }
             }
         }
