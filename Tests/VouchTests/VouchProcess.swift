@@ -186,12 +186,17 @@ final class OutputCollector: @unchecked Sendable {
     private var attached = 0
     private var closed = 0
 
+    /// Reads on a thread of its own with blocking reads until end of file. Not `readabilityHandler`:
+    /// tearing down its libdispatch read source races the descriptor's close, which now and then
+    /// crashed the whole test process in `_dispatch_event_loop_drain` (a known Linux libdispatch bug).
     func attach(_ handle: FileHandle) {
         condition.withLock { attached += 1 }
-        handle.readabilityHandler = { [weak self] handle in
-            let chunk = handle.availableData
-            if chunk.isEmpty { handle.readabilityHandler = nil }
-            self?.received(chunk)
+        Thread.detachNewThread { [self] in
+            while true {
+                let chunk = handle.availableData
+                received(chunk)
+                if chunk.isEmpty { return }
+            }
         }
     }
 
