@@ -230,6 +230,12 @@ public nonisolated struct Vouch_V1_TrustBundle: Sendable {
   /// The intermediate that signs new certificates now, DER.
   public var activeIntermediate: Data = Data()
 
+  /// The newest CRL of every root that is not retired, DER, signed by that
+  /// root: it lists the intermediates and cross certificates the root revoked.
+  /// Relying parties that check CRLs for the whole chain (nginx, HAProxy,
+  /// PostgreSQL) need one from each root they trust.
+  public var rootCrls: [Data] = []
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -284,8 +290,9 @@ public nonisolated struct Vouch_V1_CRLRequest: Sendable {
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
 
-  /// Serial (lowercase hex) of the intermediate whose CRL is wanted; empty
-  /// for the intermediate that signs now.
+  /// Serial (lowercase hex) of the intermediate or root whose CRL is wanted;
+  /// empty for the intermediate that signs now. A root's CRL is signed
+  /// offline and lists the intermediates it revoked.
   public var issuer: String = String()
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
@@ -311,7 +318,7 @@ public nonisolated struct Vouch_V1_CRLResponse: Sendable {
   /// nextUpdate, Unix seconds.
   public var nextUpdate: Int64 = 0
 
-  /// Serial (lowercase hex) of the intermediate that signed this CRL.
+  /// Serial (lowercase hex) of the intermediate or root that signed this CRL.
   public var issuer: String = String()
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
@@ -952,7 +959,7 @@ nonisolated extension Vouch_V1_TrustBundleRequest: SwiftProtobuf.Message, SwiftP
 
 nonisolated extension Vouch_V1_TrustBundle: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".TrustBundle"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}roots\0\u{1}intermediates\0\u{1}endorsements\0\u{1}generation\0\u{3}active_intermediate\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}roots\0\u{1}intermediates\0\u{1}endorsements\0\u{1}generation\0\u{3}active_intermediate\0\u{3}root_crls\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -965,6 +972,7 @@ nonisolated extension Vouch_V1_TrustBundle: SwiftProtobuf.Message, SwiftProtobuf
       case 3: try { try decoder.decodeRepeatedBytesField(value: &self.endorsements) }()
       case 4: try { try decoder.decodeSingularInt64Field(value: &self.generation) }()
       case 5: try { try decoder.decodeSingularBytesField(value: &self.activeIntermediate) }()
+      case 6: try { try decoder.decodeRepeatedBytesField(value: &self.rootCrls) }()
       default: break
       }
     }
@@ -986,6 +994,9 @@ nonisolated extension Vouch_V1_TrustBundle: SwiftProtobuf.Message, SwiftProtobuf
     if !self.activeIntermediate.isEmpty {
       try visitor.visitSingularBytesField(value: self.activeIntermediate, fieldNumber: 5)
     }
+    if !self.rootCrls.isEmpty {
+      try visitor.visitRepeatedBytesField(value: self.rootCrls, fieldNumber: 6)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -995,6 +1006,7 @@ nonisolated extension Vouch_V1_TrustBundle: SwiftProtobuf.Message, SwiftProtobuf
     if lhs.endorsements != rhs.endorsements {return false}
     if lhs.generation != rhs.generation {return false}
     if lhs.activeIntermediate != rhs.activeIntermediate {return false}
+    if lhs.rootCrls != rhs.rootCrls {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
