@@ -14,6 +14,22 @@ public enum CAGauges {
             Gauge(label: "vouch_ca_certificates_expiring_within_1h").record(expiring)
         }
         Gauge(label: "vouch_ca_revoked_certificates").record(authority.revocations.count)
+        recordRootCRLs(authority.issuerSet.rootCRLs, now: Date())
+    }
+
+    /// Roots whose CRL expiry was last reported, so a retired root's series goes away.
+    private static let rootCRLRoots = Mutex<Set<String>>([])
+
+    /// `vouch_ca_root_crl_expires_in_seconds{root}`: seconds until each served root CRL's
+    /// nextUpdate. Alert well before 0: then nginx, HAProxy and PostgreSQL refuse every client.
+    public static func recordRootCRLs(_ crls: [ServedRootCRL], now: Date) {
+        let roots = Set(crls.map(\.root))
+        let gone = rootCRLRoots.withLock { held in defer { held = roots }; return held.subtracting(roots) }
+        for root in gone { Gauge(label: "vouch_ca_root_crl_expires_in_seconds", dimensions: [("root", root)]).destroy() }
+        for crl in crls {
+            Gauge(label: "vouch_ca_root_crl_expires_in_seconds", dimensions: [("root", crl.root)])
+                .record(crl.nextUpdate.timeIntervalSince(now).rounded(.down))
+        }
     }
 
     /// The serial last reported as signing, so its series drops to 0 when another takes over.

@@ -4,8 +4,9 @@ import VouchHTTP
 
 /// The CA's plain-HTTP routes for software that does not speak gRPC:
 /// `GET /crl` (DER CRL of the signing intermediate, e.g. for nginx `ssl_crl` or envoy),
-/// `GET /crl/<intermediate serial>` (that intermediate's; 404 unknown, 410 retired),
-/// `GET /crl/all.pem` (every intermediate's CRL in PEM, one file for nginx or envoy) and an RFC 6960
+/// `GET /crl/<intermediate or root serial>` (that issuer's; 404 unknown or a root with no CRL yet,
+/// 410 retired), `GET /crl/all.pem` (every intermediate's CRL in PEM, then every root's that is
+/// not retired: one file for nginx, HAProxy, PostgreSQL or envoy, which check the whole chain) and an RFC 6960
 /// OCSP responder at `POST /ocsp` and `GET /ocsp/<base64 request>`, `GET /healthz`
 /// for load balancers and probes, `GET /metrics` (Prometheus) and `GET /audit/checkpoint`
 /// (the latest signed audit checkpoint, one JSON line) when given.
@@ -21,6 +22,7 @@ public enum CAHTTPRoutes {
             case ("GET", "/crl/all.pem"):
                 do {
                     let pem = try await authority.allCRLs().map(\.pem).joined()
+                        + authority.issuerSet.rootCRLs.map(\.pem).joined()
                     return HTTPResponse(status: 200, contentType: "application/x-pem-file", body: Array(pem.utf8))
                 } catch {
                     return .text(500, "CRL unavailable")
@@ -70,6 +72,17 @@ public enum CAHTTPRoutes {
 
     /// The DER CRL of `issuer` (an intermediate's hex serial; nil: the signing one).
     private static func crl(_ authority: CertificateAuthority, issuer: String?) async -> HTTPResponse {
+        do {
+            if let issuer, let root = try await authority.rootCRL(serial: issuer) {
+                return HTTPResponse(status: 200, contentType: "application/pkix-crl", body: root.der)
+            }
+        } catch let error as AuthorityError where error.kind == .notFound {
+            return .text(404, "that root has no CRL yet: run vouch ca root crl")
+        } catch let error as AuthorityError where error.kind == .failedPrecondition {
+            return .text(410, "that root is retired")
+        } catch {
+            return .text(500, "CRL unavailable")
+        }
         do {
             let snapshot = try await authority.currentCRL(issuer: issuer)
             return HTTPResponse(status: 200, contentType: "application/pkix-crl", body: snapshot.der)

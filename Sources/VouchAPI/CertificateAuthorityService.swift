@@ -1,6 +1,7 @@
 import Foundation
 import GRPCCore
 import VouchAuthority
+import VouchCrypto
 
 /// `vouch.v1.CertificateAuthority` over the authority core.
 public struct CertificateAuthorityService: Vouch_V1_CertificateAuthority.SimpleServiceProtocol {
@@ -76,6 +77,16 @@ public struct CertificateAuthorityService: Vouch_V1_CertificateAuthority.SimpleS
     }
 
     public func getCRL(request: Vouch_V1_CRLRequest, context: ServerContext) async throws -> Vouch_V1_CRLResponse {
+        // A root's serial: its stored CRL, signed offline (RootCRL.swift).
+        if !request.issuer.isEmpty, let root = try await authority.rootCRL(serial: request.issuer) {
+            var response = Vouch_V1_CRLResponse()
+            response.issuer = root.root
+            response.crl = Data(root.der)
+            response.crlNumber = root.number
+            if let crl = try? CertificateRevocationList(der: root.der) { response.thisUpdate = Int64(crl.thisUpdate.timeIntervalSince1970) }
+            response.nextUpdate = Int64(root.nextUpdate.timeIntervalSince1970)
+            return response
+        }
         let snapshot = try await authority.currentCRL(issuer: request.issuer.isEmpty ? nil : request.issuer)
         var response = Vouch_V1_CRLResponse()
         response.issuer = snapshot.issuer
@@ -123,5 +134,6 @@ extension Vouch_V1_TrustBundle {
         endorsements = set.endorsementsDER.map { Data($0) }
         generation = set.generation
         activeIntermediate = Data(set.active.record.der)
+        rootCrls = set.rootCRLs.map { Data($0.der) }
     }
 }

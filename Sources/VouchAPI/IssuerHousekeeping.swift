@@ -31,6 +31,7 @@ public struct IssuerHousekeeping: Service {
     public func run() async {
         await warnAboutAdminCertificates()
         while !Task.isCancelled, !Task.isShuttingDownGracefully {
+            await warnAboutRootCRLs()
             await retireIdleIntermediates()
             do {
                 try await cancelWhenGracefulShutdown { try await Task.sleep(for: interval) }
@@ -59,6 +60,32 @@ public struct IssuerHousekeeping: Service {
                 admin certificate \(certificate.serial) of \(certificate.spiffeID) \(why): renew it with vouch ca admin-cert \
                 --dir \(directory) --spiffe-id \(certificate.spiffeID) --out <the directory of its admin.pem>
                 """)
+        }
+    }
+
+    /// One line per root (not retired) whose CRL is missing (a CA made before root CRLs), dropped
+    /// (not signed by the root), or expires within 30 days: servers that check CRLs for the whole
+    /// chain refuse every client without a valid one. Each pass (hourly) logs again.
+    public func warnAboutRootCRLs() async {
+        let snapshot: IssuerSnapshot
+        do {
+            snapshot = try await store.issuers()
+        } catch {
+            logger.warning("cannot check the root CRLs", metadata: ["reason": "\(error)"])
+            return
+        }
+        let (served, dropped) = snapshot.servedRootCRLs()
+        let command = "vouch ca root crl --dir \(directory) --root-key <the root's key>"
+        let consequence = "nginx, HAProxy and PostgreSQL with CRL checks refuse every client"
+        for line in dropped { logger.warning("\(line)") }
+        let servedRoots = Set(served.map(\.root))
+        for root in snapshot.rootsWithoutCRL where !servedRoots.contains(root.serial) {
+            logger.warning("root \(root.serial) has no CRL: run \(command); until then \(consequence)")
+        }
+        let now = now()
+        for crl in served where crl.nextUpdate.timeIntervalSince(now) < RootCRL.warningWindow {
+            let when = crl.nextUpdate > now ? "expires at" : "expired at"
+            logger.warning("the CRL of root \(crl.root) \(when) \(crl.nextUpdate.formatted(.iso8601)): run \(command); after that \(consequence)")
         }
     }
 

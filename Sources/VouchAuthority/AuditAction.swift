@@ -27,4 +27,8 @@ public enum AuditAction: String, Sendable, CaseIterable {
     case issuerActivate = "issuer.activate"
     /// An issuer moved to retiring or retired.
     case issuerRetire = "issuer.retire"
+    /// A root's CRL signed (RootCRL.swift).
+    case issuerCRL = "issuer.crl"
+    /// An intermediate or cross certificate revoked by its root.
+    case issuerRevoke = "issuer.revoke"
 }

@@ -420,6 +420,18 @@ public final class CertificateAuthority: Sendable {
         return snapshots
     }
 
+    /// The stored CRL of the root `serial` names (RootCRL.swift); nil when it names no root.
+    /// Throws `notFound` for a root with no CRL yet (or one dropped as not the root's),
+    /// `failedPrecondition` for a retired root.
+    public func rootCRL(serial: String) async throws -> ServedRootCRL? {
+        guard let serial = SerialNumber.canonicalHex(serial) else { return nil }
+        let issuers = try await loadedIssuers()
+        guard let root = issuers.record(serial: serial), root.kind == .root else { return nil }
+        guard root.state != .retired else { throw AuthorityError(.failedPrecondition, "root \(serial) is retired") }
+        guard let crl = issuers.rootCRL(serial: serial) else { throw AuthorityError(.notFound, "root \(serial) has no CRL yet") }
+        return crl
+    }
+
     /// A signed OCSP response (RFC 6960) for a DER OCSP request, from the intermediate its CertID
     /// names (any that publishes a CRL); `unauthorized` for another issuer.
     public func ocspResponse(to request: [UInt8]) async -> [UInt8] {
@@ -565,7 +577,7 @@ public final class CertificateAuthority: Sendable {
         let certificate: X509Certificate
         do {
             certificate = try issuer.signer.sign(csr, template: CertificateTemplate(
-                role: .leaf, serial: try SerialNumber.random(), subject: [("O", "Vouch")],
+                role: .leaf, serial: try SerialNumber.random(), subject: LocalIssuance.leafSubject(spiffeID: names.uris[0]),
                 notBefore: now.addingTimeInterval(-min(policy.backdate, lifetime / 10)), notAfter: notAfter, subjectAltNames: names,
                 crlDistributionPoint: policy.crlDistributionPoint.map { Self.distributionPoint($0, issuer: issuer) }))
         } catch let error as CryptoError {

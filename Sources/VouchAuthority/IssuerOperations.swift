@@ -22,6 +22,9 @@ public struct IssuerOperations: Sendable {
     /// Admin SPIFFE IDs besides those under `/vouch/`: the CA's own certificates, counted apart from agents'.
     public var adminIDs: Set<String>
 
+    /// The nextUpdate of the root CRLs the steps sign, from `now`.
+    public var rootCRLLifetime: TimeInterval = RootCRL.defaultLifetime
+
     public init(store: any AuthorityStore, now: Date, adminIDs: Set<String> = []) {
         self.store = store
         self.now = now
@@ -57,10 +60,13 @@ public struct IssuerOperations: Sendable {
                                   notBefore: made.certificate.notBefore, notAfter: made.certificate.notAfter,
                                   keyRef: placement.keyRef, keyPEM: placement.keyPEM, createdAt: now)
         let idle = try await idleRetiringIntermediates(snapshot).filter { $0.id != previous.id }
+        // The operator holds the root key for this step: the root's CRL gets a fresh nextUpdate.
         let change = IssuerChange(
             inserts: [IssuerChange.NewIssuer(record, parent: .id(root.id))],
-            updates: [IssuerChange.StateUpdate(id: previous.id, state: .retiring)] + idle.map { .init(id: $0.id, state: .retired) })
-        let audit = [entry(.issuerCreate, record.serial, "intermediate under root \(root.serial) (ca intermediate rotate)"),
+            updates: [IssuerChange.StateUpdate(id: previous.id, state: .retiring)] + idle.map { .init(id: $0.id, state: .retired) },
+            rootCRLs: [try RootCRL.update(root: root, key: rootKey, issuers: snapshot.issuers, now: now, lifetime: rootCRLLifetime)])
+        let audit = change.rootCRLs.map { entry(.issuerCRL, root.serial, "root CRL number \($0.number) (ca intermediate rotate)") }
+            + [entry(.issuerCreate, record.serial, "intermediate under root \(root.serial) (ca intermediate rotate)"),
                      entry(.issuerActivate, record.serial, "intermediate (ca intermediate rotate)"),
                      entry(.issuerRetire, previous.serial, "intermediate now retiring (ca intermediate rotate)")]
             + idle.map { entry(.issuerRetire, $0.serial, "retiring intermediate with no unexpired certificate retired") }
@@ -96,20 +102,54 @@ public struct IssuerOperations: Sendable {
         let offline = KeyPlacement(keyRef: IssuerRecord.offlineKeyRef)
         let records = [pending(.root, made.root.certificate, offline), pending(.intermediate, made.intermediate.certificate, placement),
                        pending(.cross, made.cross, offline), pending(.endorsement, made.endorsement, offline)]
+        // The old root's CRL re-signed, and the new root's first one signed while its key is in
+        // hand: clients checking whole chains need it from the moment they trust the new root.
+        let newRootCRL = try RootCRL.sign(root: made.root.certificate, key: made.root.key, entries: [], number: 1, now: now,
+                                          lifetime: rootCRLLifetime)
         let change = IssuerChange(inserts: [
             IssuerChange.NewIssuer(records[0]),
             IssuerChange.NewIssuer(records[1], parent: .inserted(0)),
             IssuerChange.NewIssuer(records[2], parent: .id(oldRoot.id), subject: .inserted(1)),
             IssuerChange.NewIssuer(records[3], parent: .id(oldRoot.id), subject: .inserted(0)),
+        ], rootCRLs: [
+            try RootCRL.update(root: oldRoot, key: rootKey, issuers: snapshot.issuers, now: now, lifetime: rootCRLLifetime),
+            IssuerChange.RootCRLUpdate(root: .inserted(0), der: newRootCRL, number: 1, nextUpdate: now.addingTimeInterval(rootCRLLifetime)),
         ])
         let details = ["new root (ca root prepare)", "intermediate under the new root (ca root prepare)",
                        "the new intermediate cross-signed by root \(oldRoot.serial) (ca root prepare)",
                        "the new root endorsed by root \(oldRoot.serial) (ca root prepare)"]
         let generation = try await store.changeIssuers(change, expectedGeneration: snapshot.generation,
-                                                       audit: zip(records, details).map { entry(.issuerCreate, $0.serial, $1) })
+                                                       audit: zip(records, details).map { entry(.issuerCreate, $0.serial, $1) }
+                                                           + [entry(.issuerCRL, oldRoot.serial, "root CRL number \(oldRoot.crlNumber + 1) (ca root prepare)"),
+                                                              entry(.issuerCRL, records[0].serial, "root CRL number 1 (ca root prepare)")])
         let stored = try await store.issuers()
         let found = records.map { stored.issuer(serial: $0.serial) ?? $0 }
         return Preparation(made: made, root: found[0], intermediate: found[1], cross: found[2], endorsement: found[3], generation: generation)
+    }
+
+    public struct RootCRLSigning: Sendable {
+        public let root: IssuerRecord
+        public let crl: IssuerChange.RootCRLUpdate
+        /// Revoked certificates it lists.
+        public let revoked: Int
+        public let generation: Int64
+    }
+
+    /// Signs the next CRL of the root (not retired) whose key `rootKey` is; `vouch ca root crl`
+    /// and `ca init`. Refused for a key that is no current root's.
+    public func signRootCRL(rootKey: PrivateKey, keyPath: String, by whom: String = "ca root crl") async throws -> RootCRLSigning {
+        let snapshot = try await store.issuers()
+        guard let root = snapshot.issuers.first(where: { record in
+            record.kind == .root && record.state != .retired && (try? X509Certificate(der: record.der))?.matches(rootKey) == true
+        }) else {
+            throw AuthorityError(.failedPrecondition, "--root-key \(keyPath) is not the key of any current root")
+        }
+        let update = try RootCRL.update(root: root, key: rootKey, issuers: snapshot.issuers, now: now, lifetime: rootCRLLifetime)
+        let revoked = RootCRL.entries(rootID: root.id, issuers: snapshot.issuers).count
+        let generation = try await store.changeIssuers(
+            IssuerChange(rootCRLs: [update]), expectedGeneration: snapshot.generation,
+            audit: [entry(.issuerCRL, root.serial, "root CRL number \(update.number), \(revoked) revoked, next update \(iso8601(update.nextUpdate)) (\(whom))")])
+        return RootCRLSigning(root: root, crl: update, revoked: revoked, generation: generation)
     }
 
     /// The rollover's stage and whether its next step is safe.

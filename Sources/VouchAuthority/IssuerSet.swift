@@ -36,6 +36,10 @@ public struct IssuerSet: Sendable {
     /// Why a non-retired intermediate has no signer here, by serial.
     let unloadable: [String: String]
     private let certificates: [String: X509Certificate]
+    /// The CRLs of the roots that are not retired, checked against their roots (RootCRL.swift).
+    public let rootCRLs: [ServedRootCRL]
+    /// `root CRL of <serial> dropped: <why>` for each stored root CRL that failed its check.
+    public let rootCRLWarnings: [String]
 
     // MARK: Views
 
@@ -52,6 +56,9 @@ public struct IssuerSet: Sendable {
     private func live(_ kind: IssuerKind) -> [IssuerRecord] {
         records.filter { $0.kind == kind && $0.state != .retired }
     }
+
+    /// The served CRL of a root that is not retired, by its serial.
+    public func rootCRL(serial: String) -> ServedRootCRL? { rootCRLs.first { $0.root == serial } }
 
     /// The trust roots handed out with every certificate and by GetTrustBundle.
     public var rootsDER: [[UInt8]] { roots.map(\.der) }
@@ -192,8 +199,10 @@ public struct IssuerSet: Sendable {
         }
         let warning = active.record.id == stored.id ? nil
             : "\(unloadable[stored.serial] ?? "cannot load the key of issuer \(stored.serial)"); signing with \(active.serial)"
+        let (rootCRLs, dropped) = snapshot.servedRootCRLs()
         return IssuerSet(generation: snapshot.generation, records: snapshot.issuers, active: active, publishing: publishing,
-                         signingIssuerWarning: warning, isAdopted: true, unloadable: unloadable, certificates: certificates)
+                         signingIssuerWarning: warning, isAdopted: true, unloadable: unloadable, certificates: certificates,
+                         rootCRLs: rootCRLs, rootCRLWarnings: dropped)
     }
 
     /// The CA directory's pair, before the store was read (ids -1 for the root, 0 for the
@@ -203,6 +212,7 @@ public struct IssuerSet: Sendable {
         let active = SigningIssuer(record: intermediate, signer: material.signer, chainDER: [intermediate.der])
         return IssuerSet(generation: -1, records: [root, intermediate], active: active, publishing: [active],
                          signingIssuerWarning: nil, isAdopted: false, unloadable: [:],
-                         certificates: [root.serial: material.root, intermediate.serial: material.intermediate])
+                         certificates: [root.serial: material.root, intermediate.serial: material.intermediate],
+                         rootCRLs: [], rootCRLWarnings: [])
     }
 }

@@ -54,10 +54,20 @@ public struct IssuerRecord: Sendable, Equatable {
     public var createdGeneration: Int64
     public var createdAt: Date
     public var changedAt: Date
+    /// A root's CRL (RootCRL.swift), signed offline with its key: DER, numbered `crlNumber`.
+    public var crlDER: [UInt8]?
+    /// That CRL's nextUpdate.
+    public var crlNextUpdate: Date?
+    /// When an intermediate or cross certificate was revoked (`vouch ca intermediate revoke`): it is
+    /// then also `retired`, and listed in its root's CRL.
+    public var revokedAt: Date?
+    /// The RFC 5280 CRLReason code of that revocation.
+    public var revocationReason: Int?
 
     public init(id: Int64 = 0, kind: IssuerKind, state: IssuerState, parentID: Int64? = nil, subjectID: Int64? = nil,
                 serial: String, der: [UInt8], notBefore: Date, notAfter: Date, keyRef: String, keyPEM: String? = nil,
-                crlNumber: Int64 = 0, createdGeneration: Int64 = 0, createdAt: Date, changedAt: Date? = nil) {
+                crlNumber: Int64 = 0, createdGeneration: Int64 = 0, createdAt: Date, changedAt: Date? = nil,
+                crlDER: [UInt8]? = nil, crlNextUpdate: Date? = nil, revokedAt: Date? = nil, revocationReason: Int? = nil) {
         self.id = id
         self.kind = kind
         self.state = state
@@ -73,7 +83,14 @@ public struct IssuerRecord: Sendable, Equatable {
         self.createdGeneration = createdGeneration
         self.createdAt = createdAt
         self.changedAt = changedAt ?? createdAt
+        self.crlDER = crlDER
+        self.crlNextUpdate = crlNextUpdate
+        self.revokedAt = revokedAt
+        self.revocationReason = revocationReason
     }
+
+    /// Revoked by its root (`revokedAt` set).
+    public var isRevoked: Bool { revokedAt != nil }
 
     /// The `keyRef` of the adopted initial intermediate.
     public static let initialKeyRef = "initial"
@@ -140,12 +157,53 @@ public struct IssuerChange: Sendable, Equatable {
         }
     }
 
+    /// A root's newly signed CRL (RootCRL.swift). The number must be above the root's stored
+    /// `crlNumber` (a root CRL's number only grows), else the change is refused.
+    public struct RootCRLUpdate: Sendable, Equatable {
+        public var root: Reference
+        public var der: [UInt8]
+        public var number: Int64
+        public var nextUpdate: Date
+
+        public init(root: Reference, der: [UInt8], number: Int64, nextUpdate: Date) {
+            self.root = root
+            self.der = der
+            self.number = number
+            self.nextUpdate = nextUpdate
+        }
+    }
+
+    /// Marks a stored intermediate or cross certificate revoked (its state update to `retired`
+    /// comes in `updates`).
+    public struct Revocation: Sendable, Equatable {
+        public var id: Int64
+        public var reason: Int
+        public var at: Date
+
+        public init(id: Int64, reason: Int, at: Date) {
+            self.id = id
+            self.reason = reason
+            self.at = at
+        }
+    }
+
     public var inserts: [NewIssuer]
     public var updates: [StateUpdate]
+    /// Applied after the inserts.
+    public var rootCRLs: [RootCRLUpdate]
+    /// Applied after the updates.
+    public var revocations: [Revocation]
 
-    public init(inserts: [NewIssuer] = [], updates: [StateUpdate] = []) {
+    public init(inserts: [NewIssuer] = [], updates: [StateUpdate] = [], rootCRLs: [RootCRLUpdate] = [], revocations: [Revocation] = []) {
         self.inserts = inserts
         self.updates = updates
+        self.rootCRLs = rootCRLs
+        self.revocations = revocations
+    }
+
+    /// The refusal when a root CRL's number does not grow.
+    public static func staleRootCRLNumber(_ serial: String, number: Int64, stored: Int64) -> AuthorityError {
+        AuthorityError(.failedPrecondition, "root \(serial): CRL number \(number) is not above the stored \(stored)")
     }
 
     /// The updates in the order a store applies them: every non-active state first.
@@ -159,6 +217,9 @@ public struct IssuerChange: Sendable, Equatable {
             for case .inserted(let other)? in [insert.parent, insert.subject] where other < 0 || other >= index {
                 throw AuthorityError(.invalidArgument, "issuer \(insert.record.serial) refers to an issuer inserted after it")
             }
+        }
+        for case .inserted(let index) in rootCRLs.map(\.root) where index < 0 || index >= inserts.count || inserts[index].record.kind != .root {
+            throw AuthorityError(.invalidArgument, "a root CRL names an insert that is not a root")
         }
     }
 

@@ -10,13 +10,20 @@ public enum LocalIssuance {
         public let record: CertificateRecord
     }
 
+    /// A leaf's subject: `O=Vouch, CN=<SPIFFE ID>` when the ID fits a common name (64 bytes,
+    /// X.520's ub-common-name), else `O=Vouch` alone. PostgreSQL's `cert` authentication and
+    /// `clientcert=verify-full` map only the CN (or the whole DN) to a user; the SAN stays the identity.
+    public static func leafSubject(spiffeID: String) -> [(String, String)] {
+        spiffeID.utf8.count <= 64 ? [("O", "Vouch"), ("CN", spiffeID)] : [("O", "Vouch")]
+    }
+
     /// A P-256 leaf for `spiffeID` (plus DNS/IP SANs) signed by `signer`, valid from a minute ago.
     public static func issue(signer: CertificateSigner, spiffeID: String, dnsNames: [String] = [], ipAddresses: [String] = [],
                              lifetime: TimeInterval, now: Date) throws -> Issued {
         let key = try PrivateKey(generating: .p256)
         let notAfter = min(now.addingTimeInterval(lifetime), signer.certificate.notAfter)
         let certificate = try signer.sign(publicKeyOf: key, template: CertificateTemplate(
-            role: .leaf, serial: try SerialNumber.random(), subject: [("O", "Vouch")],
+            role: .leaf, serial: try SerialNumber.random(), subject: leafSubject(spiffeID: spiffeID),
             notBefore: now.addingTimeInterval(-60), notAfter: notAfter,
             subjectAltNames: SubjectAltNames(uris: [spiffeID], dnsNames: dnsNames, ipAddresses: ipAddresses)))
         let record = CertificateRecord(serial: certificate.serialHex, spiffeID: spiffeID, dnsNames: dnsNames,

@@ -26,6 +26,14 @@ public final class CertificateRevocationList: @unchecked Sendable {
         }
     }
 
+    /// Whether the CRL's issuer name is `issuer`'s subject name.
+    public func isIssued(by issuer: X509Certificate) -> Bool {
+        issuer.withUnsafeX509Pointer { issuer in
+            guard let subject = X509_get_subject_name(issuer), let name = X509_CRL_get_issuer(pointer) else { return false }
+            return X509_NAME_cmp(name, subject) == 0
+        }
+    }
+
     public var thisUpdate: Date { date(fromASN1: X509_CRL_get0_lastUpdate(pointer)) ?? .distantPast }
     public var nextUpdate: Date? { date(fromASN1: X509_CRL_get0_nextUpdate(pointer)) }
 

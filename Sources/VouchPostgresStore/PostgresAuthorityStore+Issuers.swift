@@ -85,6 +85,28 @@ extension PostgresAuthorityStore {
                 inserted.append(record.id)
                 issuers.append(record)
             }
+            for revocation in change.revocations {
+                guard issuers.contains(where: { $0.id == revocation.id && ($0.kind == .intermediate || $0.kind == .cross) }) else {
+                    throw AuthorityError(.notFound, "no intermediate or cross certificate \(revocation.id)")
+                }
+                try await connection.query("""
+                    UPDATE issuer SET revoked_at = \(revocation.at.timeIntervalSince1970), revocation_reason = \(Int32(revocation.reason))
+                    WHERE id = \(revocation.id)
+                    """, logger: logger)
+            }
+            for crl in change.rootCRLs {
+                let id = try Self.resolve(crl.root, inserted: inserted, among: issuers)
+                guard let root = issuers.first(where: { $0.id == id && $0.kind == .root }) else {
+                    throw AuthorityError(.notFound, "no root for this CRL")
+                }
+                guard crl.number > root.crlNumber else {
+                    throw IssuerChange.staleRootCRLNumber(root.serial, number: crl.number, stored: root.crlNumber)
+                }
+                try await connection.query("""
+                    UPDATE issuer SET crl_der = \(Data(crl.der)), crl_number = \(crl.number),
+                        crl_next_update = \(crl.nextUpdate.timeIntervalSince1970) WHERE id = \(root.id)
+                    """, logger: logger)
+            }
             try await connection.query("UPDATE issuer_state SET generation = \(generation + 1) WHERE id = 1", logger: logger)
             try await Self.append(audit, on: connection, logger: logger)
             try await Self.announceIssuers(on: connection, logger: logger)
@@ -205,7 +227,7 @@ extension PostgresAuthorityStore {
 
     static let issuerColumns = """
         id, kind, state, parent_id, subject_id, serial, der, not_before, not_after, key_ref, key_pem, crl_number,
-        created_generation, created_at, changed_at
+        created_generation, created_at, changed_at, crl_der, crl_next_update, revoked_at, revocation_reason
         """
 
     static let confirmationColumns = "serial, spiffe_id, generation, bundle_sha256, confirmed_at, peer"
@@ -216,12 +238,15 @@ extension PostgresAuthorityStore {
         let id: Int64? = keepingID ? record.id : nil
         let row = try await connection.query("""
             INSERT INTO issuer (id, kind, state, parent_id, subject_id, serial, der, not_before, not_after, key_ref, key_pem,
-                                crl_number, created_generation, created_at, changed_at)
+                                crl_number, created_generation, created_at, changed_at,
+                                crl_der, crl_next_update, revoked_at, revocation_reason)
             VALUES (coalesce(\(id)::bigint, nextval(pg_get_serial_sequence('issuer', 'id'))), \(record.kind.rawValue),
                     \(record.state.rawValue), \(record.parentID)::bigint, \(record.subjectID)::bigint, \(record.serial),
                     \(Data(record.der)), \(record.notBefore.timeIntervalSince1970), \(record.notAfter.timeIntervalSince1970),
                     \(record.keyRef), \(record.keyPEM)::text, \(record.crlNumber), \(record.createdGeneration),
-                    \(record.createdAt.timeIntervalSince1970), \(record.changedAt.timeIntervalSince1970))
+                    \(record.createdAt.timeIntervalSince1970), \(record.changedAt.timeIntervalSince1970),
+                    \(record.crlDER.map { Data($0) })::bytea, \(record.crlNextUpdate?.timeIntervalSince1970)::double precision,
+                    \(record.revokedAt?.timeIntervalSince1970)::double precision, \(record.revocationReason.map { Int32($0) })::integer)
             RETURNING id
             """, logger: logger).collect().first
         return try row?.decode(Int64.self) ?? 0
@@ -243,7 +268,11 @@ extension PostgresAuthorityStore {
             keyRef: try columns["key_ref"].decode(String.self), keyPEM: try columns["key_pem"].decode(String?.self),
             crlNumber: try columns["crl_number"].decode(Int64.self), createdGeneration: try columns["created_generation"].decode(Int64.self),
             createdAt: Date(timeIntervalSince1970: try columns["created_at"].decode(Double.self)),
-            changedAt: Date(timeIntervalSince1970: try columns["changed_at"].decode(Double.self)))
+            changedAt: Date(timeIntervalSince1970: try columns["changed_at"].decode(Double.self)),
+            crlDER: try columns["crl_der"].decode(Data?.self).map { Array($0) },
+            crlNextUpdate: try columns["crl_next_update"].decode(Double?.self).map(Date.init(timeIntervalSince1970:)),
+            revokedAt: try columns["revoked_at"].decode(Double?.self).map(Date.init(timeIntervalSince1970:)),
+            revocationReason: try columns["revocation_reason"].decode(Int32?.self).map { Int($0) })
     }
 
     static func trustConfirmation(_ row: PostgresRow) throws -> TrustConfirmation {

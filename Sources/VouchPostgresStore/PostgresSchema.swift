@@ -145,6 +145,13 @@ enum PostgresSchema {
             )
             """,
         ]),
+        // A root's CRL and an intermediate's revocation by its root, as SQLite's v6-root-crl.
+        ("v3-root-crl", [
+            "ALTER TABLE issuer ADD COLUMN crl_der bytea",
+            "ALTER TABLE issuer ADD COLUMN crl_next_update double precision",
+            "ALTER TABLE issuer ADD COLUMN revoked_at double precision",
+            "ALTER TABLE issuer ADD COLUMN revocation_reason integer",
+        ]),
     ]
 
     /// Key of the advisory lock migrations hold for their transaction: replicas starting together

@@ -65,6 +65,21 @@ extension SQLiteAuthorityStore {
                 record.crlNumber = record.kind == .intermediate && record.state == .active ? highest : 0
                 inserted.append(try Self.insertIssuer(record, in: db))
             }
+            for revocation in change.revocations {
+                try db.execute(sql: "UPDATE issuer SET revoked_at = ?, revocation_reason = ? WHERE id = ? AND kind IN ('intermediate', 'cross')",
+                               arguments: [revocation.at.timeIntervalSince1970, revocation.reason, revocation.id])
+                guard db.changesCount == 1 else { throw AuthorityError(.notFound, "no intermediate or cross certificate \(revocation.id)") }
+            }
+            for crl in change.rootCRLs {
+                guard let id = try Self.resolve(crl.root, inserted: inserted, in: db),
+                      let row = try Row.fetchOne(db, sql: "SELECT serial, crl_number FROM issuer WHERE id = ? AND kind = 'root'", arguments: [id]) else {
+                    throw AuthorityError(.notFound, "no root for this CRL")
+                }
+                let stored: Int64 = row["crl_number"]
+                guard crl.number > stored else { throw IssuerChange.staleRootCRLNumber(row["serial"], number: crl.number, stored: stored) }
+                try db.execute(sql: "UPDATE issuer SET crl_der = ?, crl_number = ?, crl_next_update = ? WHERE id = ?",
+                               arguments: [Data(crl.der), crl.number, crl.nextUpdate.timeIntervalSince1970, id])
+            }
             try db.execute(sql: "UPDATE issuer_state SET generation = ? WHERE id = 1", arguments: [generation + 1])
             for entry in audit { try Self.append(entry, in: db) }
             return generation + 1
@@ -174,12 +189,15 @@ extension SQLiteAuthorityStore {
     static func insertIssuer(_ record: IssuerRecord, keepingID: Bool = false, in db: Database) throws -> Int64 {
         try db.execute(sql: """
             INSERT INTO issuer (id, kind, state, parent_id, subject_id, serial, der, not_before, not_after, key_ref, key_pem,
-                                crl_number, created_generation, created_at, changed_at)
-            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                                crl_number, created_generation, created_at, changed_at,
+                                crl_der, crl_next_update, revoked_at, revocation_reason)
+            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
             """, arguments: [keepingID ? record.id : nil, record.kind.rawValue, record.state.rawValue, record.parentID, record.subjectID,
                              record.serial, Data(record.der), record.notBefore.timeIntervalSince1970, record.notAfter.timeIntervalSince1970,
                              record.keyRef, record.keyPEM, record.crlNumber, record.createdGeneration,
-                             record.createdAt.timeIntervalSince1970, record.changedAt.timeIntervalSince1970])
+                             record.createdAt.timeIntervalSince1970, record.changedAt.timeIntervalSince1970,
+                             record.crlDER.map { Data($0) }, record.crlNextUpdate?.timeIntervalSince1970,
+                             record.revokedAt?.timeIntervalSince1970, record.revocationReason])
         return db.lastInsertedRowID
     }
 
@@ -193,7 +211,11 @@ extension SQLiteAuthorityStore {
                             notBefore: Date(timeIntervalSince1970: row["not_before"]), notAfter: Date(timeIntervalSince1970: row["not_after"]),
                             keyRef: row["key_ref"], keyPEM: row["key_pem"], crlNumber: row["crl_number"],
                             createdGeneration: row["created_generation"], createdAt: Date(timeIntervalSince1970: row["created_at"]),
-                            changedAt: Date(timeIntervalSince1970: row["changed_at"]))
+                            changedAt: Date(timeIntervalSince1970: row["changed_at"]),
+                            crlDER: (row["crl_der"] as Data?).map { Array($0) },
+                            crlNextUpdate: (row["crl_next_update"] as Double?).map(Date.init(timeIntervalSince1970:)),
+                            revokedAt: (row["revoked_at"] as Double?).map(Date.init(timeIntervalSince1970:)),
+                            revocationReason: row["revocation_reason"])
     }
 
     static func trustConfirmation(_ row: Row) -> TrustConfirmation {

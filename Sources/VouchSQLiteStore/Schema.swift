@@ -148,6 +148,16 @@ enum Schema {
                 );
                 """)
         }
+        migrator.registerMigration("v6-root-crl") { db in
+            // A root's CRL, signed offline where its key is in hand (RootCRL.swift), and the
+            // revocation of an intermediate or cross certificate by its root. Nullable: instant.
+            try db.execute(sql: """
+                ALTER TABLE issuer ADD COLUMN crl_der BLOB;
+                ALTER TABLE issuer ADD COLUMN crl_next_update REAL;
+                ALTER TABLE issuer ADD COLUMN revoked_at REAL;
+                ALTER TABLE issuer ADD COLUMN revocation_reason INTEGER;
+                """)
+        }
         return migrator
     }
 }

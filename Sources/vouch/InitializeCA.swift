@@ -1,5 +1,7 @@
 import Foundation
 import VouchAuthority
+import VouchCrypto
+import VouchFiles
 import VouchSQLiteStore
 
 /// `vouch ca init`'s work, shared with quickstart: writes the CA files, then records the
@@ -8,6 +10,7 @@ func initializeCA(_ initializer: CAInitializer) async throws -> SQLiteAuthorityS
     let issued = try initializer.run()
     let store = try SQLiteAuthorityStore(path: initializer.files.database)
     try await record(issued, in: store)
+    try await signFirstRootCRL(initializer, in: store)
     return store
 }
 
@@ -18,6 +21,16 @@ func initializeCA(_ initializer: CAInitializer, in store: any AuthorityStore) as
         throw CLIError("the database already holds certificates: another CA's (use a new, empty database)")
     }
     try await record(try initializer.run(), in: store)
+    try await signFirstRootCRL(initializer, in: store)
+}
+
+/// The root's first CRL (number 1), while `ca init` still holds the root key: servers that check
+/// CRLs for the whole chain (nginx, HAProxy, PostgreSQL) refuse every client without it.
+private func signFirstRootCRL(_ initializer: CAInitializer, in store: any AuthorityStore) async throws {
+    let files = initializer.files
+    try await adoptDirectoryIssuers(files: files, store: store)
+    let key = try PrivateKey(pem: try SmallFile.text(files.rootKey, limit: OperatorFile.limit), passphrase: initializer.passphrase)
+    _ = try await IssuerOperations(store: store, now: initializer.now).signRootCRL(rootKey: key, keyPath: files.rootKey, by: "ca init")
 }
 
 private func record(_ issued: [CertificateRecord], in store: any AuthorityStore) async throws {

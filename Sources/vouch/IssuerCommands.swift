@@ -90,8 +90,8 @@ struct CAIntermediateRotate: AsyncParsableCommand {
 /// `vouch ca root prepare|status|activate|retire`.
 struct CARootCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "root", abstract: "Roll the CA's root over in stages: prepare, status, activate, retire.",
-        subcommands: [CARootPrepare.self, CARootStatus.self, CARootActivate.self, CARootRetire.self])
+        commandName: "root", abstract: "Roll the CA's root over in stages: prepare, status, activate, retire; sign a root's CRL.",
+        subcommands: [CARootPrepare.self, CARootStatus.self, CARootActivate.self, CARootRetire.self, CARootCRL.self])
 }
 
 /// Admin IDs besides the init admin: their certificates are the CA's own, not agents'.

@@ -8,6 +8,6 @@ import VouchAuthority
         "issue", "enroll", "renew", "revoke", "revoke.lineage", "revoke.superseded",
         "token.create", "token.use", "token.revoke", "refused",
         "admin.ListTokens", "admin.ListCertificates", "admin.GetCertificate", "admin.ListAuditEvents", "admin.GetAuditCheckpoint",
-        "issuer.create", "issuer.activate", "issuer.retire",
+        "issuer.create", "issuer.activate", "issuer.retire", "issuer.crl", "issuer.revoke",
     ])
 }

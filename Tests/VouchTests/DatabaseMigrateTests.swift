@@ -51,7 +51,10 @@ final class DatabaseMigrateTests: XCTestCase {
         // Read and closed again: the command refuses a file another process has open, this one too.
         let source = try await SQLiteAuthorityStore(path: ca.caDir + "/vouch.db").exportAll()
         XCTAssertEqual(source.issuers.map(\.kind), [.root, .intermediate])
-        XCTAssertEqual(source.issuerGeneration, 1)
+        // ca init adopted the pair (generation 1) and signed the root's first CRL (2), which the copy carries.
+        XCTAssertEqual(source.issuerGeneration, 2)
+        XCTAssertEqual(source.issuers.first?.crlNumber, 1)
+        XCTAssertNotNil(source.issuers.first?.crlDER)
         XCTAssertEqual(source.trustConfirmations.count, 1)
         XCTAssertEqual(source.revocations.map(\.reason), [RevocationReason.superseded.rawValue, 1, 1], "child, first, retried child")
         XCTAssertTrue(source.tokens.contains { $0.usesAllowed == 2 && $0.usesConsumed == 1 } && source.tokens.contains(where: \.revoked))
@@ -69,7 +72,7 @@ final class DatabaseMigrateTests: XCTestCase {
         XCTAssertEqual(summary["auditEvents"] as? Int, source.auditEvents.count)
         XCTAssertEqual(summary["auditCheckpoints"] as? Int, source.auditCheckpoints.count)
         XCTAssertEqual(summary["issuers"] as? Int, 2)
-        XCTAssertEqual(summary["issuerGeneration"] as? Int, 1)
+        XCTAssertEqual(summary["issuerGeneration"] as? Int, 2)
         XCTAssertEqual(summary["trustConfirmations"] as? Int, 1)
         XCTAssertEqual(summary["verified"] as? Bool, true)
 

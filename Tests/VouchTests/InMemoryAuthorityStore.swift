@@ -220,6 +220,22 @@ public final class InMemoryAuthorityStore: AuthorityStore {
                 issuers.append(record)
                 insertedIDs.append(record.id)
             }
+            for revocation in change.revocations {
+                guard let index = issuers.firstIndex(where: { $0.id == revocation.id && ($0.kind == .intermediate || $0.kind == .cross) }) else {
+                    throw AuthorityError(.notFound, "no intermediate or cross certificate \(revocation.id)")
+                }
+                (issuers[index].revokedAt, issuers[index].revocationReason) = (revocation.at, revocation.reason)
+            }
+            for crl in change.rootCRLs {
+                let id = try resolve(crl.root)
+                guard let index = issuers.firstIndex(where: { $0.id == id && $0.kind == .root }) else {
+                    throw AuthorityError(.notFound, "no root for this CRL")
+                }
+                guard crl.number > issuers[index].crlNumber else {
+                    throw IssuerChange.staleRootCRLNumber(issuers[index].serial, number: crl.number, stored: issuers[index].crlNumber)
+                }
+                (issuers[index].crlDER, issuers[index].crlNumber, issuers[index].crlNextUpdate) = (crl.der, crl.number, crl.nextUpdate)
+            }
             state.issuers = issuers
             state.generation = generation
             for entry in audit { Self.append(entry, to: &state) }
