@@ -14,7 +14,7 @@ public final class Agent: Service, Sendable {
     public let state: AgentState
     let files: IdentityFiles
     let logger: Logger
-    let hooks: RotationHooks
+    let hooks: FileChangeHooks
     let keeper: IdentityKeeper
     /// Told the bound address of the local server.
     let onListening: @Sendable (HostPort) -> Void
@@ -51,17 +51,21 @@ public final class Agent: Service, Sendable {
         self.files = files
         self.logger = logger
         self.onListening = onListening
-        self.hooks = RotationHooks(command: configuration.execCommand, signal: configuration.signal,
-                                   pidFile: configuration.pidFile, processName: configuration.signalProcessName,
-                                   timeout: configuration.hookTimeout, logger: logger)
+        let hooks = FileChangeHooks(command: configuration.execCommand, signal: configuration.signal,
+                                    pidFile: configuration.pidFile, processName: configuration.signalProcessName,
+                                    timeout: configuration.hookTimeout, debounce: configuration.hookDebounce,
+                                    runOn: configuration.hookOn, directory: files.directory,
+                                    currentSerial: { state.current.serial }, logger: logger)
+        self.hooks = hooks
         self.revocations = RevocationFollower(files: files, replicas: replicas, source: revocationSource,
-                                              refreshInterval: configuration.crlRefreshInterval, clock: clock, logger: logger)
+                                              refreshInterval: configuration.crlRefreshInterval, clock: clock, logger: logger,
+                                              onFilesChanged: { hooks.notify($0) })
         let wake = RenewalWake()
         let trust = TrustFollower(files: files, trust: AgentTrust(configuration: configuration, files: files), replicas: replicas,
                                   source: trustBundleSource, clock: clock, state: state, logger: logger, renewSoon: { [logger] in
             logger.info("renewing early: the CA no longer vouches for the root of the current certificate")
             wake.request()
-        })
+        }, onFilesChanged: { hooks.notify($0) })
         self.trust = trust
         self.keeper = IdentityKeeper(configuration: configuration, files: files, ca: ca, hooks: hooks, revocations: revocations,
                                      clock: clock, state: state, logger: logger, onIdentity: { snapshot in

@@ -45,6 +45,10 @@ public struct AgentConfiguration: Sendable {
     public var hookTimeout: Duration = .seconds(30)
     /// If set, the pid file's process must have this name (/proc/PID/comm) to be signalled.
     public var signalProcessName: String?
+    /// Changes within this time of the first one run the hooks once, together (`--hook-debounce`; zero: at once).
+    public var hookDebounce: Duration = .seconds(1)
+    /// The kinds of file change that run the hooks (`--hook-on`).
+    public var hookOn: FileChange = .all
     /// The SPIFFE ID the CA server must present; nil: `spiffe://<own trust domain>/vouch/server`.
     public var caServerID: String?
 

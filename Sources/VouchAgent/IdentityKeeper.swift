@@ -28,7 +28,7 @@ final class IdentityKeeper: Sendable {
     let trust: AgentTrust
     let ca: any CertificateAuthorityCalls
     let schedule: RenewalSchedule
-    let hooks: RotationHooks
+    let hooks: FileChangeHooks
     let revocations: any RevocationStatus
     let clock: any AgentClock
     let state: AgentState
@@ -47,7 +47,7 @@ final class IdentityKeeper: Sendable {
     /// expiry the agent keeps trying to renew before it asks for a new token.
     private let renewAfterExpiry = Mutex<TimeInterval>(0)
 
-    init(configuration: AgentConfiguration, files: IdentityFiles, ca: any CertificateAuthorityCalls, hooks: RotationHooks,
+    init(configuration: AgentConfiguration, files: IdentityFiles, ca: any CertificateAuthorityCalls, hooks: FileChangeHooks,
          revocations: any RevocationStatus, clock: any AgentClock, state: AgentState, logger: Logger,
          onIdentity: @escaping @Sendable (AgentSnapshot) -> Void, wake: RenewalWake = RenewalWake()) {
         self.wake = wake
@@ -232,7 +232,7 @@ final class IdentityKeeper: Sendable {
                 failures = 0
                 retryAt = nil
                 record(served, rotated: true)
-                hooks.run(serial: served.serialHex, directory: files.directory)
+                hooks.notify(.certificate)
             } catch let error as RPCError where error.code == .failedPrecondition && RefusalReason(of: error) == .certificateRevoked
                 && !Task.isCancelled {
                 if await revocations.confirmRevoked(current.serial) {
@@ -304,6 +304,7 @@ final class IdentityKeeper: Sendable {
         }
         try await enrollWithToken()
         _ = try reloadListener()
+        hooks.notify(.certificate)
     }
 
     static func modificationDate(_ path: String) -> Date? {

@@ -48,6 +48,8 @@ public final class RevocationFollower: RevocationStatus {
     private let eventLog = RateLimitedLog(burst: 10, perSecond: 1)
     /// Wakes the CRL loop early (after a streamed revocation).
     private let refreshNow = WakeSignal()
+    /// Told when a CRL file the agent writes changed on disk (the hooks).
+    let onFilesChanged: @Sendable (FileChange) -> Void
 
     /// Event fields beyond these are not a Vouch serial or SPIFFE ID; such events are dropped.
     static let maxSerialHexDigits = 40
@@ -58,13 +60,14 @@ public final class RevocationFollower: RevocationStatus {
     public var crlPath: String { files.directory + "/crl.der" }
 
     init(files: IdentityFiles, replicas: CAReplicas, source: any RevocationSource, refreshInterval: Duration,
-         clock: any AgentClock, logger: Logger) {
+         clock: any AgentClock, logger: Logger, onFilesChanged: @escaping @Sendable (FileChange) -> Void = { _ in }) {
         self.files = files
         self.replicas = replicas
         self.source = source
         self.refreshInterval = refreshInterval
         self.clock = clock
         self.logger = logger
+        self.onFilesChanged = onFilesChanged
     }
 
     /// Follows one CA over gRPC.
@@ -252,6 +255,7 @@ public final class RevocationFollower: RevocationStatus {
             return gone.values.map(\.path).filter { $0 != crlPath }
         }
         for path in dropped { unlink(path) }
+        if !dropped.isEmpty { onFilesChanged(.crl) }
     }
 
     /// Verifies a CRL from the CA (`accept`) and, when newer than the one held from its issuer,
@@ -271,6 +275,8 @@ public final class RevocationFollower: RevocationStatus {
         if path == crlPath { await keepPreviousActive(besides: key) }
         try AtomicFile.write(crl.der, to: path)
         hold(crl, key: key, path: path)
+        // Newer, or another issuer's CRL at this path: either way other bytes on disk.
+        onFilesChanged(.crl)
         logger.debug("CRL refreshed", metadata: ["number": "\(crl.number ?? -1)", "revoked": "\(crl.entries.count)", "file": "\(path)"])
         return newer
     }

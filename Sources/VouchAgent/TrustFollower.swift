@@ -55,9 +55,12 @@ public final class TrustFollower: Sendable {
     let generationGauge = Gauge(label: "vouch_agent_trust_generation")
     /// Asks the keeper to renew soon: the agent's own certificate chains only to a root the CA dropped.
     let renewSoon: @Sendable () -> Void
+    /// Told which kinds of file an accepted bundle changed on disk (the hooks).
+    let onFilesChanged: @Sendable (FileChange) -> Void
 
     init(files: IdentityFiles, trust: AgentTrust, replicas: CAReplicas, source: any TrustBundleSource, clock: any AgentClock,
-         state: AgentState, logger: Logger, renewSoon: @escaping @Sendable () -> Void = {}) {
+         state: AgentState, logger: Logger, renewSoon: @escaping @Sendable () -> Void = {},
+         onFilesChanged: @escaping @Sendable (FileChange) -> Void = { _ in }) {
         self.files = files
         self.trust = trust
         self.replicas = replicas
@@ -66,6 +69,7 @@ public final class TrustFollower: Sendable {
         self.state = state
         self.logger = logger
         self.renewSoon = renewSoon
+        self.onFilesChanged = onFilesChanged
         // Newer bundles supersede older ones, so a backlog can drop the oldest.
         (work, enqueue) = AsyncStream.makeStream(of: Work.self, bufferingPolicy: .bufferingNewest(16))
     }
@@ -127,6 +131,8 @@ public final class TrustFollower: Sendable {
                           metadata: ["generation": "\(update.generation)", "held": "\(heldGeneration)"])
         }
         let accepted: AcceptedBundle
+        // Servers reload for bundle.pem and chain.pem; the other trust files are the agent's own.
+        let probe = FileChangeProbe([(.bundle, files.bundle), (.bundle, files.chain)])
         do {
             accepted = try await acceptAndWrite(update)
         } catch let refused as TrustUpdateRefused {
@@ -152,6 +158,7 @@ public final class TrustFollower: Sendable {
                 "removed": "\(accepted.removed.map(\.serialHex).joined(separator: ","))",
                 "intermediates": "\(accepted.caIntermediates.count)"])
         }
+        onFilesChanged(probe.changes())
         let kept = Set(accepted.keptForOwnCertificate.map(\.serialHex))
         let askRenewal = held.withLock { held in
             held.generation = update.generation

@@ -48,10 +48,10 @@ struct AgentCommand: AsyncParsableCommand {
     @Option(help: "Key type: p256, p384, ed25519, rsa2048, rsa3072, rsa4096 (default p256).")
     var keyType: String?
 
-    @Option(help: "Shell command run after each rotation (VOUCH_SERIAL and VOUCH_DIR are set).")
+    @Option(help: "Shell command run after each rotation, CRL or trust bundle change (VOUCH_CHANGED, VOUCH_SERIAL and VOUCH_DIR are set).")
     var exec: String?
 
-    @Option(help: "Signal sent after each rotation to the process in --pid-file, e.g. HUP.")
+    @Option(help: "Signal sent after each rotation, CRL or trust bundle change to the process in --pid-file, e.g. HUP.")
     var signal: String?
 
     @Option(help: "File holding the pid to signal.")
@@ -62,6 +62,12 @@ struct AgentCommand: AsyncParsableCommand {
 
     @Option(help: "Longest an --exec hook may run before its process group is killed (default 30s).")
     var hookTimeout: DurationArgument?
+
+    @Option(help: "Changes within this time of the first one run the hooks once, together (default 1s; 0 runs them at once).")
+    var hookDebounce: DurationArgument?
+
+    @Option(help: "Which changes run the hooks: a comma list of certificate, crl, bundle (default all three).")
+    var hookOn: String?
 
     @OptionGroup var listenerLimits: ListenerLimitOptions
 
@@ -81,6 +87,15 @@ struct AgentCommand: AsyncParsableCommand {
                                       "TERM": SIGTERM, "WINCH": SIGWINCH]
         let upper = name.uppercased()
         return Int32(name) ?? table[upper.hasPrefix("SIG") ? String(upper.dropFirst(3)) : upper]
+    }
+
+    /// `--hook-on certificate,crl`: the kinds named, each known; all when not given.
+    static func hookKinds(_ list: String?) throws -> FileChange {
+        guard let list else { return .all }
+        switch FileChange.parse(list) {
+        case .success(let kinds): return kinds
+        case .failure(let unknown): throw CLIError("--hook-on: \(unknown)")
+        }
     }
 
     /// Flags over the config file over defaults, checked as a whole.
@@ -114,6 +129,9 @@ struct AgentCommand: AsyncParsableCommand {
         guard hookTimeout.seconds > 0 else { throw CLIError("--hook-timeout must be positive") }
         limited.hookTimeout = .seconds(hookTimeout.seconds)
         limited.signalProcessName = signalProcessName ?? file?.signalProcessName
+        let hookDebounce = try hookDebounce ?? configDuration(file?.hookDebounce, key: "agent.hook_debounce") ?? DurationArgument(argument: "1s")!
+        limited.hookDebounce = .seconds(hookDebounce.seconds)
+        limited.hookOn = try Self.hookKinds(hookOn ?? file?.hookOn)
         limited.caServerID = caSpiffeId ?? file?.caSpiffeID
         if let id = limited.caServerID, IdentityRules.trustDomain(ofSPIFFEID: id) == nil {
             throw CLIError("--ca-spiffe-id \(id) is not a SPIFFE ID")

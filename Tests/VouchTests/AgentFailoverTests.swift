@@ -171,7 +171,7 @@ struct AgentFailoverTests {
         let keeper = IdentityKeeper(
             configuration: agent.configuration, files: agent.files,
             ca: FailoverCalls(replicas: replicas) { $0 == Self.a ? viewA : viewB },
-            hooks: RotationHooks(command: nil, signal: nil, pidFile: nil, logger: agent.log.logger),
+            hooks: FileChangeHooks(command: nil, signal: nil, pidFile: nil, logger: agent.log.logger),
             revocations: agent.revocations, clock: agent.clock, state: agent.state, logger: agent.log.logger, onIdentity: { _ in })
         viewA.isDown = true
         try await keeper.obtainInitialIdentity()

@@ -267,7 +267,7 @@ final class KeeperHarness: Sendable {
             try FileManager.default.createDirectory(atPath: chain, withIntermediateDirectories: false)
         }
         keeper = IdentityKeeper(configuration: configuration, files: IdentityFiles(directory: root + "/out"), ca: calls,
-                                hooks: RotationHooks(command: nil, signal: nil, pidFile: nil, logger: log.logger),
+                                hooks: FileChangeHooks(command: nil, signal: nil, pidFile: nil, logger: log.logger),
                                 revocations: revocations, clock: clock, state: state, logger: log.logger,
                                 onIdentity: { _ in })
         if enroll { try await keeper.obtainInitialIdentity() }
@@ -278,7 +278,7 @@ final class KeeperHarness: Sendable {
     /// Another keeper on the same directory, as after a restart.
     func makeKeeper() -> IdentityKeeper {
         IdentityKeeper(configuration: configuration, files: files, ca: ca,
-                       hooks: RotationHooks(command: nil, signal: nil, pidFile: nil, logger: log.logger),
+                       hooks: FileChangeHooks(command: nil, signal: nil, pidFile: nil, logger: log.logger),
                        revocations: revocations, clock: clock, state: state, logger: log.logger,
                        onIdentity: { _ in })
     }
