@@ -157,3 +157,98 @@ int vouch_x509_copy_req_pubkey(X509 *cert, X509_REQ *req) {
     }
     return 1;
 }
+
+/* The certificates of a PEM text, in order (an empty text gives none); NULL when one does not parse. */
+static STACK_OF(X509) *vouch_certificates_from_pem(const char *pem) {
+    STACK_OF(X509) *certs = sk_X509_new_null();
+    BIO *bio = BIO_new_mem_buf(pem, -1);
+    X509 *cert;
+    if (certs == NULL || bio == NULL) goto fail;
+    ERR_set_mark();
+    while ((cert = PEM_read_bio_X509(bio, NULL, NULL, NULL)) != NULL) {
+        if (!sk_X509_push(certs, cert)) {
+            X509_free(cert);
+            ERR_clear_last_mark();
+            goto fail;
+        }
+    }
+    /* The end of the text reads as "no start line"; anything else is a broken certificate. */
+    unsigned long err = ERR_peek_last_error();
+    if (err != 0 && !(ERR_GET_LIB(err) == ERR_LIB_PEM && ERR_GET_REASON(err) == PEM_R_NO_START_LINE)) {
+        ERR_clear_last_mark();
+        goto fail;
+    }
+    ERR_pop_to_mark();
+    BIO_free(bio);
+    return certs;
+fail:
+    BIO_free(bio);
+    sk_X509_pop_free(certs, X509_free);
+    return NULL;
+}
+
+static int vouch_pkcs12_der(PKCS12 *p12, const char *password, unsigned char **out) {
+    *out = NULL;
+    if (!PKCS12_set_mac(p12, password, -1, NULL, 0, PKCS12_DEFAULT_ITER, EVP_sha256())) return -1;
+    int length = i2d_PKCS12(p12, out);
+    return length > 0 ? length : -1;
+}
+
+int vouch_pkcs12_keystore(const char *key_pem, const char *cert_pem, const char *chain_pem, const char *password,
+                          const char *alias, unsigned char **out) {
+    int length = -1;
+    BIO *keyBio = BIO_new_mem_buf(key_pem, -1), *certBio = BIO_new_mem_buf(cert_pem, -1);
+    EVP_PKEY *key = keyBio != NULL ? PEM_read_bio_PrivateKey(keyBio, NULL, NULL, NULL) : NULL;
+    X509 *cert = certBio != NULL ? PEM_read_bio_X509(certBio, NULL, NULL, NULL) : NULL;
+    STACK_OF(X509) *chain = vouch_certificates_from_pem(chain_pem);
+    PKCS12 *p12 = NULL;
+    *out = NULL;
+    /* mac_iter -1: no MAC here, set with SHA-256 by vouch_pkcs12_der. */
+    if (key != NULL && cert != NULL && chain != NULL
+        && (p12 = PKCS12_create(password, alias, key, cert, chain, NID_aes_256_cbc, NID_aes_256_cbc, PKCS12_DEFAULT_ITER, -1, 0)) != NULL)
+        length = vouch_pkcs12_der(p12, password, out);
+    PKCS12_free(p12);
+    sk_X509_pop_free(chain, X509_free);
+    X509_free(cert);
+    EVP_PKEY_free(key);
+    BIO_free(certBio);
+    BIO_free(keyBio);
+    return length;
+}
+
+int vouch_pkcs12_truststore(const char *certs_pem, const char *password, const char *alias_prefix, unsigned char **out) {
+    int length = -1;
+    STACK_OF(X509) *certs = vouch_certificates_from_pem(certs_pem);
+    STACK_OF(PKCS12_SAFEBAG) *bags = NULL;
+    STACK_OF(PKCS7) *safes = NULL;
+    PKCS12 *p12 = NULL;
+    /* Oracle's trusted-key-usage attribute by its dotted form (OBJ_txt2obj inside): nothing is
+       added to OpenSSL's process-wide object table, as OBJ_create would. */
+    const char *trusted = "2.16.840.1.113894.746875.1.1";
+    int ok = certs != NULL && sk_X509_num(certs) > 0;
+    *out = NULL;
+    for (int i = 0; ok && i < sk_X509_num(certs); i++) {
+        X509 *cert = sk_X509_value(certs, i);
+        BIGNUM *serial = ASN1_INTEGER_to_BN(X509_get0_serialNumber(cert), NULL);
+        char *hex = serial != NULL ? BN_bn2hex(serial) : NULL;
+        char alias[160];
+        PKCS12_SAFEBAG *bag = NULL;
+        if (hex != NULL) {
+            for (char *c = hex; *c != '\0'; c++) if (*c >= 'A' && *c <= 'F') *c = (char)(*c - 'A' + 'a');
+            snprintf(alias, sizeof alias, "%s%s", alias_prefix, hex);
+            bag = PKCS12_add_cert(&bags, cert);
+        }
+        ok = bag != NULL && PKCS12_add_friendlyname_utf8(bag, alias, -1)
+            && PKCS12_add1_attr_by_txt(bag, trusted, V_ASN1_OBJECT, (const unsigned char *)OBJ_nid2obj(NID_anyExtendedKeyUsage), -1);
+        OPENSSL_free(hex);
+        BN_free(serial);
+    }
+    if (ok && PKCS12_add_safe(&safes, bags, NID_aes_256_cbc, PKCS12_DEFAULT_ITER, password)
+        && (p12 = PKCS12_add_safes(safes, 0)) != NULL)
+        length = vouch_pkcs12_der(p12, password, out);
+    PKCS12_free(p12);
+    sk_PKCS7_pop_free(safes, PKCS7_free);
+    sk_PKCS12_SAFEBAG_pop_free(bags, PKCS12_SAFEBAG_free);
+    sk_X509_pop_free(certs, X509_free);
+    return length;
+}

@@ -26,7 +26,8 @@ public final class Agent: Service, Sendable {
     public convenience init(configuration: AgentConfiguration, logger: Logger,
                             onIdentity: @escaping @Sendable (AgentSnapshot) -> Void = { _ in },
                             onListening: @escaping @Sendable (HostPort) -> Void = { _ in }) {
-        let files = IdentityFiles(directory: configuration.outDirectory)
+        let files = IdentityFiles(directory: configuration.outDirectory, names: configuration.outputFileNames,
+                                  keystorePassword: configuration.keystorePassword)
         let server = CAServerIdentity(configured: configuration.caServerID, files: files)
         let state = AgentState()
         // One set of replicas for renewal and revocations: a replica one of them found dead is
@@ -78,6 +79,13 @@ public final class Agent: Service, Sendable {
     public func run() async throws {
         try await keeper.obtainInitialIdentity()
         await revocations.loadSavedCRL()
+        do {
+            // From what is on disk: an upgraded agent, or new --file names, need not wait for a rotation.
+            try IdentityWriter.writeDerived(files, logger: logger)
+        } catch {
+            logger.warning("could not write the derived files (fullchain.pem, crl.pem, ...); writing them with the next change",
+                           metadata: ["error": "\(describe(error))"])
+        }
         let tls = try RotatingServerTLS(files: files, isRevoked: { [revocations] in revocations.isRevoked($0) }, onReject: { [logger] reason in
             logger.notice("refused TLS client certificate", metadata: ["reason": "\(reason)"])
         }, limits: configuration.listenerLimits, onLimitReached: { [logger] limit, refused in
@@ -120,6 +128,7 @@ public final class Agent: Service, Sendable {
     /// Sets the time-dependent gauges; called before each metrics scrape.
     public func refreshGauges() {
         keeper.refreshGauges()
+        DerivedFiles.refreshGauge(now: Date())
     }
 }
 

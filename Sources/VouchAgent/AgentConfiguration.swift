@@ -2,6 +2,7 @@ import Foundation
 import VouchAPI
 import VouchConnectionLimits
 import VouchCrypto
+import VouchTLS
 
 /// Everything `vouch agent` is told on its command line.
 public struct AgentConfiguration: Sendable {
@@ -51,6 +52,10 @@ public struct AgentConfiguration: Sendable {
     public var hookOn: FileChange = .all
     /// The SPIFFE ID the CA server must present; nil: `spiffe://<own trust domain>/vouch/server`.
     public var caServerID: String?
+    /// The files written in `outDirectory` and their names (`--file KIND=NAME`).
+    public var outputFileNames = OutputFileNames.defaults
+    /// The password of the PKCS#12 keystore and truststore (`--pkcs12-password-file`).
+    public var keystorePassword: String?
 
     public init(caAddress: HostPort, caBundlePath: String, tokenFilePath: String?, outDirectory: String,
                 listen: HostPort? = nil, certificateTTL: Duration = .zero, renewFraction: Double = 2.0 / 3.0,

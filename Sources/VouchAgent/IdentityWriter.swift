@@ -1,4 +1,5 @@
 import Foundation
+import Logging
 import Synchronization
 import VouchCrypto
 import VouchFiles
@@ -29,6 +30,13 @@ struct IdentityWriter {
             (files.key, Array(try key.pkcs8PEM().utf8), 0o600),
             (files.certificate, Array(try identity.leaf.pem.utf8), 0o644),
         ]
-        try Self.serialized { try AtomicFile.writeAll(set) }
+        // The derived files (fullchain.pem, combined, PKCS#12) are renamed with them, before svid.pem.
+        try Self.serialized { try AtomicFile.writeAll(try DerivedFiles(files: files).completing(set)) }
+    }
+
+    /// Writes every derived file from the files on disk, at the agent's start: an upgraded agent or
+    /// new `--file` names get them without waiting for a rotation.
+    static func writeDerived(_ files: IdentityFiles, logger: Logger) throws {
+        try serialized { try AtomicFile.writeAll(try DerivedFiles(files: files, logger: logger).completing([], force: true)) }
     }
 }

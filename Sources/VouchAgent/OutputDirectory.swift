@@ -7,7 +7,8 @@ import VouchTLS
 struct OutputDirectory {
     let files: IdentityFiles
 
-    static let fileNames = ["svid.pem", "svid_key.pem", "chain.pem", "bundle.pem", "endorsements.pem", "ca_intermediates.pem", "crl.der"]
+    /// The configured names (`--file`) and the files the agent keeps for itself.
+    var fileNames: [String] { files.names.fileNames + OutputFileNames.reservedNames.sorted() }
 
     func prepare() throws {
         let directory = files.directory
@@ -22,7 +23,7 @@ struct OutputDirectory {
                 throw AgentError("cannot create --out \(directory): \(Self.reason(error))")
             }
         }
-        for name in Self.fileNames {
+        for name in fileNames {
             var info = stat()
             let path = directory + "/" + name
             if lstat(path, &info) == 0, info.st_mode & S_IFMT != S_IFREG {

@@ -100,8 +100,10 @@ public final class RevocationFollower: RevocationStatus {
     /// Loads the CRLs saved by an earlier run whose signatures verify. A saved CRL past its
     /// nextUpdate is still kept (it is the newest list known) until a fresh one arrives.
     func loadSavedCRL() async {
+        // The roots' CRLs (crl-<root serial>.der) are kept for crl.pem only (`RootCRLIntake`).
+        let rootCRLs = RootCRLIntake(files: files).fileNames(heldRoots())
         let others = ((try? FileManager.default.contentsOfDirectory(atPath: files.directory)) ?? [])
-            .filter { $0.hasPrefix("crl-") && $0.hasSuffix(".der") }.sorted().map { files.directory + "/" + $0 }
+            .filter { $0.hasPrefix("crl-") && $0.hasSuffix(".der") && !rootCRLs.contains($0) }.sorted().map { files.directory + "/" + $0 }
         for path in [crlPath] + others {
             guard let data = FileManager.default.contents(atPath: path) else { continue }
             do {
@@ -213,6 +215,7 @@ public final class RevocationFollower: RevocationStatus {
             }
         }
         forget(keysOtherThan: keys)
+        try await refreshRootCRLs()
     }
 
     /// One issuer per key in ca_intermediates.pem that chains to the held roots: for an
@@ -232,18 +235,59 @@ public final class RevocationFollower: RevocationStatus {
     }
 
     /// Before crl.der takes another issuer's CRL (the active intermediate changed), the CRL it held
-    /// is saved under its issuer's serial, so a restart before that issuer's next fetch still has it.
-    private func keepPreviousActive(besides key: [UInt8]) async {
+    /// is saved under its issuer's serial, so a restart before that issuer's next fetch still has it:
+    /// where, and what, to write in the same set as the new crl.der.
+    private func previousActive(besides key: [UInt8]) async -> (path: String, der: [UInt8], key: [UInt8])? {
         guard let previous = state.withLock({ state in state.crls.first { $0.value.path == crlPath && $0.key != key } }),
               let issuers = try? await trustedIssuers(),
               let issuer = issuers.first(where: { (try? $0.der).flatMap(CertificateDER.subjectPublicKeyInfo).map(Array.init) == previous.key })
-        else { return }
-        let path = crlPath(issuer: issuer.serialHex)
-        do {
-            try AtomicFile.write(previous.value.der, to: path)
-            state.withLock { $0.crls[previous.key]?.path = path }
-        } catch {
-            logger.warning("could not save the previous issuer's CRL", metadata: ["file": "\(path)", "error": "\(describe(error))"])
+        else { return nil }
+        return (crlPath(issuer: issuer.serialHex), previous.value.der, previous.key)
+    }
+
+    /// Writes CRL files with crl.pem (and the other derived files) in one set, removing `removing`.
+    private func writeCRLs(_ set: DerivedFiles.FileSet, removing: Set<String> = []) throws {
+        try IdentityWriter.serialized {
+            try AtomicFile.writeAll(try DerivedFiles(files: files, logger: logger).completing(set, removing: removing))
+            for path in removing { unlink(path) }
+        }
+    }
+
+    /// The roots of bundle.pem (none when it cannot be read).
+    private func heldRoots() -> [Certificate] {
+        (try? Certificate.all(inPEM: String(contentsOfFile: files.bundle, encoding: .utf8))) ?? []
+    }
+
+    /// Fetches each bundle root's CRL (GetCRL with the root's serial) and saves the newer ones with
+    /// crl.pem. A CA without a CRL for a root answers NOT_FOUND: crl.pem is written all the same.
+    private func refreshRootCRLs() async throws {
+        var offered: [[UInt8]] = []
+        for root in heldRoots() {
+            do {
+                offered.append(try await replicas.call("GetCRL") { try await source.crl(from: $0, issuer: root.serialHex) })
+            } catch let error as RPCError where error.code == .notFound || error.code == .invalidArgument {
+                logger.debug("the CA has no CRL of this root", metadata: ["root": "\(root.serialHex)", "error": "\(error.message)"])
+            } catch let error where isShutdown(error) {
+                throw error
+            } catch {
+                logger.warning("root CRL refresh failed; keeping the last one", metadata: [
+                    "root": "\(root.serialHex)", "error": "\(describe(error))"])
+            }
+        }
+        if try takeRootCRLs(offered) { onFilesChanged(.crl) }
+        DerivedFiles(files: files, logger: logger).warnMissingRootCRLs(heldRoots())
+    }
+
+    /// Saves the offered root CRLs newer than those held (`RootCRLIntake`) with crl.pem; whether any was.
+    func takeRootCRLs(_ offered: [[UInt8]]) throws -> Bool {
+        guard !offered.isEmpty else { return false }
+        return try IdentityWriter.serialized {
+            let result = RootCRLIntake(files: files).newer(offered, roots: heldRoots(), now: clock.now)
+            for reason in result.refused { logger.notice("\(reason)") }
+            guard !result.files.isEmpty else { return false }
+            try AtomicFile.writeAll(try DerivedFiles(files: files, logger: logger).completing(result.files.map { ($0.path, $0.der, 0o644) }))
+            logger.info("root CRL updated", metadata: ["files": "\(result.files.map { ($0.path as NSString).lastPathComponent }.joined(separator: ","))"])
+            return true
         }
     }
 
@@ -254,8 +298,14 @@ public final class RevocationFollower: RevocationStatus {
             for key in gone.keys { state.crls[key] = nil }
             return gone.values.map(\.path).filter { $0 != crlPath }
         }
-        for path in dropped { unlink(path) }
-        if !dropped.isEmpty { onFilesChanged(.crl) }
+        guard !dropped.isEmpty else { return }
+        do {
+            try writeCRLs([], removing: Set(dropped))
+        } catch {
+            logger.warning("could not rewrite crl.pem without the CRLs of issuers no longer trusted", metadata: ["error": "\(describe(error))"])
+            for path in dropped { unlink(path) }
+        }
+        onFilesChanged(.crl)
     }
 
     /// Verifies a CRL from the CA (`accept`) and, when newer than the one held from its issuer,
@@ -272,8 +322,11 @@ public final class RevocationFollower: RevocationStatus {
             return state.crls[key].map { $0.path != path } ?? false
         }
         guard newer || moved else { return false }
-        if path == crlPath { await keepPreviousActive(besides: key) }
-        try AtomicFile.write(crl.der, to: path)
+        let previous = path == crlPath ? await previousActive(besides: key) : nil
+        var set: DerivedFiles.FileSet = [(path, crl.der, 0o644)]
+        if let previous { set.insert((previous.path, previous.der, 0o644), at: 0) }
+        try writeCRLs(set)
+        if let previous { state.withLock { $0.crls[previous.key]?.path = previous.path } }
         hold(crl, key: key, path: path)
         // Newer, or another issuer's CRL at this path: either way other bytes on disk.
         onFilesChanged(.crl)

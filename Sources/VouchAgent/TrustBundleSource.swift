@@ -73,6 +73,7 @@ struct GRPCTrustBundleSource: TrustBundleSource {
 extension TrustBundleUpdate {
     init(_ bundle: Vouch_V1_TrustBundle) {
         self.init(generation: bundle.generation, roots: bundle.roots.map { Array($0) }, intermediates: bundle.intermediates.map { Array($0) },
-                  endorsements: bundle.endorsements.map { Array($0) }, activeIntermediate: Array(bundle.activeIntermediate))
+                  endorsements: bundle.endorsements.map { Array($0) }, activeIntermediate: Array(bundle.activeIntermediate),
+                  rootCRLs: bundle.rootCrls.map { Array($0) })
     }
 }

@@ -146,6 +146,9 @@ public final class TrustFollower: Sendable {
                            metadata: ["generation": "\(update.generation)", "error": "\(describe(error))"])
             return
         }
+        if accepted.rootCRLsChanged {
+            logger.info("root CRL updated", metadata: ["generation": "\(update.generation)"])
+        }
         if accepted.changed {
             do {
                 try reloadListener()
@@ -180,10 +183,22 @@ public final class TrustFollower: Sendable {
     private func acceptAndWrite(_ update: TrustBundleUpdate) async throws -> AcceptedBundle {
         while true {
             let before = try trust.heldTrust()
-            let accepted = try await trust.acceptTrustUpdate(update, held: before, now: clock.now)
+            var accepted = try await trust.acceptTrustUpdate(update, held: before, now: clock.now)
             let written = try IdentityWriter.serialized {
                 guard try trust.heldTrust() == before else { return false }
-                if accepted.changed { try AtomicFile.writeAll(try accepted.fileSet(files)) }
+                // Root CRLs are checked against the roots the update leaves (a new root's first CRL comes with it).
+                let intake = RootCRLIntake(files: files)
+                let rootCRLs = intake.newer(update.rootCRLs, roots: accepted.roots, now: clock.now)
+                for reason in rootCRLs.refused { logger.notice("\(reason)", metadata: ["generation": "\(update.generation)"]) }
+                var set = accepted.changed ? try accepted.fileSet(files) : []
+                set += rootCRLs.files.map { ($0.path, $0.der, 0o644) }
+                // A removed root's CRL leaves crl.pem in the same write; its file goes after it.
+                let gone = Set(accepted.removed.map(intake.path(for:)))
+                if !set.isEmpty {
+                    try AtomicFile.writeAll(try DerivedFiles(files: files, logger: logger).completing(set, removing: gone))
+                    for path in gone { unlink(path) }
+                }
+                accepted.rootCRLsChanged = !rootCRLs.files.isEmpty
                 return true
             }
             if written { return accepted }

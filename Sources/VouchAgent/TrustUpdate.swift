@@ -10,6 +10,8 @@ struct TrustBundleUpdate: Sendable {
     var intermediates: [[UInt8]] = []
     var endorsements: [[UInt8]] = []
     var activeIntermediate: [UInt8] = []
+    /// DER CRLs signed by the roots (`root_crls`), kept for crl.pem (`RootCRLIntake`).
+    var rootCRLs: [[UInt8]] = []
 
     /// Most certificates of each kind an update may carry (a rollover holds two roots, a few
     /// intermediates and cross certificates, one endorsement per rollover).
@@ -45,6 +47,8 @@ struct AcceptedBundle: Sendable {
     var keptForOwnCertificate: [Certificate]
     /// Whether any file differs from what is held.
     var changed: Bool
+    /// Whether a newer root CRL was saved with it (crl.pem changed).
+    var rootCRLsChanged = false
 
     var bundlePEM: String { get throws { try Certificate.pemBundle(roots) } }
 
@@ -192,7 +196,8 @@ private struct TrustUpdateParts {
     init(_ update: TrustBundleUpdate) throws {
         let limits = [("roots", update.roots.count, TrustBundleUpdate.maximumRoots),
                       ("intermediates", update.intermediates.count, TrustBundleUpdate.maximumIntermediates),
-                      ("endorsements", update.endorsements.count, TrustBundleUpdate.maximumEndorsements)]
+                      ("endorsements", update.endorsements.count, TrustBundleUpdate.maximumEndorsements),
+                      ("root CRLs", update.rootCRLs.count, TrustBundleUpdate.maximumRoots)]
         for (what, count, limit) in limits where count > limit {
             throw IdentityRejected("a trust bundle update with \(count) \(what) (at most \(limit)) was ignored")
         }

@@ -8,13 +8,24 @@ import X509
 /// `ca_intermediates.pem` (every intermediate of the CA, for peers that send only their leaf).
 public struct IdentityFiles: Sendable {
     public let directory: String
+    /// The names of the files written (`--file KIND=NAME`); the four read back always have one.
+    public let names: OutputFileNames
+    /// The password of the PKCS#12 keystore and truststore, when either is written.
+    public let keystorePassword: String?
 
-    public init(directory: String) { self.directory = directory }
+    public init(directory: String, names: OutputFileNames = .defaults, keystorePassword: String? = nil) {
+        self.directory = directory
+        self.names = names
+        self.keystorePassword = keystorePassword
+    }
 
-    public var certificate: String { directory + "/svid.pem" }
-    public var key: String { directory + "/svid_key.pem" }
-    public var chain: String { directory + "/chain.pem" }
-    public var bundle: String { directory + "/bundle.pem" }
+    /// The path of `kind`'s file, nil when it is not written.
+    public func path(_ kind: OutputFileNames.Kind) -> String? { names[kind].map { directory + "/" + $0 } }
+
+    public var certificate: String { path(.certificate) ?? directory + "/svid.pem" }
+    public var key: String { path(.key) ?? directory + "/svid_key.pem" }
+    public var chain: String { path(.chain) ?? directory + "/chain.pem" }
+    public var bundle: String { path(.bundle) ?? directory + "/bundle.pem" }
     public var endorsements: String { directory + "/endorsements.pem" }
     public var caIntermediates: String { directory + "/ca_intermediates.pem" }
 

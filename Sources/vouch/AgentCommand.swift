@@ -71,6 +71,8 @@ struct AgentCommand: AsyncParsableCommand {
 
     @OptionGroup var listenerLimits: ListenerLimitOptions
 
+    @OptionGroup var outputFiles: AgentFileOptions
+
     @Option(help: "Longest wait between failed renewal attempts (default 30s).")
     var maxBackoff: DurationArgument?
 
@@ -132,6 +134,7 @@ struct AgentCommand: AsyncParsableCommand {
         let hookDebounce = try hookDebounce ?? configDuration(file?.hookDebounce, key: "agent.hook_debounce") ?? DurationArgument(argument: "1s")!
         limited.hookDebounce = .seconds(hookDebounce.seconds)
         limited.hookOn = try Self.hookKinds(hookOn ?? file?.hookOn)
+        (limited.outputFileNames, limited.keystorePassword) = try outputFiles.resolved(file)
         limited.caServerID = caSpiffeId ?? file?.caSpiffeID
         if let id = limited.caServerID, IdentityRules.trustDomain(ofSPIFFEID: id) == nil {
             throw CLIError("--ca-spiffe-id \(id) is not a SPIFFE ID")

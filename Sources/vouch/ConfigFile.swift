@@ -87,11 +87,16 @@ struct ConfigFile: Decodable {
         var signalProcessName: String?
         var hookDebounce: String?
         var hookOn: String?
+        var files: [String: String]?
+        var pkcs12: String?
+        var truststore: String?
+        var pkcs12PasswordFile: String?
 
         enum CodingKeys: String, CodingKey, CaseIterable {
             case handshakeTimeout = "handshake_timeout", idleTimeout = "idle_timeout", maxConnections = "max_connections"
             case hookTimeout = "hook_timeout", signalProcessName = "signal_process_name", caSpiffeID = "ca_spiffe_id"
             case hookDebounce = "hook_debounce", hookOn = "hook_on"
+            case files, pkcs12, truststore, pkcs12PasswordFile = "pkcs12_password_file"
             case ca, out, listen, metrics, exec, signal
             case caBundle = "ca_bundle", tokenFile = "token_file", certTTL = "cert_ttl", renewFraction = "renew_fraction"
             case keyType = "key_type", pidFile = "pid_file", maxBackoff = "max_backoff", rpcTimeout = "rpc_timeout"

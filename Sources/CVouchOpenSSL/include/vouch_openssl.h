@@ -14,6 +14,7 @@
 #include <openssl/objects.h>
 #include <openssl/ocsp.h>
 #include <openssl/pem.h>
+#include <openssl/pkcs12.h>
 #include <openssl/rand.h>
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
@@ -56,4 +57,15 @@ int vouch_ocsp_response_build(OCSP_REQUEST *request, X509 *signer, EVP_PKEY *key
                               unsigned char **out);
 /// A DER OCSP response carrying only an error status (e.g. OCSP_RESPONSE_STATUS_MALFORMEDREQUEST).
 int vouch_ocsp_error_response(int status, unsigned char **out);
+/// A PKCS#12 keystore (DER) for Java and other PKCS#12 readers: the PKCS#8 key `key_pem`, its
+/// certificate `cert_pem` and the intermediates in `chain_pem` (PEM, may be empty), one entry
+/// named `alias`; AES-256-CBC with PBKDF2 (hmacWithSHA256), MAC SHA-256. Returns the length and
+/// sets *out (free with vouch_openssl_free), or -1.
+int vouch_pkcs12_keystore(const char *key_pem, const char *cert_pem, const char *chain_pem, const char *password,
+                          const char *alias, unsigned char **out);
+/// A PKCS#12 truststore (DER): each certificate of `certs_pem` as a certificate bag named
+/// `<alias_prefix><serial in hex>` carrying Oracle's trusted-key-usage attribute
+/// (2.16.840.1.113894.746875.1.1 = anyExtendedKeyUsage), without which Java lists no entry.
+/// Same encryption and MAC as the keystore. Returns the length and sets *out, or -1.
+int vouch_pkcs12_truststore(const char *certs_pem, const char *password, const char *alias_prefix, unsigned char **out);
 #endif
