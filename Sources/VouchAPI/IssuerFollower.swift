@@ -86,6 +86,8 @@ public struct IssuerFollower: Service {
             }
             // Once per generation: a replica that cannot load the active key says so each time it moves.
             if let warning = set.signingIssuerWarning { logger.warning("\(warning)", metadata: ["generation": "\(set.generation)"]) }
+            // A root CRL not signed by its root (a database writer's) is not served: say so.
+            for line in set.rootCRLWarnings { logger.warning("\(line)", metadata: ["generation": "\(set.generation)"]) }
             previous = set
         }
     }

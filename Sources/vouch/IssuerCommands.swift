@@ -211,6 +211,10 @@ struct CARootStatus: AsyncParsableCommand {
         for retiring in snapshot.issuers where retiring.kind == .intermediate && retiring.state == .retiring {
             print("  retiring: intermediate \(retiring.serial) (until its certificates expire)")
         }
+        let (crls, dropped) = snapshot.servedRootCRLs()
+        for crl in crls { print("  root CRL of \(crl.root): number \(crl.number), next update \(iso8601(crl.nextUpdate))") }
+        for line in dropped { print("  warning: \(line)") }
+        for root in snapshot.rootsWithoutCRL { print("  warning: root \(root.serial) has no CRL: run vouch ca root crl --dir \(options.dir)") }
         if status.stage != .none {
             let names = counts.unconfirmedSample.map { "\($0.spiffeID) (serial \($0.serial))" }
             let more = counts.unconfirmedAgents > names.count ? ", …" : ""
@@ -265,6 +269,11 @@ struct RolloverStatusJSON: Encodable {
         let reason: String
         let safe_at: String?
     }
+    struct RootCRLEntry: Encodable {
+        let serial: String
+        let number: Int64
+        let next_update: String
+    }
     let stage: String
     let generation: Int64
     let old_root: String?
@@ -275,6 +284,8 @@ struct RolloverStatusJSON: Encodable {
     let own_certificates: Certificates
     /// Live admin certificates expiring within 30 days.
     let expiring_admin_certificates: [Certificate]
+    /// The served CRL of each root that is not retired (`vouch ca root crl` signs the next).
+    let root_crls: [RootCRLEntry]
     let next: Next
 
     init(_ status: RolloverStatus, snapshot: IssuerSnapshot, expiringAdmins: [RolloverCertificate]) {
@@ -294,6 +305,7 @@ struct RolloverStatusJSON: Encodable {
         own_certificates = Certificates(live: counts.ownCertificates, latest_not_after: counts.ownLatestNotAfter.map(iso8601),
                                         sample: counts.ownSample.map(Certificate.init))
         expiring_admin_certificates = expiringAdmins.map(Certificate.init)
+        root_crls = snapshot.servedRootCRLs().crls.map { RootCRLEntry(serial: $0.root, number: $0.number, next_update: iso8601($0.nextUpdate)) }
         next = Next(command: status.next.command, safe: status.next.safe, reason: status.next.reason,
                     safe_at: status.next.safeAt.map(iso8601))
     }
