@@ -34,8 +34,10 @@ final class AgentRotationTests: XCTestCase {
         defer { reloader.terminate() }
         try String(reloader.processIdentifier).write(toFile: pidFile, atomically: true, encoding: .utf8)
         // 5 s certificates (the CA's shortest) renewed at 0.3 of their lifetime: a rotation about every 1.6 s.
+        // Hooks on rotations only, at once (CRL and bundle changes: HookChangeProcessTests).
         let (agent, out) = try startAgent(ca, ttl: "5s", extra: [
-            "--renew-fraction", "0.3", "--metrics", "127.0.0.1:0", "--exec", "echo $VOUCH_SERIAL >> \(hookLog)", "--signal", "HUP", "--pid-file", pidFile])
+            "--renew-fraction", "0.3", "--metrics", "127.0.0.1:0", "--exec", "echo $VOUCH_SERIAL >> \(hookLog)", "--signal", "HUP", "--pid-file", pidFile,
+            "--hook-on", "certificate", "--hook-debounce", "0"])
         let pid = agent.pid
         let admin = ca.admin
         let agentAddress = HostPort(host: "127.0.0.1", port: agent.port)
