@@ -131,8 +131,9 @@ public final class TrustFollower: Sendable {
                           metadata: ["generation": "\(update.generation)", "held": "\(heldGeneration)"])
         }
         let accepted: AcceptedBundle
-        // Servers reload for bundle.pem and chain.pem; the other trust files are the agent's own.
-        let probe = FileChangeProbe([(.bundle, files.bundle), (.bundle, files.chain)])
+        // Servers reload for bundle.pem and chain.pem, and for crl.pem (the roots' CRLs); the other
+        // trust files are the agent's own.
+        let probe = FileChangeProbe([(.bundle, files.bundle), (.bundle, files.chain)] + (files.path(.crl).map { [(.crl, $0)] } ?? []))
         do {
             accepted = try await acceptAndWrite(update)
         } catch let refused as TrustUpdateRefused {

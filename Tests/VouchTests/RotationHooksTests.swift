@@ -9,7 +9,9 @@ import XCTest
 /// The agent's hook runner (`FileChangeHooks`) in process: changes within the debounce run the
 /// hooks once with `VOUCH_CHANGED` naming them all; changes while a hook runs merge into one next
 /// run; `--hook-on` drops the other kinds; the signal goes once per run; a hanging hook is killed
-/// after its timeout and stopping kills the running one and starts no more. The agent calling it
+/// after its timeout and stopping kills the running one and starts no more. A trust update is a
+/// `bundle` change only when bundle.pem or chain.pem changed, a `crl` change when crl.pem did
+/// (a root's CRL). The agent calling it
 /// after a revocation and a rotation is shown end to end in HookChangeProcessTests.
 final class RotationHooksTests: XCTestCase {
     /// Lines the hooks appended to `path`.
@@ -140,7 +142,7 @@ final class RotationHooksTests: XCTestCase {
         XCTAssertEqual(lines(received), ["usr1"], "once for the one run")
     }
 
-    func testATrustUpdateIsABundleChangeOnlyWhenBundleOrChainPemChanged() async throws {
+    func testATrustUpdateIsABundleChangeWhenBundleOrChainPemChangedAndACRLChangeWhenCrlPemDid() async throws {
         let world = try RolloverWorld()
         let reported = Mutex<[FileChange]>([])
         let follower = TrustFollower(files: world.files, trust: world.trust, replicas: CAReplicas(CAAddressList(world.configuration.caAddress),
@@ -155,6 +157,12 @@ final class RotationHooksTests: XCTestCase {
         // The same bundle again (a stream reopened): no file changed.
         await follower.apply(world.prepared, reloadListener: {})
         XCTAssertEqual(reported.withLock { $0 }.count, 1)
+        // The same bundle with a new root CRL: crl.pem changed, bundle.pem did not.
+        var withRootCRL = world.prepared
+        withRootCRL.rootCRLs = [try world.r1.makeCRL(entries: [], number: 1, thisUpdate: Date().addingTimeInterval(-60),
+                                                      nextUpdate: Date().addingTimeInterval(3600))]
+        await follower.apply(withRootCRL, reloadListener: {})
+        XCTAssertEqual(reported.withLock { $0 }.dropFirst(), [.crl], "\(world.log.lines)")
         // A new intermediate only changes ca_intermediates.pem, which servers do not read.
         let key = try PrivateKey(generating: .p256)
         let rotated = try world.r1.sign(publicKeyOf: key, template: RolloverWorld.authority("Vouch Intermediate CA 3", pathLength: 0))
@@ -162,7 +170,7 @@ final class RotationHooksTests: XCTestCase {
                                           intermediates: [world.i1.certificate, world.i2.certificate, world.cross, rotated],
                                           endorsements: [world.endorsement]), reloadListener: {})
         XCTAssertTrue(world.log.lines.contains { $0.contains("trust bundle updated") && $0.contains("generation=8") }, "\(world.log.lines)")
-        XCTAssertEqual(reported.withLock { $0 }.count, 1, "\(reported.withLock { $0 })")
+        XCTAssertEqual(reported.withLock { $0 }.count, 2, "\(reported.withLock { $0 })")
     }
 
     func testStoppingKillsTheRunningHookAndStartsNoMore() throws {
