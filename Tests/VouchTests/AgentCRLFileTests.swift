@@ -1,4 +1,5 @@
 import Foundation
+import VouchAPI
 @testable import VouchAgent
 import VouchCrypto
 import VouchTLS
@@ -11,10 +12,15 @@ import XCTest
 final class AgentCRLFileTests: XCTestCase {
     func testCRLFileChecksTheWholeChainAndListsARevokedCertificate() async throws {
         let ca = try CAFixture()
-        let (agent, out) = try ca.startAgent(ttl: "1h")
+        let (agent, out) = try ca.startAgent(ttl: "1h", extra: ["--metrics", "127.0.0.1:0"])
         defer { agent.stop() }
         func crlCount() -> Int { ((try? String(contentsOfFile: out + "/crl.pem", encoding: .utf8)) ?? "").components(separatedBy: "BEGIN X509 CRL").count - 1 }
         XCTAssertTrue(eventually(timeout: 5) { crlCount() == 2 }, "the intermediate's and the root's CRL: \(agent.log)")
+        // The gauge: seconds until the earliest nextUpdate in crl.pem (the intermediate's CRL; the root's lasts longer).
+        let earliest = try XCTUnwrap(CertificateRevocationList(der: Array(try XCTUnwrap(FileManager.default.contents(atPath: out + "/crl.der")))).nextUpdate)
+        let metrics = try execute("/usr/bin/curl", ["-sf", "http://\(announcedAddress(in: agent.log, after: "vouch agent metrics on ") ?? "")/metrics"]).stdout
+        let gauge = try XCTUnwrap(metrics.split(separator: "\n").first { $0.hasPrefix("vouch_agent_crl_expires_in_seconds ") }, metrics)
+        XCTAssertEqual(try XCTUnwrap(Double(gauge.split(separator: " ")[1])), earliest.timeIntervalSinceNow, accuracy: 30)
         func verify(_ leaf: String, crls: String = out + "/crl.pem") throws -> CommandResult {
             try openssl(["verify", "-crl_check_all", "-CAfile", out + "/bundle.pem", "-untrusted", out + "/chain.pem", "-CRLfile", crls, leaf])
         }
@@ -36,6 +42,45 @@ final class AgentCRLFileTests: XCTestCase {
         XCTAssertTrue(eventually(timeout: 5) { ((try? verify(otherLeaf)).map { $0.stdout + $0.stderr } ?? "").contains("certificate revoked") },
                       "the agent's crl.pem lists the revoked certificate: \(agent.log)")
         XCTAssertEqual(try verify(out + "/svid.pem").stdout, "\(out)/svid.pem: OK\n", "its own certificate still passes")
+    }
+
+    /// During a root rollover bundle.pem holds R1 and R2, so crl.pem holds a CRL from each (OpenSSL
+    /// may build the path through either); once R1 retires, its CRL leaves crl.pem and the directory.
+    /// Without the CA having a root's CRL, the agent says so once.
+    func testRolloverCRLFileHoldsEachBundleRootsCRL() async throws {
+        let world = try RolloverWorld()
+        func crl(_ signer: CertificateSigner, _ number: Int64) throws -> [UInt8] {
+            try signer.makeCRL(entries: [], number: number, thisUpdate: Date().addingTimeInterval(-60), nextUpdate: Date().addingTimeInterval(3600))
+        }
+        func pem(_ der: [UInt8]) -> String { PEM.encode(der, label: "X509 CRL") }
+        let out = world.files.directory
+        let crls = ScriptedIssuerCRLs()
+        let i1CRL = try crl(world.i1, 1)
+        crls.set(["": i1CRL])
+        let follower = RevocationFollower(files: world.files, replicas: CAReplicas(CAAddressList(HostPort(host: "127.0.0.1", port: 1)), logger: world.log.logger),
+                                          source: crls, refreshInterval: .seconds(60), clock: SystemAgentClock(), logger: world.log.logger)
+        try await follower.refreshCRL()
+        try await follower.refreshCRL()
+        let r1 = world.r1.certificate.serialHex, r2 = world.r2.certificate.serialHex
+        XCTAssertEqual(world.log.lines.filter { $0.contains(DerivedFiles.missingRootCRL(r1)) }.count, 1, "said once: \(world.log.lines)")
+        XCTAssertEqual(try String(contentsOfFile: out + "/crl.pem", encoding: .utf8), pem(i1CRL), "written all the same")
+
+        var prepared = world.prepared
+        let r1CRL = try crl(world.r1, 1), r2CRL = try crl(world.r2, 1)
+        prepared.rootCRLs = [r1CRL, r2CRL]
+        await world.apply(prepared)
+        XCTAssertEqual(try String(contentsOfFile: out + "/crl.pem", encoding: .utf8), pem(i1CRL) + [(r1, r1CRL), (r2, r2CRL)].sorted { $0.0 < $1.0 }.map { pem($0.1) }.joined())
+        let verified = try openssl(["verify", "-crl_check_all", "-CAfile", out + "/bundle.pem", "-untrusted", out + "/chain.pem",
+                                    "-CRLfile", out + "/crl.pem", out + "/svid.pem"])
+        XCTAssertEqual(verified.stdout, "\(out)/svid.pem: OK\n", verified.stderr)
+
+        try world.renewUnderTheNewRoot()
+        var retired = world.retired
+        retired.rootCRLs = [r2CRL]
+        await world.apply(retired)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: out + "/crl-\(r1).der"), "the retired root's CRL file is removed")
+        XCTAssertFalse(try String(contentsOfFile: out + "/crl.pem", encoding: .utf8).contains(pem(r1CRL)), "and left crl.pem in the same write")
+        XCTAssertTrue(try String(contentsOfFile: out + "/crl.pem", encoding: .utf8).contains(pem(r2CRL)))
     }
 
     /// A root CRL is kept only when a root of bundle.pem signed it, it is fresh, and its number is

@@ -77,6 +77,11 @@ final class AgentFilesTests: XCTestCase {
             XCTAssertEqual(result.status, 1, "\(flags)")
             XCTAssertTrue(result.stderr.contains(message), "\(flags): \(result.stderr)")
         }
+        // The config file's agent.files takes the same kinds.
+        let config = root + "/vouch.yaml"
+        try "agent:\n  files:\n    fulchain: full.pem\n".write(toFile: config, atomically: true, encoding: .utf8)
+        let fromFile = try execute(VouchBinary.path, base + ["--config", config])
+        XCTAssertTrue(fromFile.stderr.contains("unknown --file kind fulchain (certificate, "), fromFile.stderr)
         XCTAssertFalse(FileManager.default.fileExists(atPath: root + "/out"), "nothing written")
     }
 
