@@ -5,7 +5,6 @@ import Foundation
 /// the real programs accept.
 enum ReadmeRecipes {
     static func text() throws -> String {
-        if let development = ProcessInfo.processInfo.environment["VOUCH_RECIPES_README"] { return try String(contentsOfFile: development, encoding: .utf8) }  // DEV-ONLY, remove
         let readme = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
             .appendingPathComponent("README.md")
         return try String(contentsOf: readme, encoding: .utf8)

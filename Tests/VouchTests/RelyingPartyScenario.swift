@@ -8,9 +8,13 @@ import XCTest
 /// while the other keeps getting through.
 extension RelyingPartyWorld {
     struct ScenarioOutcome {
-        let requests: Int
+        /// Both clients' requests until the revocation, and those that failed.
+        let requests: Int, failed: Int
         let rotations: Int
         let refusedAfter: TimeInterval
+        /// Client A's requests after the revocation, and those that failed.
+        let laterRequests: Int, laterFailed: Int
+        let laterSeconds: TimeInterval
     }
 
     /// - Parameters:
@@ -44,7 +48,8 @@ extension RelyingPartyWorld {
         loopA.stop()
         loopB.stop()
 
-        let beforeRevocation = loopA.requests() + loopB.requests(to: revokedAt)
+        let stoppedAt = Date()
+        let beforeRevocation = loopA.requests(to: revokedAt) + loopB.requests(to: revokedAt)
         let failedA = loopA.failures(), failedB = loopB.failures(to: revokedAt)
         XCTAssertEqual(failedA.count + failedB.count, 0, """
             \(server.name): requests that failed before the revocation (A: all, B: before it)
@@ -60,7 +65,9 @@ extension RelyingPartyWorld {
         XCTAssertEqual(accepted.count, 0, "\(server.name) accepted client B again after refusing it\n\(diagnostics)")
         XCTAssert(revocationEvidence(refusal), "\(server.name) refused client B, but not for the revocation: \(refusal.detail)\n\(diagnostics)")
         XCTAssertEqual(clientB.serial, revoked, "client B's agent holds the revoked certificate (it cannot renew it)")
-        return ScenarioOutcome(requests: beforeRevocation, rotations: serials.count - 1, refusedAfter: refusal.at.timeIntervalSince(revokedAt))
+        return ScenarioOutcome(requests: beforeRevocation, failed: loopA.failures(to: revokedAt).count + failedB.count, rotations: serials.count - 1,
+                               refusedAfter: refusal.at.timeIntervalSince(revokedAt), laterRequests: loopA.requests(from: revokedAt),
+                               laterFailed: loopA.failures(from: revokedAt).count, laterSeconds: stoppedAt.timeIntervalSince(revokedAt))
     }
 
     /// The serial of `client`'s certificate at a moment its agent will not renew it within the next
@@ -91,7 +98,8 @@ extension RelyingPartyWorld {
 
     /// The line the test prints for the closing note.
     static func summary(_ name: String, _ outcome: ScenarioOutcome) -> String {
-        "\(name): \(outcome.requests) requests, 0 failed, \(outcome.rotations) server rotations, revoked client refused after "
-            + String(format: "%.1f s", outcome.refusedAfter)
+        "\(name): \(outcome.requests) requests, \(outcome.failed) failed, \(outcome.rotations) server rotations, revoked client refused after "
+            + String(format: "%.1f s", outcome.refusedAfter) + "; the other client: \(outcome.laterRequests) requests, \(outcome.laterFailed) failed in the "
+            + String(format: "%.1f s", outcome.laterSeconds) + " after the revocation"
     }
 }

@@ -106,9 +106,10 @@ final class RelyingPartyWorld: @unchecked Sendable {
         for agent in agents { agent.stop() }
     }
 
-    /// What a failure message needs: every server's log and every agent's.
+    /// What a failure message needs: the end of every server's log and every agent's.
     var diagnostics: String {
-        (servers.map { "--- \($0.name):\n\($0.log)" } + agents.map { "--- agent \($0.name):\n\($0.log.suffix(4000))" })
+        func end(_ log: String) -> String { log.split(separator: "\n", omittingEmptySubsequences: false).suffix(25).joined(separator: "\n") }
+        return (servers.map { "--- \($0.name):\n" + end($0.log) } + agents.map { "--- agent \($0.name):\n" + end($0.log) })
             .joined(separator: "\n")
     }
 
