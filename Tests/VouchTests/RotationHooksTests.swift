@@ -11,7 +11,8 @@ import XCTest
 /// run; `--hook-on` drops the other kinds; the signal goes once per run; a hanging hook is killed
 /// after its timeout and stopping kills the running one and starts no more. A trust update is a
 /// `bundle` change only when bundle.pem or chain.pem changed, a `crl` change when crl.pem did
-/// (a root's CRL). The agent calling it
+/// (a root's CRL); a fetched CRL is a `crl` change when it has new bytes (a re-signed CRL without
+/// new serials too), not when it is the one held. The agent calling it
 /// after a revocation and a rotation is shown end to end in HookChangeProcessTests.
 final class RotationHooksTests: XCTestCase {
     /// Lines the hooks appended to `path`.
@@ -171,6 +172,27 @@ final class RotationHooksTests: XCTestCase {
                                           endorsements: [world.endorsement]), reloadListener: {})
         XCTAssertTrue(world.log.lines.contains { $0.contains("trust bundle updated") && $0.contains("generation=8") }, "\(world.log.lines)")
         XCTAssertEqual(reported.withLock { $0 }.count, 2, "\(reported.withLock { $0 })")
+    }
+
+    func testACRLWithNewBytesIsACRLChangeAndTheSameCRLAgainIsNot() async throws {
+        let world = try RolloverWorld()
+        let reported = Mutex<[FileChange]>([])
+        func crl(_ number: Int64) throws -> [UInt8] {
+            try world.i1.makeCRL(entries: [], number: number, thisUpdate: Date().addingTimeInterval(-60), nextUpdate: Date().addingTimeInterval(3600))
+        }
+        let crls = ScriptedIssuerCRLs()
+        crls.set(["": try crl(1)])
+        let follower = RevocationFollower(files: world.files, replicas: CAReplicas(CAAddressList(world.configuration.caAddress), logger: world.log.logger),
+                                          source: crls, refreshInterval: .seconds(60), clock: SystemAgentClock(), logger: world.log.logger,
+                                          onFilesChanged: { change in reported.withLock { $0.append(change) } })
+        try await follower.refreshCRL()
+        XCTAssertEqual(reported.withLock { $0 }, [.crl], "the first CRL written")
+        try await follower.refreshCRL()
+        XCTAssertEqual(reported.withLock { $0 }, [.crl], "the same CRL fetched again changes no file")
+        // The CA's periodic re-signing: no new serial, but a new CRL that servers holding the old one need.
+        crls.set(["": try crl(2)])
+        try await follower.refreshCRL()
+        XCTAssertEqual(reported.withLock { $0 }, [.crl, .crl])
     }
 
     func testStoppingKillsTheRunningHookAndStartsNoMore() throws {
