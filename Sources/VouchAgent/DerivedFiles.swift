@@ -73,14 +73,12 @@ struct DerivedFiles {
 
     /// The DER CRLs the agent holds (crl.der, then crl-<issuer serial>.der by name), as they will be.
     private func crlFiles(pending: [String: [UInt8]], removing: Set<String>) -> [String] {
+        let path = { (name: String) in files.directory + "/" + name }
         let onDisk = (try? FileManager.default.contentsOfDirectory(atPath: files.directory)) ?? []
-        let names = Set(onDisk.map { files.directory + "/" + $0 } + pending.keys).subtracting(removing)
-        let crlDER = files.directory + "/crl.der"
-        let others = names.filter {
-            let name = ($0 as NSString).lastPathComponent
-            return name.hasPrefix("crl-") && name.hasSuffix(".der") && ($0 as NSString).deletingLastPathComponent == files.directory
-        }
-        return (names.contains(crlDER) ? [crlDER] : []) + others.sorted()
+        let pendingHere = pending.keys.map { ($0 as NSString).lastPathComponent }.filter { pending[path($0)] != nil }
+        let names = Set(onDisk + pendingHere).filter { !removing.contains(path($0)) }
+        let others = names.filter { $0.hasPrefix("crl-") && $0.hasSuffix(".der") }.sorted()
+        return ((names.contains("crl.der") ? ["crl.der"] : []) + others).map(path)
     }
 
     /// After the agent asked the CA for its roots' CRLs: warns once per root of `roots` whose CRL

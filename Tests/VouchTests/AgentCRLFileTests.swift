@@ -81,6 +81,10 @@ final class AgentCRLFileTests: XCTestCase {
         XCTAssertFalse(FileManager.default.fileExists(atPath: out + "/crl-\(r1).der"), "the retired root's CRL file is removed")
         XCTAssertFalse(try String(contentsOfFile: out + "/crl.pem", encoding: .utf8).contains(pem(r1CRL)), "and left crl.pem in the same write")
         XCTAssertTrue(try String(contentsOfFile: out + "/crl.pem", encoding: .utf8).contains(pem(r2CRL)))
+        // The same write recomputed chain.pem ([I2, X] → [I2]) and the full chain made from it.
+        XCTAssertEqual(try world.serials(out + "/chain.pem"), [world.i2.certificate.serialHex])
+        XCTAssertEqual(try String(contentsOfFile: out + "/fullchain.pem", encoding: .utf8),
+                       try String(contentsOfFile: out + "/svid.pem", encoding: .utf8) + String(contentsOfFile: out + "/chain.pem", encoding: .utf8))
     }
 
     /// A root CRL is kept only when a root of bundle.pem signed it, it is fresh, and its number is
