@@ -3,10 +3,11 @@ import Foundation
 import VouchAuthority
 import VouchCrypto
 
-/// `vouch ca intermediate rotate`.
+/// `vouch ca intermediate rotate|revoke`.
 struct CAIntermediateCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "intermediate", abstract: "Rotate the CA's signing intermediate.", subcommands: [CAIntermediateRotate.self])
+        commandName: "intermediate", abstract: "Rotate the CA's signing intermediate; revoke one that no longer signs.",
+        subcommands: [CAIntermediateRotate.self, CAIntermediateRevoke.self])
 }
 
 struct CAIntermediateRotate: AsyncParsableCommand {
