@@ -1,5 +1,8 @@
 import Foundation
+@testable import VouchAgent
 import VouchCrypto
+import VouchFiles
+import VouchTLS
 import XCTest
 
 /// The files the agent writes for servers besides its own four: fullchain.pem, crl.pem, and on
@@ -83,6 +86,34 @@ final class AgentFilesTests: XCTestCase {
         let fromFile = try execute(VouchBinary.path, base + ["--config", config])
         XCTAssertTrue(fromFile.stderr.contains("unknown --file kind fulchain (certificate, "), fromFile.stderr)
         XCTAssertFalse(FileManager.default.fileExists(atPath: root + "/out"), "nothing written")
+    }
+
+    /// Each write carries the derived files of the inputs it changes, before svid.pem: a renewal the
+    /// full chain, combined and keystore; a CRL crl.pem; a bundle the truststore. Nothing else.
+    func testEachSetCarriesTheDerivedFilesOfItsInputsWithTheCertificateLast() throws {
+        let world = try RolloverWorld()
+        let files = IdentityFiles(directory: world.files.directory,
+                                  names: try OutputFileNames.defaults.applying(["combined=client.pem", "pkcs12=k.p12", "truststore=t.p12"]),
+                                  keystorePassword: "pw")
+        let derived = DerivedFiles(files: files)
+        try AtomicFile.writeAll(try derived.completing([], force: true))
+        func names(_ set: DerivedFiles.FileSet) -> [String] { set.map { ($0.path as NSString).lastPathComponent } }
+
+        let key = try PrivateKey(generating: .p256)
+        let leaf = try RolloverWorld.leaf(RolloverWorld.agentID, key: key, under: world.i1)
+        let renewal = try derived.completing([(files.chain, Array(pemBundle([world.i1.certificate]).utf8), 0o644),
+                                              (files.key, Array(key.pkcs8PEM().utf8), 0o600), (files.certificate, Array(leaf.pem.utf8), 0o644)])
+        XCTAssertEqual(names(renewal), ["chain.pem", "svid_key.pem", "fullchain.pem", "client.pem", "k.p12", "svid.pem"])
+        let combined = Array((try leaf.pem + pemBundle([world.i1.certificate]) + key.pkcs8PEM()).utf8)
+        XCTAssertEqual(renewal.first { $0.path.hasSuffix("/client.pem") }?.bytes, combined)
+
+        let crl = try world.i1.makeCRL(entries: [], number: 1, thisUpdate: Date(), nextUpdate: Date().addingTimeInterval(3600))
+        let crlSet = try derived.completing([(files.directory + "/crl.der", crl, 0o644)])
+        XCTAssertEqual(names(crlSet), ["crl.der", "crl.pem"])
+        XCTAssertEqual(crlSet.last?.bytes, Array(PEM.encode(crl, label: "X509 CRL").utf8))
+
+        let bundle = try derived.completing([(files.bundle, Array(pemBundle([world.r1.certificate, world.r2.certificate]).utf8), 0o644)])
+        XCTAssertEqual(names(bundle), ["bundle.pem", "t.p12"])
     }
 
     /// A CRL change rewrites crl.der and crl.pem (and the rest of the set) in one write: on a full
