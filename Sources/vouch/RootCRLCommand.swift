@@ -20,12 +20,12 @@ struct CARootCRL: AsyncParsableCommand {
     @Option(help: ArgumentHelp("The root's key (default: DIR/root_key.pem, or where `root prepare` put the active root's).", valueName: "file"))
     var rootKey: String?
 
-    @Option(help: ArgumentHelp("How long the CRL is valid (1d to 400d).", valueName: "duration"))
-    var nextUpdate: DurationArgument = DurationArgument(seconds: Int64(RootCRL.defaultLifetime))
+    @Option(help: ArgumentHelp("How long the CRL is valid, 1d to 400d (default: 365d).", valueName: "duration"))
+    var nextUpdate: DurationArgument?
 
     func run() async throws {
         try await runReportingErrors {
-            let lifetime = TimeInterval(nextUpdate.seconds)
+            let lifetime = nextUpdate.map { TimeInterval($0.seconds) } ?? RootCRL.defaultLifetime
             guard RootCRL.lifetimeRange.contains(lifetime) else {
                 throw CLIError("--next-update must be between 1d and 400d")
             }
@@ -50,11 +50,5 @@ struct CARootCRL: AsyncParsableCommand {
         let revoked: Int
         let next_update: String
         let generation: Int64
-    }
-}
-
-extension DurationArgument {
-    init(seconds: Int64) {
-        self.init(argument: "\(seconds)s")!
     }
 }

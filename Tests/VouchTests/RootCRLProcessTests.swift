@@ -61,6 +61,18 @@ final class RootCRLProcessTests: XCTestCase {
             (try? execute("/usr/bin/curl", ["-sf", "-o", dir + "/root2.crl", "http://\(http)/crl/\(root.serialHex)"]).status) == 0
                 && (try? CertificateRevocationList(der: Array(Data(contentsOf: URL(fileURLWithPath: dir + "/root2.crl")))))?.number == 2
         }, ca.server.log)
+        let status = try vouch("ca", "root", "status", "--dir", ca.caDir, "--json")
+        let object = try JSONSerialization.jsonObject(with: Data(status.stdout.utf8)) as? [String: Any]
+        let rootCRLs = try XCTUnwrap(object?["root_crls"] as? [[String: Any]], status.stdout)
+        XCTAssertEqual(rootCRLs.map { "\($0["serial"] ?? "") \($0["number"] ?? "")" }, ["\(root.serialHex) 2"])
+
+        for (arguments, refusal) in [(["--next-update", "401d"], "vouch: --next-update must be between 1d and 400d"),
+                                     (["--root-key", ca.caDir + "/intermediate_key.pem"],
+                                      "vouch: --root-key \(ca.caDir)/intermediate_key.pem is not the key of any current root")] {
+            let refused = try execute(VouchBinary.path, ["ca", "root", "crl", "--dir", ca.caDir] + arguments)
+            XCTAssertEqual(refused.status, 1)
+            XCTAssertEqual(refused.stderr, refusal + "\n")
+        }
     }
 
     func testARevokedIntermediateFailsAtDepthOneForCRLCheckAll() async throws {
