@@ -172,6 +172,32 @@ struct RootCRLTests {
         #expect(try await world.authority.rootCRL(serial: world.authority.issuerSet.active.serial) == nil, "an intermediate's serial")
     }
 
+    @Test("through a root rollover: both roots' CRLs while clients trust both; a retired root's route answers 410")
+    func acrossARollover() async throws {
+        let world = try IssuerWorld()
+        try await world.authority.start()
+        let rootKey = world.rootSigner.key
+        let operations = IssuerOperations(store: world.store, now: world.clock.now)
+        _ = try await operations.signRootCRL(rootKey: rootKey, keyPath: "root_key.pem")
+        let prepared = try await operations.prepareRoot(rootKey: rootKey, rootKeyPath: "root_key.pem", placeRootKey: { _ in }) {
+            IssuerOperations.KeyPlacement(keyRef: IssuerRecord.databaseKeyRef, keyPEM: try $0.key.pkcs8PEM(passphrase: IssuerWorld.passphrase))
+        }
+        try await world.authority.reloadIssuers()
+        let old = world.material.root.serialHex, new = prepared.root.serial
+        #expect(world.authority.issuerSet.rootCRLs.map { "\($0.root) \($0.number)" } == ["\(old) 2", "\(new) 1"])
+        #expect(Vouch_V1_TrustBundle(world.authority.issuerSet).rootCrls.count == 2)
+        #expect(String(decoding: await Self.http(world, "/crl/all.pem").body, as: UTF8.self)
+            .components(separatedBy: "-----BEGIN X509 CRL-----").count - 1 == 4, "both intermediates' (the pending one publishes too), both roots'")
+
+        _ = try await operations.activateRoot(force: true)
+        _ = try await operations.retireRoot(force: true)
+        try await world.authority.reloadIssuers()
+        #expect(world.authority.issuerSet.rootCRLs.map(\.root) == [new])
+        #expect(await Self.http(world, "/crl/\(old)").status == 410)
+        await #expect(throws: AuthorityError(.failedPrecondition, "root \(old) is retired")) { try await world.authority.rootCRL(serial: old) }
+        #expect(await Self.http(world, "/crl/\(new)").status == 200)
+    }
+
     @Test("housekeeping warns about a root without CRL and, from 30 days before, about one that expires")
     func expiryAndMissingCRLWarnings() async throws {
         let world = try IssuerWorld()
