@@ -16,6 +16,8 @@ protocol RevocationStatus: Sendable {
     /// is revoked counts only when its signed CRL agrees: an impostor holding the server's key
     /// can say anything, but cannot sign a CRL.
     func confirmRevoked(_ serial: String) async -> Bool
+    /// The CRL files `identity` needs in crl.pem that are not held, fetched to be written with it (`IdentityCRLs`).
+    func crls(for identity: VerifiedIdentity, roots: [Certificate], enrolling: Bool) async -> IdentityCRLs
 }
 
 /// Obtains the agent's identity and keeps it fresh: reuses a valid identity on disk or enrolls
@@ -120,7 +122,10 @@ final class IdentityKeeper: Sendable {
             throw AgentError("rejected the CA's enrollment answer: \(rejected)")
         }
         noteUntrustedRoots(answer, trusted: roots)
-        try await writeEnrolled(identity, key: key, bundlePEM: try Certificate.pemBundle(roots))
+        // The first crl.pem next to the new svid.pem must already be complete (servers refuse an empty one).
+        let crls = await revocations.crls(for: identity, roots: roots, enrolling: true)
+        try await writeEnrolled(identity, key: key, bundlePEM: try Certificate.pemBundle(roots), crls: crls.files)
+        crls.adopt()
         logger.info("enrolled", metadata: ["spiffe_id": "\(identity.leaf.spiffeID ?? "")", "serial": "\(identity.leaf.serialHex)",
                                            "not_after": "\(identity.leaf.notValidAfter)"])
         record(identity.leaf, rotated: false)
@@ -128,11 +133,11 @@ final class IdentityKeeper: Sendable {
 
     /// Writes an identity the CA has just issued, again and again while the disk refuses it (full,
     /// read-only): the token's use is spent, so enrolling again could fail for good.
-    private func writeEnrolled(_ identity: VerifiedIdentity, key: PrivateKey, bundlePEM: String) async throws {
+    private func writeEnrolled(_ identity: VerifiedIdentity, key: PrivateKey, bundlePEM: String, crls: DerivedFiles.FileSet) async throws {
         var failures = 0
         while true {
             do {
-                return try IdentityWriter(files: files).write(identity, key: key, bundlePEM: bundlePEM)
+                return try IdentityWriter(files: files).write(identity, key: key, bundlePEM: bundlePEM, crls: crls)
             } catch {
                 failures += 1
                 guard identity.leaf.notValidAfter > clock.now, !Task.isCancelled else { throw error }
@@ -223,7 +228,10 @@ final class IdentityKeeper: Sendable {
                     unwritten = (identity, key)
                 }
                 if let (identity, key) = unwritten {
-                    try IdentityWriter(files: files).write(identity, key: key, bundlePEM: nil)
+                    // A new intermediate's CRL (none held yet) goes into crl.pem with the certificate it issued.
+                    let crls = await revocations.crls(for: identity, roots: [], enrolling: false)
+                    try IdentityWriter(files: files).write(identity, key: key, bundlePEM: nil, crls: crls.files)
+                    crls.adopt()
                 }
                 unwritten = nil
                 let served = try reloadListener()

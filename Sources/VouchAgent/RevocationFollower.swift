@@ -179,6 +179,16 @@ public final class RevocationFollower: RevocationStatus {
         return isRevoked(serial)
     }
 
+    /// The number of the CRL held from the issuer with this key (its SubjectPublicKeyInfo), if any.
+    func heldNumber(key: [UInt8]) -> Int64? { state.withLock { $0.crls[key]?.number } }
+
+    /// Holds a CRL that a new identity's write saved at `path` (`crls(for:)`), as `take` does after
+    /// its own write; the CRL that was at crl.der before now lives at `previous`.
+    func adopt(_ crl: CertificateRevocationList, key: [UInt8], path: String, previous: (path: String, key: [UInt8])?) {
+        if let previous { state.withLock { $0.crls[previous.key]?.path = previous.path } }
+        hold(crl, key: key, path: path)
+    }
+
     private func hold(_ crl: CertificateRevocationList, key: [UInt8], path: String) {
         let serials = Set(crl.entries.map { SerialNumber.hex($0.serial) })
         let number = crl.number ?? -1
@@ -237,7 +247,7 @@ public final class RevocationFollower: RevocationStatus {
     /// Before crl.der takes another issuer's CRL (the active intermediate changed), the CRL it held
     /// is saved under its issuer's serial, so a restart before that issuer's next fetch still has it:
     /// where, and what, to write in the same set as the new crl.der.
-    private func previousActive(besides key: [UInt8]) async -> (path: String, der: [UInt8], key: [UInt8])? {
+    func previousActive(besides key: [UInt8]) async -> (path: String, der: [UInt8], key: [UInt8])? {
         guard let previous = state.withLock({ state in state.crls.first { $0.value.path == crlPath && $0.key != key } }),
               let issuers = try? await trustedIssuers(),
               let issuer = issuers.first(where: { (try? $0.der).flatMap(CertificateDER.subjectPublicKeyInfo).map(Array.init) == previous.key })
