@@ -37,7 +37,8 @@ final class RelyingPartyWorld: @unchecked Sendable {
     }
 
     /// Starts the `vouch agent` recipe `name` with a fresh token for `spiffeID` (localhost, 127.0.0.1),
-    /// its `/etc/vouch/<recipeDirectory>` moved to `<directory>/<out>`; returns once `files` are complete (`isComplete`).
+    /// its `/etc/vouch/<recipeDirectory>` moved to `<directory>/<out>`; returns once svid.pem is written, `files`
+    /// complete by then (`isComplete`).
     func startAgent(recipe name: String, recipeDirectory: String, out: String, spiffeID: String, files: [String]) throws -> RecipeAgent {
         let outDirectory = directory + "/" + out
         try FileManager.default.createDirectory(atPath: outDirectory, withIntermediateDirectories: true)
@@ -49,16 +50,22 @@ final class RelyingPartyWorld: @unchecked Sendable {
         let command = try recipe(name, replacements)
         let agent = try RecipeAgent(name: out, command: command, out: outDirectory, extraArguments: ["--cert-ttl", Self.certificateLifetime])
         agents.append(agent)
-        guard eventually(timeout: 30, { !agent.isRunning || files.allSatisfy { Self.isComplete(outDirectory, $0) } }),
+        guard eventually(timeout: 30, { !agent.isRunning || FileManager.default.fileExists(atPath: outDirectory + "/svid.pem") }),
               agent.isRunning else {
-            throw CLIFailure("agent \(out) did not write \(files.joined(separator: ", ")): \(agent.log)")
+            throw CLIFailure("agent \(out) did not write svid.pem: \(agent.log)")
+        }
+        // svid.pem is renamed last in its set: a server started now must find the others complete,
+        // crl.pem with every CRL of the chain included (nginx does not start on an empty one).
+        let incomplete = files.filter { !Self.isComplete(outDirectory, $0) }
+        guard incomplete.isEmpty else {
+            throw CLIFailure("agent \(out) wrote svid.pem before \(incomplete.joined(separator: ", ")) was complete: \(agent.log)")
         }
         return agent
     }
 
     /// Whether `name` in `directory` is there and not empty, and crl.pem holds a CRL from every
-    /// intermediate and root (it is first written empty, and nginx refuses an ssl_crl file without a
-    /// CRL; one without the root's CRL refuses every client).
+    /// intermediate and root (nginx refuses an ssl_crl file without a CRL; one without the root's
+    /// CRL refuses every client).
     static func isComplete(_ directory: String, _ name: String) -> Bool {
         func count(_ label: String, in file: String) -> Int {
             ((try? String(contentsOfFile: directory + "/" + file, encoding: .utf8)) ?? "").components(separatedBy: "-----BEGIN " + label).count - 1
