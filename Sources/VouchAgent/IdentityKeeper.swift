@@ -232,6 +232,7 @@ final class IdentityKeeper: Sendable {
                     let crls = await revocations.crls(for: identity, roots: [], enrolling: false)
                     try IdentityWriter(files: files).write(identity, key: key, bundlePEM: nil, crls: crls.files)
                     crls.adopt()
+                    if !crls.files.isEmpty { hooks.notify(.crl) }
                 }
                 unwritten = nil
                 let served = try reloadListener()
