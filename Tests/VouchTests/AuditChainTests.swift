@@ -17,8 +17,8 @@ final class AuditChainTests: XCTestCase {
         let database = ca.caDir + "/vouch.db"
         let intact = try vouch("audit", "verify", "--dir", ca.caDir)
         XCTAssertEqual(intact.status, 0, intact.stderr)
-        // ca init's two certificates, the server's own listener certificate, three tokens.
-        XCTAssertTrue(intact.stdout.contains("audit log intact: 6 events"), intact.stdout)
+        // ca init's two certificates and root CRL, the server's own listener certificate, three tokens.
+        XCTAssertTrue(intact.stdout.contains("audit log intact: 7 events"), intact.stdout)
 
         // Edit row 4 by hand: verification names it.
         let copy = ca.root + "/edited.db"
@@ -38,8 +38,8 @@ final class AuditChainTests: XCTestCase {
         // Delete the last row: the recorded head catches it.
         try FileManager.default.removeItem(atPath: database)
         try FileManager.default.copyItem(atPath: copy, toPath: database)
-        try sqlite(database, "DELETE FROM audit_event WHERE id = 6")
+        try sqlite(database, "DELETE FROM audit_event WHERE id = 7")
         let truncated = try vouch("audit", "verify", "--dir", ca.caDir)
-        XCTAssertTrue(truncated.stderr.contains("audit log broken at row 6"), truncated.stderr)
+        XCTAssertTrue(truncated.stderr.contains("audit log broken at row 7"), truncated.stderr)
     }
 }

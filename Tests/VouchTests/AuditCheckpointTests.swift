@@ -37,8 +37,8 @@ final class AuditCheckpointTests: XCTestCase {
             SELECT row_id, hash, time + 1, signer, X'3006020101020101' FROM audit_checkpoint ORDER BY id DESC LIMIT 1
             """)
         let forged = try verify(ca)
-        // Rows: ca init's two certificates, the listener's own (3).
-        XCTAssertTrue(forged.stderr.contains("audit log broken at row 3: the checkpoint signed at") && forged.stderr.contains(
+        // Rows: ca init's two certificates and root CRL, the listener's own (4).
+        XCTAssertTrue(forged.stderr.contains("audit log broken at row 4: the checkpoint signed at") && forged.stderr.contains(
             "its signature does not verify with the intermediate certificate"), forged.stderr)
 
         // A row appended by hand, its hashes made up: the server refuses to put its signature on it.
@@ -47,11 +47,11 @@ final class AuditCheckpointTests: XCTestCase {
             DELETE FROM audit_checkpoint WHERE id = (SELECT max(id) FROM audit_checkpoint);
             INSERT INTO audit_event (time, actor, action, subject, peer, detail, prev_hash, hash)
             VALUES (0, 'local', 'revoke', 'ab', '', '', zeroblob(32), zeroblob(32));
-            UPDATE audit_head SET last_id = 4, last_hash = zeroblob(32);
+            UPDATE audit_head SET last_id = 5, last_hash = zeroblob(32);
             """)
         let server = try ServerProcess(directory: ca.caDir)
         XCTAssertTrue(eventually { server.log.contains("audit checkpoint failed") }, server.log)
-        XCTAssertTrue(server.log.contains("audit log broken at row 4"), server.log)
+        XCTAssertTrue(server.log.contains("audit log broken at row 5"), server.log)
         server.stop()
     }
 
@@ -73,21 +73,22 @@ final class AuditCheckpointTests: XCTestCase {
         let database = ca.caDir + "/vouch.db"
         XCTAssertEqual(try verify(ca).status, 0)
 
-        // Edit row 4 and recompute every hash from it on, and the head, with sqlite3 alone.
+        // Edit row 5 (after the checkpoint the server signed at start, row 4) and recompute every hash
+        // from it on, and the head, with sqlite3 alone.
         let rows = try sqlite(database, """
             SELECT id, hex(ieee754_to_blob(time)), hex(actor), hex(action), hex(subject), hex(peer), hex(detail), hex(hash)
             FROM audit_event ORDER BY id
             """).split(separator: "\n").map { $0.split(separator: "|", omittingEmptySubsequences: false).map(String.init) }
-        XCTAssertEqual(rows.count, 6, "ca init's two certificates, the listener's own, and three tokens")
+        XCTAssertEqual(rows.count, 7, "ca init's two certificates and root CRL, the listener's own, and three tokens")
         var previous = [UInt8](repeating: 0, count: 32)
         var updates = ""
         for row in rows {
             var fields = row[2...6].map { [UInt8](hex: $0)! }
             let original = Self.chainHash(previous: previous, timeBits: [UInt8](hex: row[1])!, fields: fields)
-            if row[0] == "4" { fields[4] = Array("spiffe://example.org/svc/evil".utf8) }
+            if row[0] == "5" { fields[4] = Array("spiffe://example.org/svc/evil".utf8) }
             let hash = Self.chainHash(previous: previous, timeBits: [UInt8](hex: row[1])!, fields: fields)
-            if Int(row[0])! < 4 { XCTAssertEqual(original.hex, row[7].lowercased(), "the hand computation matches Vouch's") }
-            if Int(row[0])! >= 4 {
+            if Int(row[0])! < 5 { XCTAssertEqual(original.hex, row[7].lowercased(), "the hand computation matches Vouch's") }
+            if Int(row[0])! >= 5 {
                 updates += "UPDATE audit_event SET detail = CAST(X'\(fields[4].hex)' AS TEXT), prev_hash = X'\(previous.hex)', "
                     + "hash = X'\(hash.hex)' WHERE id = \(row[0]);\n"
             }
@@ -98,7 +99,7 @@ final class AuditCheckpointTests: XCTestCase {
 
         let rewritten = try verify(ca)
         XCTAssertEqual(rewritten.status, 1)
-        XCTAssertTrue(rewritten.stderr.contains("audit log broken at row 6: its chain hash differs from the checkpoint signed at"),
+        XCTAssertTrue(rewritten.stderr.contains("audit log broken at row 7: its chain hash differs from the checkpoint signed at"),
                       rewritten.stderr)
 
         // What it cannot see alone: the same rewrite with the checkpoint table emptied too.
@@ -123,7 +124,7 @@ final class AuditCheckpointTests: XCTestCase {
         let exported = try vouch("audit", "checkpoint", "--dir", ca.caDir, "--server", ca.server.address, "--out", saved)
         XCTAssertEqual(exported.status, 0, exported.stderr)
         let checkpoint = try AuditCheckpoint(text: try String(contentsOfFile: saved, encoding: .utf8))
-        XCTAssertEqual(checkpoint.rowID, 7, "ca init (2), a listener certificate per start (2), token a, token b, and GetAuditCheckpoint itself")
+        XCTAssertEqual(checkpoint.rowID, 8, "ca init (3), a listener certificate per start (2), token a, token b, and GetAuditCheckpoint itself")
         ca.server.stop()
         XCTAssertEqual(try verify(ca, checkpoint: saved).status, 0)
 
@@ -137,7 +138,7 @@ final class AuditCheckpointTests: XCTestCase {
         XCTAssertEqual(try verify(ca).status, 0)
         let rolledBack = try verify(ca, checkpoint: saved)
         XCTAssertEqual(rolledBack.status, 1)
-        XCTAssertTrue(rolledBack.stderr.contains("audit log broken at row 7: the checkpoint file records row 7 but the log ends at row 4 "
+        XCTAssertTrue(rolledBack.stderr.contains("audit log broken at row 8: the checkpoint file records row 8 but the log ends at row 5 "
                                                  + "(rollback to an older database"), rolledBack.stderr)
     }
 
