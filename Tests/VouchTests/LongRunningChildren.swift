@@ -23,3 +23,18 @@ enum LongRunningChildren {
         }
     }
 }
+
+extension Process {
+    /// Starts a long-running child with its standard output read by `output` and its standard error
+    /// by `errors` (the same collector unless given), registered so it is killed at exit if a test
+    /// leaves it running.
+    func runLongLived(output: OutputCollector, errors: OutputCollector? = nil) throws {
+        let out = Pipe(), err = Pipe()
+        standardOutput = out
+        standardError = err
+        output.attach(out.fileHandleForReading)
+        (errors ?? output).attach(err.fileHandleForReading)
+        try run()
+        LongRunningChildren.register(self)
+    }
+}

@@ -52,13 +52,7 @@ private struct QuickstartRun {
         exit = ProcessExit(process)
         process.executableURL = URL(fileURLWithPath: VouchBinary.path)
         process.arguments = ["quickstart", "--dir", dir, "--cert-ttl", certificateTTL]
-        let pipe = Pipe(), logPipe = Pipe()
-        process.standardOutput = pipe
-        process.standardError = logPipe
-        output.attach(pipe.fileHandleForReading)
-        log.attach(logPipe.fileHandleForReading)
-        try process.run()
-        LongRunningChildren.register(process)
+        try process.runLongLived(output: output, errors: log)
     }
 
     func wait(until seconds: TimeInterval, for condition: (String) -> Bool) {

@@ -95,14 +95,8 @@ final class RecipeProcess: @unchecked Sendable {
         process.arguments = Array(command.dropFirst())
         process.currentDirectoryURL = URL(fileURLWithPath: directory)
         process.environment = environment
-        let out = Pipe(), err = Pipe()
-        process.standardOutput = out
-        process.standardError = err
         process.standardInput = FileHandle.nullDevice
-        output.attach(out.fileHandleForReading)
-        output.attach(err.fileHandleForReading)
-        try process.run()
-        LongRunningChildren.register(process)
+        try process.runLongLived(output: output)
     }
 
     var log: String { output.text }

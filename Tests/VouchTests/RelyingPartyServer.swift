@@ -18,13 +18,7 @@ final class RelyingPartyServer: @unchecked Sendable {
         exit = ProcessExit(process)
         process.executableURL = URL(fileURLWithPath: executable)
         process.arguments = arguments
-        let pipe = Pipe(), errors = Pipe()
-        process.standardOutput = pipe
-        process.standardError = errors
-        output.attach(pipe.fileHandleForReading)
-        output.attach(errors.fileHandleForReading)
-        try process.run()
-        LongRunningChildren.register(process)
+        try process.runLongLived(output: output)
         let started = eventually(timeout: 15) {
             guard process.isRunning else { return true }
             let pid = (try? String(contentsOfFile: pidFile, encoding: .utf8))?.trimmingCharacters(in: .whitespacesAndNewlines)

@@ -142,13 +142,7 @@ final class RecipeAgent: @unchecked Sendable {
         exit = ProcessExit(process)
         process.executableURL = URL(fileURLWithPath: "/bin/sh")
         process.arguments = ["-c", script]
-        let pipe = Pipe(), errors = Pipe()
-        process.standardOutput = pipe
-        process.standardError = errors
-        output.attach(pipe.fileHandleForReading)
-        output.attach(errors.fileHandleForReading)
-        try process.run()
-        LongRunningChildren.register(process)
+        try process.runLongLived(output: output)
     }
 
     var isRunning: Bool { process.isRunning }

@@ -25,15 +25,9 @@ final class ServerIdentityTests: XCTestCase {
             process.arguments = ["s_server", "-accept", "127.0.0.1:\(port)", "-tls1_3", "-alpn", "h2",
                                  "-cert", ca.root + "/evil.pem", "-key", ca.root + "/evil_key.pem",
                                  "-cert_chain", ca.caDir + "/intermediate.pem"]
-            let out = Pipe(), err = Pipe()
-            process.standardOutput = out
-            process.standardError = err
             process.standardInput = Pipe()
-            output.attach(out.fileHandleForReading)
-            output.attach(err.fileHandleForReading)
-            try process.run()
             // The test's own reference can outlive the test case (XCTest keeps it): killed at exit.
-            LongRunningChildren.register(process)
+            try process.runLongLived(output: output)
             guard eventually(timeout: 10, { output.text.contains("ACCEPT") }) else { throw CLIFailure("s_server did not start: \(output.text)") }
         }
 

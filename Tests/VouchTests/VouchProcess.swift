@@ -155,13 +155,7 @@ private func launch(_ process: Process, output: OutputCollector, arguments: [Str
     let command = launcher + [VouchBinary.path] + arguments
     process.executableURL = URL(fileURLWithPath: command[0])
     process.arguments = Array(command.dropFirst())
-    let pipe = Pipe(), errors = Pipe()
-    process.standardOutput = pipe
-    process.standardError = errors
-    output.attach(pipe.fileHandleForReading)
-    output.attach(errors.fileHandleForReading)
-    try process.run()
-    LongRunningChildren.register(process)
+    try process.runLongLived(output: output)
     func announcedPort(_ text: String) -> Int? {
         announcedAddress(in: text, after: announcement).flatMap { Int($0.split(separator: ":").last ?? "") }
     }
