@@ -86,9 +86,11 @@ final class PostgresRecipeTests: XCTestCase {
         return (result, Date().timeIntervalSince(start))
     }
 
-    /// Waits until the PEM files are written, crl.pem with a CRL from every intermediate and root.
+    /// Waits for svid.pem, renamed last in its set: the other files, crl.pem with a CRL from every
+    /// intermediate and root, must be complete by then (PostgreSQL may start at that moment).
     private func complete(_ files: [String], in directory: String) -> Bool {
-        eventually(timeout: 15) { files.allSatisfy { RelyingPartyWorld.isComplete(directory, $0) } }
+        eventually(timeout: 15) { FileManager.default.fileExists(atPath: directory + "/svid.pem") }
+            && files.allSatisfy { RelyingPartyWorld.isComplete(directory, $0) }
     }
 
     private func startCluster(in directory: String) throws -> RecipeCluster {
