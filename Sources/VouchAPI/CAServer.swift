@@ -61,6 +61,8 @@ public final class CAServer: Service, Sendable {
         let tls = try RotatingServerTLS(
             requireClientCertificate: false,
             isRevoked: { [revocations = authority.revocations] in revocations.isRevoked(serial: $0) },
+            // An intermediate its root revoked is refused even when the client presents it (from the issuer rows the follower reloads).
+            isRevokedByIssuer: { [authority] certificate, issuer in authority.issuerSet.isRevokedIssuer(serial: certificate.serialHex, issuerDER: (try? issuer.der) ?? []) },
             onReject: { [handshakeLog = RateLimitedLog(burst: 50, perSecond: 5), auditLimit = refusalAudit.anonymous] reason in
                 handshakeLog.log(logger, .notice, "refused TLS client certificate", metadata: ["reason": "\(reason)"])
                 // A revoked or foreign certificate presented to the CA is worth an audit row too.

@@ -15,6 +15,9 @@ public enum VouchClient {
         /// Whom the server must be: the CA server's SPIFFE ID unless told otherwise
         /// (e.g. an agent's own ID when talking to its local listener).
         public var serverIdentity: ServerIdentity
+        /// Whether a certificate of the server's validated chain is revoked by its issuer (the
+        /// root CRLs an agent holds); nil: no such list.
+        public var isRevokedByIssuer: PeerCertificateVerifier.RevokedByIssuer?
 
         public init(bundlePEMPath: String, certificatePEMPath: String? = nil, keyPEMPath: String? = nil,
                     serverIdentity: ServerIdentity = .vouchServer(trustDomain: nil)) {
@@ -39,7 +42,8 @@ public enum VouchClient {
         }
         return try ServerCertificateVerifier(rootsPEM: bundle, host: server.host,
                                              isIPAddress: server.isIPv6 || HostPort.isIPv4Literal(server.host),
-                                             expected: credentials.serverIdentity)
+                                             expected: credentials.serverIdentity,
+                                             isRevokedByIssuer: credentials.isRevokedByIssuer ?? { _, _ in false })
     }
 
     static func transport(server: HostPort, credentials: Credentials, verifier: ServerCertificateVerifier) throws

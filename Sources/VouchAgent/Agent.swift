@@ -86,7 +86,9 @@ public final class Agent: Service, Sendable {
             logger.warning("could not write the derived files (fullchain.pem, crl.pem, ...); writing them with the next change",
                            metadata: ["error": "\(describe(error))"])
         }
-        let tls = try RotatingServerTLS(files: files, isRevoked: { [revocations] in revocations.isRevoked($0) }, onReject: { [logger] reason in
+        let rootCRLs = RootCRLRevocations(files: files)
+        let tls = try RotatingServerTLS(files: files, isRevoked: { [revocations] in revocations.isRevoked($0) },
+                                        isRevokedByIssuer: { [rootCRLs] in rootCRLs.isRevoked($0, by: $1) }, onReject: { [logger] reason in
             logger.notice("refused TLS client certificate", metadata: ["reason": "\(reason)"])
         }, limits: configuration.listenerLimits, onLimitReached: { [logger] limit, refused in
             logger.warning("connection limit reached: refusing new connections",

@@ -21,8 +21,11 @@ struct CAServerIdentity: Sendable {
     /// the agent's own bundle.pem once it holds an identity (bundle.pem follows the CA's root
     /// rollovers; --ca-bundle may still name only a retired root), to `bundlePath` (--ca-bundle) before.
     func credentials(bundlePath: String, clientCertificate: Bool) -> VouchClient.Credentials {
-        VouchClient.Credentials(bundlePEMPath: trustBundle(configured: bundlePath), certificatePEMPath: clientCertificate ? files.certificate : nil,
-                                keyPEMPath: clientCertificate ? files.key : nil, serverIdentity: expected)
+        var credentials = VouchClient.Credentials(bundlePEMPath: trustBundle(configured: bundlePath), certificatePEMPath: clientCertificate ? files.certificate : nil,
+                                                  keyPEMPath: clientCertificate ? files.key : nil, serverIdentity: expected)
+        // A server certificate under an intermediate its root revoked is refused (the root CRLs held).
+        credentials.isRevokedByIssuer = { [files] in RootCRLRevocations(files: files).isRevoked($0, by: $1) }
+        return credentials
     }
 
     /// Credentials for Enroll: always --ca-bundle. A token is spent only on a CA the operator named,

@@ -15,6 +15,7 @@ public final class PeerCertificateVerifier: Sendable {
 
     private let trust: Mutex<Trust>
     private let isRevoked: @Sendable (String) -> Bool
+    private let isRevokedByIssuer: RevokedByIssuer
     private let onReject: @Sendable (String) -> Void
     /// How long after its notAfter a client certificate is still accepted, when expiry is its
     /// only fault (the CA's `renew_after_expiry`); 0 refuses every expired certificate. Whoever
@@ -23,13 +24,17 @@ public final class PeerCertificateVerifier: Sendable {
 
     /// - Parameters:
     ///   - isRevoked: answers for a lowercase hex serial; consulted on every handshake.
+    ///   - isRevokedByIssuer: asked for every certificate of the validated chain but its root, with
+    ///     the certificate above it; consulted on every handshake (`RevokedByIssuer`).
     ///   - onReject: told why a handshake was refused (TLS 1.3 clients only see a closed connection).
     ///   - expiredGrace: see `expiredGrace`.
     public init(rootsPEM: String, intermediatesPEM: String = "",
                 isRevoked: @escaping @Sendable (String) -> Bool = { _ in false },
+                isRevokedByIssuer: @escaping RevokedByIssuer = { _, _ in false },
                 onReject: @escaping @Sendable (String) -> Void = { _ in }, expiredGrace: TimeInterval = 0) throws {
         self.trust = Mutex(Trust(roots: try Certificate.all(inPEM: rootsPEM), intermediates: try Certificate.all(inPEM: intermediatesPEM)))
         self.isRevoked = isRevoked
+        self.isRevokedByIssuer = isRevokedByIssuer
         self.onReject = onReject
         self.expiredGrace = max(0, expiredGrace)
     }
@@ -63,7 +68,7 @@ public final class PeerCertificateVerifier: Sendable {
             return
         }
         let trust = trust.withLock { $0 }
-        let onReject = self.onReject
+        let onReject = self.onReject, isRevokedByIssuer = self.isRevokedByIssuer
         let grace = expiredGrace
         promise.completeWithTask {
             let intermediates = CertificateStore(trust.intermediates + certificates.dropFirst())
@@ -77,6 +82,10 @@ public final class PeerCertificateVerifier: Sendable {
             }
             switch result {
             case .validCertificate(let chain):
+                if let revoked = Self.revocation(in: Array(chain), isRevokedByIssuer) {
+                    onReject(revoked)
+                    return .failed
+                }
                 let nioChain = try chain.map { try NIOSSLCertificate(bytes: $0.der, format: .der) }
                 return .certificateVerified(VerificationMetadata(NIOSSL.ValidatedCertificateChain(nioChain)))
             case .couldNotValidate(let failures):
@@ -84,6 +93,22 @@ public final class PeerCertificateVerifier: Sendable {
                 return .failed
             }
         }
+    }
+
+    /// Whether a certificate is revoked by its issuer (the next certificate of a validated chain):
+    /// an intermediate listed in its root's CRL. Presented intermediates are the peer's choice, so
+    /// every link is asked, not only the leaf's serial.
+    public typealias RevokedByIssuer = @Sendable (_ certificate: Certificate, _ issuer: Certificate) -> Bool
+
+    /// Why a validated chain (leaf first, root last) must be refused: its first certificate below
+    /// the root that its issuer revoked; nil when there is none.
+    public static func revocation(in chain: [Certificate], _ isRevokedByIssuer: RevokedByIssuer) -> String? {
+        guard chain.count > 1 else { return nil }
+        for index in 0..<(chain.count - 1) where isRevokedByIssuer(chain[index], chain[index + 1]) {
+            let serial = chain[index].serialHex
+            return index == 0 ? "certificate \(serial) is revoked by its issuer \(chain[1].serialHex)" : "intermediate \(serial) is revoked"
+        }
+        return nil
     }
 
     /// For a leaf that expired no longer than `grace` ago: the last second it was valid.

@@ -18,20 +18,23 @@ public final class RotatingServerTLS: Sendable {
 
     /// mTLS from an agent's identity files: client certificates required.
     public convenience init(files: IdentityFiles, isRevoked: @escaping @Sendable (String) -> Bool = { _ in false },
+                            isRevokedByIssuer: @escaping PeerCertificateVerifier.RevokedByIssuer = { _, _ in false },
                             onReject: @escaping @Sendable (String) -> Void = { _ in }, limits: ListenerLimits = ListenerLimits(),
                             onLimitReached: @escaping @Sendable (_ limit: Int, _ refused: Int) -> Void = { _, _ in }) throws {
-        try self.init(requireClientCertificate: true, isRevoked: isRevoked, onReject: onReject, limits: limits,
+        try self.init(requireClientCertificate: true, isRevoked: isRevoked, isRevokedByIssuer: isRevokedByIssuer, onReject: onReject, limits: limits,
                       onLimitReached: onLimitReached, load: { try files.load().serverTLSMaterial })
     }
 
     /// - Parameters:
     ///   - isRevoked: answers for a lowercase hex serial on every handshake with a client certificate.
+    ///   - isRevokedByIssuer: asked for each certificate of a validated client chain but its root (an intermediate its root revoked).
     ///   - onReject: told why a client certificate was refused.
     ///   - limits: bound the connections of transports made by `makeTransport`.
     ///   - onLimitReached: hears (rate-limited) when the connection cap refuses connections.
     ///   - expiredGrace: client certificates expired no longer ago are accepted (`PeerCertificateVerifier.expiredGrace`).
     ///   - load: reads the material, now and on every `reload()`.
     public init(requireClientCertificate: Bool, isRevoked: @escaping @Sendable (String) -> Bool = { _ in false },
+                isRevokedByIssuer: @escaping PeerCertificateVerifier.RevokedByIssuer = { _, _ in false },
                 onReject: @escaping @Sendable (String) -> Void = { _ in }, limits: ListenerLimits = ListenerLimits(),
                 onLimitReached: @escaping @Sendable (_ limit: Int, _ refused: Int) -> Void = { _, _ in },
                 expiredGrace: TimeInterval = 0,
@@ -40,7 +43,8 @@ public final class RotatingServerTLS: Sendable {
         let material = try load()
         reloader = try SwappableCertificateReloader(certificateChainPEM: material.certificateChainPEM, privateKeyPEM: material.privateKeyPEM)
         verifier = try PeerCertificateVerifier(rootsPEM: material.rootsPEM, intermediatesPEM: material.intermediatesPEM,
-                                               isRevoked: isRevoked, onReject: onReject, expiredGrace: expiredGrace)
+                                               isRevoked: isRevoked, isRevokedByIssuer: isRevokedByIssuer, onReject: onReject,
+                                               expiredGrace: expiredGrace)
         handler = try TLS13ServerHandler(
             configuration: TLS13ServerHandler.configuration(certificateReloader: reloader, requireClientCertificate: requireClientCertificate),
             verifier: verifier, limits: limits, onLimitReached: onLimitReached)

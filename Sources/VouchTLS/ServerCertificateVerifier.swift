@@ -13,13 +13,18 @@ public final class ServerCertificateVerifier: Sendable {
     private let host: String
     private let isIPAddress: Bool
     public let expected: ServerIdentity
+    private let isRevokedByIssuer: PeerCertificateVerifier.RevokedByIssuer
     private let rejection = Mutex<String?>(nil)
 
-    public init(rootsPEM: String, host: String, isIPAddress: Bool, expected: ServerIdentity) throws {
+    /// - Parameter isRevokedByIssuer: asked for every certificate of the validated chain but its
+    ///   root (an intermediate its root revoked), as `PeerCertificateVerifier` asks.
+    public init(rootsPEM: String, host: String, isIPAddress: Bool, expected: ServerIdentity,
+                isRevokedByIssuer: @escaping PeerCertificateVerifier.RevokedByIssuer = { _, _ in false }) throws {
         self.roots = try Certificate.all(inPEM: rootsPEM)
         self.host = host
         self.isIPAddress = isIPAddress
         self.expected = expected
+        self.isRevokedByIssuer = isRevokedByIssuer
     }
 
     /// Why the last handshake was refused, for an error message clearer than a closed connection.
@@ -48,6 +53,10 @@ public final class ServerCertificateVerifier: Sendable {
             }
             switch await verifier.validate(leaf: leaf, intermediates: CertificateStore(certificates.dropFirst())) {
             case .validCertificate(let chain):
+                if let revoked = PeerCertificateVerifier.revocation(in: Array(chain), isRevokedByIssuer) {
+                    rejection.withLock { $0 = "the certificate of the server at \(host) did not verify: \(revoked)" }
+                    return .failed
+                }
                 let nioChain = try chain.map { try NIOSSLCertificate(bytes: $0.der, format: .der) }
                 return .certificateVerified(VerificationMetadata(NIOSSL.ValidatedCertificateChain(nioChain)))
             case .couldNotValidate(let failures):
