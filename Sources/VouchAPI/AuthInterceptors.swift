@@ -17,6 +17,7 @@ public struct AuthenticationInterceptor: ServerInterceptor {
     ) async throws -> StreamingServerResponse<Output> {
         let caller = RPCCaller.resolve(context)
         try authority.checkStanding(caller)
+        try Self.checkChainStanding(context, issuers: authority.issuerSet)
         try Self.checkExpiredMayOnlyRenew(context, now: authority.now)
         // SimpleServiceProtocol handlers do not see metadata, so the bearer token travels as a task local.
         var response = try await BearerToken.$current.withValue(BearerToken.from(request.metadata)) {
@@ -39,6 +40,15 @@ extension AuthenticationInterceptor {
         guard window > 0, method == expiredCertificateMethod || method == "vouch.v1.CertificateAuthority/Enroll",
               case .success = response.accepted else { return }
         response.metadata.replaceOrAddString(String(Int64(window)), forKey: renewAfterExpiryHeader)
+    }
+
+    /// Refuses a caller whose validated chain runs through an intermediate its root revoked since
+    /// the connection was made: the issuer rows the handshake asks, followed as they are.
+    static func checkChainStanding(_ context: ServerContext, issuers: IssuerSet) throws {
+        let refusal = SPIFFEIdentityInterceptor.chainRevocation(context) { certificate, issuer in
+            issuers.isRevokedIssuer(serial: certificate.serialHex, issuerDER: (try? issuer.der) ?? [])
+        }
+        if let refusal { throw AuthorityError(.failedPrecondition, refusal, reason: .certificateRevoked) }
     }
 
     /// The method an expired client certificate may call (`renew_after_expiry`).

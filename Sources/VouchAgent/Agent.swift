@@ -98,7 +98,7 @@ public final class Agent: Service, Sendable {
         defer { hooks.stop() }
         var services: [any Service] = []
         if let listen = configuration.listen {
-            services.append(try LocalStatusServer(tls: tls, address: listen, state: state, revocations: revocations,
+            services.append(try LocalStatusServer(tls: tls, address: listen, state: state, revocations: revocations, rootCRLs: rootCRLs,
                                                   logger: logger, onListening: onListening))
         }
         services += [

@@ -16,11 +16,13 @@ struct LocalStatusServer: Service {
     /// Told the bound address.
     let onListening: @Sendable (HostPort) -> Void
 
-    init(tls: RotatingServerTLS, address: HostPort, state: AgentState, revocations: RevocationFollower, logger: Logger,
-         onListening: @escaping @Sendable (HostPort) -> Void) throws {
+    init(tls: RotatingServerTLS, address: HostPort, state: AgentState, revocations: RevocationFollower, rootCRLs: RootCRLRevocations,
+         logger: Logger, onListening: @escaping @Sendable (HostPort) -> Void) throws {
+        // Both lists are asked per call as well, so a connection opened before a revocation stops working.
         self.server = GRPCServer(transport: try tls.makeTransport(host: address.host, port: address.port),
                                  services: [AgentStatusService(state: state), HealthService(services: ["vouch.v1.Agent"])],
-                                 interceptors: [SPIFFEIdentityInterceptor(isRevoked: { [revocations] in revocations.isRevoked($0) })])
+                                 interceptors: [SPIFFEIdentityInterceptor(isRevoked: { [revocations] in revocations.isRevoked($0) },
+                                                                          isRevokedByIssuer: { [rootCRLs] in rootCRLs.isRevoked($0, by: $1) })])
         self.tls = tls
         self.address = address
         self.logger = logger

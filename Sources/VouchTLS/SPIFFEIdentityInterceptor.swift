@@ -10,17 +10,31 @@ public struct SPIFFEIdentityInterceptor: ServerInterceptor {
 
     let isAllowed: @Sendable (String) -> Bool
     let isRevoked: @Sendable (String) -> Bool
+    let isRevokedByIssuer: PeerCertificateVerifier.RevokedByIssuer
 
-    /// - Parameter isRevoked: checked per RPC too, so a connection opened before a revocation stops working.
+    /// - Parameters:
+    ///   - isRevoked: checked per RPC too, so a connection opened before a revocation stops working.
+    ///   - isRevokedByIssuer: asked per RPC about the validated chain too, as the handshake asks it.
     public init(isAllowed: @escaping @Sendable (String) -> Bool = { _ in true },
-                isRevoked: @escaping @Sendable (String) -> Bool = { _ in false }) {
+                isRevoked: @escaping @Sendable (String) -> Bool = { _ in false },
+                isRevokedByIssuer: @escaping PeerCertificateVerifier.RevokedByIssuer = { _, _ in false }) {
         self.isAllowed = isAllowed
         self.isRevoked = isRevoked
+        self.isRevokedByIssuer = isRevokedByIssuer
     }
 
     /// The verified peer certificate of an RPC on the Posix HTTP/2 transport.
     public static func peerCertificate(_ context: ServerContext) -> Certificate? {
         (context.transportSpecific as? HTTP2ServerTransport.Posix.Context)?.peerCertificate
+    }
+
+    /// Why an RPC's validated client chain is refused now although its handshake passed: a
+    /// certificate of it revoked by its issuer since (an intermediate its root revoked while the
+    /// connection stayed open); nil when there is none.
+    public static func chainRevocation(_ context: ServerContext, _ isRevokedByIssuer: PeerCertificateVerifier.RevokedByIssuer) -> String? {
+        guard let chain = (context.transportSpecific as? HTTP2ServerTransport.Posix.Context)?.peerCertificateChain,
+              let reason = PeerCertificateVerifier.revocation(in: Array(chain), isRevokedByIssuer) else { return nil }
+        return "client certificate \(chain.leaf.serialHex) is refused: \(reason)"
     }
 
     public func intercept<Input: Sendable, Output: Sendable>(
@@ -32,6 +46,9 @@ public struct SPIFFEIdentityInterceptor: ServerInterceptor {
         }
         guard !isRevoked(certificate.serialHex) else {
             throw RPCError(code: .failedPrecondition, message: "client certificate \(certificate.serialHex) is revoked")
+        }
+        if let refusal = Self.chainRevocation(context, isRevokedByIssuer) {
+            throw RPCError(code: .failedPrecondition, message: refusal)
         }
         guard isAllowed(id) else {
             throw RPCError(code: .permissionDenied, message: "\(id) may not call \(context.descriptor.fullyQualifiedMethod)")

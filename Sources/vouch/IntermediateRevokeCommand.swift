@@ -10,7 +10,8 @@ struct CAIntermediateRevoke: AsyncParsableCommand {
         abstract: "Revoke an intermediate that no longer signs: its root's CRL lists it, and it leaves the pools and the trust bundle.",
         discussion: """
             Refused for the signing intermediate: run vouch ca intermediate rotate first. Its live certificates can no longer \
-            renew and need new tokens. Needs the key of the root that signed it for this step only.
+            renew and need new tokens. Needs the key of the root that signed it for this step only. Refused while DIR/admin.pem \
+            was issued by it (renew it with vouch ca admin-cert first) unless --force; warns when DIR/server.pem was.
             """)
 
     @Argument(help: "The intermediate's serial (hex).")
@@ -25,15 +26,24 @@ struct CAIntermediateRevoke: AsyncParsableCommand {
     @Option(help: ArgumentHelp("keyCompromise, cessationOfOperation or superseded.", valueName: "reason"))
     var reason: String
 
+    @Flag(help: "Revoke although DIR/admin.pem was issued by this intermediate (servers refuse it from then on).")
+    var force = false
+
     func run() async throws {
         try await runReportingErrors {
             guard let reason = RevocationReason(text: reason), IssuerOperations.intermediateRevocationReasons.contains(reason) else {
                 throw CLIError("--reason \(reason) is not one of keyCompromise, cessationOfOperation, superseded")
             }
             let context = try await IssuerCommandContext.open(options)
-            let (key, keyPath) = try context.rootKey(rootKey, snapshot: try await context.snapshot())
+            let snapshot = try await context.snapshot()
+            // Before anything changes: revoking what admin.pem chains through would lock the operator out.
+            let own = IntermediateRevokeOwnCertificates(serial: serial, snapshot: snapshot, files: context.files)
+            if !force, let refusal = own?.adminRefusal { throw CLIError(refusal) }
+            let (key, keyPath) = try context.rootKey(rootKey, snapshot: snapshot)
             let revoked = try await context.operations().revokeIntermediate(serial: serial, reason: reason, rootKey: key, rootKeyPath: keyPath)
+            let warnings = own?.warnings ?? []
             if options.json {
+                for line in warnings { FileHandle.standardError.write(Data((line + "\n").utf8)) }
                 try printJSON(RevocationJSON(serial: revoked.intermediate.serial, reason: reason.description, root: revoked.root.serial,
                                              crl_number: revoked.crl.number, next_update: iso8601(revoked.crl.nextUpdate),
                                              live_certificates: revoked.liveCertificates, generation: revoked.generation))
@@ -44,6 +54,7 @@ struct CAIntermediateRevoke: AsyncParsableCommand {
             if revoked.liveCertificates > 0 {
                 print("\(counted(revoked.liveCertificates, "live certificate")) of it can no longer renew: give their agents new tokens")
             }
+            for line in warnings { print(line) }
         }
     }
 

@@ -92,6 +92,39 @@ final class IssuerCommandTests: XCTestCase {
         XCTAssertEqual(other.stderr, "vouch: \(dir)/admin.pem holds the certificate of \(admin), not spiffe://example.org/ops/alice: choose another --out\n")
     }
 
+    /// Servers refuse a chain through an intermediate its root revoked, so revoking the one admin.pem
+    /// chains through would lock the operator out: refused (nothing changes) until admin.pem is
+    /// renewed as the refusal says; a server.pem still under it is only a warning.
+    func testIntermediateRevokeRefusesWhileAdminPemIsUnderItAndWarnsForServerPem() throws {
+        let dir = try temporaryDirectory() + "/ca", admin = "spiffe://example.org/vouch/admin"
+        defer { try? FileManager.default.removeItem(atPath: (dir as NSString).deletingLastPathComponent) }
+        XCTAssertEqual(try vouch("ca", "init", "--dir", dir, "--trust-domain", "example.org").status, 0)
+        let first = try X509Certificate(pem: String(contentsOfFile: dir + "/intermediate.pem", encoding: .utf8))
+        // As a read-only directory leaves it at the rotation: server.pem still from the first intermediate.
+        let server = try Data(contentsOf: URL(fileURLWithPath: dir + "/server.pem")), serverKey = try Data(contentsOf: URL(fileURLWithPath: dir + "/server_key.pem"))
+        XCTAssertEqual(try vouch("ca", "intermediate", "rotate", "--dir", dir).status, 0)
+        try server.write(to: URL(fileURLWithPath: dir + "/server.pem"))
+        try serverKey.write(to: URL(fileURLWithPath: dir + "/server_key.pem"))
+        let heldAdmin = try X509Certificate(pem: String(contentsOfFile: dir + "/admin.pem", encoding: .utf8))
+        let heldServer = try X509Certificate(pem: String(decoding: server, as: UTF8.self))
+
+        let refused = try vouch("ca", "intermediate", "revoke", first.serialHex, "--dir", dir, "--reason", "superseded")
+        XCTAssertEqual(refused.status, 1)
+        XCTAssertEqual(refused.stderr, "vouch: \(dir)/admin.pem (\(heldAdmin.serialHex)) was issued by intermediate \(first.serialHex): "
+            + "renew it first with vouch ca admin-cert --dir \(dir) --spiffe-id \(admin) --out \(dir), or pass --force\n")
+
+        // The advised renewal, then the revocation goes through (so the refusal revoked nothing), warning of server.pem.
+        let renewed = try vouch("ca", "admin-cert", "--dir", dir, "--spiffe-id", admin, "--out", dir)
+        XCTAssertEqual(renewed.status, 0, renewed.stderr)
+        let revoked = try vouch("ca", "intermediate", "revoke", first.serialHex, "--dir", dir, "--reason", "superseded")
+        XCTAssertEqual(revoked.status, 0, revoked.stderr)
+        XCTAssertTrue(revoked.stdout.hasPrefix("revoked intermediate \(first.serialHex) (superseded): root CRL of "), revoked.stdout)
+        XCTAssertEqual(revoked.stdout.split(separator: "\n").last.map(String.init),
+                       "warning: \(dir)/server.pem (\(heldServer.serialHex)) was issued by intermediate \(first.serialHex), so clients "
+                       + "refuse a server that falls back to it: reissue it with vouch ca server-cert --dir \(dir)")
+        XCTAssertFalse(revoked.stdout.contains("admin.pem"), revoked.stdout)
+    }
+
     /// On PostgreSQL the new key goes into the database encrypted with the CA passphrase, so replicas
     /// on a read-only directory need no new file; a CA without a passphrase keeps it in a file only when told.
     func testOnPostgresTheNewKeyIsStoredEncryptedOrRefusedWithoutAPassphrase() async throws {

@@ -1,12 +1,14 @@
 import Foundation
 import GRPCCore
+import GRPCNIOTransportHTTP2
 import VouchAPI
 import VouchCrypto
 import XCTest
 
 /// Whoever holds the key of an intermediate its root revoked (keyCompromise) mints a leaf and
 /// presents it with that intermediate. The listeners validate the chain the client sends, so the
-/// CA's and an agent's must each refuse the revoked intermediate in it, not only a revoked leaf.
+/// CA's and an agent's must each refuse the revoked intermediate in it, not only a revoked leaf:
+/// at the handshake of a new connection, and per call on one opened before the revocation.
 final class RevokedIntermediateHandshakeTests: XCTestCase {
     func testALeafMintedWithARevokedIntermediatesKeyIsRefusedByTheCAAndAnAgent() async throws {
         let ca = try CAFixture()
@@ -29,44 +31,62 @@ final class RevokedIntermediateHandshakeTests: XCTestCase {
         try (minted.pem + old.certificate.pem).write(toFile: certPath, atomically: true, encoding: .utf8)
         try key.pkcs8PEM().write(toFile: keyPath, atomically: true, encoding: .utf8)
         let thief = VouchClient.Credentials(bundlePEMPath: ca.caDir + "/bundle.pem", certificatePEMPath: certPath, keyPEMPath: keyPath)
-        @Sendable func createToken() async throws {
+        let agentAddress = HostPort(host: "127.0.0.1", port: agent.port), toAgent = thief.expecting("spiffe://example.org/svc/web")
+        @Sendable func createToken(on connection: GRPCClient<HTTP2ClientTransport.Posix>) async throws {
             var request = Vouch_V1_CreateTokenRequest()
             request.spiffeID = "spiffe://example.org/svc/stolen"
-            _ = try await VouchClient.with(server: ca.address, credentials: thief) {
-                try await Vouch_V1_Admin.Client(wrapping: $0).createToken(request, options: VouchClient.options(timeout: .seconds(3)))
+            _ = try await Vouch_V1_Admin.Client(wrapping: connection).createToken(request, options: VouchClient.options(timeout: .seconds(3)))
+        }
+        @Sendable func agentStatus(on connection: GRPCClient<HTTP2ClientTransport.Posix>) async throws -> Vouch_V1_AgentStatus {
+            try await Vouch_V1_Agent.Client(wrapping: connection).getStatus(Vouch_V1_GetStatusRequest(), options: VouchClient.options(timeout: .seconds(3)))
+        }
+        /// The code and message of a call's refusal; nil when it succeeded.
+        func refusal(_ call: () async throws -> Void) async -> (RPCError.Code, String)? {
+            do { try await call() } catch let error as RPCError { return (error.code, error.message) } catch { return (.unknown, "\(error)") }
+            return nil
+        }
+
+        // Connections opened before the revocation and held across it: refused per call, not only at the handshake.
+        try await VouchClient.with(server: ca.address, credentials: thief) { toCA in
+            try await VouchClient.with(server: agentAddress, credentials: toAgent) { openToAgent in
+                // Before the revocation the intermediate is trusted, and so is what its key signs.
+                try await createToken(on: toCA)
+                let accepted = try await agentStatus(on: openToAgent)
+                XCTAssertEqual(accepted.callerSpiffeID, "spiffe://example.org/vouch/admin")
+
+                // admin.pem is under the old intermediate too (init issued it): --force accepts locking it out.
+                let revoked = try vouch("ca", "intermediate", "revoke", old.certificate.serialHex, "--dir", ca.caDir, "--reason", "keyCompromise", "--force")
+                XCTAssertEqual(revoked.status, 0, revoked.stderr)
+                let reason = "intermediate \(old.certificate.serialHex) is revoked"
+                let perCall = "client certificate \(minted.serialHex) is refused: \(reason)"
+
+                // The CA: from the generation the server reloads within 2 s, without a restart.
+                let revokedAt = Date()
+                var refusedByCA = false
+                while !refusedByCA && Date().timeIntervalSince(revokedAt) < 4 {
+                    refusedByCA = await refusal { try await VouchClient.with(server: ca.address, credentials: thief) { try await createToken(on: $0) } }?.0 == .unavailable
+                    if !refusedByCA { try await Task.sleep(for: .milliseconds(100)) }
+                }
+                XCTAssertTrue(refusedByCA, ca.server.log)
+                XCTAssertTrue(eventually { ca.server.log.contains(reason) }, ca.server.log)
+                // The open connection asks the same issuer rows on its next call, as a revoked leaf's would be refused.
+                let onOpenCA = await refusal { try await createToken(on: toCA) }
+                XCTAssertEqual(onOpenCA?.0, .failedPrecondition, ca.server.log)
+                XCTAssertEqual(onOpenCA?.1, perCall)
+
+                // The agent: once it holds the root's CRL that lists the intermediate (its third: init, rotate, revoke).
+                let rootCRL = out + "/crl-\(root.serialHex).der"
+                XCTAssertTrue(eventually(timeout: 10) {
+                    (FileManager.default.contents(atPath: rootCRL).flatMap { try? CertificateRevocationList(der: Array($0)) })?.number == 3
+                }, agent.log)
+                await assertRPCError(.unavailable, "the agent refuses the minted chain at the handshake") {
+                    _ = try await VouchClient.with(server: agentAddress, credentials: toAgent) { try await agentStatus(on: $0) }
+                }
+                XCTAssertTrue(eventually { agent.log.contains(reason) }, agent.log)
+                let onOpenAgent = await refusal { _ = try await agentStatus(on: openToAgent) }
+                XCTAssertEqual(onOpenAgent?.0, .failedPrecondition, agent.log)
+                XCTAssertEqual(onOpenAgent?.1, perCall)
             }
         }
-        @Sendable func agentStatus() async throws -> Vouch_V1_AgentStatus {
-            try await VouchClient.with(server: HostPort(host: "127.0.0.1", port: agent.port), credentials: thief.expecting("spiffe://example.org/svc/web")) {
-                try await Vouch_V1_Agent.Client(wrapping: $0).getStatus(Vouch_V1_GetStatusRequest(), options: VouchClient.options(timeout: .seconds(3)))
-            }
-        }
-
-        // Before the revocation the intermediate is trusted, and so is what its key signs.
-        try await createToken()
-        let accepted = try await agentStatus()
-        XCTAssertEqual(accepted.callerSpiffeID, "spiffe://example.org/vouch/admin")
-
-        let revoked = try vouch("ca", "intermediate", "revoke", old.certificate.serialHex, "--dir", ca.caDir, "--reason", "keyCompromise")
-        XCTAssertEqual(revoked.status, 0, revoked.stderr)
-        let refusal = "intermediate \(old.certificate.serialHex) is revoked"
-
-        // The CA: from the generation the server reloads within 2 s, without a restart.
-        let revokedAt = Date()
-        var refusedByCA = false
-        while !refusedByCA && Date().timeIntervalSince(revokedAt) < 4 {
-            do { try await createToken() } catch let error as RPCError where error.code == .unavailable { refusedByCA = true } catch {}
-            if !refusedByCA { try await Task.sleep(for: .milliseconds(100)) }
-        }
-        XCTAssertTrue(refusedByCA, ca.server.log)
-        XCTAssertTrue(eventually { ca.server.log.contains(refusal) }, ca.server.log)
-
-        // The agent: once it holds the root's CRL that lists the intermediate (its third: init, rotate, revoke).
-        let rootCRL = out + "/crl-\(root.serialHex).der"
-        XCTAssertTrue(eventually(timeout: 10) {
-            (FileManager.default.contents(atPath: rootCRL).flatMap { try? CertificateRevocationList(der: Array($0)) })?.number == 3
-        }, agent.log)
-        await assertRPCError(.unavailable, "the agent refuses the minted chain at the handshake") { _ = try await agentStatus() }
-        XCTAssertTrue(eventually { agent.log.contains(refusal) }, agent.log)
     }
 }
