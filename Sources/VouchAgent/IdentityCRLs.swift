@@ -129,12 +129,7 @@ extension RevocationFollower {
     private func checked(_ der: [UInt8], signer: X509Certificate) throws -> CertificateRevocationList {
         let crl = try CertificateRevocationList(der: der)
         guard crl.isSigned(by: signer) else { throw IdentityRejected("the CRL is not signed by intermediate \(signer.serialHex)") }
-        guard let number = crl.number else { throw IdentityRejected("the CRL of intermediate \(signer.serialHex) has no CRL number") }
-        let now = clock.now
-        guard let next = crl.nextUpdate, next > now else { throw IdentityRejected("the CRL \(number) of intermediate \(signer.serialHex) is stale") }
-        guard crl.thisUpdate <= now.addingTimeInterval(Self.clockSkew) else {
-            throw IdentityRejected("the CRL \(number) of intermediate \(signer.serialHex) has thisUpdate \(crl.thisUpdate) in the future")
-        }
+        _ = try crl.freshNumber(now: clock.now, issuer: "intermediate \(signer.serialHex)")
         return crl
     }
 }

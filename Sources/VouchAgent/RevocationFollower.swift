@@ -54,8 +54,6 @@ public final class RevocationFollower: RevocationStatus {
     /// Event fields beyond these are not a Vouch serial or SPIFFE ID; such events are dropped.
     static let maxSerialHexDigits = 40
     static let maxSPIFFEIDBytes = 2048
-    /// A CRL whose thisUpdate is further ahead than this is not believed.
-    static let clockSkew: TimeInterval = 300
 
     public var crlPath: String { files.directory + "/crl.der" }
 
@@ -161,12 +159,7 @@ public final class RevocationFollower: RevocationStatus {
                 guard der == held.der else { throw IdentityRejected("CRL number \(number) reused for a different CRL") }
             }
         }
-        guard let next = crl.nextUpdate, next > now else {
-            throw IdentityRejected("CRL \(number) is stale (nextUpdate \(crl.nextUpdate.map { "\($0)" } ?? "missing") has passed)")
-        }
-        guard crl.thisUpdate <= now.addingTimeInterval(Self.clockSkew) else {
-            throw IdentityRejected("CRL \(number) has thisUpdate \(crl.thisUpdate) in the future")
-        }
+        _ = try crl.freshNumber(now: now)
         return (crl, key, number != held.number)
     }
 

@@ -13,8 +13,6 @@ struct RootCRLIntake {
 
     /// A root CRL lists revoked intermediates and cross certificates: a few KiB.
     static let maximumBytes = 256 * 1024
-    /// A CRL whose thisUpdate is further ahead than this is not believed.
-    static let clockSkew: TimeInterval = 300
 
     func path(for root: Certificate) -> String { files.directory + "/crl-\(root.serialHex).der" }
 
@@ -42,13 +40,7 @@ struct RootCRLIntake {
         guard let root = roots.first(where: { root in (try? X509Certificate(der: root.der)).map { crl.isSigned(by: $0) } ?? false }) else {
             throw IdentityRejected("a root CRL not signed by a root in bundle.pem was ignored")
         }
-        guard let number = crl.number else { throw IdentityRejected("the CRL of root \(root.serialHex) has no CRL number") }
-        guard let next = crl.nextUpdate, next > now else {
-            throw IdentityRejected("the CRL \(number) of root \(root.serialHex) is stale (nextUpdate \(crl.nextUpdate.map { "\($0)" } ?? "missing"))")
-        }
-        guard crl.thisUpdate <= now.addingTimeInterval(Self.clockSkew) else {
-            throw IdentityRejected("the CRL \(number) of root \(root.serialHex) has thisUpdate \(crl.thisUpdate) in the future")
-        }
+        let number = try crl.freshNumber(now: now, issuer: "root \(root.serialHex)")
         let path = path(for: root)
         if let data = FileManager.default.contents(atPath: path), let held = try? CertificateRevocationList(der: Array(data)),
            let heldNumber = held.number, held.isSigned(by: try X509Certificate(der: root.der)) {
