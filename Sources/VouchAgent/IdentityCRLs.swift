@@ -14,8 +14,24 @@ import X509
 struct IdentityCRLs: Sendable {
     /// CRL files (DER) to write with the identity; crl.pem is computed from them in the same set.
     var files: [(path: String, bytes: [UInt8], mode: mode_t)] = []
+    /// The certificate (DER) that signed each file's CRL, by path.
+    var signers: [String: [UInt8]] = [:]
     /// Once the set is written: the follower holds the CRLs it saved.
     var adopt: @Sendable () -> Void = {}
+
+    /// `files` without those whose path already holds a CRL of the same signer that is as new:
+    /// the follower may have saved a newer one (a push) while these were fetched or while the disk
+    /// refused the set, and an older CRL must never replace it. Called inside
+    /// `IdentityWriter.serialized`, so nothing writes CRLs meanwhile.
+    func stillNewer() -> DerivedFiles.FileSet {
+        files.filter { file in
+            guard let signerDER = signers[file.path], let signer = try? X509Certificate(der: signerDER),
+                  let data = FileManager.default.contents(atPath: file.path),
+                  let onDisk = try? CertificateRevocationList(der: Array(data)), onDisk.isSigned(by: signer),
+                  let held = onDisk.number, let offered = try? CertificateRevocationList(der: file.bytes).number else { return true }
+            return offered > held
+        }
+    }
 }
 
 extension RevocationStatus {
@@ -68,10 +84,12 @@ extension RevocationFollower {
         }
 
         var crls = IdentityCRLs(files: rootFiles.files.map { ($0.path, $0.der, 0o644) })
+        for root in wantedRoots { crls.signers[intake.path(for: root)] = try? root.der }
         if let taken = result.issuer {
             let previous = taken.path == crlPath ? await previousActive(besides: key) : nil
             if let previous { crls.files.append((previous.path, previous.der, 0o644)) }
             crls.files.append((taken.path, taken.crl.der, 0o644))
+            crls.signers[taken.path] = issuerDER
             let moved = previous.map { (path: $0.path, key: $0.key) }
             crls.adopt = { [self] in adopt(taken.crl, key: key, path: taken.path, previous: moved) }
         }

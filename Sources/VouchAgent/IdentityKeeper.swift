@@ -124,7 +124,7 @@ final class IdentityKeeper: Sendable {
         noteUntrustedRoots(answer, trusted: roots)
         // The first crl.pem next to the new svid.pem must already be complete (servers refuse an empty one).
         let crls = await revocations.crls(for: identity, roots: roots, enrolling: true)
-        try await writeEnrolled(identity, key: key, bundlePEM: try Certificate.pemBundle(roots), crls: crls.files)
+        try await writeEnrolled(identity, key: key, bundlePEM: try Certificate.pemBundle(roots), crls: crls)
         crls.adopt()
         logger.info("enrolled", metadata: ["spiffe_id": "\(identity.leaf.spiffeID ?? "")", "serial": "\(identity.leaf.serialHex)",
                                            "not_after": "\(identity.leaf.notValidAfter)"])
@@ -133,7 +133,7 @@ final class IdentityKeeper: Sendable {
 
     /// Writes an identity the CA has just issued, again and again while the disk refuses it (full,
     /// read-only): the token's use is spent, so enrolling again could fail for good.
-    private func writeEnrolled(_ identity: VerifiedIdentity, key: PrivateKey, bundlePEM: String, crls: DerivedFiles.FileSet) async throws {
+    private func writeEnrolled(_ identity: VerifiedIdentity, key: PrivateKey, bundlePEM: String, crls: IdentityCRLs) async throws {
         var failures = 0
         while true {
             do {
@@ -230,7 +230,7 @@ final class IdentityKeeper: Sendable {
                 if let (identity, key) = unwritten {
                     // A new intermediate's CRL (none held yet) goes into crl.pem with the certificate it issued.
                     let crls = await revocations.crls(for: identity, roots: [], enrolling: false)
-                    try IdentityWriter(files: files).write(identity, key: key, bundlePEM: nil, crls: crls.files)
+                    try IdentityWriter(files: files).write(identity, key: key, bundlePEM: nil, crls: crls)
                     crls.adopt()
                     if !crls.files.isEmpty { hooks.notify(.crl) }
                 }

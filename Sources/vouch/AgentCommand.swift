@@ -132,6 +132,8 @@ struct AgentCommand: AsyncParsableCommand {
         limited.hookTimeout = .seconds(hookTimeout.seconds)
         limited.signalProcessName = signalProcessName ?? file?.signalProcessName
         let hookDebounce = try hookDebounce ?? configDuration(file?.hookDebounce, key: "agent.hook_debounce") ?? DurationArgument(argument: "1s")!
+        // Servers reload only after the debounce: a typo such as 1000d would leave them on old files.
+        guard hookDebounce.seconds <= 300 else { throw CLIError("--hook-debounce must be at most 5m") }
         limited.hookDebounce = .seconds(hookDebounce.seconds)
         limited.hookOn = try Self.hookKinds(hookOn ?? file?.hookOn)
         (limited.outputFileNames, limited.keystorePassword) = try outputFiles.resolved(file)

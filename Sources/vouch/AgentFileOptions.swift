@@ -51,6 +51,12 @@ struct AgentFileOptions: ParsableArguments {
         var password = try OperatorFile.text(passwordFile, what: "--pkcs12-password-file", limit: Self.passwordLimit)
         while password.last?.isNewline == true { password.removeLast() }
         guard !password.isEmpty else { throw CLIError("--pkcs12-password-file \(passwordFile) is empty") }
+        // OpenSSL takes the password as a C string: a NUL would cut it short (an empty password),
+        // and bytes that are not UTF-8 were replaced while reading, so the keystore would not open
+        // with the file's bytes. One line of text, nothing else.
+        guard !password.unicodeScalars.contains(where: { $0.properties.generalCategory == .control || $0 == "\u{FFFD}" }) else {
+            throw CLIError("--pkcs12-password-file \(passwordFile) must hold one line of UTF-8 text without control characters")
+        }
         return (names, password)
     }
 }

@@ -64,6 +64,12 @@ final class AgentFilesTests: XCTestCase {
         defer { try? FileManager.default.removeItem(atPath: root) }
         let empty = root + "/empty", base = ["agent", "--ca", "127.0.0.1:1", "--ca-bundle", root + "/bundle.pem", "--out", root + "/out"]
         try "\n".write(toFile: empty, atomically: true, encoding: .utf8)
+        // OpenSSL takes the password as a C string: a leading NUL would make it empty, bytes that
+        // are not UTF-8 would not be the file's bytes, an inner newline is not one line.
+        let nul = root + "/nul", binary = root + "/binary", twoLines = root + "/two-lines"
+        try Data([0] + Array("longsecretpassword\n".utf8)).write(to: URL(fileURLWithPath: nul))
+        try Data([0xff, 0xfe, 0x80, 0x81, 0x90, 0xa0, 0xc0, 0xf8]).write(to: URL(fileURLWithPath: binary))
+        try "first\nsecond\n".write(toFile: twoLines, atomically: true, encoding: .utf8)
         let cases: [([String], String)] = [
             (["--file", "cert=x.pem"], "unknown --file kind cert (certificate, key, chain, fullchain, bundle, crl, combined, pkcs12, truststore)"),
             (["--file", "fullchain=chain.pem"], "--file: chain and fullchain both name chain.pem"),
@@ -74,7 +80,9 @@ final class AgentFilesTests: XCTestCase {
             (["--pkcs12", "keystore.p12"], "--pkcs12 needs --pkcs12-password-file"),
             (["--truststore", "trust.p12", "--pkcs12-password-file", empty], "--pkcs12-password-file \(empty) is empty"),
             (["--pkcs12-password-file", empty], "--pkcs12-password-file is only used with --pkcs12 or --truststore"),
-        ]
+        ] + [nul, binary, twoLines].map {
+            (["--pkcs12", "k.p12", "--pkcs12-password-file", $0], "--pkcs12-password-file \($0) must hold one line of UTF-8 text without control characters")
+        }
         for (flags, message) in cases {
             let result = try execute(VouchBinary.path, base + flags)
             XCTAssertEqual(result.status, 1, "\(flags)")

@@ -56,8 +56,8 @@ final class AgentFirstCRLTests: XCTestCase {
     func testRenewalUnderANewIntermediateWritesItsCRLWithTheCertificate() async throws {
         let world = try RolloverWorld()
         let out = world.files.directory
-        func crl(_ signer: CertificateSigner) throws -> [UInt8] {
-            try signer.makeCRL(entries: [], number: 1, thisUpdate: Date().addingTimeInterval(-60), nextUpdate: Date().addingTimeInterval(3600))
+        func crl(_ signer: CertificateSigner, number: Int64 = 1) throws -> [UInt8] {
+            try signer.makeCRL(entries: [], number: number, thisUpdate: Date().addingTimeInterval(-60), nextUpdate: Date().addingTimeInterval(3600))
         }
         let i1CRL = try crl(world.i1), i2CRL = try crl(world.i2)
         var prepared = world.prepared
@@ -77,7 +77,7 @@ final class AgentFirstCRLTests: XCTestCase {
         let fetched = await follower.crls(for: identity, roots: [], enrolling: false)
         XCTAssertEqual(crls.asked, [""], "the active issuer's CRL, which I2 signed")
         XCTAssertEqual(Set(fetched.files.map { ($0.path as NSString).lastPathComponent }), ["crl.der", "crl-\(world.i1.certificate.serialHex).der"])
-        try IdentityWriter(files: world.files).write(identity, key: key, bundlePEM: nil, crls: fetched.files)
+        try IdentityWriter(files: world.files).write(identity, key: key, bundlePEM: nil, crls: fetched)
         fetched.adopt()
         let crlPEM = try String(contentsOfFile: out + "/crl.pem", encoding: .utf8)
         for der in [i1CRL, i2CRL] + prepared.rootCRLs { XCTAssertTrue(crlPEM.contains(PEM.encode(der, label: "X509 CRL"))) }
@@ -89,6 +89,14 @@ final class AgentFirstCRLTests: XCTestCase {
         let again = await follower.crls(for: identity, roots: [], enrolling: false)
         XCTAssertTrue(again.files.isEmpty)
         XCTAssertEqual(crls.asked, [], "I2's CRL is held now")
+
+        // A newer CRL saved meanwhile (pushed while the set was fetched, or while the disk refused
+        // it) is never replaced by the older one the set carries; the identity is written all the same.
+        let newer = try crl(world.i2, number: 2)
+        try Data(newer).write(to: URL(fileURLWithPath: out + "/crl.der"))
+        try IdentityWriter(files: world.files).write(identity, key: key, bundlePEM: nil, crls: fetched)
+        XCTAssertEqual(try Data(contentsOf: URL(fileURLWithPath: out + "/crl.der")), Data(newer), "CRL 2 stays; CRL 1 is not written over it")
+        XCTAssertTrue(try String(contentsOfFile: out + "/crl.pem", encoding: .utf8).contains(PEM.encode(newer, label: "X509 CRL")))
     }
 
     /// A CA that cannot give the CRLs does not hold the identity back: it is written without them and

@@ -42,6 +42,11 @@ final class RotationHooksTests: XCTestCase {
         XCTAssertThrowsError(try resolved(["--hook-on", ""])) {
             XCTAssertEqual("\($0)", #"--hook-on: unknown change "" (bundle, certificate, crl)"#)
         }
+        // A debounce so long that servers would never reload is a typo, refused.
+        XCTAssertEqual(try resolved(["--hook-debounce", "5m"]).hookDebounce, .seconds(300))
+        XCTAssertThrowsError(try resolved(["--hook-debounce", "1000d"])) {
+            XCTAssertEqual("\($0)", "--hook-debounce must be at most 5m")
+        }
         let file = ConfigFile.AgentSection(hookDebounce: "3s", hookOn: "crl,bundle")
         let fromFile = try AgentCommand.parse(["--ca", "127.0.0.1:8443", "--ca-bundle", "/b.pem", "--out", "/out"]).resolvedConfiguration(file).0
         XCTAssertEqual(fromFile.hookOn, [.crl, .bundle])
