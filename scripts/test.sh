@@ -12,12 +12,14 @@ cd "$(dirname "$0")/.."
 # What install-deps.sh provides, checked without dpkg or apt.
 deps_present() {
     local tool
-    for tool in protoc protoc-gen-go protoc-gen-go-grpc go sqlite3 openssl curl python3 javac keytool java; do
+    for tool in protoc protoc-gen-go protoc-gen-go-grpc go sqlite3 openssl curl python3 javac keytool java \
+                softhsm2-util pkcs11-tool; do
         command -v "$tool" >/dev/null || return 1
     done
     [ -x /usr/lib/postgresql/15/bin/initdb ] && [ -x /usr/lib/postgresql/15/bin/pg_ctl ] \
         && [ -x /usr/lib/postgresql/15/bin/psql ] || return 1
     [ -x /usr/sbin/nginx ] && [ -x /usr/sbin/haproxy ] || return 1
+    [ -f /usr/lib/softhsm/libsofthsm2.so ] || return 1
     [ -f /usr/include/openssl/ssl.h ] && [ -f /usr/include/sqlite3.h ] || return 1
     [ -d /usr/share/gocode/src/google.golang.org/grpc ] && [ -d /usr/share/gocode/src/google.golang.org/protobuf ] \
         && [ -d /usr/share/gocode/src/github.com/golang/protobuf ] || return 1
