@@ -22,11 +22,14 @@ struct CommandResult {
     var lastLine: String { stdout.split(separator: "\n").last.map(String.init) ?? "" }
 }
 
-/// Runs a command to completion and captures its output.
-func execute(_ executable: String, _ arguments: [String], stdin: Data? = nil) throws -> CommandResult {
+/// Runs a command to completion and captures its output. `environment` is added over the test's own
+/// (e.g. SOFTHSM2_CONF naming a test's own token directory).
+func execute(_ executable: String, _ arguments: [String], stdin: Data? = nil,
+             environment: [String: String] = [:]) throws -> CommandResult {
     let process = Process()
     process.executableURL = URL(fileURLWithPath: executable)
     process.arguments = arguments
+    process.environment = childEnvironment(adding: environment)
     let out = Pipe(), err = Pipe(), input = Pipe()
     process.standardOutput = out
     process.standardError = err
@@ -55,6 +58,16 @@ func vouch(_ arguments: String...) throws -> CommandResult {
     try execute(VouchBinary.path, arguments)
 }
 
+/// `vouch` with variables added to its environment.
+func vouch(_ arguments: [String], environment: [String: String]) throws -> CommandResult {
+    try execute(VouchBinary.path, arguments, environment: environment)
+}
+
+/// The test's environment with `extra` added over it; nil (inherit unchanged) when there is nothing to add.
+func childEnvironment(adding extra: [String: String]) -> [String: String]? {
+    extra.isEmpty ? nil : ProcessInfo.processInfo.environment.merging(extra) { $1 }
+}
+
 func openssl(_ arguments: [String], stdin: Data? = nil) throws -> CommandResult {
     try execute("/usr/bin/openssl", arguments, stdin: stdin)
 }
@@ -69,13 +82,16 @@ final class ServerProcess: @unchecked Sendable {
 
     /// - Parameter openFileLimit: the server's RLIMIT_NOFILE, set with prlimit(1) for it alone (lowering
     ///   the test process's own limit would starve Foundation's process launching of descriptors).
-    init(directory: String, port: Int = 0, extraArguments: [String] = [], openFileLimit: Int? = nil) throws {
+    /// - Parameter environment: added over the test's environment (e.g. SOFTHSM2_CONF).
+    init(directory: String, port: Int = 0, extraArguments: [String] = [], openFileLimit: Int? = nil,
+         environment: [String: String] = [:]) throws {
         self.directory = directory
         exit = ProcessExit(process)
         self.port = try launch(process, output: output,
                                arguments: ["server", "--dir", directory, "--listen", "127.0.0.1:\(port)"] + extraArguments,
                                announcement: "vouch server listening on ",
-                               launcher: openFileLimit.map { ["/usr/bin/prlimit", "--nofile=\($0):\($0)", "--"] } ?? [])
+                               launcher: openFileLimit.map { ["/usr/bin/prlimit", "--nofile=\($0):\($0)", "--"] } ?? [],
+                               environment: environment)
     }
 
     /// SIGKILL: no graceful shutdown at all.
@@ -108,10 +124,10 @@ final class AgentProcess: @unchecked Sendable {
     private let output = OutputCollector()
     private let exit: ProcessExit
 
-    init(arguments: [String]) throws {
+    init(arguments: [String], environment: [String: String] = [:]) throws {
         exit = ProcessExit(process)
         port = try launch(process, output: output, arguments: ["agent"] + arguments + ["--listen", "127.0.0.1:0"],
-                          announcement: "vouch agent listening on ")
+                          announcement: "vouch agent listening on ", environment: environment)
     }
 
     var address: String { "127.0.0.1:\(port)" }
@@ -150,11 +166,12 @@ func terminate(_ process: Process, exit: ProcessExit? = nil) -> Int32 {
 
 /// Starts `vouch` with `arguments` and waits for the line announcing its port.
 private func launch(_ process: Process, output: OutputCollector, arguments: [String], announcement: String,
-                    launcher: [String] = []) throws -> Int {
+                    launcher: [String] = [], environment: [String: String] = [:]) throws -> Int {
     // A launcher (e.g. prlimit) runs first and execs `vouch`: the pid stays the one of the server.
     let command = launcher + [VouchBinary.path] + arguments
     process.executableURL = URL(fileURLWithPath: command[0])
     process.arguments = Array(command.dropFirst())
+    process.environment = childEnvironment(adding: environment)
     try process.runLongLived(output: output)
     func announcedPort(_ text: String) -> Int? {
         announcedAddress(in: text, after: announcement).flatMap { Int($0.split(separator: ":").last ?? "") }
