@@ -3,6 +3,9 @@
 #   1. openssl speed ecdsap256: the crypto ceiling (one CSR verify + one sign per certificate)
 #   2. Vouch Enroll and Renew at each concurrency level (release server, separate load generator,
 #      one persistent TLS connection per worker), with the server's CPU and RSS
+#   2b. CA keys in a PKCS#11 token (a SoftHSM2 token in the run's own directory) against keys in files:
+#      Enroll on two fresh CAs back to back at each level, with the server's CPU per certificate, and
+#      one thread's signatures per second in the token and in memory (scripts/bench/p11-sign.c)
 #   3. cfssl serve (Debian's golang-cfssl) with a SQLite certdb in WAL + synchronous=FULL, signing
 #      the same kind of CSR over HTTP, driven by wrk at the same concurrency levels
 #   4. new mTLS connections per second: openssl s_time against the Vouch server and against
@@ -15,7 +18,7 @@
 #
 # Usage: scripts/bench.sh            (about 10 minutes after the release build)
 # Knobs: BENCH_DURATION (s per level, 10), BENCH_CONCURRENCY (1,8,32,128), BENCH_ROWS (1000000),
-#        BENCH_SKIP (space-separated sections to skip: speed vouch cfssl handshakes listing agent replicas),
+#        BENCH_SKIP (space-separated sections to skip: speed vouch token cfssl handshakes listing agent replicas),
 #        BENCH_REPLICA_CONCURRENCY (32: workers in all, split over the replicas),
 #        BENCH_AGENT_ROTATIONS (rotations before the agent's memory is read, 15)
 set -euo pipefail
@@ -134,6 +137,80 @@ if ! skipped vouch; then
     done
     echo "- SQLite journal: $(sqlite3 "$CA/vouch.db" 'PRAGMA journal_mode'), synchronous=FULL on every server connection" \
          "(SQLiteAuthorityStore); no response is sent before its transaction commits"
+fi
+
+# --- 2b. CA keys in a PKCS#11 token ------------------------------------------------------------------
+if ! skipped token; then
+    section "CA keys in a PKCS#11 token (SoftHSM2) against keys in files: Enroll, ${DURATION}s per level"
+    HSM_MODULE=/usr/lib/softhsm/libsofthsm2.so
+    HSM="$WORK/softhsm"
+    mkdir -p "$HSM/tokens"
+    # A token of this run's own: SoftHSM reads SOFTHSM2_CONF, so /etc/softhsm and /var/lib/softhsm stay untouched.
+    printf 'directories.tokendir = %s\nobjectstore.backend = file\nlog.level = ERROR\nslots.removable = false\n' \
+        "$HSM/tokens" >"$HSM/softhsm2.conf"
+    export SOFTHSM2_CONF="$HSM/softhsm2.conf"
+    softhsm2-util --init-token --free --label vouch-bench --so-pin 000000 --pin 123456 >/dev/null
+    (umask 077 && printf 123456 >"$HSM/pin")
+
+    # The crypto ceiling first, while no server uses the token (p11-sign adds a key and removes it).
+    P11_INCLUDE=Sources/CVouchOpenSSL/pkcs11
+    [ -f "$P11_INCLUDE/pkcs11.h" ] || P11_INCLUDE=/usr/include/p11-kit-1/p11-kit
+    cc -O2 -I "$P11_INCLUDE" scripts/bench/p11-sign.c -lcrypto -ldl -o "$WORK/p11-sign"
+    "$WORK/p11-sign" "$HSM_MODULE" vouch-bench "$HSM/pin" 3
+    echo
+
+    # Two fresh CAs, so neither starts with the rows the sections before left in $CA.
+    FILE_CA="$WORK/ca-file"
+    TOKEN_CA="$WORK/ca-token"
+    "$BIN/vouch" ca init --dir "$FILE_CA" --trust-domain bench.test >/dev/null
+    "$BIN/vouch" ca init --dir "$TOKEN_CA" --trust-domain bench.test --pkcs11-module "$HSM_MODULE" \
+        --pkcs11-token vouch-bench --pkcs11-pin-file "$HSM/pin" >/dev/null
+    start_keyed_server() { # name, dir, extra flags...; sets KEYED_PID and KEYED_PORT
+        local name=$1 dir=$2
+        shift 2
+        KEYED_PORT=$(free_port)
+        "$BIN/vouch" server --dir "$dir" --listen "127.0.0.1:$KEYED_PORT" --http "127.0.0.1:$(free_port)" "$@" \
+            >"$WORK/server-$name.log" 2>&1 &
+        KEYED_PID=$!
+        PIDS+=("$KEYED_PID")
+        wait_for_line "$WORK/server-$name.log" "vouch server listening on" 30
+    }
+    start_keyed_server file "$FILE_CA"
+    FILE_PID=$KEYED_PID FILE_PORT=$KEYED_PORT
+    # The module and the token's label come from the CA's ca.json; the PIN only from its file.
+    start_keyed_server token "$TOKEN_CA" --pkcs11-pin-file "$HSM/pin"
+    TOKEN_PID=$KEYED_PID TOKEN_PORT=$KEYED_PORT
+    rm -f "$WORK/token-file.jsonl" "$WORK/token-token.jsonl"
+    IFS=, read -ra levels <<<"$LEVELS"
+    for level in "${levels[@]}"; do
+        for key in file token; do
+            if [ "$key" = file ]; then dir=$FILE_CA pid=$FILE_PID port=$FILE_PORT; else dir=$TOKEN_CA pid=$TOKEN_PID port=$TOKEN_PORT; fi
+            "$BIN/vouch-bench" --server "127.0.0.1:$port" --dir "$dir" --mode enroll --concurrency "$level" \
+                --duration "$DURATION" --server-pid "$pid" --json --record "$WORK/token-$key.jsonl" >/dev/null
+        done
+    done
+    python3 - "$WORK/token-file.jsonl" "$WORK/token-token.jsonl" <<'PY'
+import json, sys
+rows = {key: [json.loads(line) for line in open(path)] for key, path in zip(("file", "token"), sys.argv[1:])}
+print("    key    conc  certs/s   p99 ms  server CPU µs/cert")
+for file_row, token_row in zip(rows["file"], rows["token"]):
+    for key, row in (("file", file_row), ("token", token_row)):
+        load = row["load"]
+        # The server's CPU over the measured window (vouch-bench reads /proc/<pid>/stat) per certificate issued in it.
+        cpu = row.get("serverCPUPercent")
+        per_cert = f"{cpu / 100 * load['seconds'] / load['completed'] * 1e6:.0f}" if cpu is not None and load["completed"] else "n/a"
+        failed = f"  ({load['failed']} failed: {row.get('firstError')})" if load["failed"] else ""
+        print(f"    {key:<6} {row['concurrency']:>4} {load['perSecond']:>8.1f} {load['p99Milliseconds']:>8.2f} {per_cert:>19}{failed}")
+PY
+    echo
+    echo "- both CAs fresh (SQLite), servers started alike; at each level the file-key CA runs first, then the token CA"
+    echo "- files named *key* in the token CA's directory: $(cd "$TOKEN_CA" && find . -name '*key*' -type f | sed 's|^\./||' | sort | tr '\n' ' ')"
+    token_keys=$(pkcs11-tool --module "$HSM_MODULE" --token-label vouch-bench --login --pin 123456 \
+        --list-objects --type privkey 2>/dev/null || true)
+    echo "- private keys in the token: $(grep -c 'Private Key Object' <<<"$token_keys"), Access:" \
+         "$(awk -F':  *' '/Access:/ { print $2 }' <<<"$token_keys" | sort -u | paste -sd ';')"
+    for pid in "$FILE_PID" "$TOKEN_PID"; do kill -TERM "$pid"; wait "$pid" 2>/dev/null || true; done
+    unset SOFTHSM2_CONF
 fi
 
 # --- 3. cfssl --------------------------------------------------------------------------------------
