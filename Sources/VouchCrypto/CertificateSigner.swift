@@ -108,7 +108,7 @@ public final class CertificateSigner: @unchecked Sendable {
         if let issuer { try issuer.withUnsafeX509Pointer(addExtensions) } else { try addExtensions(issuedBy: cert) }
 
         guard signingKey.withUnsafeKeyPointer({ X509_sign(cert, $0, signingDigest(for: $0)) }) > 0 else {
-            throw cryptoFailure(.failure, "certificate signing failed")
+            throw signingKey.signingFailure("certificate signing failed")
         }
         handedOver = true
         return try X509Certificate(owning: cert)
@@ -161,7 +161,7 @@ public final class CertificateSigner: @unchecked Sendable {
         guard X509_CRL_add_ext(crl, aki, -1) == 1 else { throw cryptoFailure(.failure, "add CRL AKI") }
 
         guard key.withUnsafeKeyPointer({ X509_CRL_sign(crl, $0, signingDigest(for: $0)) }) > 0 else {
-            throw cryptoFailure(.failure, "CRL signing failed")
+            throw key.signingFailure("CRL signing failed")
         }
         return try derEncode { i2d_X509_CRL(crl, $0) }
     }

@@ -9,6 +9,10 @@ public struct CryptoError: Error, CustomStringConvertible, Sendable, Equatable {
         case unsupportedKey
         /// A passphrase is missing or wrong.
         case passphrase
+        /// A PKCS#11 module, token, PIN or token key that cannot be used as configured.
+        case token
+        /// The token failed at run time: signatures fail until it recovers.
+        case tokenUnavailable
         /// Anything else OpenSSL refused.
         case failure
     }

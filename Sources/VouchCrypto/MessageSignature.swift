@@ -16,7 +16,7 @@ extension CertificateSigner {
         }
         var signature = [UInt8](repeating: 0, count: length)
         guard EVP_DigestSign(context, &signature, &length, message, message.count) == 1 else {
-            throw cryptoFailure(.failure, "signing failed")
+            throw key.signingFailure("signing failed")
         }
         return Array(signature.prefix(length))
     }

@@ -80,7 +80,12 @@ public struct OCSPResponder: Sendable {
                 vouch_ocsp_response_build(request, certificate, key, statuses, times, reasons, thisUpdate, nextUpdate, &out)
             }
         }
-        guard length > 0, let out else { return Self.errorResponse(OCSP_RESPONSE_STATUS_INTERNALERROR) }
+        guard length > 0, let out else {
+            // A token that failed is a passing condition: RFC 6960 asks the client to try later.
+            let failure = signer.key.signingFailure("OCSP response signing failed")
+            return Self.errorResponse(failure.kind == .tokenUnavailable ? OCSP_RESPONSE_STATUS_TRYLATER
+                                                                        : OCSP_RESPONSE_STATUS_INTERNALERROR)
+        }
         defer { vouch_openssl_free(out) }
         return Array(UnsafeBufferPointer(start: out, count: Int(length)))
     }

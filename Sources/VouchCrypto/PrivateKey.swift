@@ -6,8 +6,19 @@ public final class PrivateKey: @unchecked Sendable {
     // Immutable after init; OpenSSL allows concurrent signing with one EVP_PKEY. Other files
     // reach it only through `withUnsafeKeyPointer`.
     private let pointer: OpaquePointer
+    /// The token whose C_Sign makes this key's signatures; nil for a key held in memory. Held
+    /// strongly: the token stays open while any of its keys exists.
+    let token: PKCS11Token?
 
-    init(owning pointer: OpaquePointer) { self.pointer = pointer }
+    init(owning pointer: OpaquePointer, token: PKCS11Token? = nil) {
+        self.pointer = pointer
+        self.token = token
+    }
+
+    /// True for a key that lives in a PKCS#11 token (it cannot be exported).
+    public var isInToken: Bool { token != nil }
+    /// The label of the token holding this key, if it is in one.
+    public var tokenLabel: String? { token?.label }
     deinit { EVP_PKEY_free(pointer) }
 
     /// Lends the OpenSSL EVP_PKEY to `body`, which must not keep it after returning.
@@ -62,6 +73,9 @@ public final class PrivateKey: @unchecked Sendable {
 
     /// PKCS#8 PEM, encrypted with AES-256-CBC when a passphrase is given.
     public func pkcs8PEM(passphrase: String? = nil) throws -> String {
+        if let token {
+            throw CryptoError(.token, "a key in PKCS#11 token \"\(token.label)\" cannot be exported")
+        }
         let bytes = try withMemoryBIO { bio in
             let ok: Int32
             if let passphrase, !passphrase.isEmpty {

@@ -68,4 +68,39 @@ int vouch_pkcs12_keystore(const char *key_pem, const char *cert_pem, const char 
 /// (2.16.840.1.113894.746875.1.1 = anyExtendedKeyUsage), without which Java lists no entry.
 /// Same encryption and MAC as the keystore. Returns the length and sets *out, or -1.
 int vouch_pkcs12_truststore(const char *certs_pem, const char *password, const char *alias_prefix, unsigned char **out);
+/* CA keys in a PKCS#11 token (pkcs11.c). A token key is an EVP_PKEY whose signatures are made by
+   C_Sign in the token; it holds no private key material. `err` receives a sentence on failure. */
+typedef struct vouch_p11_token vouch_p11_token;
+#define VOUCH_P11_OK 0
+#define VOUCH_P11_FAILED 1
+#define VOUCH_P11_PIN_REFUSED 2
+/// Loads the module (once per path in the process), finds the token by label and logs in once.
+vouch_p11_token *vouch_p11_open(const char *module_path, const char *token_label, const char *pin, char *err,
+                                size_t errlen);
+/// Closes the token's sessions; the module is finalized with its last token. No key of it may sign after.
+void vouch_p11_close(vouch_p11_token *token);
+const char *vouch_p11_token_label(const vouch_p11_token *token);
+/// The private key with CKA_ID `id` (and CKA_LABEL `label` unless NULL), checked: EC P-256/P-384,
+/// may sign, sensitive, not extractable, with a public key object of the same id. A new reference.
+EVP_PKEY *vouch_p11_find_key(vouch_p11_token *token, const unsigned char *id, size_t id_len, const char *label,
+                             char *err, size_t errlen);
+/// Generates a key pair in the token (NID_X9_62_prime256v1 or NID_secp384r1). 0 on success.
+int vouch_p11_generate(vouch_p11_token *token, int nid, const char *label, const unsigned char *id, size_t id_len,
+                       char *err, size_t errlen);
+/// Deletes the private and public key objects with CKA_ID `id`. 0 on success.
+int vouch_p11_destroy(vouch_p11_token *token, const unsigned char *id, size_t id_len, char *err, size_t errlen);
+/// VOUCH_P11_*; for a failed token, the CK_RV, when it first failed (Unix time) and why.
+int vouch_p11_status(vouch_p11_token *token, unsigned long *rv, long *since, char *reason, size_t reason_len);
+/// Checks the token answers (reads CKA_SIGN of each key, no signature); marks it failed if not.
+int vouch_p11_probe(vouch_p11_token *token);
+/// Re-initializes the token's module, logs in once, finds every key again and checks its point.
+int vouch_p11_recover(vouch_p11_token *token);
+/// The CK_RV of this thread's last failed token signature (0 if none), and clears it.
+unsigned long vouch_p11_take_sign_error(void);
+const char *vouch_p11_rv_name(unsigned long rv);
+/// Signs a random message with `key` and verifies it with its public key: 1 when the token's private
+/// key is the one its public key object says (the public point alone proves nothing).
+int vouch_p11_self_test(EVP_PKEY *key);
+/// 1 when `key` is a token key, with its token's label.
+int vouch_p11_is_token_key(EVP_PKEY *key, const char **label);
 #endif
