@@ -204,7 +204,7 @@ for file_row, token_row in zip(rows["file"], rows["token"]):
 PY
     echo
     echo "- both CAs fresh (SQLite), servers started alike; at each level the file-key CA runs first, then the token CA"
-    echo "- files named *key* in the token CA's directory: $(cd "$TOKEN_CA" && find . -name '*key*' -type f | sed 's|^\./||' | sort | tr '\n' ' ')"
+    echo "- files named *key* in the token CA's directory: $(cd "$TOKEN_CA" && find . -name '*key*' -type f | sed 's|^\./||' | sort | paste -sd ' ')"
     token_keys=$(pkcs11-tool --module "$HSM_MODULE" --token-label vouch-bench --login --pin 123456 \
         --list-objects --type privkey 2>/dev/null || true)
     echo "- private keys in the token: $(grep -c 'Private Key Object' <<<"$token_keys"), Access:" \
