@@ -377,12 +377,17 @@ static CK_RV initialize(vouch_p11_module *m) {
     return rv;
 }
 
+static void initialize_failed(const char *path, CK_RV rv, char *err, size_t errlen) {
+    say(err, errlen, "PKCS#11 module %s failed to initialize: %s (for SoftHSM: check SOFTHSM2_CONF and its "
+        "directories.tokendir)", path, vouch_p11_rv_name(rv));
+}
+
 static vouch_p11_module *module_for(const char *path, char *err, size_t errlen) {
     for (vouch_p11_module *m = modules; m != NULL; m = m->next) {
         if (strcmp(m->path, path) == 0) {
             if (!m->initialized) {
                 CK_RV rv = initialize(m);
-                if (rv != CKR_OK) { say(err, errlen, "PKCS#11 module %s failed to initialize: %s", path, vouch_p11_rv_name(rv)); return NULL; }
+                if (rv != CKR_OK) { initialize_failed(path, rv, err, errlen); return NULL; }
             }
             return m;
         }
@@ -403,8 +408,7 @@ static vouch_p11_module *module_for(const char *path, char *err, size_t errlen) 
     pthread_rwlock_init(&m->lock, NULL);
     CK_RV rv = initialize(m);
     if (rv != CKR_OK) {
-        say(err, errlen, "PKCS#11 module %s failed to initialize: %s (for SoftHSM: check SOFTHSM2_CONF and its "
-            "directories.tokendir)", path, vouch_p11_rv_name(rv));
+        initialize_failed(path, rv, err, errlen);
         pthread_rwlock_destroy(&m->lock);
         free(m->path);
         free(m);
