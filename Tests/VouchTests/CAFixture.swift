@@ -14,10 +14,13 @@ final class CAFixture: @unchecked Sendable {
     private(set) var server: ServerProcess
 
     /// - Parameter start: starts the server on the new CA directory (default: on its SQLite database).
-    init(server start: (_ caDir: String) throws -> ServerProcess = { try ServerProcess(directory: $0) }) throws {
+    /// - Parameter initArguments: added to `vouch ca init` (e.g. a token's flags), run with `environment` added.
+    init(initArguments: [String] = [], environment: [String: String] = [:],
+         server start: (_ caDir: String) throws -> ServerProcess = { try ServerProcess(directory: $0) }) throws {
         root = try temporaryDirectory()
         caDir = root + "/ca"
-        let initialized = try vouch("ca", "init", "--dir", caDir, "--trust-domain", trustDomain)
+        let initialized = try vouch(["ca", "init", "--dir", caDir, "--trust-domain", trustDomain] + initArguments,
+                                    environment: environment)
         guard initialized.status == 0 else { throw CLIFailure("ca init failed: \(initialized.stderr)") }
         server = try start(caDir)
     }
