@@ -2,10 +2,12 @@ import Foundation
 import Metrics
 import Synchronization
 import VouchAuthority
+import VouchCrypto
 
 /// Gauges read at scrape time, so they are exact when Prometheus looks.
 public enum CAGauges {
-    public static func refresh(authority: CertificateAuthority, store: any AuthorityStore) async {
+    public static func refresh(authority: CertificateAuthority, store: any AuthorityStore, token: PKCS11Token? = nil) async {
+        if let token { recordToken(token) }
         // SQLite: the file and its WAL; PostgreSQL: pg_database_size. Left as it was when the database cannot answer.
         if let bytes = try? await store.databaseSize() {
             Gauge(label: "vouch_ca_database_bytes").record(bytes)
@@ -30,6 +32,12 @@ public enum CAGauges {
             Gauge(label: "vouch_ca_root_crl_expires_in_seconds", dimensions: [("root", crl.root)])
                 .record(crl.nextUpdate.timeIntervalSince(now).rounded(.down))
         }
+    }
+
+    /// `vouch_ca_pkcs11_token_up{token}`: 1 while the PKCS#11 token holding the CA's keys signs, 0
+    /// while it has failed (issuing, CRL and OCSP signing answer unavailable) or refused the PIN.
+    public static func recordToken(_ token: PKCS11Token) {
+        Gauge(label: "vouch_ca_pkcs11_token_up", dimensions: [("token", token.label)]).record(token.status == .ok ? 1 : 0)
     }
 
     /// The serial last reported as signing, so its series drops to 0 when another takes over.

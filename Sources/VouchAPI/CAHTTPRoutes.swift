@@ -1,5 +1,6 @@
 import Foundation
 import VouchAuthority
+import VouchCrypto
 import VouchHTTP
 
 /// The CA's plain-HTTP routes for software that does not speak gRPC:
@@ -13,7 +14,7 @@ import VouchHTTP
 public enum CAHTTPRoutes {
     public static func handler(authority: CertificateAuthority, store: any AuthorityStore,
                                metrics: (@Sendable () async -> HTTPResponse)? = nil,
-                               auditCheckpoints: AuditCheckpointer? = nil)
+                               auditCheckpoints: AuditCheckpointer? = nil, token: PKCS11Token? = nil)
         -> @Sendable (HTTPRequest) async -> HTTPResponse {
         { request in
             switch (request.method, request.path) {
@@ -48,8 +49,12 @@ public enum CAHTTPRoutes {
                     return .text(500, "audit checkpoint unavailable")
                 }
             case ("GET", "/healthz"):
-                // Healthy when the database answers now (within the wait a request has) and the CA
-                // can produce its CRL: keys loaded and the database readable.
+                // Healthy when the PKCS#11 token (if the keys are in one) signs, the database answers
+                // now (within the wait a request has) and the CA can produce its CRL: keys loaded and
+                // the database readable. The token first: with it failed, the CRL is the last one signed.
+                if let reason = token?.unhealthyReason {
+                    return .text(503, "unhealthy: \(reason)")
+                }
                 do {
                     try await store.checkAvailable()
                 } catch {

@@ -7,6 +7,7 @@ import ServiceLifecycle
 import VouchAuthority
 import VouchHTTP
 import VouchConnectionLimits
+import VouchCrypto
 import VouchTLS
 
 /// The CA's gRPC listener as a ServiceLifecycle service: TLS 1.3 only, client
@@ -25,6 +26,8 @@ public final class CAServer: Service, Sendable {
     let onListening: @Sendable (HostPort) -> Void
     /// The listener's own renewed certificate; nil serves server.pem (tests on a bare directory).
     let listenerIdentity: ServerListenerIdentity?
+    /// The PKCS#11 token the CA's keys are in, if any: gRPC health is NOT_SERVING while it fails.
+    let token: PKCS11Token?
 
     /// Largest request the transport reads. CSRs are capped far lower (16 KiB) by the authority,
     /// which answers with a clear invalidArgument; beyond this the transport resets the stream.
@@ -38,8 +41,9 @@ public final class CAServer: Service, Sendable {
     public init(authority: CertificateAuthority, files: CAFiles, address: HostPort, logger: Logger,
                 auditCheckpoints: AuditCheckpointer? = nil,
                 limits: ListenerLimits = ListenerLimits(), listenerIdentity: ServerListenerIdentity? = nil,
-                onListening: @escaping @Sendable (HostPort) -> Void = { _ in }) {
+                token: PKCS11Token? = nil, onListening: @escaping @Sendable (HostPort) -> Void = { _ in }) {
         self.listenerIdentity = listenerIdentity
+        self.token = token
         self.limits = limits
         self.authority = authority
         self.files = files
@@ -91,7 +95,7 @@ public final class CAServer: Service, Sendable {
         let loadedGeneration = authority.issuerSet.generation
         let transport = try tls.makeTransport(host: address.host, port: address.port, maxRequestBytes: Self.maxRequestBytes,
                                               maxConcurrentStreams: Self.maxConcurrentStreams)
-        let health = HealthService(services: ["vouch.v1.CertificateAuthority", "vouch.v1.Admin"])
+        let health = HealthService(services: ["vouch.v1.CertificateAuthority", "vouch.v1.Admin"], token: token)
         let server = GRPCServer(
             transport: transport,
             services: [CertificateAuthorityService(authority: authority), AdminService(authority: authority, auditCheckpoints: auditCheckpoints), health],

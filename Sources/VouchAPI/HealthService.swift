@@ -1,14 +1,18 @@
 import GRPCCore
 import Synchronization
+import VouchCrypto
 
 /// grpc.health.v1.Health: SERVING for the server as a whole ("") and for each
-/// registered service name until shutdown begins.
+/// registered service name until shutdown begins, and while the PKCS#11 token the CA's keys
+/// are in (if any) can sign: a failed token makes everything NOT_SERVING until it is back.
 public final class HealthService: Grpc_Health_V1_Health.SimpleServiceProtocol, Sendable {
     private let services: Set<String>
     private let serving = Mutex(true)
+    private let token: PKCS11Token?
 
-    public init(services: [String]) {
+    public init(services: [String], token: PKCS11Token? = nil) {
         self.services = Set(services + [""])
+        self.token = token
     }
 
     /// Marks everything NOT_SERVING (on graceful shutdown, so load balancers drain first).
@@ -16,7 +20,8 @@ public final class HealthService: Grpc_Health_V1_Health.SimpleServiceProtocol, S
 
     private func status(_ service: String) -> Grpc_Health_V1_HealthCheckResponse.ServingStatus? {
         guard services.contains(service) else { return nil }
-        return serving.withLock { $0 } ? .serving : .notServing
+        let tokenWorks = token.map { $0.status == .ok } ?? true
+        return serving.withLock { $0 } && tokenWorks ? .serving : .notServing
     }
 
     public func check(request: Grpc_Health_V1_HealthCheckRequest, context: ServerContext) async throws -> Grpc_Health_V1_HealthCheckResponse {

@@ -60,7 +60,14 @@ public final class AuditCheckpointer: Sendable {
                 throw AuthorityError(.failedPrecondition, "not signing an audit checkpoint: audit log broken at row \(broken.rowID): \(broken.reason)")
             }
         }
-        let checkpoint = try AuditCheckpoint.sign(rowID: head.id, hash: head.hash, time: clock(), with: signer)
+        let checkpoint: AuditCheckpoint
+        do {
+            checkpoint = try AuditCheckpoint.sign(rowID: head.id, hash: head.hash, time: clock(), with: signer)
+        } catch let error as CryptoError where error.kind == .tokenUnavailable {
+            // A failed PKCS#11 token: unavailable (GetAuditCheckpoint), and the periodic checkpoint
+            // waits for its next tick; the next one covers this head too.
+            throw AuthorityError(signing: error)
+        }
         try await store.appendAuditCheckpoint(checkpoint)
         return checkpoint
     }

@@ -13,9 +13,14 @@ actor CRLPublisher {
     private let validity: TimeInterval
     private let refreshInterval: TimeInterval
     private var current: CRLSnapshot?
+    /// Told once when the CRL cannot be signed again and the last one is served meanwhile.
+    private let warn: @Sendable (String) -> Void
+    /// Whether the last signing failed (and `warn` was told): told again only after a success.
+    private var servingLast = false
 
     init(store: any AuthorityStore, issuerID: Int64, signer: CertificateSigner, registry: RevocationRegistry,
-         validity: TimeInterval, refreshInterval: TimeInterval) {
+         validity: TimeInterval, refreshInterval: TimeInterval, warn: @escaping @Sendable (String) -> Void = { _ in }) {
+        self.warn = warn
         self.store = store
         self.issuerID = issuerID
         self.signer = signer
@@ -39,7 +44,22 @@ actor CRLPublisher {
                 }
             }
         let nextUpdate = now.addingTimeInterval(validity)
-        let der = try signer.makeCRL(entries: entries, number: number, thisUpdate: now, nextUpdate: nextUpdate)
+        let der: [UInt8]
+        do {
+            der = try signer.makeCRL(entries: entries, number: number, thisUpdate: now, nextUpdate: nextUpdate)
+        } catch let error as CryptoError where error.kind == .tokenUnavailable {
+            // The last CRL signed stays valid until its nextUpdate: relying parties keep working
+            // while the token is away, though a revocation since then is not in it yet.
+            guard let current, current.nextUpdate > now.timeIntervalSince1970 else { throw AuthorityError(signing: error) }
+            if !servingLast {
+                servingLast = true
+                warn("cannot sign the CRL of intermediate \(signer.certificate.serialHex): \(error.message); serving CRL "
+                     + "number \(current.number) until the token is back (valid until "
+                     + "\(Date(timeIntervalSince1970: current.nextUpdate).formatted(.iso8601)); revocations since are not in it)")
+            }
+            return current
+        }
+        servingLast = false
         let snapshot = CRLSnapshot(der: der, number: number, thisUpdate: now.timeIntervalSince1970.rounded(.down),
                                    nextUpdate: nextUpdate.timeIntervalSince1970.rounded(.down),
                                    issuer: signer.certificate.serialHex, sequence: sequence)
@@ -56,8 +76,11 @@ final class CRLPublishers: Sendable {
     private let validity: TimeInterval
     private let refreshInterval: TimeInterval
     private let publishers = Mutex<[String: CRLPublisher]>([:])
+    private let warn: @Sendable (String) -> Void
 
-    init(store: any AuthorityStore, registry: RevocationRegistry, validity: TimeInterval, refreshInterval: TimeInterval) {
+    init(store: any AuthorityStore, registry: RevocationRegistry, validity: TimeInterval, refreshInterval: TimeInterval,
+         warn: @escaping @Sendable (String) -> Void = { _ in }) {
+        self.warn = warn
         self.store = store
         self.registry = registry
         self.validity = validity
@@ -68,7 +91,7 @@ final class CRLPublishers: Sendable {
         publishers.withLock { publishers in
             if let existing = publishers[issuer.serial] { return existing }
             let publisher = CRLPublisher(store: store, issuerID: issuer.record.id, signer: issuer.signer, registry: registry,
-                                         validity: validity, refreshInterval: refreshInterval)
+                                         validity: validity, refreshInterval: refreshInterval, warn: warn)
             publishers[issuer.serial] = publisher
             return publisher
         }
