@@ -150,7 +150,9 @@ if ! skipped token; then
         "$HSM/tokens" >"$HSM/softhsm2.conf"
     export SOFTHSM2_CONF="$HSM/softhsm2.conf"
     softhsm2-util --init-token --free --label vouch-bench --so-pin 000000 --pin 123456 >/dev/null
-    (umask 077 && printf 123456 >"$HSM/pin")
+    # The root in a token of its own, as docs/operations.md recommends: the server never gets its PIN.
+    softhsm2-util --init-token --free --label vouch-root --so-pin 000000 --pin 654321 >/dev/null
+    (umask 077 && printf 123456 >"$HSM/pin" && printf 654321 >"$HSM/root-pin")
 
     # The crypto ceiling first, while no server uses the token (p11-sign adds a key and removes it).
     P11_INCLUDE=Sources/CVouchOpenSSL/pkcs11
@@ -164,7 +166,8 @@ if ! skipped token; then
     TOKEN_CA="$WORK/ca-token"
     "$BIN/vouch" ca init --dir "$FILE_CA" --trust-domain bench.test >/dev/null
     "$BIN/vouch" ca init --dir "$TOKEN_CA" --trust-domain bench.test --pkcs11-module "$HSM_MODULE" \
-        --pkcs11-token vouch-bench --pkcs11-pin-file "$HSM/pin" >/dev/null
+        --pkcs11-token vouch-bench --pkcs11-pin-file "$HSM/pin" \
+        --pkcs11-root-token vouch-root --pkcs11-root-pin-file "$HSM/root-pin" >/dev/null
     start_keyed_server() { # name, dir, extra flags...; sets KEYED_PID and KEYED_PORT
         local name=$1 dir=$2
         shift 2
@@ -207,7 +210,7 @@ PY
     echo "- files named *key* in the token CA's directory: $(cd "$TOKEN_CA" && find . -name '*key*' -type f | sed 's|^\./||' | sort | paste -sd ' ')"
     token_keys=$(pkcs11-tool --module "$HSM_MODULE" --token-label vouch-bench --login --pin 123456 \
         --list-objects --type privkey 2>/dev/null || true)
-    echo "- private keys in the token: $(grep -c 'Private Key Object' <<<"$token_keys"), Access:" \
+    echo "- private keys in the server's token: $(grep -c 'Private Key Object' <<<"$token_keys"), Access:" \
          "$(awk -F':  *' '/Access:/ { print $2 }' <<<"$token_keys" | sort -u | paste -sd ';')"
     for pid in "$FILE_PID" "$TOKEN_PID"; do kill -TERM "$pid"; wait "$pid" 2>/dev/null || true; done
     unset SOFTHSM2_CONF

@@ -65,8 +65,13 @@ final class SoftHSMToken {
 
     /// A second token in the same token directory (so under the same SOFTHSM2_CONF), e.g. the root's,
     /// with a PIN of its own written to `<directory>/pin-<label>`. It fails and restores on its own.
+    /// Neither label may begin with the other: pkcs11-tool's `--token-label` takes the first token whose
+    /// label starts with the one given, and would log in to the wrong token.
     func initAnotherToken(label: String, pin: String = "654321") throws -> SoftHSMToken {
-        try SoftHSMToken(label: label, pin: pin, pinFile: directory + "/pin-\(label)", directory: directory, conf: conf)
+        guard !label.hasPrefix(self.label), !self.label.hasPrefix(label) else {
+            throw CLIFailure("token labels \"\(self.label)\" and \"\(label)\": one begins with the other, which pkcs11-tool mixes up")
+        }
+        return try SoftHSMToken(label: label, pin: pin, pinFile: directory + "/pin-\(label)", directory: directory, conf: conf)
     }
 
     /// Moves the token's files out of the token directory: a process using it sees its objects vanish

@@ -26,6 +26,8 @@ final class SoftHSMTokenTests: XCTestCase {
         let root = try token.initAnotherToken(label: "vouch-root")
         XCTAssertNotEqual(root.pin, token.pin)
         XCTAssertFalse(try root.listObjects().contains("Private Key Object"))
+        // pkcs11-tool would take "vouch-ca-root" for "vouch-ca": such a pair is refused up front.
+        XCTAssertThrowsError(try token.initAnotherToken(label: "vouch-ca-root"))
 
         try token.fail()
         XCTAssertThrowsError(try token.listObjects())
