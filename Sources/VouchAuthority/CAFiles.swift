@@ -33,12 +33,34 @@ public struct CASettings: Codable, Sendable {
     public var trustDomain: String
     public var keysEncrypted: Bool
     public var createdAt: Date
+    /// The initial intermediate's key when it is in a PKCS#11 token (a `pkcs11:` URI; nil: intermediate_key.pem).
+    public var intermediateKey: String?
+    /// The initial root's key when it is in a PKCS#11 token (nil: root_key.pem).
+    public var rootKey: String?
+    /// The PKCS#11 module and token label `ca init` used: the defaults of `--pkcs11-module` and
+    /// `--pkcs11-token`. The PIN is never stored.
+    public var pkcs11Module: String?
+    public var pkcs11Token: String?
 
-    public init(trustDomain: String, keysEncrypted: Bool, createdAt: Date) {
+    public init(trustDomain: String, keysEncrypted: Bool, createdAt: Date, intermediateKey: String? = nil, rootKey: String? = nil,
+                pkcs11Module: String? = nil, pkcs11Token: String? = nil) {
         self.trustDomain = trustDomain
         self.keysEncrypted = keysEncrypted
         self.createdAt = createdAt
+        self.intermediateKey = intermediateKey
+        self.rootKey = rootKey
+        self.pkcs11Module = pkcs11Module
+        self.pkcs11Token = pkcs11Token
     }
+
+    // The first three keep the names older ca.json files have; the token's are optional, so those files still load.
+    enum CodingKeys: String, CodingKey {
+        case trustDomain, keysEncrypted, createdAt
+        case intermediateKey = "intermediate_key", rootKey = "root_key", pkcs11Module = "pkcs11_module", pkcs11Token = "pkcs11_token"
+    }
+
+    /// Whether the CA's keys were made in a PKCS#11 token.
+    public var keysInToken: Bool { pkcs11Token != nil || intermediateKey != nil || rootKey != nil }
 
     public static func load(from files: CAFiles) throws -> CASettings {
         let data: Data
@@ -58,7 +80,7 @@ public struct CASettings: Codable, Sendable {
     public func encoded() throws -> [UInt8] {
         let encoder = JSONEncoder()
         encoder.dateEncodingStrategy = .iso8601
-        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
         return Array(try encoder.encode(self)) + [0x0a]
     }
 }

@@ -14,6 +14,8 @@ public struct CAInitializer {
     public var serverDNSNames: [String]
     public var serverIPAddresses: [String]
     public var now: Date
+    /// Where the root and intermediate keys are made and kept.
+    public var keyStore: CAKeyStore = .files
 
     public init(files: CAFiles, trustDomain: String, passphrase: String?, serverDNSNames: [String] = [],
                 serverIPAddresses: [String] = [], now: Date = Date()) {
@@ -46,14 +48,44 @@ public struct CAInitializer {
         try fm.createDirectory(atPath: files.directory.path, withIntermediateDirectories: true,
                                attributes: [.posixPermissions: 0o700])
 
-        let rootKey = try PrivateKey(generating: .p256)
+        var madeInToken: [(PKCS11Token, TokenKeyReference)] = []
+        do {
+            return try run(serverIPs: serverIPs, makingKeys: { kind in
+                let made = try makeKey(kind)
+                if let token = made.token, let reference = made.reference { madeInToken.append((token, reference)) }
+                return made
+            })
+        } catch {
+            // A failed init leaves no key behind in a token (nothing refers to it).
+            for (token, reference) in madeInToken { try? token.destroyKey(reference) }
+            throw error
+        }
+    }
+
+    /// A root or intermediate key: OpenSSL's for key files, else a new key pair in the token.
+    private func makeKey(_ kind: IssuerKind) throws -> (key: PrivateKey, token: PKCS11Token?, reference: TokenKeyReference?) {
+        switch keyStore {
+        case .files:
+            return (try PrivateKey(generating: .p256), nil, nil)
+        case .token(let intermediateToken, let rootToken):
+            let token = kind == .root ? rootToken : intermediateToken
+            let made = try token.generateKey(.p256, label: CAKeyStore.newLabel(kind))
+            return (made.key, token, made.reference)
+        }
+    }
+
+    private func run(serverIPs: [String], makingKeys makeKey: (IssuerKind) throws -> (key: PrivateKey, token: PKCS11Token?, reference: TokenKeyReference?))
+        throws -> [CertificateRecord] {
+        let madeRoot = try makeKey(.root)
+        let rootKey = madeRoot.key
         let root = try CertificateSigner.selfSigned(key: rootKey, template: CertificateTemplate(
             role: .authority(pathLength: 1), serial: try SerialNumber.random(),
             subject: [("O", "Vouch"), ("CN", "Vouch Root CA")],
             notBefore: now.addingTimeInterval(-60), notAfter: now.addingTimeInterval(10 * Self.year)))
         let rootSigner = try CertificateSigner(certificate: root, key: rootKey)
 
-        let intermediateKey = try PrivateKey(generating: .p256)
+        let madeIntermediate = try makeKey(.intermediate)
+        let intermediateKey = madeIntermediate.key
         let intermediate = try rootSigner.sign(publicKeyOf: intermediateKey, template: CertificateTemplate(
             role: .authority(pathLength: 0), serial: try SerialNumber.random(),
             subject: [("O", "Vouch"), ("CN", "Vouch Intermediate CA")],
@@ -66,8 +98,13 @@ public struct CAInitializer {
                                   dnsNames: [], ipAddresses: [])
 
         // Keys first with O_EXCL, so a concurrent init cannot interleave; settings last marks the CA complete.
-        try AtomicFile.create(Array(try rootKey.pkcs8PEM(passphrase: passphrase).utf8), at: files.rootKey, mode: 0o600)
-        try AtomicFile.create(Array(try intermediateKey.pkcs8PEM(passphrase: passphrase).utf8), at: files.intermediateKey, mode: 0o600)
+        // Keys made in a token stay there: ca.json names them.
+        if madeRoot.reference == nil {
+            try AtomicFile.create(Array(try rootKey.pkcs8PEM(passphrase: passphrase).utf8), at: files.rootKey, mode: 0o600)
+        }
+        if madeIntermediate.reference == nil {
+            try AtomicFile.create(Array(try intermediateKey.pkcs8PEM(passphrase: passphrase).utf8), at: files.intermediateKey, mode: 0o600)
+        }
         try AtomicFile.write(root.pem, to: files.rootCertificate)
         try AtomicFile.write(root.pem, to: files.bundle)
         try AtomicFile.write(intermediate.pem, to: files.intermediateCertificate)
@@ -75,7 +112,14 @@ public struct CAInitializer {
         try AtomicFile.write(try server.key.pkcs8PEM(), to: files.serverKey, mode: 0o600)
         try AtomicFile.write(admin.certificate.pem + intermediate.pem, to: files.adminCertificate)
         try AtomicFile.write(try admin.key.pkcs8PEM(), to: files.adminKey, mode: 0o600)
-        let settings = CASettings(trustDomain: trustDomain, keysEncrypted: !(passphrase ?? "").isEmpty, createdAt: now)
+        var settings = CASettings(trustDomain: trustDomain, keysEncrypted: !(passphrase ?? "").isEmpty, createdAt: now)
+        if case .token(let token, _) = keyStore {
+            settings.keysEncrypted = false
+            settings.intermediateKey = madeIntermediate.reference?.description
+            settings.rootKey = madeRoot.reference?.description
+            settings.pkcs11Module = token.modulePath
+            settings.pkcs11Token = token.label
+        }
         try AtomicFile.write(try settings.encoded(), to: files.settings, mode: 0o600)
         return [server.record, admin.record]
     }
@@ -85,5 +129,27 @@ public struct CAInitializer {
         let issued = try LocalIssuance.issue(signer: signer, spiffeID: spiffeID, dnsNames: dnsNames, ipAddresses: ipAddresses,
                                              lifetime: Self.year, now: now)
         return (issued.certificate, issued.key, issued.record)
+    }
+}
+
+/// Where `ca init` makes the root and intermediate keys.
+public enum CAKeyStore: Sendable {
+    /// OpenSSL keys in root_key.pem and intermediate_key.pem (encrypted with the passphrase when one is given).
+    case files
+    /// Key pairs made inside PKCS#11 tokens, never extractable: the intermediate's in the first
+    /// token, the root's in `root` (the same token, or one whose PIN servers never get).
+    case token(PKCS11Token, root: PKCS11Token)
+
+    /// The tokens, when the keys are made in tokens.
+    public var tokens: (intermediate: PKCS11Token, root: PKCS11Token)? {
+        if case .token(let token, let root) = self { return (token, root) }
+        return nil
+    }
+
+    /// `vouch-root-1a2b3c4d`, `vouch-intermediate-1a2b3c4d`: a label an operator can tell apart in
+    /// `pkcs11-tool --list-objects`, unique enough for several CAs (and rotations) in one token.
+    public static func newLabel(_ kind: IssuerKind) -> String {
+        let suffix = (0..<4).map { _ in String(format: "%02x", UInt8.random(in: 0...255)) }.joined()
+        return "vouch-\(kind == .root ? "root" : "intermediate")-\(suffix)"
     }
 }

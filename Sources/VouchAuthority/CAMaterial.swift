@@ -14,33 +14,52 @@ public struct CAMaterial: Sendable {
     public let files: CAFiles?
     /// The CA passphrase: it decrypts keys kept encrypted in the database.
     public let passphrase: String?
+    /// The PKCS#11 token this process logged in to (`--pkcs11-module`, `--pkcs11-pin-file`), if any:
+    /// intermediates whose key reference is a `pkcs11:` URI sign with its keys.
+    public let token: PKCS11Token?
 
     public init(settings: CASettings, root: X509Certificate, intermediate: X509Certificate, signer: CertificateSigner,
-                files: CAFiles? = nil, passphrase: String? = nil) {
+                files: CAFiles? = nil, passphrase: String? = nil, token: PKCS11Token? = nil) {
         self.settings = settings
         self.root = root
         self.intermediate = intermediate
         self.signer = signer
         self.files = files
         self.passphrase = passphrase
+        self.token = token
     }
 
-    /// Loads a CA directory made by `vouch ca init`.
-    public static func load(from files: CAFiles, passphrase: String?) throws -> CAMaterial {
+    /// What opens the keys of later intermediates (`IssuerSet.load`).
+    public var keys: KeyAccess {
+        KeyAccess(files: files, passphrase: passphrase, token: token, initialKeyRef: settings.intermediateKey)
+    }
+
+    /// Loads a CA directory made by `vouch ca init`. When ca.json's `intermediate_key` is a
+    /// `pkcs11:` URI the key is taken from `token`, and no intermediate_key.pem is read.
+    public static func load(from files: CAFiles, passphrase: String?, token: PKCS11Token? = nil) throws -> CAMaterial {
         let settings = try CASettings.load(from: files)
-        if settings.keysEncrypted && (passphrase ?? "").isEmpty {
+        let inToken = settings.intermediateKey.map(TokenKeyReference.isReference) == true
+        if settings.keysEncrypted && !inToken && (passphrase ?? "").isEmpty {
             throw AuthorityError(.failedPrecondition,
                                  "the CA key is encrypted: pass --passphrase-file or set VOUCH_CA_PASSPHRASE")
         }
         let root = try X509Certificate(pem: try readText(files.rootCertificate))
         let intermediate = try X509Certificate(pem: try readText(files.intermediateCertificate))
-        let key = try PrivateKey(pem: try readText(files.intermediateKey), passphrase: passphrase)
         guard intermediate.isSigned(by: root) else {
             throw AuthorityError(.failedPrecondition, "intermediate.pem is not signed by root.pem")
         }
-        return CAMaterial(settings: settings, root: root, intermediate: intermediate,
-                          signer: try CertificateSigner(certificate: intermediate, key: key),
-                          files: files, passphrase: passphrase)
+        let signer: CertificateSigner
+        if let uri = settings.intermediateKey, inToken {
+            // The same checks as any issuer row naming a token key (the key is the certificate's and signs).
+            let record = IssuerRecord(kind: .intermediate, state: .active, serial: intermediate.serialHex, der: intermediate.der,
+                                      notBefore: intermediate.notBefore, notAfter: intermediate.notAfter, keyRef: uri, createdAt: Date())
+            signer = try IssuerKeys.load(record, keys: KeyAccess(files: files, token: token))
+        } else {
+            let key = try PrivateKey(pem: try readText(files.intermediateKey), passphrase: passphrase)
+            signer = try CertificateSigner(certificate: intermediate, key: key)
+        }
+        return CAMaterial(settings: settings, root: root, intermediate: intermediate, signer: signer,
+                          files: files, passphrase: passphrase, token: token)
     }
 
     /// The initial pair as issuer records, as `AuthorityStore.adoptInitialIssuers` takes them

@@ -115,8 +115,7 @@ public final class CertificateAuthority: Sendable {
             guard generation > held.generation || (generation == held.generation && held.signingIssuerWarning != nil) else { return false }
             snapshot = try await store.issuers()
         }
-        let set = try IssuerSet.load(snapshot, anchor: material.root, now: clock(), files: material.files,
-                                     passphrase: material.passphrase, initial: material.signer)
+        let set = try IssuerSet.load(snapshot, anchor: material.root, now: clock(), keys: material.keys, initial: material.signer)
         if held.isAdopted, set.generation == held.generation, set.active.serial == held.active.serial { return false }
         guard issuers.replace(with: set, sameGeneration: true) else { return false }
         crls.keep(only: set.publishing)

@@ -11,14 +11,16 @@ public enum IssuerKeys {
     public static func keyPath(serial: String) -> String { "issuers/\(serial)/key.pem" }
 
     /// The signer of `record`, an intermediate: its certificate with its key.
-    /// - `initial`: the CA directory's intermediate_key.pem (`initial`, when given, is that key already loaded);
+    /// - `initial`: the CA directory's intermediate_key.pem, or the token key ca.json's
+    ///   `intermediate_key` names (`initial`, when given, is that key already loaded);
+    /// - `pkcs11:token=…;object=…;id=…`: that key of the configured token (never extractable);
     /// - `file:issuers/<serial>/key.pem`: that file of the CA directory, nothing else (a database
     ///   row must not point the CA at its root key or at any file outside `issuers/`);
     /// - `database`: `record.keyPEM`, decrypted with the CA passphrase;
     /// - `offline`, or anything else: refused.
     /// Throws `failedPrecondition` with a reason an operator can act on.
-    public static func load(_ record: IssuerRecord, files: CAFiles?, passphrase: String?,
-                            initial: CertificateSigner? = nil) throws -> CertificateSigner {
+    public static func load(_ record: IssuerRecord, keys: KeyAccess, initial: CertificateSigner? = nil) throws -> CertificateSigner {
+        let files = keys.files, passphrase = keys.passphrase
         let certificate: X509Certificate
         do {
             certificate = try X509Certificate(der: record.der)
@@ -34,6 +36,9 @@ public enum IssuerKeys {
         switch record.keyRef {
         case IssuerRecord.initialKeyRef:
             if let initial, initial.certificate.der == record.der { return initial }
+            if let uri = keys.initialKeyRef, TokenKeyReference.isReference(uri) {
+                return try tokenSigner(record, certificate: certificate, uri: uri, keys: keys)
+            }
             guard let files else { throw refusal(record, "no CA directory to read intermediate_key.pem from") }
             key = try readKey(record, path: files.intermediateKey, passphrase: passphrase)
         case let reference where reference.hasPrefix("file:"):
@@ -50,6 +55,8 @@ public enum IssuerKeys {
                 throw refusal(record, "\(error)")
             }
             key = try decodeKey(record, pem: pem, path: files.directory.appendingPathComponent(relative).path, passphrase: passphrase)
+        case let reference where TokenKeyReference.isReference(reference):
+            return try tokenSigner(record, certificate: certificate, uri: reference, keys: keys)
         case IssuerRecord.databaseKeyRef:
             guard let pem = record.keyPEM else { throw refusal(record, "its key is missing from the database") }
             guard let passphrase, !passphrase.isEmpty else {
@@ -69,6 +76,23 @@ public enum IssuerKeys {
             throw refusal(record, "its key is offline")
         default:
             throw refusal(record, "unknown key reference \(AuthorityError.quoted(record.keyRef))")
+        }
+        do {
+            return try CertificateSigner(certificate: certificate, key: key)
+        } catch {
+            throw refusal(record, "the key found is not the key of its certificate")
+        }
+    }
+
+    /// The signer of an intermediate whose key is in the token: found there (the token checks it is
+    /// EC, never extractable, and signs), and the certificate's key (`CertificateSigner` checks).
+    private static func tokenSigner(_ record: IssuerRecord, certificate: X509Certificate, uri: String,
+                                    keys: KeyAccess) throws -> CertificateSigner {
+        let key: PrivateKey
+        do {
+            key = try keys.tokenKey(uri)
+        } catch {
+            throw refusal(record, KeyAccess.message(error))
         }
         do {
             return try CertificateSigner(certificate: certificate, key: key)

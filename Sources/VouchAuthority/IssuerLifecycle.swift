@@ -8,7 +8,33 @@ public enum IssuerLifecycle {
     public struct NewIssuer: Sendable {
         public let certificate: X509Certificate
         public let key: PrivateKey
+        /// Where the key is when it was made in a PKCS#11 token (nil: an OpenSSL key, to be written somewhere).
+        public let tokenReference: TokenKeyReference?
+
+        public init(certificate: X509Certificate, key: PrivateKey, tokenReference: TokenKeyReference? = nil) {
+            self.certificate = certificate
+            self.key = key
+            self.tokenReference = tokenReference
+        }
     }
+
+    /// A new CA key pair: the key, and where it is when a token made it.
+    public struct NewKey: Sendable {
+        public let key: PrivateKey
+        public let tokenReference: TokenKeyReference?
+
+        public init(key: PrivateKey, tokenReference: TokenKeyReference? = nil) {
+            self.key = key
+            self.tokenReference = tokenReference
+        }
+    }
+
+    /// Makes the key of a new root (`.root`) or intermediate (`.intermediate`): the command decides
+    /// where (a token, or OpenSSL for a key file or the database).
+    public typealias MakeKey = (IssuerKind) throws -> NewKey
+
+    /// A P-256 key made by OpenSSL.
+    public static func opensslKey(_ kind: IssuerKind) throws -> NewKey { NewKey(key: try PrivateKey(generating: .p256)) }
 
     /// What `root prepare` makes: R2, I2 under R2, X (I2's subject and key signed by the old
     /// root, sent after I2 in chains) and E (R2's subject and key signed by the old root: the
@@ -29,23 +55,26 @@ public enum IssuerLifecycle {
     /// A P-256 intermediate under `root` (pathlen 0), living 5 years or until the root expires.
     /// - Parameter takenNames: common names already in use; a second one the same day gets a suffix,
     ///   so tools that look issuers up by name never confuse two keys.
-    public static func intermediate(under root: CertificateSigner, now: Date, takenNames: Set<String> = []) throws -> NewIssuer {
-        try intermediate(under: root, named: uniqueName("Vouch Intermediate CA \(day(now))", taken: takenNames), now: now)
+    public static func intermediate(under root: CertificateSigner, now: Date, takenNames: Set<String> = [],
+                                    makeKey: MakeKey = opensslKey) throws -> NewIssuer {
+        try intermediate(under: root, named: uniqueName("Vouch Intermediate CA \(day(now))", taken: takenNames), now: now, makeKey: makeKey)
     }
 
-    private static func intermediate(under root: CertificateSigner, named name: String, now: Date) throws -> NewIssuer {
-        let key = try PrivateKey(generating: .p256)
-        let certificate = try root.sign(publicKeyOf: key, template: CertificateTemplate(
+    private static func intermediate(under root: CertificateSigner, named name: String, now: Date, makeKey: MakeKey) throws -> NewIssuer {
+        let made = try makeKey(.intermediate)
+        let certificate = try root.sign(publicKeyOf: made.key, template: CertificateTemplate(
             role: .authority(pathLength: 0), serial: try SerialNumber.random(), subject: subject(name),
             notBefore: now.addingTimeInterval(-backdating),
             notAfter: min(now.addingTimeInterval(intermediateLifetime), root.certificate.notAfter)))
-        return NewIssuer(certificate: certificate, key: key)
+        return NewIssuer(certificate: certificate, key: made.key, tokenReference: made.tokenReference)
     }
 
     /// R2 (self-signed, 10 years, pathlen 1), I2 under it, and X and E signed by `oldRoot`;
     /// X and E never outlive the old root.
-    public static func prepareRoot(oldRoot: CertificateSigner, now: Date, takenNames: Set<String> = []) throws -> PreparedRoot {
-        let rootKey = try PrivateKey(generating: .p256)
+    public static func prepareRoot(oldRoot: CertificateSigner, now: Date, takenNames: Set<String> = [],
+                                   makeKey: MakeKey = opensslKey) throws -> PreparedRoot {
+        let madeRoot = try makeKey(.root)
+        let rootKey = madeRoot.key
         let rootSubject = subject(uniqueName("Vouch Root CA \(day(now))", taken: takenNames))
         let notBefore = now.addingTimeInterval(-backdating)
         let rootTemplate = CertificateTemplate(
@@ -55,7 +84,7 @@ public enum IssuerLifecycle {
         let rootSigner = try CertificateSigner(certificate: root, key: rootKey)
 
         let intermediateName = uniqueName("Vouch Intermediate CA \(day(now))", taken: takenNames)
-        let intermediate = try Self.intermediate(under: rootSigner, named: intermediateName, now: now)
+        let intermediate = try Self.intermediate(under: rootSigner, named: intermediateName, now: now, makeKey: makeKey)
         let oldRootEnd = oldRoot.certificate.notAfter
         // Same subject and key as I2, so a verifier holding only the old root can build L2 → X → R1.
         let cross = try oldRoot.sign(publicKeyOf: intermediate.key, template: CertificateTemplate(
@@ -64,7 +93,7 @@ public enum IssuerLifecycle {
         let endorsement = try oldRoot.sign(publicKeyOf: rootKey, template: CertificateTemplate(
             role: .authority(pathLength: 1), serial: try SerialNumber.random(), subject: rootSubject,
             notBefore: notBefore, notAfter: min(root.notAfter, oldRootEnd)))
-        return PreparedRoot(root: NewIssuer(certificate: root, key: rootKey), intermediate: intermediate,
+        return PreparedRoot(root: NewIssuer(certificate: root, key: rootKey, tokenReference: madeRoot.tokenReference), intermediate: intermediate,
                             cross: cross, endorsement: endorsement)
     }
 

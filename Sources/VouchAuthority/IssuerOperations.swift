@@ -15,6 +15,11 @@ public struct IssuerOperations: Sendable {
             self.keyRef = keyRef
             self.keyPEM = keyPEM
         }
+
+        /// A key that stays in its PKCS#11 token: the row holds its URI and no key material.
+        public static func token(_ reference: TokenKeyReference) -> KeyPlacement {
+            KeyPlacement(keyRef: reference.description)
+        }
     }
 
     public let store: any AuthorityStore
@@ -44,7 +49,8 @@ public struct IssuerOperations: Sendable {
     }
 
     /// A new intermediate under the active root signs from now on; the previous one is retiring.
-    public func rotateIntermediate(rootKey: PrivateKey, rootKeyPath: String,
+    /// `makeKey` makes the new key (in a token, or by OpenSSL for `placeKey` to store).
+    public func rotateIntermediate(rootKey: PrivateKey, rootKeyPath: String, makeKey: IssuerLifecycle.MakeKey = IssuerLifecycle.opensslKey,
                                    placeKey: (IssuerLifecycle.NewIssuer) throws -> KeyPlacement) async throws -> Rotation {
         let snapshot = try await store.issuers()
         let (root, previous) = try activePair(snapshot)
@@ -54,7 +60,7 @@ public struct IssuerOperations: Sendable {
         guard root.notAfter.timeIntervalSince(now) >= Self.minimumRootLifeForRotation else {
             throw AuthorityError(.failedPrecondition, "the root expires at \(iso8601(root.notAfter)): roll the root over instead")
         }
-        let made = try IssuerLifecycle.intermediate(under: signer, now: now, takenNames: try names(snapshot))
+        let made = try IssuerLifecycle.intermediate(under: signer, now: now, takenNames: try names(snapshot), makeKey: makeKey)
         let placement = try placeKey(made)
         let record = IssuerRecord(kind: .intermediate, state: .active, serial: made.certificate.serialHex, der: made.certificate.der,
                                   notBefore: made.certificate.notBefore, notAfter: made.certificate.notAfter,
@@ -85,14 +91,14 @@ public struct IssuerOperations: Sendable {
     }
 
     /// A new root, its intermediate, the cross certificate and the endorsement, all pending.
-    public func prepareRoot(rootKey: PrivateKey, rootKeyPath: String,
+    public func prepareRoot(rootKey: PrivateKey, rootKeyPath: String, makeKey: IssuerLifecycle.MakeKey = IssuerLifecycle.opensslKey,
                             placeRootKey: (IssuerLifecycle.NewIssuer) throws -> Void,
                             placeIntermediateKey: (IssuerLifecycle.NewIssuer) throws -> KeyPlacement) async throws -> Preparation {
         let snapshot = try await store.issuers()
         let (oldRoot, _) = try activePair(snapshot)
         try refuseRolloverInProgress(snapshot)
         let signer = try IssuerLifecycle.rootSigner(try X509Certificate(der: oldRoot.der), key: rootKey, keyPath: rootKeyPath)
-        let made = try IssuerLifecycle.prepareRoot(oldRoot: signer, now: now, takenNames: try names(snapshot))
+        let made = try IssuerLifecycle.prepareRoot(oldRoot: signer, now: now, takenNames: try names(snapshot), makeKey: makeKey)
         try placeRootKey(made.root)
         let placement = try placeIntermediateKey(made.intermediate)
         func pending(_ kind: IssuerKind, _ certificate: X509Certificate, _ key: KeyPlacement) -> IssuerRecord {

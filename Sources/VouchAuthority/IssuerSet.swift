@@ -155,7 +155,7 @@ public struct IssuerSet: Sendable {
     /// as a whole (`failedPrecondition`): a planted root would let its owner mint client
     /// certificates the listener accepts. Throws as well when no intermediate that may sign can
     /// be loaded.
-    public static func load(_ snapshot: IssuerSnapshot, anchor: X509Certificate, now: Date? = nil, files: CAFiles?, passphrase: String?,
+    public static func load(_ snapshot: IssuerSnapshot, anchor: X509Certificate, now: Date? = nil, keys: KeyAccess,
                             initial: CertificateSigner? = nil) throws -> IssuerSet {
         try snapshot.checkConsistency(anchorRoot: anchor, signingAt: now)
         var certificates: [String: X509Certificate] = [:]
@@ -175,7 +175,7 @@ public struct IssuerSet: Sendable {
                 else {
                     throw AuthorityError(.failedPrecondition, "cannot load the key of issuer \(record.serial): it is not signed by its root")
                 }
-                loaded[record.id] = try IssuerKeys.load(record, files: files, passphrase: passphrase, initial: initial)
+                loaded[record.id] = try IssuerKeys.load(record, keys: keys, initial: initial)
             } catch {
                 unloadable[record.serial] = "\(error)"
             }

@@ -79,6 +79,9 @@ extension IssuerSnapshot {
         case IssuerRecord.offlineKeyRef: break
         case IssuerRecord.initialKeyRef, IssuerRecord.databaseKeyRef, IssuerKeys.fileKeyRef(serial: record.serial):
             guard record.kind == .intermediate else { throw Self.inconsistent(record, "a \(record.kind.rawValue) names a key the CA holds") }
+        case let reference where TokenKeyReference.isReference(reference) && (try? TokenKeyReference(parsing: reference)) != nil:
+            // A key in a PKCS#11 token: only intermediates sign online (a root's token key is named in ca.json or root_key.uri).
+            guard record.kind == .intermediate else { throw Self.inconsistent(record, "a \(record.kind.rawValue) names a key the CA holds") }
         default:
             throw Self.inconsistent(record, "unknown key reference \(AuthorityError.quoted(record.keyRef))")
         }

@@ -14,7 +14,7 @@ struct AdminCertificateIssuer {
         let snapshot = try await context.snapshot()
         guard let active = snapshot.activeIntermediate else { throw CLIError("the database names no active intermediate") }
         record = active
-        signer = try IssuerKeys.load(active, files: context.files, passphrase: context.passphrase)
+        signer = try IssuerKeys.load(active, keys: context.keyAccess)
         let cross = snapshot.issuers.filter { $0.kind == .cross && $0.subjectID == active.id && $0.state == .active }
         chainPEM = try ([active] + cross).map { try X509Certificate(der: $0.der).pem }.joined()
     }

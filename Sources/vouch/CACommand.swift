@@ -28,6 +28,8 @@ struct CAInit: AsyncParsableCommand {
     @Option(help: "Encrypt the CA keys with the passphrase in this file (or set VOUCH_CA_PASSPHRASE).")
     var passphraseFile: String?
 
+    @OptionGroup(title: "Keys in a PKCS#11 token (made there, never extractable)") var pkcs11: PKCS11Options
+
     @OptionGroup var databaseOptions: DatabaseOptions
 
     @Flag(help: "Print the result as JSON.")
@@ -39,8 +41,11 @@ struct CAInit: AsyncParsableCommand {
             let files = CAFiles(directory: dir)
             let ips = sans.filter { IPAddress.canonical($0) != nil }
             let names = sans.filter { IPAddress.canonical($0) == nil }.map { $0.lowercased() }
-            let initializer = CAInitializer(files: files, trustDomain: trustDomain, passphrase: try readPassphrase(file: passphraseFile),
+            let keyStore = try tokenKeyStore()
+            var initializer = CAInitializer(files: files, trustDomain: trustDomain,
+                                            passphrase: keyStore == nil ? try readPassphrase(file: passphraseFile) : nil,
                                             serverDNSNames: names, serverIPAddresses: ips)
+            if let keyStore { initializer.keyStore = keyStore }
             let store: any AuthorityStore
             if databaseOptions.database != nil {
                 // The servers then run with the same --database: they find the CA's own certificates there.
@@ -49,6 +54,7 @@ struct CAInit: AsyncParsableCommand {
             } else {
                 store = try await initializeCA(initializer)
             }
+            if let keyStore = initializer.keyStore.tokens { tokenSummary(keyStore) }
             // The database names its issuers from the start, so no other directory's pair can be adopted into it.
             try await adoptDirectoryIssuers(files: files, store: store)
             let admin = IssuancePolicy.adminID(trustDomain: trustDomain)
@@ -63,10 +69,43 @@ struct CAInit: AsyncParsableCommand {
                       trust bundle:   \(files.bundle)
                       server cert:    \(files.serverCertificate) (localhost, 127.0.0.1\(sans.isEmpty ? "" : ", " + sans.joined(separator: ", ")))
                       admin cert:     \(files.adminCertificate) (\(admin))
-                    Start it with: vouch server --dir \(dir)
+                    Start it with: vouch server --dir \(dir)\(pkcs11.pinFile.map { " --pkcs11-pin-file \($0)" } ?? "")
                     """)
             }
         }
+    }
+}
+
+extension CAInit {
+    /// With `--pkcs11-pin-file`: the token (and root token) the keys are made in.
+    private func tokenKeyStore() throws -> CAKeyStore? {
+        guard pkcs11.isGiven else { return nil }
+        guard pkcs11.pinFile != nil else {
+            throw CLIError("the --pkcs11-* flags need --pkcs11-pin-file (the user PIN of --pkcs11-token)")
+        }
+        guard passphraseFile == nil else {
+            throw CLIError("--passphrase-file: keys in a PKCS#11 token are protected by its PIN, not a passphrase")
+        }
+        // Refused before a key is made: the token must not fill with keys of CAs that were never created.
+        let files = CAFiles(directory: dir)
+        if FileManager.default.fileExists(atPath: files.settings) {
+            throw CLIError("\(files.settings) exists: refusing to overwrite an existing CA")
+        }
+        guard let token = try pkcs11.openToken(settings: nil) else { return nil }
+        guard pkcs11.rootToken != nil || pkcs11.rootPinFile != nil else {
+            warnRootInSameToken(token)
+            return .token(token, root: token)
+        }
+        guard pkcs11.rootToken != nil else { throw CLIError("--pkcs11-root-pin-file needs --pkcs11-root-token (the root token's label)") }
+        guard let root = try pkcs11.openRootToken(label: nil, settings: nil) else { return nil }
+        return .token(token, root: root)
+    }
+
+    private func tokenSummary(_ tokens: (intermediate: PKCS11Token, root: PKCS11Token)) {
+        guard !json else { return }
+        print("Keys made in PKCS#11 token \(tokens.intermediate.label.debugDescription)"
+            + (tokens.root === tokens.intermediate ? "" : " (root: \(tokens.root.label.debugDescription))")
+            + "; ca.json names them, no key file was written for them")
     }
 }
 
@@ -97,6 +136,8 @@ struct CAAdminCert: AsyncParsableCommand {
     @Option(help: "Passphrase file for encrypted CA keys (or set VOUCH_CA_PASSPHRASE).")
     var passphraseFile: String?
 
+    @OptionGroup var pkcs11: PKCS11Options
+
     @OptionGroup var databaseOptions: DatabaseOptions
 
     @Flag(help: "Print the result as JSON.")
@@ -107,7 +148,8 @@ struct CAAdminCert: AsyncParsableCommand {
             umask(0o077)
             guard ttl.seconds > 0 else { throw CLIError("--ttl must be positive") }
             // Before any file is written: a database that cannot be opened leaves no admin identity unrecorded.
-            let context = try await IssuerCommandContext.open(dir: dir, passphraseFile: passphraseFile, databaseOptions: databaseOptions)
+            let context = try await IssuerCommandContext.open(dir: dir, passphraseFile: passphraseFile, databaseOptions: databaseOptions,
+                                                              pkcs11: pkcs11)
             let issuer = try await AdminCertificateIssuer(context: context)
             let certificatePath = out + "/admin.pem", keyPath = out + "/admin_key.pem"
             let previous = try AdminCertificateIssuer.previous(at: certificatePath, spiffeID: spiffeId)

@@ -34,6 +34,9 @@ struct ConfigFile: Decodable {
         var databasePasswordFile: String?
         var serverCertTTL: String?
         var renewAfterExpiry: String?
+        var pkcs11Module: String?
+        var pkcs11Token: String?
+        var pkcs11PinFile: String?
 
         enum CodingKeys: String, CodingKey, CaseIterable {
             case dir, listen, http, admins, profiles, database
@@ -44,6 +47,7 @@ struct ConfigFile: Decodable {
             case renewalRetryWindow = "renewal_retry_window", selfRevocationLimit = "self_revocation_limit"
             case auditCheckpointInterval = "audit_checkpoint_interval"
             case serverCertTTL = "server_cert_ttl", renewAfterExpiry = "renew_after_expiry"
+            case pkcs11Module = "pkcs11_module", pkcs11Token = "pkcs11_token", pkcs11PinFile = "pkcs11_pin_file"
         }
     }
 

@@ -29,8 +29,17 @@ func initializeCA(_ initializer: CAInitializer, in store: any AuthorityStore) as
 private func signFirstRootCRL(_ initializer: CAInitializer, in store: any AuthorityStore) async throws {
     let files = initializer.files
     try await adoptDirectoryIssuers(files: files, store: store)
-    let key = try PrivateKey(pem: try SmallFile.text(files.rootKey, limit: OperatorFile.limit), passphrase: initializer.passphrase)
-    _ = try await IssuerOperations(store: store, now: initializer.now).signRootCRL(rootKey: key, keyPath: files.rootKey, by: "ca init")
+    let key: PrivateKey, keyPath: String
+    if let tokens = initializer.keyStore.tokens {
+        // The root key never left its token: found again by the URI ca.json records.
+        let settings = try CASettings.load(from: files)
+        guard let uri = settings.rootKey else { throw CLIError("\(files.settings) names no root key") }
+        (key, keyPath) = (try tokens.root.key(try TokenKeyReference(parsing: uri)), uri)
+    } else {
+        key = try PrivateKey(pem: try SmallFile.text(files.rootKey, limit: OperatorFile.limit), passphrase: initializer.passphrase)
+        keyPath = files.rootKey
+    }
+    _ = try await IssuerOperations(store: store, now: initializer.now).signRootCRL(rootKey: key, keyPath: keyPath, by: "ca init")
 }
 
 private func record(_ issued: [CertificateRecord], in store: any AuthorityStore) async throws {

@@ -23,6 +23,8 @@ struct CAIntermediateRevoke: AsyncParsableCommand {
                                valueName: "file"))
     var rootKey: String?
 
+    @OptionGroup var pkcs11: PKCS11Options
+
     @Option(help: ArgumentHelp("keyCompromise, cessationOfOperation or superseded.", valueName: "reason"))
     var reason: String
 
@@ -34,7 +36,7 @@ struct CAIntermediateRevoke: AsyncParsableCommand {
             guard let reason = RevocationReason(text: reason), IssuerOperations.intermediateRevocationReasons.contains(reason) else {
                 throw CLIError("--reason \(reason) is not one of keyCompromise, cessationOfOperation, superseded")
             }
-            let context = try await IssuerCommandContext.open(options)
+            let context = try await IssuerCommandContext.open(options, pkcs11: pkcs11)
             let snapshot = try await context.snapshot()
             // Before anything changes: revoking what admin.pem chains through would lock the operator out.
             let own = IntermediateRevokeOwnCertificates(serial: serial, snapshot: snapshot, files: context.files)

@@ -23,7 +23,8 @@ struct IssuerOptions: ParsableArguments {
 /// What `ca intermediate rotate` and `ca root prepare` take besides `IssuerOptions`: the old root's
 /// key, and where the new intermediate's key goes.
 struct NewIssuerOptions: ParsableArguments {
-    @Option(help: ArgumentHelp("The active root's key (default: DIR/root_key.pem, or where `root prepare` put it).", valueName: "file"))
+    @Option(help: ArgumentHelp("The active root's key, a file or a pkcs11: URI (default: DIR/root_key.pem or ca.json's root_key, or where `root prepare` put it).",
+                               valueName: "file"))
     var rootKey: String?
 
     @Flag(help: "On PostgreSQL: keep the new intermediate's key in DIR/issuers/<serial>/key.pem instead of the database (copy it to every replica).")
@@ -38,20 +39,33 @@ struct IssuerCommandContext {
     let store: any AuthorityStore
     /// PostgreSQL (`--database`): replicas may run on read-only copies of the directory.
     let onDatabase: Bool
+    /// The PKCS#11 tokens of `--pkcs11-*` (nil for commands that take none).
+    let tokens: CommandTokens?
 
-    static func open(_ options: IssuerOptions) async throws -> IssuerCommandContext {
-        try await open(dir: options.dir, passphraseFile: options.passphraseFile, databaseOptions: options.databaseOptions)
+    /// The token of `--pkcs11-token` the command logged in to: new intermediate keys are made there.
+    var token: PKCS11Token? { tokens?.token }
+
+    /// What opens the intermediates' keys.
+    var keyAccess: KeyAccess {
+        KeyAccess(files: files, passphrase: passphrase, token: token, initialKeyRef: settings.intermediateKey)
     }
 
-    static func open(dir: String, passphraseFile: String?, databaseOptions: DatabaseOptions) async throws -> IssuerCommandContext {
+    static func open(_ options: IssuerOptions, pkcs11: PKCS11Options? = nil) async throws -> IssuerCommandContext {
+        try await open(dir: options.dir, passphraseFile: options.passphraseFile, databaseOptions: options.databaseOptions, pkcs11: pkcs11)
+    }
+
+    static func open(dir: String, passphraseFile: String?, databaseOptions: DatabaseOptions,
+                     pkcs11: PKCS11Options? = nil) async throws -> IssuerCommandContext {
         umask(0o077)
         let files = CAFiles(directory: dir)
         let settings = try CASettings.load(from: files)
         let passphrase = try readPassphrase(file: passphraseFile)
         if databaseOptions.database == nil { try checkSQLiteIsWritable(files) }
+        // Before the store: a token that does not open changes nothing.
+        let tokens = try pkcs11.map { try CommandTokens(options: $0, settings: settings) }
         let store = try await databaseOptions.open(files: files, logger: DatabaseOptions.commandLogger)
         let context = IssuerCommandContext(files: files, settings: settings, passphrase: passphrase, store: store,
-                                           onDatabase: databaseOptions.database != nil)
+                                           onDatabase: databaseOptions.database != nil, tokens: tokens)
         try await adoptDirectoryIssuers(files: files, store: store)
         return context
     }
@@ -65,12 +79,17 @@ struct IssuerCommandContext {
         return snapshot
     }
 
-    /// The active root's private key: `--root-key`, else the directory's root_key.pem for the
-    /// initial root, else issuers/<serial>/root_key.pem where `root prepare` wrote it.
+    /// The active root's private key: `--root-key` (a file or a `pkcs11:` URI), else for the initial
+    /// root ca.json's `root_key` (a token key) or the directory's root_key.pem, else
+    /// issuers/<serial>/root_key.uri or root_key.pem where `root prepare` put it. `path` is the
+    /// URI for a token key.
     func rootKey(_ option: String?, snapshot: IssuerSnapshot) throws -> (key: PrivateKey, path: String) {
         try checkPassphrase(snapshot: snapshot)
         guard let root = snapshot.activeRoot else { throw CLIError("the database holds no active root") }
         let initialRoot = try? X509Certificate(pem: readFile(files.rootCertificate))
+        if let uri = try rootKeyReference(option, root: root, initialRoot: initialRoot) {
+            return (try tokenRootKey(uri), uri)
+        }
         let path = option ?? (initialRoot?.der == root.der ? files.rootKey : path(root.serial, "root_key.pem"))
         let pem: String
         do {
@@ -90,6 +109,49 @@ struct IssuerCommandContext {
         }
     }
 
+    /// The `pkcs11:` URI of the active root's key, when it is in a token.
+    private func rootKeyReference(_ option: String?, root: IssuerRecord, initialRoot: X509Certificate?) throws -> String? {
+        if let option { return TokenKeyReference.isReference(option) ? option : nil }
+        if initialRoot?.der == root.der { return settings.rootKey.flatMap { TokenKeyReference.isReference($0) ? $0 : nil } }
+        let uriFile = path(root.serial, "root_key.uri")
+        guard FileManager.default.fileExists(atPath: uriFile) else { return nil }
+        return try OperatorFile.text(uriFile, what: "root key reference", limit: 4096).trimmingCharacters(in: .whitespacesAndNewlines)
+    }
+
+    /// A root key in a token: found in the root token (or the intermediate keys' token).
+    private func tokenRootKey(_ uri: String) throws -> PrivateKey {
+        let reference: TokenKeyReference
+        do {
+            reference = try TokenKeyReference(parsing: uri)
+        } catch {
+            throw CLIError("--root-key \(uri): \(describe(error))")
+        }
+        guard let tokens else {
+            throw CLIError("the root key is in PKCS#11 token \(reference.token.debugDescription): this command cannot open a token")
+        }
+        do {
+            return try tokens.rootToken(for: reference).key(reference)
+        } catch let error as CryptoError {
+            throw CLIError("the root key \(uri): \(error.message)")
+        }
+    }
+
+    /// Makes new keys in the tokens when the command logged in to one (each recorded in `made`,
+    /// for `discard` should the step fail), else by OpenSSL for a key file or the database.
+    /// - Parameter currentRootKey: the path or URI of the active root's key (a new root key goes
+    ///   into the same root token).
+    func makeKey(currentRootKey: String, made: MadeTokenKeys) -> IssuerLifecycle.MakeKey {
+        { kind in
+            let token = kind == .root
+                ? try tokens?.tokenForNewRoot(current: try? TokenKeyReference(parsing: currentRootKey))
+                : self.token
+            guard let token else { return try IssuerLifecycle.opensslKey(kind) }
+            let new = try token.generateKey(.p256, label: CAKeyStore.newLabel(kind))
+            made.references.append(new.reference)
+            return IssuerLifecycle.NewKey(key: new.key, tokenReference: new.reference)
+        }
+    }
+
     /// `D/issuers/<serial>/<name>`.
     func path(_ serial: String, _ name: String) -> String {
         files.directory.appendingPathComponent("issuers/\(serial)/\(name)").path
@@ -98,6 +160,18 @@ struct IssuerCommandContext {
     /// Refuses before anything is made when a new intermediate key would have nowhere to go:
     /// on PostgreSQL it is stored encrypted with the CA passphrase, which an unencrypted CA lacks.
     func checkKeyPlacement(keyInDirectory: Bool) throws {
+        if let token {
+            guard !keyInDirectory else {
+                throw CLIError("--key-in-directory: the new intermediate's key is made in PKCS#11 token \(token.label.debugDescription) and never leaves it")
+            }
+            return
+        }
+        if settings.keysInToken {
+            throw CLIError("""
+                this CA keeps its keys in PKCS#11 token \((settings.pkcs11Token ?? "?").debugDescription): pass --pkcs11-pin-file \
+                (the new intermediate's key is made there)
+                """)
+        }
         try checkPassphrase()
         guard onDatabase, !keyInDirectory else { return }
         guard settings.keysEncrypted, !(passphrase ?? "").isEmpty else {
@@ -143,6 +217,8 @@ struct IssuerCommandContext {
     func placeIntermediateKey(keyInDirectory: Bool) -> (IssuerLifecycle.NewIssuer) throws -> IssuerOperations.KeyPlacement {
         { issuer in
             let serial = issuer.certificate.serialHex
+            // The row names the token key; no key material is stored anywhere.
+            if let reference = issuer.tokenReference { return .token(reference) }
             if onDatabase && !keyInDirectory {
                 return IssuerOperations.KeyPlacement(keyRef: IssuerRecord.databaseKeyRef, keyPEM: try issuer.key.pkcs8PEM(passphrase: passphrase))
             }
@@ -151,8 +227,16 @@ struct IssuerCommandContext {
         }
     }
 
-    /// A new root's key, for the operator to move offline.
+    /// A new root's key, for the operator to move offline; for a key in a token, its URI in
+    /// `D/issuers/<serial>/root_key.uri` (not secret: the token's PIN is needed to use it).
     func placeRootKey(_ issuer: IssuerLifecycle.NewIssuer) throws {
+        if let reference = issuer.tokenReference {
+            let uriFile = path(issuer.certificate.serialHex, "root_key.uri")
+            try FileManager.default.createDirectory(atPath: (uriFile as NSString).deletingLastPathComponent,
+                                                    withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+            try AtomicFile.create(Array((reference.description + "\n").utf8), at: uriFile, mode: 0o600)
+            return
+        }
         try writeKey(issuer.key, to: path(issuer.certificate.serialHex, "root_key.pem"))
     }
 
@@ -163,9 +247,10 @@ struct IssuerCommandContext {
         try AtomicFile.create(Array(try key.pkcs8PEM(passphrase: encrypted).utf8), at: path, mode: 0o600)
     }
 
-    /// Removes what a step wrote for issuers it then failed to record.
-    func discard(serials: [String]) {
+    /// Removes what a step wrote for issuers it then failed to record, and the token keys it made.
+    func discard(serials: [String], made: MadeTokenKeys? = nil) {
         for serial in serials { try? FileManager.default.removeItem(atPath: path(serial, "")) }
+        if let made { tokens?.destroy(made.references) }
     }
 
     var directoryIsWritable: Bool { access(files.directory.path, W_OK) == 0 }
@@ -196,6 +281,11 @@ struct IssuerCommandContext {
         IssuerOperations(store: store, now: Date(),
                          adminIDs: Set(adminIDs + [IssuancePolicy.adminID(trustDomain: settings.trustDomain)]))
     }
+}
+
+/// The token keys a step made, so a failed step can destroy them.
+final class MadeTokenKeys {
+    var references: [TokenKeyReference] = []
 }
 
 /// SQLite keeps the CA's state in `D/vouch.db`, which the issuer commands write (even reading it

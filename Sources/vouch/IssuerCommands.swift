@@ -23,33 +23,38 @@ struct CAIntermediateRotate: AsyncParsableCommand {
 
     @OptionGroup var newIssuer: NewIssuerOptions
 
+    @OptionGroup var pkcs11: PKCS11Options
+
     func run() async throws {
         try await runReportingErrors {
-            let context = try await IssuerCommandContext.open(options)
+            let context = try await IssuerCommandContext.open(options, pkcs11: pkcs11)
             try context.checkKeyPlacement(keyInDirectory: newIssuer.keyInDirectory)
             let operations = context.operations()
             let (key, keyPath) = try context.rootKey(newIssuer.rootKey, snapshot: try await context.snapshot())
             var written: [String] = []
+            let made = MadeTokenKeys()
             let rotation: IssuerOperations.Rotation
             do {
                 let place = context.placeIntermediateKey(keyInDirectory: newIssuer.keyInDirectory)
-                rotation = try await operations.rotateIntermediate(rootKey: key, rootKeyPath: keyPath) { issuer in
+                rotation = try await operations.rotateIntermediate(rootKey: key, rootKeyPath: keyPath,
+                                                                   makeKey: context.makeKey(currentRootKey: keyPath, made: made)) { issuer in
                     written.append(issuer.certificate.serialHex)
                     return try place(issuer)
                 }
             } catch {
-                context.discard(serials: written)
+                context.discard(serials: written, made: made)
                 throw error
             }
             try context.writeCertificateCopies([rotation.new])
             let server = await ServerCertificateFile.reissueAfterSwitch(context: context, command: "ca intermediate rotate")
             let previous = try await operations.usage(of: rotation.previous, in: try await context.snapshot())
-            let keyInFile = rotation.new.keyRef != IssuerRecord.databaseKeyRef
+            let inToken = TokenKeyReference.isReference(rotation.new.keyRef)
+            let keyInFile = rotation.new.keyRef != IssuerRecord.databaseKeyRef && !inToken
             let keyFile = context.path(rotation.new.serial, "key.pem")
             if options.json {
                 try printJSON(RotationJSON(
                     serial: rotation.new.serial, not_after: iso8601(rotation.new.notAfter), generation: rotation.generation,
-                    key: keyInFile ? keyFile : "database",
+                    key: inToken ? rotation.new.keyRef : keyInFile ? keyFile : "database",
                     previous: .init(serial: rotation.previous.serial, state: IssuerState.retiring.rawValue, live: previous.live,
                                     latest_not_after: previous.latestNotAfter.map(iso8601)),
                     retired: rotation.retired.map(\.serial),
@@ -59,7 +64,9 @@ struct CAIntermediateRotate: AsyncParsableCommand {
             let last = previous.latestNotAfter.map { ", the last expires \(iso8601($0))" } ?? ""
             print("rotated the intermediate: \(rotation.new.serial) now signs (until \(iso8601(rotation.new.notAfter))); "
                 + "\(rotation.previous.serial) is retiring: \(counted(previous.live, "live certificate"))\(last); they renew from the new one")
-            if !keyInFile {
+            if inToken {
+                print("key: \(rotation.new.keyRef) (in the token, never extractable; servers logged in to it switch within 2 s)")
+            } else if !keyInFile {
                 print("key: stored encrypted in the database (replicas switch within 2 s)")
             } else if context.onDatabase {
                 print("key: \(keyFile) (copy it into every replica's CA directory)")
@@ -111,17 +118,20 @@ struct CARootPrepare: AsyncParsableCommand {
 
     @OptionGroup var newIssuer: NewIssuerOptions
 
+    @OptionGroup var pkcs11: PKCS11Options
+
     func run() async throws {
         try await runReportingErrors {
-            let context = try await IssuerCommandContext.open(options)
+            let context = try await IssuerCommandContext.open(options, pkcs11: pkcs11)
             try context.checkKeyPlacement(keyInDirectory: newIssuer.keyInDirectory)
             let (key, keyPath) = try context.rootKey(newIssuer.rootKey, snapshot: try await context.snapshot())
             var written: [String] = []
+            let made = MadeTokenKeys()
             let prepared: IssuerOperations.Preparation
             do {
                 let place = context.placeIntermediateKey(keyInDirectory: newIssuer.keyInDirectory)
                 prepared = try await context.operations().prepareRoot(
-                    rootKey: key, rootKeyPath: keyPath,
+                    rootKey: key, rootKeyPath: keyPath, makeKey: context.makeKey(currentRootKey: keyPath, made: made),
                     placeRootKey: { root in
                         written.append(root.certificate.serialHex)
                         try context.placeRootKey(root)
@@ -131,12 +141,13 @@ struct CARootPrepare: AsyncParsableCommand {
                         return try place(issuer)
                     })
             } catch {
-                context.discard(serials: written)
+                context.discard(serials: written, made: made)
                 throw error
             }
             try context.writeCertificateCopies([prepared.root, prepared.intermediate, prepared.cross, prepared.endorsement])
             let exported = try await context.exportBundle()
-            let rootKeyFile = context.path(prepared.root.serial, "root_key.pem")
+            let rootKeyInToken = prepared.made.root.tokenReference
+            let rootKeyFile = context.path(prepared.root.serial, rootKeyInToken == nil ? "root_key.pem" : "root_key.uri")
             if options.json {
                 try printJSON(PreparationJSON(
                     generation: prepared.generation, root: prepared.root.serial, intermediate: prepared.intermediate.serial,
@@ -153,7 +164,11 @@ struct CARootPrepare: AsyncParsableCommand {
                 """)
             print(exported ? "bundle: \(context.files.bundle) holds both roots"
                 : "bundle: \(context.files.directory.path) is read-only; the servers hand out both roots")
-            print("move \(rootKeyFile) offline")
+            if let rootKeyInToken {
+                print("root key: \(rootKeyInToken) (in the token; \(rootKeyFile) names it)")
+            } else {
+                print("move \(rootKeyFile) offline")
+            }
             print("next: vouch ca root status --dir \(options.dir)")
         }
     }
@@ -324,9 +339,12 @@ struct CARootActivate: AsyncParsableCommand {
     @Flag(help: "Activate even though agents have not confirmed the new bundle.")
     var force = false
 
+    /// server.pem is reissued from the new intermediate: its key may be in a token.
+    @OptionGroup var pkcs11: PKCS11Options
+
     func run() async throws {
         try await runReportingErrors {
-            let context = try await IssuerCommandContext.open(options)
+            let context = try await IssuerCommandContext.open(options, pkcs11: pkcs11)
             let done = try await context.operations(adminIDs: admins.adminIDs).activateRoot(force: force)
             let snapshot = try await context.snapshot()
             let server = await ServerCertificateFile.reissueAfterSwitch(context: context, command: "ca root activate")

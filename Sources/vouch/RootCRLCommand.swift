@@ -17,8 +17,11 @@ struct CARootCRL: AsyncParsableCommand {
 
     @OptionGroup var options: IssuerOptions
 
-    @Option(help: ArgumentHelp("The root's key (default: DIR/root_key.pem, or where `root prepare` put the active root's).", valueName: "file"))
+    @Option(help: ArgumentHelp("The root's key, a file or a pkcs11: URI (default: DIR/root_key.pem or ca.json's root_key, or where `root prepare` put the active root's).",
+                               valueName: "file"))
     var rootKey: String?
+
+    @OptionGroup var pkcs11: PKCS11Options
 
     @Option(help: ArgumentHelp("How long the CRL is valid, 1d to 400d (default: 365d).", valueName: "duration"))
     var nextUpdate: DurationArgument?
@@ -29,7 +32,7 @@ struct CARootCRL: AsyncParsableCommand {
             guard RootCRL.lifetimeRange.contains(lifetime) else {
                 throw CLIError("--next-update must be between 1d and 400d")
             }
-            let context = try await IssuerCommandContext.open(options)
+            let context = try await IssuerCommandContext.open(options, pkcs11: pkcs11)
             let (key, keyPath) = try context.rootKey(rootKey, snapshot: try await context.snapshot())
             var operations = context.operations()
             operations.rootCRLLifetime = lifetime

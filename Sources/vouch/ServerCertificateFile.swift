@@ -141,11 +141,14 @@ struct CAServerCert: AsyncParsableCommand {
     @Option(help: "Passphrase file for encrypted CA keys (or set VOUCH_CA_PASSPHRASE).")
     var passphraseFile: String?
 
+    @OptionGroup var pkcs11: PKCS11Options
+
     @OptionGroup var databaseOptions: DatabaseOptions
 
     func run() async throws {
         try await runReportingErrors {
-            let context = try await IssuerCommandContext.open(dir: dir, passphraseFile: passphraseFile, databaseOptions: databaseOptions)
+            let context = try await IssuerCommandContext.open(dir: dir, passphraseFile: passphraseFile, databaseOptions: databaseOptions,
+                                                              pkcs11: pkcs11)
             let outcome = try await ServerCertificateFile.reissue(context: context, out: out)
             switch outcome {
             case .reissued:

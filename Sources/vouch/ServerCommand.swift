@@ -24,6 +24,17 @@ struct ServerCommand: AsyncParsableCommand {
     @Option(help: "Passphrase file for encrypted CA keys (or set VOUCH_CA_PASSPHRASE).")
     var passphraseFile: String?
 
+    @Option(name: .customLong("pkcs11-module"),
+            help: ArgumentHelp("PKCS#11 module (.so) of the token holding the CA keys (default: ca.json's).", valueName: "path"))
+    var pkcs11Module: String?
+
+    @Option(name: .customLong("pkcs11-token"), help: ArgumentHelp("Label of that token (default: ca.json's).", valueName: "label"))
+    var pkcs11Token: String?
+
+    @Option(name: .customLong("pkcs11-pin-file"),
+            help: ArgumentHelp("File holding the token's user PIN; needed when the CA keys are in a token.", valueName: "file"))
+    var pkcs11PinFile: String?
+
     @Option(help: "Certificate lifetime when a request does not ask for one (default 24h).")
     var defaultTtl: DurationArgument?
 
@@ -72,7 +83,13 @@ struct ServerCommand: AsyncParsableCommand {
             let defaultTtl = try self.defaultTtl ?? configDuration(file?.defaultTTL, key: "server.default_ttl") ?? DurationArgument(argument: "24h")!
             let maxTtl = try self.maxTtl ?? configDuration(file?.maxTTL, key: "server.max_ttl") ?? DurationArgument(argument: "168h")!
             let files = CAFiles(directory: dir)
-            let material = try CAMaterial.load(from: files, passphrase: try readPassphrase(file: passphraseFile ?? file?.passphraseFile))
+            // Opened once, before any key is loaded: the initial intermediate and later ones (also on the
+            // follower's reloads) find their `pkcs11:` keys in it through `material.token`.
+            let pkcs11Token = try PKCS11Opening.open(
+                module: pkcs11Module ?? file?.pkcs11Module, token: self.pkcs11Token ?? file?.pkcs11Token,
+                pinFile: pkcs11PinFile ?? file?.pkcs11PinFile, settings: try CASettings.load(from: files), flags: .intermediate)
+            let material = try CAMaterial.load(from: files, passphrase: try readPassphrase(file: passphraseFile ?? file?.passphraseFile),
+                                               token: pkcs11Token)
             let trustDomain = material.settings.trustDomain
             var policy = IssuancePolicy(trustDomain: trustDomain, defaultCertificateTTL: TimeInterval(defaultTtl.seconds),
                                         maximumCertificateTTL: TimeInterval(maxTtl.seconds), crlDistributionPoint: crlURL ?? file?.crlURL)
