@@ -20,14 +20,16 @@ public final class CertificateAuthority: Sendable {
     private let confirmations = TrustConfirmationCache()
     private let tokenGuesses: FailedAttemptLimiter
 
+    /// - Parameter warn: gets what the server should log that no request reports, e.g. a CRL served
+    ///   as last signed because the PKCS#11 token failed.
     public init(store: any AuthorityStore, material: CAMaterial, policy: IssuancePolicy,
-                clock: @escaping @Sendable () -> Date = { Date() }) {
+                clock: @escaping @Sendable () -> Date = { Date() }, warn: @escaping @Sendable (String) -> Void = { _ in }) {
         self.store = store
         self.material = material
         self.policy = policy
         self.clock = clock
         self.crls = CRLPublishers(store: store, registry: revocations,
-                                  validity: policy.crlValidity, refreshInterval: policy.crlRefreshInterval)
+                                  validity: policy.crlValidity, refreshInterval: policy.crlRefreshInterval, warn: warn)
         self.issuers = IssuerBoard(IssuerSet.bootstrap(material))
         self.tokenGuesses = FailedAttemptLimiter(limit: policy.failedTokenAttemptsPerMinute, window: 60)
     }
@@ -580,7 +582,8 @@ public final class CertificateAuthority: Sendable {
                 notBefore: now.addingTimeInterval(-min(policy.backdate, lifetime / 10)), notAfter: notAfter, subjectAltNames: names,
                 crlDistributionPoint: policy.crlDistributionPoint.map { Self.distributionPoint($0, issuer: issuer) }))
         } catch let error as CryptoError {
-            throw AuthorityError(error.kind == .malformed ? .invalidArgument : .internal, error.message)
+            // Nothing is stored for a certificate not signed: no row, no audit event, the token's use not consumed.
+            throw AuthorityError(signing: error, otherwise: error.kind == .malformed ? .invalidArgument : .internal)
         }
         // The bootstrap pair (ids -1/0) is recorded as no issuer, which means the initial intermediate.
         return CertificateRecord(serial: certificate.serialHex, spiffeID: names.uris[0], dnsNames: names.dnsNames,

@@ -35,6 +35,10 @@ struct ServerCommand: AsyncParsableCommand {
             help: ArgumentHelp("File holding the token's user PIN; needed when the CA keys are in a token.", valueName: "file"))
     var pkcs11PinFile: String?
 
+    // Tests: the longest wait between attempts to recover a failed token (default 10s).
+    @Option(name: .customLong("pkcs11-longest-retry"), help: .hidden)
+    var pkcs11LongestRetry: DurationArgument?
+
     @Option(help: "Certificate lifetime when a request does not ask for one (default 24h).")
     var defaultTtl: DurationArgument?
 
@@ -116,7 +120,7 @@ struct ServerCommand: AsyncParsableCommand {
             }
             let store = try await databaseOptions.open(files: files, configDatabase: file?.database,
                                                        configPasswordFile: file?.databasePasswordFile, serving: true, logger: logger)
-            let authority = CertificateAuthority(store: store, material: material, policy: policy)
+            let authority = CertificateAuthority(store: store, material: material, policy: policy, warn: { logger.warning("\($0)") })
             try await authority.start()
             let listenerIdentity = serverCertTtl.seconds == 0 ? nil : try await ServerListenerIdentity(
                 authority: authority, store: store, files: files, lifetime: TimeInterval(serverCertTtl.seconds), logger: logger)
@@ -127,7 +131,8 @@ struct ServerCommand: AsyncParsableCommand {
             let limits = try listenerLimits.resolved(handshake: file?.handshakeTimeout, idle: file?.idleTimeout,
                                                      maxConnections: file?.maxConnections, section: "server")
             let server = CAServer(authority: authority, files: files, address: listen, logger: logger,
-                                  auditCheckpoints: auditCheckpoints, limits: limits, listenerIdentity: listenerIdentity) { address in
+                                  auditCheckpoints: auditCheckpoints, limits: limits, listenerIdentity: listenerIdentity,
+                                  token: pkcs11Token) { address in
                 print("vouch server listening on \(address)")
                 fflush(nil)
             }
@@ -144,9 +149,16 @@ struct ServerCommand: AsyncParsableCommand {
                     print("vouch server http on \(HostPort(host: http.host, port: port))")
                     fflush(nil)
                 }, handler: CAHTTPRoutes.handler(authority: authority, store: store, metrics: {
-                    await CAGauges.refresh(authority: authority, store: store)
+                    await CAGauges.refresh(authority: authority, store: store, token: pkcs11Token)
                     return PrometheusBootstrap.scrape(registry)
-                }, auditCheckpoints: auditCheckpoints)))
+                }, auditCheckpoints: auditCheckpoints, token: pkcs11Token)))
+            }
+            // A token that fails at run time is recovered from here (signing answers unavailable meanwhile).
+            if let pkcs11Token {
+                var timing = TokenWatch.Timing()
+                if let longest = pkcs11LongestRetry, longest.seconds > 0 { timing.longestRetry = .seconds(longest.seconds) }
+                timing.firstRetry = min(timing.firstRetry, timing.longestRetry)
+                services.append(TokenWatch(token: pkcs11Token, logger: logger, timing: timing))
             }
             // Issuer changes (the CLI's rotate, prepare, activate, retire) reach this replica without a
             // restart: polled every 2 s, and at once when a shared store announces one.
