@@ -31,8 +31,10 @@ final class TokenRotationTests: XCTestCase {
         XCTAssertEqual(try TokenKeyReference(parsing: try XCTUnwrap(settings["root_key"] as? String)).token, "vouch-root")
         XCTAssertEqual(try TokenKeyReference(parsing: try XCTUnwrap(settings["intermediate_key"] as? String)).token, "vouch-ca")
 
-        // The server gets the intermediate token's PIN only (module and token from ca.json).
-        let server = try ServerProcess(directory: dir, extraArguments: intermediatePIN, environment: environment)
+        // The server gets the intermediate token's PIN only, from its config file (module and token from ca.json).
+        let config = directory + "/vouch.yaml"
+        try "server:\n  pkcs11_pin_file: \(token.pinFile)\n".write(toFile: config, atomically: true, encoding: .utf8)
+        let server = try ServerProcess(directory: dir, extraArguments: ["--config", config], environment: environment)
         defer { server.stop() }
 
         let rotated = try run(["ca", "intermediate", "rotate", "--dir", dir, "--json"] + intermediatePIN + rootPIN)
@@ -42,6 +44,17 @@ final class TokenRotationTests: XCTestCase {
         XCTAssertEqual(newKey.token, "vouch-ca")
         XCTAssertTrue(newKey.object.hasPrefix("vouch-intermediate-"), newKey.object)
         XCTAssertTrue(eventually(timeout: 6) { server.log.contains("switched signing to intermediate \(newIntermediate)") }, server.log)
+
+        // The first intermediate revoked with the root key from the root token (admin.pem is its: --force).
+        let first = try X509Certificate(pem: String(contentsOfFile: dir + "/intermediate.pem", encoding: .utf8)).serialHex
+        let revoked = try run(["ca", "intermediate", "revoke", first, "--dir", dir, "--reason", "superseded", "--force"] + rootPIN)
+        XCTAssertTrue(revoked.stdout.hasPrefix("revoked intermediate \(first) (superseded)"), revoked.stdout)
+        // An admin certificate signed by the new intermediate's token key.
+        let admin = try run(["ca", "admin-cert", "--dir", dir, "--spiffe-id", "spiffe://example.org/vouch/ops", "--out", directory + "/ops"]
+                            + intermediatePIN)
+        XCTAssertTrue(admin.stdout.hasPrefix("issued admin certificate "), admin.stdout)
+        XCTAssertTrue(try X509Certificate(pem: String(contentsOfFile: directory + "/ops/admin.pem", encoding: .utf8))
+            .isSigned(by: try X509Certificate(pem: String(contentsOfFile: dir + "/issuers/\(newIntermediate)/certificate.pem", encoding: .utf8))))
 
         let prepared = try json(try run(["ca", "root", "prepare", "--dir", dir, "--json"] + intermediatePIN + rootPIN).stdout)
         let newRoot = try XCTUnwrap(prepared["root"] as? String)
