@@ -173,12 +173,21 @@ static ECDSA_SIG *bridge_sign_sig(const unsigned char *digest, int length, const
     if (k == NULL) { last_sign_rv = CKR_KEY_HANDLE_INVALID; return NULL; }
     vouch_p11_token *t = k->token;
     CK_FUNCTION_LIST *f = t->module->f;
-    pthread_rwlock_rdlock(&t->module->lock);
     CK_RV rv;
     pthread_mutex_lock(&t->lock);
     int state = t->state;
     unsigned long failed_rv = t->failed_rv;
     pthread_mutex_unlock(&t->lock);
+    /* A failed token fails fast before the module lock, which a recovery holds exclusively (C_Finalize,
+       C_Initialize: seconds on an unreachable network HSM), so no request thread waits for it. */
+    int locked = state == VOUCH_P11_OK;
+    if (locked) {
+        pthread_rwlock_rdlock(&t->module->lock);
+        pthread_mutex_lock(&t->lock);
+        state = t->state;
+        failed_rv = t->failed_rv;
+        pthread_mutex_unlock(&t->lock);
+    }
     unsigned char rs[2 * 66];
     CK_ULONG rs_len = sizeof rs;
     if (state != VOUCH_P11_OK) {
@@ -197,7 +206,7 @@ static ECDSA_SIG *bridge_sign_sig(const unsigned char *digest, int length, const
             mark_failed(t, rv, vouch_p11_rv_name(rv));
         }
     }
-    pthread_rwlock_unlock(&t->module->lock);
+    if (locked) pthread_rwlock_unlock(&t->module->lock);
     last_sign_rv = rv;
     if (rv != CKR_OK || rs_len == 0 || rs_len % 2 != 0) {
         if (rv == CKR_OK) last_sign_rv = CKR_FUNCTION_FAILED;

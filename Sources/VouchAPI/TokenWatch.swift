@@ -38,7 +38,7 @@ public struct TokenWatch: Service {
             switch token.status {
             case .ok:
                 if ContinuousClock.now - probed >= timing.probeInterval {
-                    token.probe()
+                    await blocking { token.probe() }
                     probed = .now
                     continue
                 }
@@ -60,7 +60,7 @@ public struct TokenWatch: Service {
     private func recover(failedAt since: Date) async -> Bool {
         var delay = timing.firstRetry
         while true {
-            switch token.recover() {
+            switch await blocking({ token.recover() }) {
             case .ok:
                 let seconds = String(format: "%.1f", Date().timeIntervalSince(since))
                 logger.notice("PKCS#11 token \"\(token.label)\" is back after \(seconds) s")
@@ -78,6 +78,15 @@ public struct TokenWatch: Service {
 
     private func reportRefusedPIN() {
         logger.critical("\(token.unhealthyReason ?? "PKCS#11 token \"\(token.label)\" refused the PIN"); issuing, CRL and OCSP signing answer unavailable")
+    }
+
+    /// Token calls block their thread (a recovery restarts the module: seconds on an unreachable
+    /// network HSM), so they run on a thread of their own, never on Swift's few cooperative ones.
+    private static let calls = DispatchQueue(label: "vouch.pkcs11-token-watch")
+
+    @discardableResult
+    private func blocking(_ call: @escaping @Sendable () -> PKCS11Token.Status) async -> PKCS11Token.Status {
+        await withCheckedContinuation { done in Self.calls.async { done.resume(returning: call()) } }
     }
 
     /// Sleeps for `duration`; false when the server is stopping.

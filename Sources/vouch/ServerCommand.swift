@@ -39,6 +39,10 @@ struct ServerCommand: AsyncParsableCommand {
     @Option(name: .customLong("pkcs11-longest-retry"), help: .hidden)
     var pkcs11LongestRetry: DurationArgument?
 
+    // Tests: how often a working token is probed (default 10s).
+    @Option(name: .customLong("pkcs11-probe-interval"), help: .hidden)
+    var pkcs11ProbeInterval: DurationArgument?
+
     @Option(help: "Certificate lifetime when a request does not ask for one (default 24h).")
     var defaultTtl: DurationArgument?
 
@@ -120,6 +124,7 @@ struct ServerCommand: AsyncParsableCommand {
             }
             let store = try await databaseOptions.open(files: files, configDatabase: file?.database,
                                                        configPasswordFile: file?.databasePasswordFile, serving: true, logger: logger)
+            try await PKCS11Opening.refuseTokenKeysWithoutToken(in: store, token: pkcs11Token)
             let authority = CertificateAuthority(store: store, material: material, policy: policy, warn: { logger.warning("\($0)") })
             try await authority.start()
             let listenerIdentity = serverCertTtl.seconds == 0 ? nil : try await ServerListenerIdentity(
@@ -158,6 +163,7 @@ struct ServerCommand: AsyncParsableCommand {
                 var timing = TokenWatch.Timing()
                 if let longest = pkcs11LongestRetry, longest.seconds > 0 { timing.longestRetry = .seconds(longest.seconds) }
                 timing.firstRetry = min(timing.firstRetry, timing.longestRetry)
+                if let probe = pkcs11ProbeInterval, probe.seconds > 0 { timing.probeInterval = .seconds(probe.seconds) }
                 services.append(TokenWatch(token: pkcs11Token, logger: logger, timing: timing))
             }
             // Issuer changes (the CLI's rotate, prepare, activate, retire) reach this replica without a

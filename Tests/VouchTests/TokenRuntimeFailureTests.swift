@@ -33,6 +33,7 @@ final class TokenRuntimeFailureTests: XCTestCase {
         XCTAssertTrue(health.body.contains(" since 20") && health.body.hasSuffix("Z; retrying"), health.body)
         let servingWhileFailed = try await grpcHealth(ca, server)
         XCTAssertEqual(servingWhileFailed, .notServing)
+        XCTAssertTrue(try ca.get(server, "/metrics").body.contains("vouch_ca_pkcs11_token_up{token=\"vouch-ca\"} 0"))
         let ocsp = try ca.ocsp(server, for: before)
         XCTAssertTrue(ocsp.contains("Responder Error: trylater (3)"), ocsp)
         let checkpoint = try vouch(["audit", "checkpoint", "--dir", ca.caDir, "--server", server.address], environment: [:])
@@ -53,29 +54,31 @@ final class TokenRuntimeFailureTests: XCTestCase {
         XCTAssertTrue(try ca.ocsp(server, for: before).contains(": revoked"))
         let servingAfter = try await grpcHealth(ca, server)
         XCTAssertEqual(servingAfter, .serving)
+        XCTAssertTrue(try ca.get(server, "/metrics").body.contains("vouch_ca_pkcs11_token_up{token=\"vouch-ca\"} 1"))
         XCTAssertEqual(TokenCA.lines(of: server, containing: failed).count, 1, "the failure is logged once: \(server.log)")
         XCTAssertEqual(TokenCA.lines(of: server, containing: "PKCS#11 token \"vouch-ca\" is back after ").count, 1, server.log)
         print("token back: /healthz 200 \(String(format: "%.2f", recovery)) s after its files returned")
     }
 
-    /// The PIN is changed under the running server, then the token fails and comes back: logging in
-    /// again is refused, and the server never tries again, even once the PIN it holds is right again.
+    /// The PIN is changed under the running server, then the token fails while nothing signs (the
+    /// probe finds it) and comes back: logging in again is refused, and the server never tries
+    /// again, even once the PIN it holds is right again.
     func testWrongPINNeverRetried() async throws {
         let ca = try TokenCA()
-        let server = try ca.startServer()
+        let server = try ca.startServer(["--pkcs11-probe-interval", "1s"])
         let enrollment = try ca.enrollmentToken(through: server)
         let changed = try ca.token.pkcs11Tool(["--login", "--pin", ca.token.pin, "--change-pin", "--new-pin", "999999"])
         XCTAssertEqual(changed.status, 0, changed.stderr)
 
         try ca.token.fail()
-        await assertRPCError(.unavailable, "an enrollment while the token is away") { try await ca.enroll(server, token: enrollment) }
+        XCTAssertTrue(eventually(timeout: 5) { (try? ca.get(server, "/healthz").status) == "503" }, "found by the probe alone: \(server.log)")
         try ca.token.restore()
         let refused = "PKCS#11 token \"vouch-ca\" refused the PIN (CKR_PIN_INCORRECT); not retried"
         XCTAssertTrue(eventually(timeout: 5) { !TokenCA.lines(of: server, containing: refused).isEmpty }, server.log)
         // Put the old PIN back: a retry would now log in, so staying refused shows there was none.
         let reverted = try ca.token.pkcs11Tool(["--login", "--pin", "999999", "--change-pin", "--new-pin", ca.token.pin])
         XCTAssertEqual(reverted.status, 0, reverted.stderr)
-        try await Task.sleep(for: .seconds(3)) // three retry periods of this server
+        try await Task.sleep(for: .seconds(2)) // two retry periods of this server
         let health = try ca.get(server, "/healthz")
         XCTAssertEqual(health.status, "503")
         XCTAssertTrue(health.body.hasPrefix("unhealthy: \(refused)"), health.body)
