@@ -10,7 +10,8 @@ final class TokenRuntimeFailureTests: XCTestCase {
     func testUnavailableThenRecovers() async throws {
         let ca = try TokenCA()
         let server = try ca.startServer()
-        // Two uses: one before the failure, one after; the enrollment refused meanwhile must not use one up.
+        // Two uses: one before the failure, one after. The enrollment refused meanwhile must not use one
+        // up; the use, the certificate row and its audit events are one transaction, so none was stored.
         let enrollment = try ca.enrollmentToken(uses: 2, through: server)
         let before = try await ca.enroll(server, token: enrollment)
         XCTAssertEqual(try ca.get(server, "/healthz").status, "200")
