@@ -108,6 +108,17 @@ enum PKCS11Opening {
     }
 }
 
+extension PKCS11Opening {
+    /// A server started without a token refuses a CA whose intermediates (not retired) have their
+    /// keys in one, naming the first, instead of signing with an older intermediate it can load.
+    static func refuseTokenKeysWithoutToken(in store: any AuthorityStore, token: PKCS11Token?) async throws {
+        guard token == nil else { return }
+        let intermediates = try await store.issuers().issuers.filter { $0.kind == .intermediate && $0.state != .retired }
+        guard let first = intermediates.first(where: { TokenKeyReference.isReference($0.keyRef) }) else { return }
+        _ = try IssuerKeys.load(first, keys: KeyAccess())
+    }
+}
+
 /// The tokens one CA command opened: the intermediate keys' token at once (new intermediate keys
 /// go there, `ca admin-cert` signs with it), a root token only when a step needs a root key.
 final class CommandTokens {

@@ -122,6 +122,24 @@ final class TokenConfigurationErrorTests: XCTestCase {
             + "start with --pkcs11-module and --pkcs11-pin-file (or pkcs11_* in the config file)\n")
     }
 
+    /// A CA made with key files whose intermediate was rotated into the token: without the token the
+    /// server refuses, rather than sign with the retiring intermediate it can load.
+    func testServerOfAFileCARotatedIntoTheTokenRefusesWithoutIt() throws {
+        let made = try vouch(["ca", "init", "--dir", caDir, "--trust-domain", "example.org"], environment: token.environment)
+        XCTAssertEqual(made.status, 0, made.stderr)
+        let rotated = try vouch(["ca", "intermediate", "rotate", "--dir", caDir, "--json", "--pkcs11-module", token.module,
+                                 "--pkcs11-token", token.label, "--pkcs11-pin-file", token.pinFile], environment: token.environment)
+        XCTAssertEqual(rotated.status, 0, rotated.stderr)
+        let serial = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(rotated.stdout.utf8)) as? [String: Any])["serial"] as? String
+        let result = try vouch(["server", "--dir", caDir, "--listen", "127.0.0.1:0"], environment: token.environment)
+        XCTAssertEqual(result.status, 1)
+        // After the log line of the store it opened to read the issuers.
+        XCTAssertEqual(result.stderr.split(separator: "\n").last.map(String.init), "vouch: cannot load the key of issuer "
+            + "\(try XCTUnwrap(serial)): its key is in PKCS#11 token \"vouch-ca\": start with --pkcs11-module and --pkcs11-pin-file "
+            + "(or pkcs11_* in the config file)")
+        XCTAssertFalse(result.stderr.contains("listening"), result.stderr)
+    }
+
     func testServerWithWrongPIN() throws {
         _ = try makeCA()
         let wrong = directory + "/wrong-pin"
