@@ -114,6 +114,29 @@ final class TokenRotationTests: XCTestCase {
         XCTAssertEqual(try privateKeyFiles(in: dir), ["admin_key.pem", "server_key.pem"])
     }
 
+    /// `root prepare` makes the new root's and intermediate's keys, then cannot write the root key's
+    /// URI (`issuers` is a file here): it fails, and both new keys are gone from the token.
+    func testAFailedPrepareDestroysTheKeysItMade() throws {
+        let directory = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let token = try SoftHSMToken(in: directory)
+        let dir = directory + "/ca"
+        let initialized = try vouch(["ca", "init", "--dir", dir, "--trust-domain", "example.org", "--pkcs11-module", token.module,
+                                     "--pkcs11-token", token.label, "--pkcs11-pin-file", token.pinFile], environment: token.environment)
+        XCTAssertEqual(initialized.status, 0, initialized.stderr)
+        let before = try privateKeys(token.listObjects())
+        XCTAssertEqual(before.count, 2)
+        XCTAssertTrue(FileManager.default.createFile(atPath: dir + "/issuers", contents: Data()))
+
+        let prepared = try vouch(["ca", "root", "prepare", "--dir", dir, "--pkcs11-pin-file", token.pinFile], environment: token.environment)
+        XCTAssertEqual(prepared.status, 1, prepared.stdout)
+        XCTAssertTrue(prepared.stderr.contains("the root key goes into token \"vouch-ca\" too"), "the keys were made: \(prepared.stderr)")
+        XCTAssertTrue(prepared.stderr.contains("Not a directory"), prepared.stderr)
+        XCTAssertEqual(try privateKeys(token.listObjects()), before, "the keys the failed step made were destroyed")
+        let status = try vouch(["ca", "root", "status", "--dir", dir], environment: token.environment)
+        XCTAssertTrue(status.stdout.hasPrefix("root rollover: none"), status.stdout)
+    }
+
     /// The private key objects pkcs11-tool lists, one text block each.
     private func privateKeys(_ listing: String) throws -> [String] {
         listing.components(separatedBy: "Private Key Object").dropFirst().map { block in
