@@ -150,6 +150,9 @@ public enum CAKeyStore: Sendable {
     /// `pkcs11-tool --list-objects`, unique enough for several CAs (and rotations) in one token.
     public static func newLabel(_ kind: IssuerKind) -> String {
         let suffix = (0..<4).map { _ in String(format: "%02x", UInt8.random(in: 0...255)) }.joined()
-        return "vouch-\(kind == .root ? "root" : "intermediate")-\(suffix)"
+        return labelPrefix(kind) + suffix
     }
+
+    /// The start of every label `newLabel` makes for `kind`.
+    public static func labelPrefix(_ kind: IssuerKind) -> String { "vouch-\(kind == .root ? "root" : "intermediate")-" }
 }

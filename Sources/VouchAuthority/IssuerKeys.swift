@@ -88,6 +88,14 @@ public enum IssuerKeys {
     /// EC, never extractable, and signs), and the certificate's key (`CertificateSigner` checks).
     private static func tokenSigner(_ record: IssuerRecord, certificate: X509Certificate, uri: String,
                                     keys: KeyAccess) throws -> CertificateSigner {
+        // A row may name any key of the token, and the server holds its PIN: only keys made for
+        // intermediates sign online, so whoever writes the database cannot make the server sign
+        // with a root key (a root shares the token when no --pkcs11-root-token was given).
+        if let reference = try? TokenKeyReference(parsing: uri),
+           !reference.object.hasPrefix(CAKeyStore.labelPrefix(.intermediate)) {
+            throw refusal(record, "its key reference names \(AuthorityError.quoted(reference.object.isEmpty ? uri : reference.object)), "
+                                  + "not a key made for an intermediate (\(CAKeyStore.labelPrefix(.intermediate))…)")
+        }
         let key: PrivateKey
         do {
             key = try keys.tokenKey(uri)

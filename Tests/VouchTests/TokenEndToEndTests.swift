@@ -111,6 +111,29 @@ final class TokenEndToEndTests: XCTestCase {
         XCTAssertTrue(crl.stderr.contains("holds no private key with id"), crl.stderr)
     }
 
+    /// The server holds the token's PIN, and without --pkcs11-root-token the root key shares the
+    /// token: a database row that names the root's key for an intermediate is refused before anything signs.
+    func testADatabaseRowCannotPointTheServerAtTheRootKey() throws {
+        let root = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        let softHSM = try SoftHSMToken(in: root)
+        let flags = ["--pkcs11-module", softHSM.module, "--pkcs11-token", softHSM.label, "--pkcs11-pin-file", softHSM.pinFile]
+        let dir = root + "/ca"
+        XCTAssertEqual(try vouch(["ca", "init", "--dir", dir, "--trust-domain", "example.org"] + flags, environment: softHSM.environment).status, 0)
+        let first = try ServerProcess(directory: dir, extraArguments: flags, environment: softHSM.environment)
+        XCTAssertEqual(first.stop(), 0)
+        let settings = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: dir + "/ca.json"))) as? [String: Any])
+        let rootKey = try XCTUnwrap(settings["root_key"] as? String)
+        let tampered = try execute("/usr/bin/sqlite3", [dir + "/vouch.db", "UPDATE issuer SET key_ref = '\(rootKey)' WHERE kind = 'intermediate'"])
+        XCTAssertEqual(tampered.status, 0, tampered.stderr)
+
+        let refused = try vouch(["server", "--dir", dir, "--listen", "127.0.0.1:0"] + flags, environment: softHSM.environment)
+        XCTAssertNotEqual(refused.status, 0)
+        let label = try TokenKeyReference(parsing: rootKey).object
+        XCTAssertTrue(refused.stderr.contains("its key reference names \"\(label)\", not a key made for an intermediate (vouch-intermediate-…)"),
+                      refused.stderr)
+    }
+
     /// Names of the files under `directory` that hold a private key.
     private func privateKeyFiles(in directory: String) throws -> [String] {
         let enumerator = FileManager.default.enumerator(atPath: directory)
