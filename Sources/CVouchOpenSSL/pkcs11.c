@@ -14,12 +14,16 @@
  * finds every key again by CKA_ID and checks its public point did not change. */
 #define OPENSSL_SUPPRESS_DEPRECATED /* EC_KEY_METHOD: still in OpenSSL 3, the bridge's one legacy API */
 #include <dlfcn.h>
+#include <errno.h>
+#include <limits.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 #include "vouch_openssl.h"
 #include "pkcs11/pkcs11.h"
 
@@ -391,6 +395,79 @@ static void initialize_failed(const char *path, CK_RV rv, char *err, size_t errl
         "directories.tokendir)", path, vouch_p11_rv_name(rv));
 }
 
+/* The module runs inside the process that holds the PIN, and its path may come from ca.json: it is
+   loaded only when no one but root or this process's user can change it. `resolved` (which has no
+   symbolic links, so is what gets loaded) and every directory above it are owned by root or this
+   user, and only their owner may write them; a directory with the sticky bit is allowed above an
+   existing file (others cannot rename what it holds). 1 when trusted, else 0 with the message. */
+static int untrusted(const char *path, const char *file, const char *what, char *err, size_t errlen) {
+    say(err, errlen, "PKCS#11 module %s: %s %s; Vouch loads only a module that no one but root or its own user "
+        "can change (nor any directory above it)", path, file, what);
+    return 0;
+}
+
+static int trusted_entry(const char *path, const char *entry, int is_file, int sticky_ok, char *err, size_t errlen) {
+    struct stat st;
+    if (stat(entry, &st) != 0) return untrusted(path, entry, "cannot be checked", err, errlen);
+    if (is_file && !S_ISREG(st.st_mode)) return untrusted(path, entry, "is not a regular file", err, errlen);
+    if (st.st_uid != 0 && st.st_uid != geteuid()) {
+        char what[64];
+        snprintf(what, sizeof what, "is owned by uid %u", (unsigned)st.st_uid);
+        return untrusted(path, entry, what, err, errlen);
+    }
+    if ((st.st_mode & (S_IWGRP | S_IWOTH)) && !(sticky_ok && S_ISDIR(st.st_mode) && (st.st_mode & S_ISVTX))) {
+        char what[64];
+        snprintf(what, sizeof what, "is writable by others than its owner (mode %04o)", (unsigned)(st.st_mode & 07777));
+        return untrusted(path, entry, what, err, errlen);
+    }
+    return 1;
+}
+
+/* `dir` (resolved) and each directory above it. */
+static int trusted_directories(const char *path, const char *dir, int sticky_ok, char *err, size_t errlen) {
+    char walk[PATH_MAX];
+    snprintf(walk, sizeof walk, "%s", dir);
+    for (;;) {
+        if (!trusted_entry(path, walk[0] ? walk : "/", 0, sticky_ok, err, errlen)) return 0;
+        char *slash = strrchr(walk, '/');
+        if (slash == NULL || walk[0] == 0 || (slash == walk && walk[1] == 0)) return 1;
+        if (slash == walk) slash[1] = 0; else *slash = 0;
+        sticky_ok = 1; /* above the first directory, the next entry exists and was checked */
+    }
+}
+
+static int trusted_module(const char *path, char resolved[PATH_MAX], char *err, size_t errlen) {
+    if (path[0] != '/') {
+        say(err, errlen, "PKCS#11 module %s: give its absolute path (a bare name is searched for in the library path)", path);
+        return 0;
+    }
+    if (realpath(path, resolved) != NULL) {
+        if (!trusted_entry(path, resolved, 1, 0, err, errlen)) return 0;
+        char dir[PATH_MAX];
+        snprintf(dir, sizeof dir, "%s", resolved);
+        char *slash = strrchr(dir, '/');
+        if (slash == dir) slash[1] = 0; else *slash = 0;
+        return trusted_directories(path, dir, 1, err, errlen);
+    }
+    if (errno != ENOENT && errno != ENOTDIR) {
+        say(err, errlen, "cannot load PKCS#11 module %s: %s", path, strerror(errno));
+        return 0;
+    }
+    /* Missing: dlopen says so, unless someone else could create it meanwhile. The deepest directory
+       that exists must be writable by its owner alone, sticky or not. */
+    char above[PATH_MAX], dir[PATH_MAX];
+    snprintf(above, sizeof above, "%s", path);
+    for (;;) {
+        char *slash = strrchr(above, '/');
+        if (slash == above) { slash[1] = 0; } else { *slash = 0; }
+        if (realpath(above, dir) != NULL) break;
+        if (slash == above) return untrusted(path, "/", "cannot be resolved", err, errlen);
+    }
+    if (!trusted_directories(path, dir, 0, err, errlen)) return 0;
+    snprintf(resolved, PATH_MAX, "%s", path);
+    return 1;
+}
+
 static vouch_p11_module *module_for(const char *path, char *err, size_t errlen) {
     for (vouch_p11_module *m = modules; m != NULL; m = m->next) {
         if (strcmp(m->path, path) == 0) {
@@ -401,7 +478,9 @@ static vouch_p11_module *module_for(const char *path, char *err, size_t errlen) 
             return m;
         }
     }
-    void *library = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+    char resolved[PATH_MAX];
+    if (!trusted_module(path, resolved, err, errlen)) return NULL;
+    void *library = dlopen(resolved, RTLD_NOW | RTLD_LOCAL);
     if (library == NULL) { say(err, errlen, "cannot load PKCS#11 module %s: %s", path, dlerror()); return NULL; }
     CK_C_GetFunctionList get = (CK_C_GetFunctionList)dlsym(library, "C_GetFunctionList");
     CK_FUNCTION_LIST *f = NULL;
