@@ -47,27 +47,17 @@ extension PostgresAuthorityStore: RevocationChangeFeed {
         }
         let silence = Silence()
         do {
-            try await connection.listen(on: Self.revocationChannel) { notifications in
-                try await connection.listen(on: Self.issuerChannel) { issuerNotifications in
-                    await listening()
-                    try await withThrowingTaskGroup(of: Void.self) { group in
-                        group.addTask {
-                            for try await notification in notifications {
-                                // Any payload means "something was committed"; an unreadable one asks for a read.
-                                await announced(Int64(notification.payload) ?? .max)
-                            }
-                        }
-                        group.addTask {
-                            for try await notification in issuerNotifications {
-                                await issuersChanged(Int64(notification.payload) ?? .max)
-                            }
-                        }
-                        group.addTask { try await Self.checkAlive(connection, every: heartbeat, silence: silence, logger: logger) }
-                        // Any ends the session: the notifications end on cancellation or a lost connection.
-                        try await group.next()
-                        group.cancelAll()
-                    }
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                // Armed before the LISTENs, which have no deadline of their own: a session that stops
+                // answering before it listens is given up too (the heartbeat's query waits behind them).
+                group.addTask { try await Self.checkAlive(connection, every: heartbeat, silence: silence, logger: logger) }
+                group.addTask {
+                    try await Self.relayNotifications(on: connection, listening: listening, announced: announced,
+                                                      issuersChanged: issuersChanged)
                 }
+                // Either ends the session.
+                try await group.next()
+                group.cancelAll()
             }
         } catch {
             try? await connection.close()
@@ -78,6 +68,33 @@ extension PostgresAuthorityStore: RevocationChangeFeed {
         }
         try? await connection.close()
         if !Task.isCancelled { throw PostgresStoreError("PostgreSQL revocation notifications", "the listening session ended") }
+    }
+
+    /// Listens on both channels, then hands on what they announce until the session ends.
+    static func relayNotifications(on connection: PostgresConnection, listening: @escaping @Sendable () async -> Void,
+                                   announced: @escaping @Sendable (Int64) async -> Void,
+                                   issuersChanged: @escaping @Sendable (Int64) async -> Void) async throws {
+        try await connection.listen(on: revocationChannel) { notifications in
+            try await connection.listen(on: issuerChannel) { issuerNotifications in
+                await listening()
+                try await withThrowingTaskGroup(of: Void.self) { group in
+                    group.addTask {
+                        for try await notification in notifications {
+                            // Any payload means "something was committed"; an unreadable one asks for a read.
+                            await announced(Int64(notification.payload) ?? .max)
+                        }
+                    }
+                    group.addTask {
+                        for try await notification in issuerNotifications {
+                            await issuersChanged(Int64(notification.payload) ?? .max)
+                        }
+                    }
+                    // Either ends the session: the notifications end on cancellation or a lost connection.
+                    try await group.next()
+                    group.cancelAll()
+                }
+            }
+        }
     }
 
     /// Runs a trivial query every `heartbeat`; a connection that does not answer within another

@@ -203,6 +203,27 @@ struct ReplicaRevocationTests {
         await Replica.stop(a, b)
     }
 
+    /// The same before the session listens: its server stops answering between its two LISTENs
+    /// (B reaches the database through a proxy that freezes it there), which have no deadline of
+    /// their own. It is given up after the heartbeat too, and the next session listens.
+    @Test func aSessionThatStopsAnsweringBeforeItListensIsReplaced() async throws {
+        let database = try await TestPostgres.shared.freshDatabase()
+        let proxy = try FreezingProxy(upstreamPort: database.port, freezingOnce: "LISTEN \"\(PostgresAuthorityStore.issuerChannel)\"")
+        defer { proxy.stop() }
+        let material = try TestCA.material(now: Date())
+        let a = try await Replica(database: database, material: material)
+        let b = try await Replica(database: (database.host, proxy.port, database.user, database.database), material: material)
+        let serials = try await a.issue(1)
+        try await Replica.following(b, heartbeat: .milliseconds(300))
+        #expect(proxy.froze)
+        let lines = b.log.lines
+        #expect(lines.contains { $0.contains("not listening for revocations") && $0.contains("no answer on the listening session") }, "\(lines)")
+        #expect(lines.contains { $0.contains("listening for revocations again") }, "\(lines)")
+        _ = try await a.authority.revoke(serial: serials[0], reason: 1, caller: Self.admin)
+        #expect(try await Self.eventually(within: .seconds(1)) { b.authority.revocations.isRevoked(serial: serials[0]) })
+        await Replica.stop(a, b)
+    }
+
     /// An agent that saw sequence s on A and fails over to B, which has not read s yet, gets what
     /// follows s exactly once, in order, then what is revoked later.
     @Test func aWatcherFailingOverFromAGetsWhatFollowsItsSequenceOnce() async throws {
@@ -300,8 +321,9 @@ private final class Replica: Sendable {
         return serials
     }
 
-    /// Starts the followers and returns once each listens. The safety net's read is left far off,
-    /// so whatever arrives came from an announcement or a reconnection.
+    /// Starts the followers and returns once each listens (on both channels: a session seen after its
+    /// first LISTEN may not be listening yet). The safety net's read is left far off, so whatever
+    /// arrives came from an announcement or a reconnection.
     static func following(_ replicas: Replica..., feeds: [any RevocationChangeFeed]? = nil,
                           safetyInterval: Duration = .seconds(60), heartbeat: Duration = .seconds(2),
                           maximumRetry: Duration = .seconds(5)) async throws {
@@ -315,7 +337,8 @@ private final class Replica: Sendable {
         let listening = try await ReplicaRevocationTests.eventually {
             (try? TestPostgres.shared.psql(database, """
                 SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()
-                AND application_name = '\(PostgresAuthorityStore.listenerName)' AND query LIKE 'LISTEN%'
+                AND application_name = '\(PostgresAuthorityStore.listenerName)' AND state = 'idle'
+                AND (query LIKE 'LISTEN%\(PostgresAuthorityStore.issuerChannel)%' OR query = 'SELECT 1')
                 """)) == String(replicas.count)
         }
         guard listening else { throw CLIFailure("the followers did not listen within 5 s") }
