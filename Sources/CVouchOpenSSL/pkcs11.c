@@ -208,12 +208,19 @@ static ECDSA_SIG *bridge_sign_sig(const unsigned char *digest, int length, const
         }
         if (rv != CKR_OK) {
             mark_failed(t, rv, vouch_p11_rv_name(rv));
+        } else if (rs_len != k->point_len - 1) {
+            /* r and s, each the size of the curve's field: half of the uncompressed point. Any other
+               length (past the buffer, odd, truncated) is a broken token, never a signature. */
+            char reason[96];
+            snprintf(reason, sizeof reason, "the token returned a signature of %lu bytes, not %lu",
+                     (unsigned long)rs_len, (unsigned long)(k->point_len - 1));
+            rv = CKR_FUNCTION_FAILED;
+            mark_failed(t, rv, reason);
         }
     }
     if (locked) pthread_rwlock_unlock(&t->module->lock);
     last_sign_rv = rv;
-    if (rv != CKR_OK || rs_len == 0 || rs_len % 2 != 0) {
-        if (rv == CKR_OK) last_sign_rv = CKR_FUNCTION_FAILED;
+    if (rv != CKR_OK) {
         ERR_raise_data(ERR_LIB_EC, ERR_R_INTERNAL_ERROR, "PKCS#11 token signature failed");
         return NULL;
     }
@@ -263,6 +270,7 @@ static CK_RV find_objects(vouch_p11_token *t, CK_SESSION_HANDLE s, CK_OBJECT_CLA
     CK_RV rv = f->C_FindObjectsInit(s, template, n);
     if (rv != CKR_OK) return rv;
     rv = f->C_FindObjects(s, found, 2, count);
+    if (rv == CKR_OK && *count > 2) rv = CKR_GENERAL_ERROR; /* more handles than room for: a broken module */
     f->C_FindObjectsFinal(s);
     return rv;
 }
@@ -275,6 +283,7 @@ static CK_RV read_point(vouch_p11_token *t, CK_SESSION_HANDLE s, CK_OBJECT_HANDL
     CK_ATTRIBUTE a = { CKA_EC_POINT, buffer, sizeof buffer };
     CK_RV rv = t->module->f->C_GetAttributeValue(s, pub, &a, 1);
     if (rv != CKR_OK) return rv;
+    if (a.ulValueLen > sizeof buffer) return CKR_ATTRIBUTE_VALUE_INVALID; /* a module reporting more than it was given */
     const unsigned char *p = buffer;
     ASN1_OCTET_STRING *wrapped = d2i_ASN1_OCTET_STRING(NULL, &p, (long)a.ulValueLen);
     if (wrapped != NULL && p == buffer + a.ulValueLen && wrapped->length > 0 && wrapped->data[0] == 0x04
@@ -519,6 +528,7 @@ static CK_RV find_slot(vouch_p11_module *m, const char *label, CK_SLOT_ID *slot,
     CK_SLOT_ID slots[64];
     CK_ULONG n = 64;
     CK_RV rv = m->f->C_GetSlotList(CK_TRUE, slots, &n);
+    if (rv == CKR_OK && n > 64) rv = CKR_GENERAL_ERROR; /* more slots than room for: a broken module */
     if (rv != CKR_OK) { say(err, errlen, "PKCS#11 module %s cannot list its slots: %s", m->path, vouch_p11_rv_name(rv)); return rv; }
     char seen[200] = "";
     for (CK_ULONG i = 0; i < n; i++) {
