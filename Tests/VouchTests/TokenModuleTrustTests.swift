@@ -78,8 +78,9 @@ final class TokenModuleTrustTests: XCTestCase {
         var settings = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: settingsPath))) as? [String: Any])
         settings["pkcs11_module"] = planted
         try JSONSerialization.data(withJSONObject: settings).write(to: URL(fileURLWithPath: settingsPath))
-        let result = try vouch(["server", "--dir", caDir, "--listen", "127.0.0.1:0", "--pkcs11-pin-file", softHSM.pinFile],
-                               environment: softHSM.environment)
+        // Under timeout: a server that loaded the planted module would start serving and never exit.
+        let result = try execute("/usr/bin/timeout", ["20", VouchBinary.path, "server", "--dir", caDir, "--listen", "127.0.0.1:0",
+                                                      "--pkcs11-pin-file", softHSM.pinFile], environment: softHSM.environment)
         XCTAssertEqual(result.status, 1)
         XCTAssertEqual(result.stderr, "vouch: PKCS#11 module \(planted): \(planted) is writable by others than its owner (mode 0666); \(rule)\n")
     }
