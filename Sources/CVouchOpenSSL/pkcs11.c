@@ -845,6 +845,19 @@ int vouch_p11_recover(vouch_p11_token *asked) {
         else set_state(t, VOUCH_P11_FAILED, CKR_KEY_HANDLE_INVALID, reason);
     }
     pthread_rwlock_unlock(&m->lock);
+    /* The same public point is not proof of the same private key: each key signs once and the
+       signature must verify, as at first load, before the token counts as back. */
+    for (vouch_p11_token *t = m->tokens; t != NULL; t = t->next) {
+        if (vouch_p11_status(t, NULL, NULL, NULL, 0) != VOUCH_P11_OK) continue;
+        for (vouch_p11_key *k = t->keys; k != NULL; k = k->next) {
+            if (k->priv == CK_INVALID_HANDLE || vouch_p11_self_test(k->pkey)) continue;
+            vouch_p11_take_sign_error();
+            ERR_clear_error();
+            set_state(t, VOUCH_P11_FAILED, CKR_KEY_HANDLE_INVALID,
+                      "a key came back whose signatures do not verify with its public key; Vouch will not sign with it");
+            break;
+        }
+    }
     pthread_mutex_unlock(&registry_lock);
     return vouch_p11_status(asked, NULL, NULL, NULL, 0);
 }

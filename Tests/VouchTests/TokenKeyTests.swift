@@ -117,6 +117,28 @@ final class TokenKeyTests: XCTestCase {
         XCTAssertEqual(token.probe(), .ok)
     }
 
+    /// The public key object alone proves nothing: a private key swapped in under the same id
+    /// while the token was failed keeps the token failed after recovery instead of signing.
+    func testRecoveryRefusesAPrivateKeySwappedUnderTheSameID() throws {
+        let token = try openToken()
+        let (reference, key) = try token.generateKey(label: "swapped")
+        let signer = try authority(key)
+        func tool(_ arguments: [String]) throws {
+            let result = try softHSM.pkcs11Tool(["--login", "--pin", softHSM.pin] + arguments)
+            XCTAssertEqual(result.status, 0, result.stderr)
+        }
+        try tool(["--keypairgen", "--key-type", "EC:prime256v1", "--label", "other", "--id", "ee"])
+        try tool(["--delete-object", "--type", "privkey", "--id", reference.idHex])
+        try tool(["--type", "privkey", "--id", "ee", "--set-id", reference.idHex])
+        XCTAssertNotEqual(token.probe(), .ok, "the key's old handle is gone")
+
+        guard case .failed(let reason, _) = token.recover() else { return XCTFail("status \(token.status)") }
+        XCTAssertEqual(reason, "a key came back whose signatures do not verify with its public key; Vouch will not sign with it")
+        XCTAssertThrowsError(try signer.signMessage(Array("after the swap".utf8))) {
+            XCTAssertEqual(($0 as? CryptoError)?.kind, .tokenUnavailable)
+        }
+    }
+
     func testProbeNoticesAVanishedTokenWithoutSigning() throws {
         let token = try openToken()
         _ = try token.generateKey(label: "probed")
