@@ -57,6 +57,7 @@ struct AgentFileOptions: ParsableArguments {
         guard !password.unicodeScalars.contains(where: { $0.properties.generalCategory == .control || $0 == "\u{FFFD}" }) else {
             throw CLIError("--pkcs12-password-file \(passwordFile) must hold one line of UTF-8 text without control characters")
         }
+        OperatorFile.warnIfShared(passwordFile, what: "--pkcs12-password-file")
         return (names, password)
     }
 }

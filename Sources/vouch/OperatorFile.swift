@@ -19,4 +19,17 @@ enum OperatorFile {
             throw CLIError("\(what) \(path) \(error)")
         }
     }
+
+    /// Warns on stderr when others than its owner may read or change the file at `path`, which
+    /// holds a secret (a PIN, a passphrase, a keystore password) that was just accepted: it still
+    /// works, but whoever else can read the file holds the secret too.
+    static func warnIfShared(_ path: String, what: String) {
+        var info = stat()
+        guard stat(path, &info) == 0, info.st_mode & (S_IRWXG | S_IRWXO) != 0 else { return }
+        let mode = String(info.st_mode & 0o777, radix: 8)
+        FileHandle.standardError.write(Data("""
+            vouch: warning: \(what) \(path) can be read or changed by others than its owner (mode 0\(mode)); make it 0600
+
+            """.utf8))
+    }
 }

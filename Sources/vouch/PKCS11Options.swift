@@ -78,7 +78,9 @@ enum PKCS11Opening {
         }
         let pin = try readPIN(pinFile, flag: flags.pinFile)
         do {
-            return try PKCS11Token.open(module: module, token: label, pin: pin)
+            let token = try PKCS11Token.open(module: module, token: label, pin: pin)
+            OperatorFile.warnIfShared(pinFile, what: flags.pinFile) // a PIN the token took, readable by others
+            return token
         } catch let error as CryptoError {
             throw CLIError(message(error.message, pinFile: pinFile, flags: flags))
         }
@@ -173,7 +175,18 @@ final class CommandTokens {
 
     /// Deletes keys a failed step made (nothing refers to them).
     func destroy(_ made: [TokenKeyReference]) {
-        for reference in made { try? opened[reference.token]?.destroyKey(reference) }
+        for reference in made {
+            do {
+                try opened[reference.token]?.destroyKey(reference)
+            } catch {
+                // Nothing refers to the key, but it stays in the token: say so, with what removes it.
+                FileHandle.standardError.write(Data("""
+                    vouch: warning: the key \(reference) made by the failed step stays in the token (\(error)); remove it with \
+                    pkcs11-tool --login --delete-object --type privkey --id \(reference.idHex) (and --type pubkey)
+
+                    """.utf8))
+            }
+        }
     }
 }
 

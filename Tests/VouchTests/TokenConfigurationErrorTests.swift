@@ -103,6 +103,19 @@ final class TokenConfigurationErrorTests: XCTestCase {
                           "cannot read --pkcs11-pin-file \(directory)/no-pin (No such file or directory)")
     }
 
+    /// A PIN file others can read still works (the token checks the PIN), with a warning naming it.
+    func testPINFileOthersCanReadIsUsedWithAWarning() throws {
+        XCTAssertEqual(chmod(token.pinFile, 0o644), 0)
+        let made = try initCA()
+        XCTAssertEqual(made.status, 0, made.stderr)
+        XCTAssertTrue(made.stderr.hasPrefix("vouch: warning: --pkcs11-pin-file \(token.pinFile) can be read or changed by others "
+                                            + "than its owner (mode 0644); make it 0600\n"), made.stderr)
+        XCTAssertEqual(chmod(token.pinFile, 0o600), 0)
+        let again = try vouch(["ca", "root", "crl", "--dir", caDir, "--pkcs11-pin-file", token.pinFile], environment: token.environment)
+        XCTAssertEqual(again.status, 0, again.stderr)
+        XCTAssertFalse(again.stderr.contains("can be read or changed by others"), again.stderr)
+    }
+
     func testPassphraseWithTokenRefused() throws {
         let passphrase = directory + "/passphrase"
         try "secret".write(toFile: passphrase, atomically: true, encoding: .utf8)
