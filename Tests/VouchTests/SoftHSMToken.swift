@@ -1,4 +1,5 @@
 import Foundation
+import XCTest
 
 /// A throwaway SoftHSM2 token in a test's own directory. SoftHSM reads its configuration from the file
 /// SOFTHSM2_CONF names, so every child that should see the token gets `environment`; the system's
@@ -104,5 +105,24 @@ final class SoftHSMToken {
     func pkcs11Tool(_ arguments: [String]) throws -> CommandResult {
         try execute("/usr/bin/pkcs11-tool", ["--module", module, "--token-label", label] + arguments,
                     environment: environment)
+    }
+}
+
+/// A test with a SoftHSM2 token of its own, opened in this process: SOFTHSM2_CONF names the test's
+/// token directory while it runs (the module reads it when it initializes, and is finalized with
+/// its last open token, so the next test starts on its own directory).
+class InProcessTokenTestCase: XCTestCase {
+    var directory = ""
+    var softHSM: SoftHSMToken!
+
+    override func setUpWithError() throws {
+        directory = try temporaryDirectory()
+        softHSM = try SoftHSMToken(in: directory)
+        setenv("SOFTHSM2_CONF", softHSM.conf, 1)
+    }
+
+    override func tearDown() {
+        unsetenv("SOFTHSM2_CONF")
+        try? FileManager.default.removeItem(atPath: directory)
     }
 }

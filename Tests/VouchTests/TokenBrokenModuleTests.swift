@@ -6,20 +6,10 @@ import XCTest
 /// reports more signature bytes than it wrote. The signature length must be the curve's (r and s):
 /// anything else is a failed token (`tokenUnavailable`, with the lengths in its status), never a
 /// certificate with a malformed signature, nor bytes read past the buffer.
-final class TokenBrokenModuleTests: XCTestCase {
-    private var directory = ""
-    private var softHSM: SoftHSMToken!
-
-    override func setUpWithError() throws {
-        directory = try temporaryDirectory()
-        softHSM = try SoftHSMToken(in: directory)
-        setenv("SOFTHSM2_CONF", softHSM.conf, 1)
-    }
-
+final class TokenBrokenModuleTests: InProcessTokenTestCase {
     override func tearDown() {
-        unsetenv("SOFTHSM2_CONF")
         unsetenv("VOUCH_TEST_SIGNATURE_EXTRA")
-        try? FileManager.default.removeItem(atPath: directory)
+        super.tearDown()
     }
 
     /// SoftHSM's function list with C_Sign adding $VOUCH_TEST_SIGNATURE_EXTRA to the length it reports.

@@ -6,21 +6,7 @@ import XCTest
 /// token, concurrent signers share the token through pooled sessions, and a token that fails
 /// answers `tokenUnavailable` until it recovers. Each test opens its own token directory
 /// (SOFTHSM2_CONF is read when the module initializes, and the module is finalized with its last token).
-final class TokenKeyTests: XCTestCase {
-    private var directory = ""
-    private var softHSM: SoftHSMToken!
-
-    override func setUpWithError() throws {
-        directory = try temporaryDirectory()
-        softHSM = try SoftHSMToken(in: directory)
-        setenv("SOFTHSM2_CONF", softHSM.conf, 1)
-    }
-
-    override func tearDown() {
-        unsetenv("SOFTHSM2_CONF")
-        try? FileManager.default.removeItem(atPath: directory)
-    }
-
+final class TokenKeyTests: InProcessTokenTestCase {
     private func openToken() throws -> PKCS11Token {
         try PKCS11Token.open(module: softHSM.module, token: softHSM.label, pin: softHSM.pin)
     }

@@ -6,21 +6,7 @@ import XCTest
 /// ca.json: Vouch loads it only when no one but root or its own user can change the file or a
 /// directory above it, and only by absolute path. Copies of SoftHSM's module stand for a library
 /// someone else planted.
-final class TokenModuleTrustTests: XCTestCase {
-    private var directory = ""
-    private var softHSM: SoftHSMToken!
-
-    override func setUpWithError() throws {
-        directory = try temporaryDirectory()
-        softHSM = try SoftHSMToken(in: directory)
-        setenv("SOFTHSM2_CONF", softHSM.conf, 1)
-    }
-
-    override func tearDown() {
-        unsetenv("SOFTHSM2_CONF")
-        try? FileManager.default.removeItem(atPath: directory)
-    }
-
+final class TokenModuleTrustTests: InProcessTokenTestCase {
     /// A copy of SoftHSM's module at `directory/<dir>/libp11.so` with these modes.
     private func plantModule(in dir: String, directoryMode: Int = 0o755, mode: Int = 0o755) throws -> String {
         let folder = directory + "/" + dir
