@@ -87,14 +87,21 @@ final class TokenRotationTests: XCTestCase {
         XCTAssertFalse(server.log.contains("cannot load the key"), server.log)
     }
 
-    func testRotateOnATokenCARefusesAFileKey() throws {
-        let directory = try temporaryDirectory()
-        defer { try? FileManager.default.removeItem(atPath: directory) }
+    /// `ca init` with both keys in one SoftHSM2 token of `directory`: the token, the CA directory
+    /// and what `ca init` printed (its status checked).
+    private func initInOneToken(_ directory: String) throws -> (SoftHSMToken, String, CommandResult) {
         let token = try SoftHSMToken(in: directory)
         let dir = directory + "/ca"
         let initialized = try vouch(["ca", "init", "--dir", dir, "--trust-domain", "example.org", "--pkcs11-module", token.module,
                                      "--pkcs11-token", token.label, "--pkcs11-pin-file", token.pinFile], environment: token.environment)
         XCTAssertEqual(initialized.status, 0, initialized.stderr)
+        return (token, dir, initialized)
+    }
+
+    func testRotateOnATokenCARefusesAFileKey() throws {
+        let directory = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let (token, dir, initialized) = try initInOneToken(directory)
         XCTAssertEqual(initialized.stderr, "vouch: warning: the root key goes into token \"vouch-ca\" too: a server holding its PIN "
             + "can reach the root key; keep roots in a token of their own (--pkcs11-root-token and --pkcs11-root-pin-file)\n")
 
@@ -119,11 +126,7 @@ final class TokenRotationTests: XCTestCase {
     func testAFailedPrepareDestroysTheKeysItMade() throws {
         let directory = try temporaryDirectory()
         defer { try? FileManager.default.removeItem(atPath: directory) }
-        let token = try SoftHSMToken(in: directory)
-        let dir = directory + "/ca"
-        let initialized = try vouch(["ca", "init", "--dir", dir, "--trust-domain", "example.org", "--pkcs11-module", token.module,
-                                     "--pkcs11-token", token.label, "--pkcs11-pin-file", token.pinFile], environment: token.environment)
-        XCTAssertEqual(initialized.status, 0, initialized.stderr)
+        let (token, dir, _) = try initInOneToken(directory)
         let before = try privateKeys(token.listObjects())
         XCTAssertEqual(before.count, 2)
         XCTAssertTrue(FileManager.default.createFile(atPath: dir + "/issuers", contents: Data()))
