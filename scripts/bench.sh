@@ -6,8 +6,10 @@
 #   2b. CA keys in a PKCS#11 token (a SoftHSM2 token in the run's own directory) against keys in files:
 #      Enroll on two fresh CAs back to back at each level, with the server's CPU per certificate, and
 #      one thread's signatures per second in the token and in memory (scripts/bench/p11-sign.c)
-#   3. cfssl serve (Debian's golang-cfssl) with a SQLite certdb in WAL + synchronous=FULL, signing
-#      the same kind of CSR over HTTP, driven by wrk at the same concurrency levels
+#   3. Vouch and cfssl serve (Debian's golang-cfssl, SQLite certdb in WAL + synchronous=FULL) side by
+#      side, alternately at each level, driven by one Go load generator (scripts/bench/vouch-load):
+#      fleet renewal (a new TLS 1.3 connection with a client certificate per certificate) and
+#      persistent connections; throughput and server CPU per certificate ratios, and the crypto floor
 #   4. new mTLS connections per second: openssl s_time against the Vouch server and against
 #      openssl s_server with the same P-256 certificate
 #   5. admin listings with BENCH_ROWS (1M) certificates in the database
@@ -18,7 +20,8 @@
 #
 # Usage: scripts/bench.sh            (about 10 minutes after the release build)
 # Knobs: BENCH_DURATION (s per level, 10), BENCH_CONCURRENCY (1,8,32,128), BENCH_ROWS (1000000),
-#        BENCH_SKIP (space-separated sections to skip: speed vouch token cfssl handshakes listing agent replicas),
+#        BENCH_SKIP (space-separated sections to skip: speed vouch token fleet persistent handshakes listing agent replicas),
+#        BENCH_BUILD (1; 0 runs the release binaries already in .build/release without building),
 #        BENCH_REPLICA_CONCURRENCY (32: workers in all, split over the replicas),
 #        BENCH_AGENT_ROTATIONS (rotations before the agent's memory is read, 15)
 set -euo pipefail
@@ -73,18 +76,23 @@ fsync_stop() {
 per_cert() { awk -v f="$1" -v c="$2" 'BEGIN { if (f == "n/a" || c == 0) print "n/a"; else printf "%.3f", f / c }'; }
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
-for tool in wrk cfssl openssl sqlite3 python3; do
+for tool in cfssl openssl sqlite3 python3; do
     if ! command -v "$tool" >/dev/null; then
-        echo "installing benchmark tools (wrk, golang-cfssl)" >&2
-        apt-get install -y wrk golang-cfssl openssl sqlite3 >/dev/null
+        echo "installing benchmark tools (golang-cfssl)" >&2
+        apt-get install -y golang-cfssl openssl sqlite3 >/dev/null
         break
     fi
 done
 
-echo "building release binaries" >&2
-swift build -c release --product vouch >&2
-swift build -c release --product vouch-bench >&2
-BIN=$(swift build -c release --show-bin-path)
+if [ "${BENCH_BUILD:-1}" = 0 ]; then
+    BIN=$PWD/.build/release
+else
+    echo "building release binaries" >&2
+    # Under the build lock others on this tree take too.
+    flock /tmp/vouch-build.lock swift build -c release --product vouch >&2
+    flock /tmp/vouch-build.lock swift build -c release --product vouch-bench >&2
+    BIN=$(swift build -c release --show-bin-path)
+fi
 
 section "Machine"
 echo "- $(nproc) cores: $(awk -F': ' '/model name/ { print $2; exit }' /proc/cpuinfo)"
@@ -216,19 +224,58 @@ PY
     unset SOFTHSM2_CONF
 fi
 
-# --- 3. cfssl --------------------------------------------------------------------------------------
-if ! skipped cfssl; then
-    section "cfssl serve, SQLite certdb (WAL, synchronous=FULL), wrk, ${DURATION}s per level"
-    CF="$WORK/cfssl"
-    mkdir -p "$CF"
-    openssl ecparam -name prime256v1 -genkey -noout -out "$CF/ca-key.pem"
-    openssl req -x509 -new -key "$CF/ca-key.pem" -subj "/CN=cfssl bench CA" -days 30 -out "$CF/ca.pem" \
+# --- 3. Fleet renewal and persistent connections: Vouch and cfssl side by side ---------------------
+# One Go load generator (scripts/bench/vouch-load: grpc-go for Vouch, net/http for cfssl) drives both
+# servers alike, light enough to leave the cores to the server it measures:
+#   fleet       Vouch: Renew as agents do, each on a NEW TLS 1.3 connection presenting the worker's
+#               newest certificate (only the newest certificate of a lineage may renew), no session
+#               resumption; cfssl: serve over HTTPS requiring a client certificate, POST sign on a NEW
+#               TLS 1.3 connection per request (P-256 certificates with an intermediate on both sides)
+#   persistent  one connection per worker kept open. Vouch: Enroll with a multi-use token in a loop
+#               (Renew cannot repeat on one connection: after the first renewal the certificate the
+#               connection presents is no longer the newest of its lineage); cfssl: keep-alive HTTP to
+#               its plain listener, POST sign
+# At each level Vouch runs first, then cfssl, each on fresh servers of the section's own: a new CA and
+# a new certdb with the same cfssl setup (SQLite WAL, synchronous=FULL) for both cfssl scenarios.
+build_vouch_load() {
+    bash scripts/setup-go.sh >&2 # generates package vouchv1 (and builds the example client)
+    local module=.build/go/src/example.com/app
+    mkdir -p "$module/vouch-load"
+    cp scripts/bench/vouch-load/main.go "$module/vouch-load/main.go"
+    GO111MODULE=off GOPATH="$PWD/.build/go:/usr/share/gocode" GOCACHE="$PWD/.build/go/cache" GOFLAGS= \
+        go build -o .build/go/bin/vouch-load example.com/app/vouch-load
+    LOAD="$PWD/.build/go/bin/vouch-load"
+}
+
+# cfssl's key material, all P-256 as Vouch's: a root, an intermediate that signs (cfssl's -ca), and
+# the TLS certificates of the HTTPS listener and of the load generator, issued by the intermediate.
+cfssl_material() { # dir
+    local dir=$1 who
+    mkdir -p "$dir"
+    openssl ecparam -name prime256v1 -genkey -noout -out "$dir/root-key.pem"
+    openssl req -x509 -new -key "$dir/root-key.pem" -subj "/CN=cfssl bench root" -days 30 -out "$dir/root.pem" \
         -addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign,cRLSign" 2>/dev/null
-    openssl ecparam -name prime256v1 -genkey -noout -out "$CF/leaf-key.pem"
-    openssl req -new -key "$CF/leaf-key.pem" -subj "/O=bench" \
-        -addext "subjectAltName=URI:spiffe://bench.test/bench/load" -out "$CF/leaf.csr" 2>/dev/null
-    # cfssl's own SQLite certdb schema (certdb/sqlite/migrations/001_CreateCertificates.sql).
-    sqlite3 "$CF/certs.db" >/dev/null <<'SQL'
+    openssl ecparam -name prime256v1 -genkey -noout -out "$dir/ca-key.pem"
+    openssl req -new -key "$dir/ca-key.pem" -subj "/CN=cfssl bench CA" -out "$dir/ca.csr" 2>/dev/null
+    printf 'basicConstraints=critical,CA:TRUE,pathlen:0\nkeyUsage=critical,keyCertSign,cRLSign\n' >"$dir/ca.ext"
+    openssl x509 -req -in "$dir/ca.csr" -CA "$dir/root.pem" -CAkey "$dir/root-key.pem" -CAcreateserial -days 30 \
+        -extfile "$dir/ca.ext" -out "$dir/ca.pem" 2>/dev/null
+    printf 'subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n' >"$dir/server.ext"
+    printf 'subjectAltName=URI:spiffe://bench.test/bench/load\nextendedKeyUsage=clientAuth\n' >"$dir/client.ext"
+    for who in server client; do
+        openssl ecparam -name prime256v1 -genkey -noout -out "$dir/$who-key.pem"
+        openssl req -new -key "$dir/$who-key.pem" -subj "/CN=cfssl bench $who" -out "$dir/$who.csr" 2>/dev/null
+        openssl x509 -req -in "$dir/$who.csr" -CA "$dir/ca.pem" -CAkey "$dir/ca-key.pem" -CAcreateserial -days 30 \
+            -extfile "$dir/$who.ext" -out "$dir/$who-leaf.pem" 2>/dev/null
+        cat "$dir/$who-leaf.pem" "$dir/ca.pem" >"$dir/$who.pem" # leaf and intermediate, as Vouch's chains
+    done
+    echo '{"signing":{"default":{"expiry":"1h","usages":["digital signature","server auth","client auth"]}}}' >"$dir/config.json"
+}
+
+# A fresh certdb in cfssl's own SQLite schema (certdb/sqlite/migrations/001_CreateCertificates.sql),
+# WAL journal, synchronous=FULL on cfssl's connections.
+cfssl_certdb() { # dir
+    sqlite3 "$1/certs.db" >/dev/null <<'SQL'
 PRAGMA journal_mode=WAL;
 CREATE TABLE certificates (serial_number blob NOT NULL, authority_key_identifier blob NOT NULL, ca_label blob,
   status blob NOT NULL, reason int, expiry timestamp, revoked_at timestamp, pem blob NOT NULL,
@@ -237,44 +284,121 @@ CREATE TABLE ocsp_responses (serial_number blob NOT NULL, authority_key_identifi
   expiry timestamp, PRIMARY KEY(serial_number, authority_key_identifier),
   FOREIGN KEY(serial_number, authority_key_identifier) REFERENCES certificates(serial_number, authority_key_identifier));
 SQL
-    echo "{\"driver\":\"sqlite3\",\"data_source\":\"file:$CF/certs.db?_journal_mode=WAL&_synchronous=FULL&_busy_timeout=10000\"}" >"$CF/db.json"
-    echo '{"signing":{"default":{"expiry":"1h","usages":["digital signature","server auth","client auth"]}}}' >"$CF/config.json"
-    CF_PORT=$(free_port)
-    cfssl serve -address 127.0.0.1 -port "$CF_PORT" -ca "$CF/ca.pem" -ca-key "$CF/ca-key.pem" -config "$CF/config.json" \
-        -db-config "$CF/db.json" >"$CF/serve.log" 2>&1 &
-    CF_PID=$!
-    PIDS+=("$CF_PID")
-    wait_for_line "$CF/serve.log" "Now listening" 30
-    python3 - "$CF/leaf.csr" >"$CF/post.lua" <<'PY'
-import json, sys
-body = json.dumps({"certificate_request": open(sys.argv[1]).read()})
-print('wrk.method = "POST"\nwrk.headers["Content-Type"] = "application/json"\nwrk.body = [==[' + body + ']==]')
-PY
-    URL="http://127.0.0.1:$CF_PORT/api/v1/cfssl/sign"
-    wrk -t 1 -c 8 -d 2s -s "$CF/post.lua" "$URL" >/dev/null # warm-up
-    cf_before=$(sqlite3 "$CF/certs.db" 'SELECT count(*) FROM certificates')
-    fsync_start "$CF_PID"
-    echo "    conc  certs/s   p50 ms   p99 ms  non-2xx  server CPU  server RSS"
+    echo "{\"driver\":\"sqlite3\",\"data_source\":\"file:$1/certs.db?_journal_mode=WAL&_synchronous=FULL&_busy_timeout=10000\"}" >"$1/db.json"
+}
+
+# The crypto floor of one certificate, one core, from openssl speed (sets FLOOR_SPEED once):
+# on a new connection, the server's share of a TLS 1.3 handshake with a client certificate (X25519
+# key generation and derivation, counted as two derivations; its CertificateVerify signature; the
+# client's CertificateVerify and the two signatures of the client's chain, leaf and intermediate,
+# verified) plus the CSR's verify and the certificate's signature; on an open connection, those two.
+crypto_floor() {
+    if [ -z "${FLOOR_SPEED:-}" ]; then
+        FLOOR_SPEED=$(openssl speed -seconds 2 ecdsap256 ecdhx25519 2>/dev/null | awk '
+            /ecdsa \(nistp256\)/ { s = $(NF-1); v = $NF } /ecdh \(X25519\)/ { d = $NF } END { print s, v, d }')
+    fi
+    awk -v speed="$FLOOR_SPEED" 'BEGIN {
+        split(speed, x, " "); s = 1e6 / x[1]; v = 1e6 / x[2]; d = 1e6 / x[3]
+        printf "- crypto floor, one core (openssl speed: %.0f P-256 signs/s, %.0f verifies/s, %.0f X25519 derivations/s):\n", x[1], x[2], x[3]
+        printf "  a renewal on a new connection %.0f µs (2 X25519 + 2 signs + 4 verifies: handshake, client chain, CSR, certificate);", 2 * d + 2 * s + 4 * v
+        printf " a certificate on an open connection %.0f µs (CSR verify + sign)\n", v + s
+    }'
+}
+
+side_by_side() { # section, Vouch scenario, cfssl scenario
+    local name=$1 vouch_scenario=$2 cfssl_scenario=$3 level
+    [ -n "${LOAD:-}" ] || build_vouch_load
+    [ -f "$WORK/cfssl-material/ca.pem" ] || cfssl_material "$WORK/cfssl-material"
+    local material="$WORK/cfssl-material" dir="$WORK/$name"
+    mkdir -p "$dir/cfssl"
+
+    "$BIN/vouch" ca init --dir "$dir/ca" --trust-domain bench.test >/dev/null
+    local vouch_port vouch_pid
+    vouch_port=$(free_port)
+    "$BIN/vouch" server --dir "$dir/ca" --listen "127.0.0.1:$vouch_port" --http "127.0.0.1:$(free_port)" >"$dir/server.log" 2>&1 &
+    vouch_pid=$!
+    PIDS+=("$vouch_pid")
+    wait_for_line "$dir/server.log" "vouch server listening on" 30
+    "$BIN/vouch" token create --dir "$dir/ca" --server "127.0.0.1:$vouch_port" --spiffe-id spiffe://bench.test/bench/load \
+        --uses 1000 --ttl 1h | tail -1 >"$dir/token"
+
+    cfssl_certdb "$dir/cfssl"
+    local cfssl_port cfssl_pid tls=()
+    cfssl_port=$(free_port)
+    if [ "$cfssl_scenario" = cfssl-fleet ]; then
+        tls=(-tls-cert "$material/server.pem" -tls-key "$material/server-key.pem" -mutual-tls-ca "$material/root.pem")
+    fi
+    cfssl serve -address 127.0.0.1 -port "$cfssl_port" -ca "$material/ca.pem" -ca-key "$material/ca-key.pem" \
+        -config "$material/config.json" -db-config "$dir/cfssl/db.json" "${tls[@]}" >"$dir/cfssl/serve.log" 2>&1 &
+    cfssl_pid=$!
+    PIDS+=("$cfssl_pid")
+    wait_for_line "$dir/cfssl/serve.log" "Now listening" 30
+
+    local vouch_before cfssl_before vouch_fsyncs=0 cfssl_fsyncs=0
+    vouch_before=$(sqlite3 "$dir/ca/vouch.db" "SELECT count(*) FROM certificate")
     IFS=, read -ra levels <<<"$LEVELS"
     for level in "${levels[@]}"; do
-        threads=$((level < 2 ? 1 : 2))
-        before=$(cpu_seconds "$CF_PID")
-        out=$(wrk -t "$threads" -c "$level" -d "${DURATION}s" --latency -s "$CF/post.lua" "$URL")
-        after=$(cpu_seconds "$CF_PID")
-        awk -v level="$level" -v cpu="$(awk -v a="$before" -v b="$after" -v d="$DURATION" 'BEGIN { printf "%.1f", (b - a) / d * 100 }')" \
-            -v rss="$(rss_mb "$CF_PID")" '
-            function ms(v) { if (v ~ /us$/) return v / 1000; if (v ~ /ms$/) return v + 0; if (v ~ /s$/) return v * 1000; return v }
-            /^ +50%/ { p50 = ms($2) } /^ +99%/ { p99 = ms($2) } /Requests\/sec/ { rps = $2 } /Non-2xx/ { bad = $NF }
-            END { printf "    %4d %8.1f %8.2f %8.2f %8d %10s%% %8s MB\n", level, rps, p50, p99, bad + 0, cpu, rss
-                  printf "{\"concurrency\": %d, \"perSecond\": %.1f, \"p99\": %.2f}\n", level, rps, p99 >> "'"$WORK/cfssl.jsonl"'" }' <<<"$out"
+        echo "  $name: concurrency $level" >&2
+        fsync_start "$vouch_pid"
+        # The token file serves the first 1000 enrollments; the admin certificate creates more when needed.
+        "$LOAD" -scenario "$vouch_scenario" -server "127.0.0.1:$vouch_port" -bundle "$dir/ca/bundle.pem" \
+            -token-file "$dir/token" -admin-cert "$dir/ca/admin.pem" -admin-key "$dir/ca/admin_key.pem" \
+            -concurrency "$level" -warmup 2s -duration "${DURATION}s" -server-pid "$vouch_pid" \
+            -json -record "$dir/vouch.jsonl" >/dev/null
+        fsync_stop
+        vouch_fsyncs=$(per_cert_sum "$vouch_fsyncs" "$FSYNC_COUNT")
+        fsync_start "$cfssl_pid"
+        "$LOAD" -scenario "$cfssl_scenario" -server "127.0.0.1:$cfssl_port" -bundle "$material/root.pem" \
+            -cert "$material/client.pem" -key "$material/client-key.pem" \
+            -concurrency "$level" -warmup 2s -duration "${DURATION}s" -server-pid "$cfssl_pid" \
+            -json -record "$dir/cfssl.jsonl" >/dev/null
+        fsync_stop
+        cfssl_fsyncs=$(per_cert_sum "$cfssl_fsyncs" "$FSYNC_COUNT")
     done
-    fsync_stop
-    cf_fsyncs=$FSYNC_COUNT
-    cf_issued=$(( $(sqlite3 "$CF/certs.db" 'SELECT count(*) FROM certificates') - cf_before ))
+    local vouch_issued cfssl_issued
+    vouch_issued=$(( $(sqlite3 "$dir/ca/vouch.db" "SELECT count(*) FROM certificate") - vouch_before ))
+    cfssl_issued=$(sqlite3 "$dir/cfssl/certs.db" 'SELECT count(*) FROM certificates')
+    for pid in "$vouch_pid" "$cfssl_pid"; do kill -TERM "$pid"; wait "$pid" 2>/dev/null || true; done
+
+    python3 - "$dir/vouch.jsonl" "$dir/cfssl.jsonl" <<'PY'
+import json, sys
+vouch, cfssl = ([json.loads(line) for line in open(path)] for path in sys.argv[1:])
+def table(rows):
+    print("    scenario          conc  certs/s   p50 ms   p99 ms   max ms  failed  server CPU  server µs/cert  client CPU")
+    for r in rows:
+        cpu = f"{r['serverCPUPercent']:.1f}%" if "serverCPUPercent" in r else "-"
+        per = f"{r['serverCPUMicrosPerCert']:.0f}" if "serverCPUMicrosPerCert" in r else "-"
+        error = f"  first error: {r['firstError']}" if r.get("firstError") else ""
+        print(f"    {r['scenario']:<16} {r['concurrency']:>5} {r['certsPerSecond']:>8.1f} {r['p50Ms']:>8.2f} {r['p99Ms']:>8.2f}"
+              f" {r['maxMs']:>8.2f} {r['failed']:>7} {cpu:>11} {per:>15} {r['clientCPUPercent']:>10.1f}%{error}")
+table(vouch)
+print()
+table(cfssl)
+print()
+print("    conc  certs/s Vouch/cfssl  server µs/cert Vouch  cfssl  Vouch/cfssl")
+for v, c in zip(vouch, cfssl):
+    rate = f"{v['certsPerSecond'] / c['certsPerSecond']:.2f}" if c["certsPerSecond"] else "n/a"
+    pv, pc = v.get("serverCPUMicrosPerCert"), c.get("serverCPUMicrosPerCert")
+    cost = f"{pv / pc:.2f}" if pv and pc else "n/a"
+    print(f"    {v['concurrency']:>4} {rate:>20} {pv or 0:>20.0f} {pc or 0:>6.0f} {cost:>12}")
+PY
     echo
-    echo "- certificates in cfssl's certdb from these runs: $cf_issued; fsync+fdatasync calls: $cf_fsyncs" \
-         "($(per_cert "$cf_fsyncs" "$cf_issued") per certificate); journal: $(sqlite3 "$CF/certs.db" 'PRAGMA journal_mode')"
-    kill "$CF_PID"
+    echo "- measured windows of ${DURATION}s after 2s of warm-up; only calls finishing inside a window count; failures" \
+         "counted over warm-up and window; server CPU from /proc/PID/stat over exactly the window, per certificate in it"
+    echo "- certificates committed (warm-ups included): Vouch $vouch_issued, fsync+fdatasync calls $vouch_fsyncs" \
+         "($(per_cert "$vouch_fsyncs" "$vouch_issued") per certificate); cfssl $cfssl_issued, fsync+fdatasync calls $cfssl_fsyncs" \
+         "($(per_cert "$cfssl_fsyncs" "$cfssl_issued") per certificate)"
+    crypto_floor
+}
+per_cert_sum() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "n/a" || b == "n/a") print "n/a"; else print a + b }'; }
+
+if ! skipped fleet; then
+    section "Fleet renewal: a new TLS 1.3 connection per certificate, Vouch Renew and cfssl sign over HTTPS (${DURATION}s per level)"
+    side_by_side fleet vouch-fleet cfssl-fleet
+fi
+if ! skipped persistent; then
+    section "Persistent connections: Vouch Enroll and cfssl sign over keep-alive HTTP (${DURATION}s per level)"
+    side_by_side persistent vouch-persistent cfssl-persistent
 fi
 
 # --- 4. new mTLS connections per second ----------------------------------------------------------
@@ -455,19 +579,4 @@ PY
     echo "- one vouch-bench per replica, the workers split evenly; servers, PostgreSQL and load generators share $(nproc) cores"
     echo "- PostgreSQL 15: a throwaway local cluster (scripts/test-postgres.sh) with fsync, synchronous_commit and full_page_writes on"
     bash scripts/test-postgres.sh stop "$PG" >/dev/null
-fi
-
-# --- summary ----------------------------------------------------------------------------------------
-if [ -s "$WORK/vouch.jsonl" ] && [ -s "$WORK/cfssl.jsonl" ]; then
-    section "Ratios (same run)"
-    python3 - "$WORK/vouch.jsonl" "$WORK/cfssl.jsonl" <<'PY'
-import json, sys
-vouch = [json.loads(line) for line in open(sys.argv[1])]
-cfssl = {row["concurrency"]: row for row in map(json.loads, open(sys.argv[2]))}
-for row in vouch:
-    c = row["concurrency"]
-    if c in cfssl and cfssl[c]["perSecond"] > 0:
-        print(f"- {row['mode']} c={c}: Vouch {row['load']['perSecond']:.0f} certs/s / cfssl {cfssl[c]['perSecond']:.0f} certs/s"
-              f" = {row['load']['perSecond'] / cfssl[c]['perSecond']:.2f}")
-PY
 fi
