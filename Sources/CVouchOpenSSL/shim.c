@@ -8,14 +8,6 @@ GENERAL_NAMES *vouch_x509_subject_alt_names(const X509 *cert) {
     return X509_get_ext_d2i(cert, NID_subject_alt_name, NULL, NULL);
 }
 
-GENERAL_NAMES *vouch_req_subject_alt_names(const X509_REQ *req) {
-    STACK_OF(X509_EXTENSION) *exts = X509_REQ_get_extensions((X509_REQ *)req);
-    if (exts == NULL) return NULL;
-    GENERAL_NAMES *names = X509V3_get_d2i(exts, NID_subject_alt_name, NULL, NULL);
-    sk_X509_EXTENSION_pop_free(exts, X509_EXTENSION_free);
-    return names;
-}
-
 int vouch_general_names_count(const GENERAL_NAMES *names) {
     return names == NULL ? 0 : sk_GENERAL_NAME_num(names);
 }
@@ -115,47 +107,6 @@ int vouch_ocsp_error_response(int status, unsigned char **out) {
     int length = i2d_OCSP_RESPONSE(response, out);
     OCSP_RESPONSE_free(response);
     return length;
-}
-
-int vouch_x509_copy_req_pubkey(X509 *cert, X509_REQ *req) {
-    X509_PUBKEY *source = X509_REQ_get_X509_PUBKEY(req);
-    X509_PUBKEY *target = X509_get_X509_PUBKEY(cert);
-    ASN1_OBJECT *algorithm = NULL;
-    const unsigned char *key = NULL;
-    int keyLength = 0;
-    X509_ALGOR *algor = NULL;
-    if (source == NULL || target == NULL || !X509_PUBKEY_get0_param(&algorithm, &key, &keyLength, &algor, source)) {
-        return 0;
-    }
-    const ASN1_OBJECT *parameterObject = NULL;
-    int parameterType = V_ASN1_UNDEF;
-    const void *parameter = NULL;
-    X509_ALGOR_get0(&parameterObject, &parameterType, &parameter, algor);
-    void *parameterCopy = NULL;
-    switch (parameterType) {
-    case V_ASN1_OBJECT: /* EC: the named curve */
-        parameterCopy = OBJ_dup(parameter);
-        break;
-    case V_ASN1_SEQUENCE: /* explicit parameters, e.g. RSA-PSS */
-        parameterCopy = ASN1_STRING_dup(parameter);
-        break;
-    case V_ASN1_NULL: /* RSA */
-    case V_ASN1_UNDEF: /* Ed25519 */
-        break;
-    default:
-        return 0;
-    }
-    ASN1_OBJECT *algorithmCopy = OBJ_dup(algorithm);
-    unsigned char *keyCopy = OPENSSL_memdup(key, (size_t)keyLength);
-    if (algorithmCopy == NULL || keyCopy == NULL || (parameter != NULL && parameterCopy == NULL && parameterType != V_ASN1_NULL)
-        || !X509_PUBKEY_set0_param(target, algorithmCopy, parameterType, parameterCopy, keyCopy, keyLength)) {
-        ASN1_OBJECT_free(algorithmCopy);
-        OPENSSL_free(keyCopy);
-        if (parameterType == V_ASN1_OBJECT) ASN1_OBJECT_free(parameterCopy);
-        if (parameterType == V_ASN1_SEQUENCE) ASN1_STRING_free(parameterCopy);
-        return 0;
-    }
-    return 1;
 }
 
 /* The certificates of a PEM text, in order (an empty text gives none); NULL when one does not parse. */

@@ -39,7 +39,7 @@ public final class CertificateSigner: @unchecked Sendable {
         func install(in cert: OpaquePointer) -> Bool {
             switch self {
             case .key(let key): return key.withUnsafeKeyPointer { X509_set_pubkey(cert, $0) } == 1
-            case .request(let request): return request.withUnsafeRequestPointer { vouch_x509_copy_req_pubkey(cert, $0) } == 1
+            case .request(let request): return request.withUnsafeSubjectKeyInfo { vouch_x509_copy_spki(cert, $0) } == 1
             }
         }
     }

@@ -4,43 +4,41 @@ import Foundation
 /// A PKCS#10 request whose signature has been checked: holding one proves the
 /// requester possesses the private key.
 public final class CertificateSigningRequest: @unchecked Sendable {
-    // Immutable after init; other files reach it only through `withUnsafeRequestPointer`.
+    // Immutable after init; other files reach them only through `withUnsafeSubjectKeyInfo`.
     private let pointer: OpaquePointer
+    private let key: OpaquePointer
     public let der: [UInt8]
 
-    deinit { X509_REQ_free(pointer) }
+    deinit {
+        EVP_PKEY_free(key)
+        VOUCH_CSR_free(pointer)
+    }
 
-    /// Lends the OpenSSL X509_REQ to `body`, which must not keep it after returning.
-    func withUnsafeRequestPointer<T>(_ body: (OpaquePointer) throws -> T) rethrows -> T {
-        try body(pointer)
+    /// Lends the request's SubjectPublicKeyInfo (a `VOUCH_SPKI`) to `body`, which must not keep it.
+    func withUnsafeSubjectKeyInfo<T>(_ body: (OpaquePointer) throws -> T) rethrows -> T {
+        try body(vouch_csr_get0_spki(pointer))
     }
 
     /// Largest CSR accepted; real ones are well under 4 KiB even with RSA 8192.
     public static let maximumSize = 16 * 1024
 
-    /// Parses a DER CSR and verifies its self-signature (proof of possession).
+    /// Parses a DER CSR and verifies its self-signature (proof of possession). The CSR is read
+    /// with Vouch's own ASN.1 templates (csr.c), which skip OpenSSL 3's decoder lookup for the key.
     public init(der: [UInt8]) throws {
         guard !der.isEmpty else { throw CryptoError(.malformed, "CSR is empty") }
         guard der.count <= Self.maximumSize else {
             throw CryptoError(.malformed, "CSR is \(der.count) bytes, more than \(Self.maximumSize)")
         }
-        let parsed: OpaquePointer? = der.withUnsafeBufferPointer { buffer in
-            var cursor: UnsafePointer<UInt8>? = buffer.baseAddress
-            let request = d2i_X509_REQ(nil, &cursor, buffer.count)
-            // Trailing bytes after the DER structure mean it is not the CSR the client signed.
-            if let request, cursor != buffer.baseAddress! + buffer.count {
-                X509_REQ_free(request)
-                return nil
-            }
-            return request
-        }
+        let parsed = der.withUnsafeBufferPointer { vouch_csr_parse($0.baseAddress, $0.count) }
         guard let parsed else { throw cryptoFailure(.malformed, "CSR is not valid DER PKCS#10") }
-        self.pointer = parsed
-        self.der = der
-        guard let key = X509_REQ_get0_pubkey(parsed) else {
+        guard let key = vouch_spki_public_key(vouch_csr_get0_spki(parsed)) else {
+            VOUCH_CSR_free(parsed)
             throw cryptoFailure(.malformed, "CSR carries no usable public key")
         }
-        guard X509_REQ_verify(parsed, key) == 1 else {
+        self.pointer = parsed
+        self.key = key
+        self.der = der
+        guard vouch_csr_verify(parsed, key) == 1 else {
             throw cryptoFailure(.badSignature, "CSR signature does not verify (no proof of possession)")
         }
     }
@@ -77,26 +75,26 @@ public final class CertificateSigningRequest: @unchecked Sendable {
 
     public var pem: String { PEM.encode(der, label: "CERTIFICATE REQUEST") }
 
-    public var subjectAltNames: SubjectAltNames { readSubjectAltNames(vouch_req_subject_alt_names(pointer)) }
+    public var subjectAltNames: SubjectAltNames { readSubjectAltNames(vouch_csr_subject_alt_names(pointer)) }
 
-    public var publicKeyDescription: PublicKeyDescription { describePublicKey(X509_REQ_get0_pubkey(pointer)) }
+    public var publicKeyDescription: PublicKeyDescription { describePublicKey(key) }
 
     /// The requested SubjectPublicKeyInfo, DER, as the CSR encodes it.
     public var publicKeyDER: [UInt8] {
-        get throws { try derEncode { i2d_X509_PUBKEY(X509_REQ_get_X509_PUBKEY(pointer), $0) } }
+        get throws { try derEncode { vouch_spki_der(vouch_csr_get0_spki(pointer), $0) } }
     }
 
     /// Whether the CSR's key is the key in `subjectPublicKeyInfo` (DER), compared as keys:
     /// the same EC point sent compressed or uncompressed is the same key.
     public func hasSameKey(asSubjectPublicKeyInfo spki: ArraySlice<UInt8>) throws -> Bool {
-        guard let csrKey = X509_REQ_get0_pubkey(pointer) else { throw cryptoFailure(.malformed, "CSR carries no usable public key") }
-        let other: OpaquePointer? = Array(spki).withUnsafeBufferPointer { buffer in
-            var cursor: UnsafePointer<UInt8>? = buffer.baseAddress
-            return d2i_PUBKEY(nil, &cursor, buffer.count)
+        let other: OpaquePointer? = spki.withUnsafeBufferPointer { buffer in
+            guard let parsed = vouch_spki_parse(buffer.baseAddress, buffer.count) else { return nil }
+            defer { vouch_spki_free(parsed) }
+            return vouch_spki_public_key(parsed)
         }
         guard let other else { throw cryptoFailure(.malformed, "stored public key is not valid DER") }
         defer { EVP_PKEY_free(other) }
-        return EVP_PKEY_eq(csrKey, other) == 1
+        return EVP_PKEY_eq(key, other) == 1
     }
 }
 

@@ -27,8 +27,6 @@ long vouch_bio_mem_data(BIO *bio, char **data);
 
 /// The subjectAltName of a certificate, or NULL. Free with vouch_general_names_free.
 GENERAL_NAMES *vouch_x509_subject_alt_names(const X509 *cert);
-/// The subjectAltName requested in a CSR's extensions, or NULL. Free with vouch_general_names_free.
-GENERAL_NAMES *vouch_req_subject_alt_names(const X509_REQ *req);
 int vouch_general_names_count(const GENERAL_NAMES *names);
 /// The type (GEN_URI, GEN_DNS, GEN_IPADD, ...) of name i, with its raw bytes in *data/*length.
 /// Returns -1 for a type without a string value.
@@ -38,10 +36,31 @@ void vouch_general_names_free(GENERAL_NAMES *names);
 /// Adds one extension (e.g. subjectAltName) to a CSR's extension request.
 int vouch_req_add_extension(X509_REQ *req, X509_EXTENSION *ext);
 
-/// Copies a CSR's SubjectPublicKeyInfo into a certificate as encoded, without
-/// decoding and re-encoding the key (OpenSSL 3's encoder lookup is the costly
-/// part of X509_set_pubkey). 1 on success.
-int vouch_x509_copy_req_pubkey(X509 *cert, X509_REQ *req);
+/// A PKCS#10 request as received (csr.c): read with OpenSSL's ASN.1 engine, its key kept
+/// encoded, so no call goes through OpenSSL 3's decoder lookup. Free with VOUCH_CSR_free.
+typedef struct vouch_csr_st VOUCH_CSR;
+/// A SubjectPublicKeyInfo kept as its algorithm and key bits. Free with vouch_spki_free.
+typedef struct vouch_spki_st VOUCH_SPKI;
+/// Parses a DER CSR; NULL if it is not one or bytes follow it.
+VOUCH_CSR *vouch_csr_parse(const unsigned char *der, long length);
+void VOUCH_CSR_free(VOUCH_CSR *csr);
+/// The CSR's SubjectPublicKeyInfo, owned by the CSR.
+const VOUCH_SPKI *vouch_csr_get0_spki(const VOUCH_CSR *csr);
+/// 1 when the CSR's signature over its request info verifies with `key`.
+int vouch_csr_verify(const VOUCH_CSR *csr, EVP_PKEY *key);
+/// The subjectAltName requested in the CSR's extensions, or NULL. Free with vouch_general_names_free.
+GENERAL_NAMES *vouch_csr_subject_alt_names(const VOUCH_CSR *csr);
+/// Parses a DER SubjectPublicKeyInfo; NULL if it is not one or bytes follow it.
+VOUCH_SPKI *vouch_spki_parse(const unsigned char *der, long length);
+void vouch_spki_free(VOUCH_SPKI *spki);
+/// The key of a SubjectPublicKeyInfo (EC imported directly; other types through d2i_PUBKEY),
+/// or NULL when it is not a usable key. Free with EVP_PKEY_free.
+EVP_PKEY *vouch_spki_public_key(const VOUCH_SPKI *spki);
+/// DER of a SubjectPublicKeyInfo (i2d conventions).
+int vouch_spki_der(const VOUCH_SPKI *spki, unsigned char **out);
+/// Copies a SubjectPublicKeyInfo into a certificate as encoded, without decoding and
+/// re-encoding the key (OpenSSL 3's encoder lookup is the costly part of X509_set_pubkey). 1 on success.
+int vouch_x509_copy_spki(X509 *cert, const VOUCH_SPKI *spki);
 
 /// Parses a DER OCSP request; NULL if it is not one. Free with OCSP_REQUEST_free.
 OCSP_REQUEST *vouch_ocsp_request_parse(const unsigned char *der, long length);
