@@ -112,7 +112,7 @@ if ! skipped speed; then
     # What parsing a CSR costs next to verifying it (one core, scripts/bench/csr-parse.c).
     openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$WORK/csr_key.pem" -subj /CN=bench \
         -addext subjectAltName=URI:spiffe://bench.test/csr -outform DER -out "$WORK/csr.der" 2>/dev/null
-    cc -O2 scripts/bench/csr-parse.c -lcrypto -o "$WORK/csr-parse" && "$WORK/csr-parse" "$WORK/csr.der"
+    cc -O2 -I Sources/CVouchOpenSSL/include scripts/bench/csr-parse.c Sources/CVouchOpenSSL/csr.c -lcrypto -o "$WORK/csr-parse" && "$WORK/csr-parse" "$WORK/csr.der"
 fi
 
 # --- 2. Vouch Enroll / Renew ---------------------------------------------------------------------

@@ -1,19 +1,23 @@
-/* What parsing one CSR costs in the system OpenSSL, next to what verifying it costs.
+/* What parsing one CSR costs in the system OpenSSL, next to Vouch's own parser (csr.c) and to
+ * verifying the request.
  *
- * Build and run (bench.sh does): cc -O2 csr-parse.c -lcrypto -o csr-parse && ./csr-parse CSR.der
+ * Build and run (bench.sh does), from the repository root:
+ *   cc -O2 -I Sources/CVouchOpenSSL/include scripts/bench/csr-parse.c Sources/CVouchOpenSSL/csr.c -lcrypto -o csr-parse
+ *   ./csr-parse CSR.der
  *
  * Prints microseconds per call for
  *   - d2i_X509_REQ, which decodes the SubjectPublicKeyInfo into an EVP_PKEY through OpenSSL 3's
  *     provider decoder lookup,
- *   - d2i_X509_REQ + X509_REQ_verify, what the CA does with each request,
- *   - EVP_PKEY_fromdata on the same P-256 point, the way around the decoder lookup.
+ *   - d2i_X509_REQ + X509_REQ_verify, what the CA did with each request before csr.c,
+ *   - vouch_csr_parse + vouch_spki_public_key, Vouch's templates with the key imported directly,
+ *   - vouch_csr_parse + vouch_spki_public_key + vouch_csr_verify, what the CA does with each request now.
  */
-#include <openssl/core_names.h>
-#include <openssl/evp.h>
-#include <openssl/params.h>
 #include <openssl/x509.h>
 #include <stdio.h>
 #include <time.h>
+#include "vouch_openssl.h"
+
+enum { ROUNDS = 20000 };
 
 static double seconds(void) {
     struct timespec now;
@@ -26,49 +30,49 @@ static X509_REQ *parse(const unsigned char *der, long length) {
     return d2i_X509_REQ(NULL, &cursor, length);
 }
 
+/// One request the way OpenSSL reads it; 0 when it does not parse or (with `verify`) verify.
+static int openssl_path(const unsigned char *der, long length, int verify) {
+    X509_REQ *request = parse(der, length);
+    int ok = request != NULL && (!verify || X509_REQ_verify(request, X509_REQ_get0_pubkey(request)) == 1);
+    X509_REQ_free(request);
+    return ok;
+}
+
+/// One request the way Vouch reads it (CertificateSigningRequest.init(der:)).
+static int vouch_path(const unsigned char *der, long length, int verify) {
+    VOUCH_CSR *request = vouch_csr_parse(der, length);
+    EVP_PKEY *key = request != NULL ? vouch_spki_public_key(vouch_csr_get0_spki(request)) : NULL;
+    int ok = key != NULL && (!verify || vouch_csr_verify(request, key) == 1);
+    EVP_PKEY_free(key);
+    VOUCH_CSR_free(request);
+    return ok;
+}
+
+/// Microseconds per call of `path` over ROUNDS calls; negative if one call failed.
+static double microseconds(int (*path)(const unsigned char *, long, int), const unsigned char *der, long length, int verify) {
+    double start = seconds();
+    for (int i = 0; i < ROUNDS; i++) {
+        if (!path(der, length, verify)) return -1;
+    }
+    return (seconds() - start) / ROUNDS * 1e6;
+}
+
 int main(int argc, char **argv) {
-    enum { ROUNDS = 20000 };
-    unsigned char der[16384];
+    static unsigned char der[16384];
     FILE *file = argc > 1 ? fopen(argv[1], "rb") : NULL;
-    if (file == NULL) { fprintf(stderr, "usage: csr-parse CSR.der (a P-256 CSR)\n"); return 2; }
+    if (file == NULL) { fprintf(stderr, "usage: csr-parse CSR.der\n"); return 2; }
     long length = (long)fread(der, 1, sizeof der, file);
     fclose(file);
-    X509_REQ *sample = parse(der, length);
-    const unsigned char *point = NULL;
-    int pointLength = 0;
-    if (sample == NULL || !X509_PUBKEY_get0_param(NULL, &point, &pointLength, NULL, X509_REQ_get_X509_PUBKEY(sample))) {
-        fprintf(stderr, "csr-parse: %s is not a DER CSR\n", argv[1]);
+    if (!openssl_path(der, length, 1) || !vouch_path(der, length, 1)) {
+        fprintf(stderr, "csr-parse: %s is not a DER CSR that both parsers read and verify\n", argv[1]);
         return 2;
     }
-
-    double start = seconds();
-    for (int i = 0; i < ROUNDS; i++) X509_REQ_free(parse(der, length));
-    double parsed = seconds();
-    for (int i = 0; i < ROUNDS; i++) {
-        X509_REQ *request = parse(der, length);
-        if (X509_REQ_verify(request, X509_REQ_get0_pubkey(request)) != 1) { fprintf(stderr, "verify failed\n"); return 1; }
-        X509_REQ_free(request);
-    }
-    double verified = seconds();
-    for (int i = 0; i < ROUNDS; i++) {
-        EVP_PKEY_CTX *context = EVP_PKEY_CTX_new_from_name(NULL, "EC", NULL);
-        EVP_PKEY *key = NULL;
-        OSSL_PARAM params[] = {
-            OSSL_PARAM_construct_utf8_string(OSSL_PKEY_PARAM_GROUP_NAME, "prime256v1", 0),
-            OSSL_PARAM_construct_octet_string(OSSL_PKEY_PARAM_PUB_KEY, (void *)point, (size_t)pointLength),
-            OSSL_PARAM_construct_end(),
-        };
-        if (EVP_PKEY_fromdata_init(context) != 1 || EVP_PKEY_fromdata(context, &key, EVP_PKEY_PUBLIC_KEY, params) != 1) {
-            fprintf(stderr, "EVP_PKEY_fromdata failed\n");
-            return 1;
-        }
-        EVP_PKEY_free(key);
-        EVP_PKEY_CTX_free(context);
-    }
-    double imported = seconds();
-    X509_REQ_free(sample);
-    printf("- d2i_X509_REQ (P-256 CSR): %.1f us per call; with X509_REQ_verify: %.1f us; "
-           "the same key through EVP_PKEY_fromdata: %.1f us\n",
-           (parsed - start) / ROUNDS * 1e6, (verified - parsed) / ROUNDS * 1e6, (imported - verified) / ROUNDS * 1e6);
+    double opensslParse = microseconds(openssl_path, der, length, 0);
+    double opensslVerify = microseconds(openssl_path, der, length, 1);
+    double vouchParse = microseconds(vouch_path, der, length, 0);
+    double vouchVerify = microseconds(vouch_path, der, length, 1);
+    printf("- d2i_X509_REQ: %.1f us per call; with X509_REQ_verify: %.1f us\n", opensslParse, opensslVerify);
+    printf("- Vouch (csr.c) vouch_csr_parse + vouch_spki_public_key: %.1f us per call; with vouch_csr_verify: %.1f us\n",
+           vouchParse, vouchVerify);
     return 0;
 }
