@@ -8,12 +8,7 @@ import X509
 /// RFC 5280 rules and refuses revoked serials, at handshake time. Roots can be
 /// swapped in place (root rollover) without rebuilding any TLS context.
 public final class PeerCertificateVerifier: Sendable {
-    private struct Trust {
-        var roots: [Certificate]
-        var intermediates: [Certificate]
-    }
-
-    private let trust: Mutex<Trust>
+    private let trust: Mutex<PeerTrust>
     private let isRevoked: @Sendable (String) -> Bool
     private let isRevokedByIssuer: RevokedByIssuer
     private let onReject: @Sendable (String) -> Void
@@ -32,7 +27,7 @@ public final class PeerCertificateVerifier: Sendable {
                 isRevoked: @escaping @Sendable (String) -> Bool = { _ in false },
                 isRevokedByIssuer: @escaping RevokedByIssuer = { _, _ in false },
                 onReject: @escaping @Sendable (String) -> Void = { _ in }, expiredGrace: TimeInterval = 0) throws {
-        self.trust = Mutex(Trust(roots: try Certificate.all(inPEM: rootsPEM), intermediates: try Certificate.all(inPEM: intermediatesPEM)))
+        self.trust = Mutex(try PeerTrust(rootsPEM: rootsPEM, intermediatesPEM: intermediatesPEM))
         self.isRevoked = isRevoked
         self.isRevokedByIssuer = isRevokedByIssuer
         self.onReject = onReject
@@ -46,38 +41,37 @@ public final class PeerCertificateVerifier: Sendable {
 
     /// Replaces the trust roots and known intermediates for new handshakes.
     public func setTrust(rootsPEM: String, intermediatesPEM: String = "") throws {
-        let roots = try Certificate.all(inPEM: rootsPEM)
-        guard !roots.isEmpty else { throw TLSMaterialError("trust bundle has no certificates") }
-        let intermediates = try Certificate.all(inPEM: intermediatesPEM)
-        trust.withLock { $0 = Trust(roots: roots, intermediates: intermediates) }
+        let replacement = try PeerTrust(rootsPEM: rootsPEM, intermediatesPEM: intermediatesPEM)
+        guard !replacement.isEmpty else { throw TLSMaterialError("trust bundle has no certificates") }
+        trust.withLock { $0 = replacement }
     }
 
     /// The NIOSSL custom verification callback.
     public func verify(_ presented: [NIOSSLCertificate], _ promise: EventLoopPromise<NIOSSLVerificationResultWithMetadata>) {
-        let certificates: [Certificate]
-        switch Self.parsePresented(presented) {
-        case .success(let parsed): certificates = parsed
+        let trust = trust.withLock { $0 }
+        let chain: PresentedChain
+        switch Self.parsePresented(presented, trust: trust) {
+        case .success(let parsed): chain = parsed
         case .failure(let problem):
             reject(problem.reason, promise)
             return
         }
-        let leaf = certificates[0]
+        let certificates = chain.certificates, leaf = chain.certificates[0]
         let serial = leaf.serialHex
         if isRevoked(serial) {
             reject("certificate \(serial) is revoked", promise)
             return
         }
-        let trust = trust.withLock { $0 }
         let onReject = self.onReject, isRevokedByIssuer = self.isRevokedByIssuer
         let grace = expiredGrace
         promise.completeWithTask {
-            let intermediates = CertificateStore(trust.intermediates + certificates.dropFirst())
-            var verifier = Verifier(rootCertificates: CertificateStore(trust.roots)) { RFC5280Policy() }
+            let intermediates = CertificateStore(trust.intermediates(forIssuing: leaf) + chain.unknownIntermediates)
+            var verifier = Verifier(rootCertificates: trust.roots) { RFC5280Policy() }
             var result = await verifier.validate(leaf: leaf, intermediates: intermediates)
             if case .couldNotValidate = result, let atExpiry = Self.expiryInGrace(leaf, grace: grace, now: Date()) {
                 // Expired within the grace: valid if it validates at its last valid second, so
                 // expiry is its only fault (chain, signatures, constraints are all checked again).
-                var verifier = Verifier(rootCertificates: CertificateStore(trust.roots)) { RFC5280Policy(validationTime: atExpiry) }
+                var verifier = Verifier(rootCertificates: trust.roots) { RFC5280Policy(validationTime: atExpiry) }
                 result = await verifier.validate(leaf: leaf, intermediates: intermediates)
             }
             switch result {
@@ -86,7 +80,7 @@ public final class PeerCertificateVerifier: Sendable {
                     onReject(revoked)
                     return .failed
                 }
-                let nioChain = try chain.map { try NIOSSLCertificate(bytes: $0.der, format: .der) }
+                let nioChain = try trust.nioChain(Array(chain), presented: presented, parsed: certificates)
                 return .certificateVerified(VerificationMetadata(NIOSSL.ValidatedCertificateChain(nioChain)))
             case .couldNotValidate(let failures):
                 onReject("certificate \(serial) does not chain to a trusted root: \(failures.first.map { "\($0.policyFailureReason)" } ?? "no path")")
@@ -121,11 +115,31 @@ public final class PeerCertificateVerifier: Sendable {
         let reason: String
     }
 
-    /// The certificates a peer presented, leaf first; never empty on success.
-    static func parsePresented(_ presented: [NIOSSLCertificate]) -> Result<[Certificate], PresentationProblem> {
+    /// What a peer presented: its certificates, leaf first (never empty), and those of its
+    /// intermediates the trust does not know. Each candidate issuer costs path building a
+    /// signature check, so presented copies of known intermediates are not offered twice.
+    struct PresentedChain {
+        var certificates: [Certificate] = []
+        var unknownIntermediates: [Certificate] = []
+    }
+
+    /// Parses what a peer presented; a presented copy of a certificate the trust knows is taken
+    /// from the trust instead of being parsed again.
+    static func parsePresented(_ presented: [NIOSSLCertificate], trust: PeerTrust) -> Result<PresentedChain, PresentationProblem> {
+        guard !presented.isEmpty else { return .failure(PresentationProblem(reason: "peer sent no certificate")) }
+        var chain = PresentedChain()
         do {
-            let certificates = try presented.map { try Certificate(derEncoded: $0.toDERBytes()) }
-            return certificates.isEmpty ? .failure(PresentationProblem(reason: "peer sent no certificate")) : .success(certificates)
+            for (index, nio) in presented.enumerated() {
+                let der = try nio.toDERBytes()
+                if index > 0, let known = trust.known(der: der) {
+                    chain.certificates.append(known.certificate)
+                    continue
+                }
+                let certificate = try Certificate(derEncoded: der)
+                chain.certificates.append(certificate)
+                if index > 0 { chain.unknownIntermediates.append(certificate) }
+            }
+            return .success(chain)
         } catch {
             return .failure(PresentationProblem(reason: "unparseable peer certificate"))
         }

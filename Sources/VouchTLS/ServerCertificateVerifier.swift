@@ -9,7 +9,7 @@ import X509
 /// name or IP dialled, and carry the expected SPIFFE ID. Setting a callback turns
 /// BoringSSL's own verification off, so all three happen here.
 public final class ServerCertificateVerifier: Sendable {
-    private let roots: [Certificate]
+    private let trust: PeerTrust
     private let host: String
     private let isIPAddress: Bool
     public let expected: ServerIdentity
@@ -20,7 +20,7 @@ public final class ServerCertificateVerifier: Sendable {
     ///   root (an intermediate its root revoked), as `PeerCertificateVerifier` asks.
     public init(rootsPEM: String, host: String, isIPAddress: Bool, expected: ServerIdentity,
                 isRevokedByIssuer: @escaping PeerCertificateVerifier.RevokedByIssuer = { _, _ in false }) throws {
-        self.roots = try Certificate.all(inPEM: rootsPEM)
+        self.trust = try PeerTrust(rootsPEM: rootsPEM, intermediatesPEM: "")
         self.host = host
         self.isIPAddress = isIPAddress
         self.expected = expected
@@ -31,33 +31,33 @@ public final class ServerCertificateVerifier: Sendable {
     public var lastRejection: String? { rejection.withLock { $0 } }
 
     public func verify(_ presented: [NIOSSLCertificate], _ promise: EventLoopPromise<NIOSSLVerificationResultWithMetadata>) {
-        let certificates: [Certificate]
-        switch PeerCertificateVerifier.parsePresented(presented) {
-        case .success(let parsed): certificates = parsed
+        let chain: PeerCertificateVerifier.PresentedChain
+        switch PeerCertificateVerifier.parsePresented(presented, trust: trust) {
+        case .success(let parsed): chain = parsed
         case .failure(let problem):
             reject("the server at \(host): \(problem.reason)", promise)
             return
         }
-        let leaf = certificates[0]
+        let certificates = chain.certificates, leaf = chain.certificates[0]
         let presentedID = leaf.spiffeID
         guard expected.accepts(presentedID) else {
             let shown = presentedID.map { String($0.prefix(256)) } ?? "no SPIFFE ID"
             reject("the server at \(host) presented \(shown), not \(expected)", promise)
             return
         }
-        let roots = self.roots, host = self.host, isIPAddress = self.isIPAddress
+        let trust = self.trust, host = self.host, isIPAddress = self.isIPAddress
         promise.completeWithTask { [self] in
-            var verifier = Verifier(rootCertificates: CertificateStore(roots)) {
+            var verifier = Verifier(rootCertificates: trust.roots) {
                 RFC5280Policy()
                 ServerIdentityPolicy(serverHostname: isIPAddress ? nil : host, serverIP: isIPAddress ? host : nil)
             }
-            switch await verifier.validate(leaf: leaf, intermediates: CertificateStore(certificates.dropFirst())) {
-            case .validCertificate(let chain):
-                if let revoked = PeerCertificateVerifier.revocation(in: Array(chain), isRevokedByIssuer) {
+            switch await verifier.validate(leaf: leaf, intermediates: CertificateStore(chain.unknownIntermediates)) {
+            case .validCertificate(let validated):
+                if let revoked = PeerCertificateVerifier.revocation(in: Array(validated), isRevokedByIssuer) {
                     rejection.withLock { $0 = "the certificate of the server at \(host) did not verify: \(revoked)" }
                     return .failed
                 }
-                let nioChain = try chain.map { try NIOSSLCertificate(bytes: $0.der, format: .der) }
+                let nioChain = try trust.nioChain(Array(validated), presented: presented, parsed: certificates)
                 return .certificateVerified(VerificationMetadata(NIOSSL.ValidatedCertificateChain(nioChain)))
             case .couldNotValidate(let failures):
                 let reason = failures.first.map { "\($0.policyFailureReason)" } ?? "no path to a trusted root"
