@@ -177,7 +177,6 @@ final class CSRParsingTests: XCTestCase {
         XCTAssertThrowsError(try CertificateSigningRequest(der: offCurve)) { error in
             let message = (error as? CryptoError)?.message ?? "\(error)"
             XCTAssertTrue(message.hasPrefix("CSR carries no usable public key") || message.hasPrefix("CSR signature does not verify"), message)
-            print("off-curve point: \(message)")
         }
         // Nor is it accepted as a stored key to compare with.
         let valid = try CertificateSigningRequest(der: csr)
