@@ -33,7 +33,8 @@ ASN1_SEQUENCE_enc(VOUCH_CSR_INFO, encoding, 0) = {
     ASN1_SIMPLE(VOUCH_CSR_INFO, version, ASN1_INTEGER),
     ASN1_SIMPLE(VOUCH_CSR_INFO, subject, X509_NAME),
     ASN1_SIMPLE(VOUCH_CSR_INFO, publicKey, VOUCH_SPKI),
-    ASN1_IMP_SET_OF(VOUCH_CSR_INFO, attributes, X509_ATTRIBUTE, 0)
+    /* Optional as in OpenSSL's own X509_REQ_INFO: some clients leave the empty set out. */
+    ASN1_IMP_SET_OF_OPT(VOUCH_CSR_INFO, attributes, X509_ATTRIBUTE, 0)
 } ASN1_SEQUENCE_END_enc(VOUCH_CSR_INFO, VOUCH_CSR_INFO)
 
 struct vouch_csr_st {

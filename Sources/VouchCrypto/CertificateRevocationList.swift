@@ -20,10 +20,7 @@ public final class CertificateRevocationList: @unchecked Sendable {
 
     /// Whether `issuer`'s key verifies the CRL signature.
     public func isSigned(by issuer: X509Certificate) -> Bool {
-        issuer.withUnsafeX509Pointer { issuer in
-            guard let key = X509_get0_pubkey(issuer) else { return false }
-            return X509_CRL_verify(pointer, key) == 1
-        }
+        issuer.withPublicKey { X509_CRL_verify(pointer, $0) == 1 } ?? false
     }
 
     /// Whether the CRL's issuer name is `issuer`'s subject name.

@@ -25,10 +25,7 @@ extension CertificateSigner {
 extension X509Certificate {
     /// Whether `signature` over `message` verifies with this certificate's public key.
     public func verifiesMessage(_ message: [UInt8], signature: [UInt8]) -> Bool {
-        withUnsafeX509Pointer { certificate in
-            guard let key = X509_get0_pubkey(certificate) else { return false }
-            return Self.verifies(message, signature: signature, with: key)
-        }
+        withPublicKey { Self.verifies(message, signature: signature, with: $0) } ?? false
     }
 
     private static func verifies(_ message: [UInt8], signature: [UInt8], with key: OpaquePointer) -> Bool {

@@ -72,15 +72,30 @@ public final class X509Certificate: @unchecked Sendable {
 
     /// Whether `key` is the private half of this certificate's public key.
     public func matches(_ key: PrivateKey) -> Bool {
-        key.withUnsafeKeyPointer { X509_check_private_key(pointer, $0) == 1 }
+        withPublicKey { publicKey in key.withUnsafeKeyPointer { EVP_PKEY_eq(publicKey, $0) == 1 } } ?? false
     }
 
     /// Whether `issuer`'s key verifies this certificate's signature.
     public func isSigned(by issuer: X509Certificate) -> Bool {
-        issuer.withUnsafeX509Pointer { issuer in
-            guard let key = X509_get0_pubkey(issuer) else { return false }
-            return X509_verify(pointer, key) == 1
+        issuer.withPublicKey { key in X509_verify(pointer, key) == 1 } ?? false
+    }
+
+    /// Lends the certificate's public key to `body`; nil when it has none usable. A certificate
+    /// Vouch just signed for a CSR carries the CSR's key only encoded (CertificateSigner copies it
+    /// without decoding), so the key is then decoded here, the way CSRs are (csr.c).
+    func withPublicKey<T>(_ body: (OpaquePointer) -> T) -> T? {
+        ERR_set_mark()
+        defer { ERR_pop_to_mark() }
+        if let key = X509_get0_pubkey(pointer) { return body(key) }
+        guard let der = try? publicKeyDER else { return nil }
+        let decoded: OpaquePointer? = der.withUnsafeBufferPointer { buffer in
+            guard let spki = vouch_spki_parse(buffer.baseAddress, buffer.count) else { return nil }
+            defer { vouch_spki_free(spki) }
+            return vouch_spki_public_key(spki)
         }
+        guard let decoded else { return nil }
+        defer { EVP_PKEY_free(decoded) }
+        return body(decoded)
     }
 }
 

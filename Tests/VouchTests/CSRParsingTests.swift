@@ -131,9 +131,13 @@ final class CSRParsingTests: XCTestCase {
                 role: .leaf, serial: try SerialNumber.random(), subject: [], notBefore: now, notAfter: now.addingTimeInterval(60),
                 subjectAltNames: Self.names))
             let received = try X509Certificate(der: issued.der)  // as the client reads it
+            let privateKey = try PrivateKey(pem: String(contentsOfFile: keyPath, encoding: .utf8))
             XCTAssertEqual(try received.publicKeyDER, try csr.publicKeyDER, name)
-            XCTAssertTrue(received.matches(try PrivateKey(pem: String(contentsOfFile: keyPath, encoding: .utf8))), name)
+            XCTAssertTrue(received.matches(privateKey), name)
             XCTAssertTrue(received.isSigned(by: root), name)
+            // The signer's own copy carries the key only encoded: it still knows its key.
+            XCTAssertTrue(issued.matches(privateKey), "\(name), as signed")
+            XCTAssertFalse(issued.matches(caKey), "\(name), another key")
         }
     }
 
