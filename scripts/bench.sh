@@ -238,12 +238,7 @@ fi
 # At each level Vouch runs first, then cfssl, each on fresh servers of the section's own: a new CA and
 # a new certdb with the same cfssl setup (SQLite WAL, synchronous=FULL) for both cfssl scenarios.
 build_vouch_load() {
-    bash scripts/setup-go.sh >&2 # generates package vouchv1 (and builds the example client)
-    local module=.build/go/src/example.com/app
-    mkdir -p "$module/vouch-load"
-    cp scripts/bench/vouch-load/main.go "$module/vouch-load/main.go"
-    GO111MODULE=off GOPATH="$PWD/.build/go:/usr/share/gocode" GOCACHE="$PWD/.build/go/cache" GOFLAGS= \
-        go build -o .build/go/bin/vouch-load example.com/app/vouch-load
+    bash scripts/bench/build-vouch-load.sh
     LOAD="$PWD/.build/go/bin/vouch-load"
 }
 
