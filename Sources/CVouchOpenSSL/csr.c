@@ -73,6 +73,9 @@ static EVP_PKEY *ec_key_from(const VOUCH_SPKI *spki) {
     if (parameterType != V_ASN1_OBJECT) return NULL; /* explicit curve parameters: not accepted */
     const char *group = OBJ_nid2sn(OBJ_obj2nid(parameter));
     if (group == NULL || spki->key->length <= 0 || (spki->key->flags & 0x07) != 0) return NULL; /* whole bytes only */
+    /* The point at infinity (the one byte 0x00) imports, and every ECDSA signature "verifies" with
+       it that anyone can compute: it is no key, and the request would prove possession of nothing. */
+    if (spki->key->data[0] == 0x00) return NULL;
     EVP_PKEY_CTX *context = EVP_PKEY_CTX_new_from_name(NULL, "EC", NULL);
     if (context == NULL) return NULL;
     OSSL_PARAM parameters[] = {
