@@ -65,9 +65,17 @@ public final class PeerCertificateVerifier: Sendable {
         let onReject = self.onReject, isRevokedByIssuer = self.isRevokedByIssuer
         let grace = expiredGrace
         promise.completeWithTask {
-            let intermediates = CertificateStore(trust.intermediates(forIssuing: leaf) + chain.unknownIntermediates)
+            let likely = trust.intermediates(forIssuing: leaf)
+            var intermediates = CertificateStore(likely + chain.unknownIntermediates)
             var verifier = Verifier(rootCertificates: trust.roots) { RFC5280Policy() }
             var result = await verifier.validate(leaf: leaf, intermediates: intermediates)
+            if case .couldNotValidate = result, likely.count < trust.intermediates.count {
+                // Key identifiers only order the search; RFC 5280 path validation does not read them.
+                // A leaf whose AKI names another key (not one Vouch wrote) still chains through the
+                // intermediate that signed it: the ones set aside are tried when no path was found.
+                intermediates = CertificateStore(trust.intermediates.map(\.certificate) + chain.unknownIntermediates)
+                result = await verifier.validate(leaf: leaf, intermediates: intermediates)
+            }
             if case .couldNotValidate = result, let atExpiry = Self.expiryInGrace(leaf, grace: grace, now: Date()) {
                 // Expired within the grace: valid if it validates at its last valid second, so
                 // expiry is its only fault (chain, signatures, constraints are all checked again).

@@ -52,10 +52,11 @@ struct PeerTrust: Sendable {
         }
     }
 
-    /// The known intermediates that may have issued `leaf`. One whose subject key identifier
-    /// differs from the leaf's authority key identifier cannot have (Vouch names every issuing
-    /// key by both); path building would check its signature only to find that out, which after
-    /// a few rotations (intermediates of one name) is most of a handshake's signature checks.
+    /// The known intermediates likely to have issued `leaf`. One whose subject key identifier
+    /// differs from the leaf's authority key identifier did not issue a leaf Vouch signed (Vouch
+    /// names every issuing key by both); path building would check its signature only to find that
+    /// out, which after a few rotations (intermediates of one name) is most of a handshake's
+    /// signature checks. The verifier offers the others only when no path is found without them.
     func intermediates(forIssuing leaf: Certificate) -> [Certificate] {
         guard let authorityKey = (try? leaf.extensions.authorityKeyIdentifier)??.keyIdentifier else {
             return intermediates.map(\.certificate)
