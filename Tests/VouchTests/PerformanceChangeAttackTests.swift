@@ -161,11 +161,12 @@ final class PerformanceChangeAttackTests: XCTestCase {
     }
 
     /// A leaf signed by `issuer`, naming `authorityKeyID` (by default the issuer's) as its issuer's key.
-    static func leaf(signedBy issuer: Authority, authorityKeyID: ArraySlice<UInt8>?? = .none) throws -> Certificate {
+    static func leaf(signedBy issuer: Authority, authorityKeyID: ArraySlice<UInt8>?? = .none,
+                     notAfter: Date = Date().addingTimeInterval(3600)) throws -> Certificate {
         let key = try newKey()
         return try certificate(subject: try DistinguishedName { CommonName("web") }, key: key.publicKey, issuer: issuer.name,
                                issuerKey: issuer.key, isAuthority: false, keyID: SubjectKeyIdentifier(hash: key.publicKey).keyIdentifier,
-                               authorityKeyID: authorityKeyID ?? issuer.keyID)
+                               authorityKeyID: authorityKeyID ?? issuer.keyID, notAfter: notAfter)
     }
 
     /// Runs the verifier's callback on `presented` as NIOSSL does; true when it accepts.
@@ -257,6 +258,66 @@ final class PerformanceChangeAttackTests: XCTestCase {
                       "\(rejections.all)")
         let acceptedCurrent = try await Self.accepts(verifier, [try Self.leaf(signedBy: current), current.certificate])
         XCTAssertTrue(acceptedCurrent, "\(rejections.all)")
+    }
+
+    /// The expiry grace validates again at the leaf's last valid second, with the same shortcuts:
+    /// after a rotation (two intermediates of one name) a leaf expired within the grace is accepted,
+    /// one expired longer ago is refused.
+    func testTheExpiryGraceWorksThroughRotatedIntermediates() async throws {
+        let root = try Self.root("Vouch Root")
+        let previous = try Self.intermediate("Vouch Intermediate", under: root), current = try Self.intermediate("Vouch Intermediate", under: root)
+        let rejections = Rejections()
+        let verifier = try PeerCertificateVerifier(
+            rootsPEM: try root.certificate.pem, intermediatesPEM: try Certificate.pemBundle([previous.certificate, current.certificate]),
+            onReject: rejections.append, expiredGrace: 600)
+        let recent = try Self.leaf(signedBy: current, notAfter: Date().addingTimeInterval(-60))
+        let old = try Self.leaf(signedBy: previous, notAfter: Date().addingTimeInterval(-1200))
+        let acceptedRecent = try await Self.accepts(verifier, [recent, current.certificate])
+        XCTAssertTrue(acceptedRecent, "\(rejections.all)")
+        let acceptedOld = try await Self.accepts(verifier, [old, previous.certificate])
+        XCTAssertFalse(acceptedOld)
+        XCTAssertEqual(rejections.all.count, 1)
+        XCTAssertTrue(rejections.all.first?.hasPrefix("certificate \(old.serialHex) does not chain to a trusted root") == true, "\(rejections.all)")
+    }
+
+    /// The agent's verifier of the CA server knows roots only: presented intermediates are offered,
+    /// a presented copy of a root is not needed, and a same-named intermediate of another root is no path.
+    func testTheServerVerifierTakesOnlyPresentedIntermediatesThatChain() async throws {
+        func authority(_ name: String, pathLength: Int) throws -> CertificateTemplate {
+            CertificateTemplate(role: .authority(pathLength: pathLength), serial: try SerialNumber.random(), subject: [("CN", name)],
+                                notBefore: Date().addingTimeInterval(-60), notAfter: Date().addingTimeInterval(3600))
+        }
+        func signer(_ certificate: (PrivateKey) throws -> X509Certificate) throws -> CertificateSigner {
+            let key = try PrivateKey(generating: .p256)
+            return try CertificateSigner(certificate: try certificate(key), key: key)
+        }
+        let root = try signer { try CertificateSigner.selfSigned(key: $0, template: try authority("Vouch Root", pathLength: 1)) }
+        let otherRoot = try signer { try CertificateSigner.selfSigned(key: $0, template: try authority("Other Root", pathLength: 1)) }
+        let intermediate = try signer { try root.sign(publicKeyOf: $0, template: try authority("Vouch Intermediate", pathLength: 0)) }
+        let impostor = try signer { try otherRoot.sign(publicKeyOf: $0, template: try authority("Vouch Intermediate", pathLength: 0)) }
+        let leaf = try intermediate.sign(publicKeyOf: try PrivateKey(generating: .p256), template: CertificateTemplate(
+            role: .leaf, serial: try SerialNumber.random(), subject: [("O", "Vouch")], notBefore: Date().addingTimeInterval(-60),
+            notAfter: Date().addingTimeInterval(3600),
+            subjectAltNames: SubjectAltNames(uris: ["spiffe://example.org/vouch/server"], ipAddresses: ["127.0.0.1"])))
+        let verifier = try ServerCertificateVerifier(rootsPEM: root.certificate.pem, host: "127.0.0.1", isIPAddress: true,
+                                                     expected: .vouchServer(trustDomain: "example.org"))
+        func accepted(_ presented: [X509Certificate]) async throws -> Bool {
+            let promise = MultiThreadedEventLoopGroup.singleton.next().makePromise(of: NIOSSLVerificationResultWithMetadata.self)
+            verifier.verify(try presented.map { try NIOSSLCertificate(bytes: $0.der, format: .der) }, promise)
+            if case .certificateVerified = try await promise.futureResult.get() { return true }
+            return false
+        }
+        for presented in [[leaf, intermediate.certificate], [leaf, root.certificate, intermediate.certificate],
+                          [leaf, impostor.certificate, intermediate.certificate], [leaf, intermediate.certificate, intermediate.certificate]] {
+            let ok = try await accepted(presented)
+            XCTAssertTrue(ok, verifier.lastRejection ?? "")
+        }
+        for presented in [[leaf], [leaf, root.certificate], [leaf, impostor.certificate, otherRoot.certificate]] {
+            let ok = try await accepted(presented)
+            XCTAssertFalse(ok)
+            XCTAssertTrue(verifier.lastRejection?.hasPrefix("the certificate of the server at 127.0.0.1 did not verify: ") == true,
+                          verifier.lastRejection ?? "")
+        }
     }
 }
 
