@@ -73,11 +73,12 @@ for scenario in $SCENARIOS; do
 import json, statistics, sys
 rows = [json.loads(line) for line in open(sys.argv[1])]
 scenario, labels = sys.argv[2], sys.argv[3:]
+width = max(12, *(len(label) for label in labels))
 print(f"\n    {scenario}: rounds (certs/s, server µs per certificate, p99 ms)")
 for label in labels:
     mine = [r for r in rows if r["label"] == label]
-    print(f"    {label:<12} " + "   ".join(f"{r['certsPerSecond']:7.1f} {r['serverCPUMicrosPerCert']:6.0f} {r['p99Ms']:6.1f}" for r in mine))
-print(f"\n    {'build':<12} {'certs/s':>8} {'µs/cert':>8} {'p99 ms':>7} {'certs/s ratio':>14} {'µs/cert ratio':>14}   (medians)")
+    print(f"    {label:<{width}} " + "   ".join(f"{r['certsPerSecond']:7.1f} {r['serverCPUMicrosPerCert']:6.0f} {r['p99Ms']:6.1f}" for r in mine))
+print(f"\n    {'build':<{width}} {'certs/s':>8} {'µs/cert':>8} {'p99 ms':>7} {'certs/s ratio':>14} {'µs/cert ratio':>14}   (medians)")
 first = None
 for label in labels:
     mine = [r for r in rows if r["label"] == label]
@@ -85,6 +86,6 @@ for label in labels:
     cpu = statistics.median(r["serverCPUMicrosPerCert"] for r in mine)
     p99 = statistics.median(r["p99Ms"] for r in mine)
     first = first or (rate, cpu)
-    print(f"    {label:<12} {rate:8.1f} {cpu:8.0f} {p99:7.1f} {rate / first[0]:14.2f} {cpu / first[1]:14.2f}")
+    print(f"    {label:<{width}} {rate:8.1f} {cpu:8.0f} {p99:7.1f} {rate / first[0]:14.2f} {cpu / first[1]:14.2f}")
 PY
 done
