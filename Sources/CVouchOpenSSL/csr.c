@@ -51,15 +51,19 @@ ASN1_SEQUENCE(VOUCH_CSR) = {
 
 IMPLEMENT_ASN1_FUNCTIONS(VOUCH_CSR)
 
-VOUCH_CSR *vouch_csr_parse(const unsigned char *der, long length) {
+void *vouch_d2i_whole(const ASN1_ITEM *item, const unsigned char *der, long length) {
     const unsigned char *cursor = der;
-    VOUCH_CSR *csr = d2i_VOUCH_CSR(NULL, &cursor, length);
-    // Trailing bytes after the DER structure mean it is not the CSR the client signed.
-    if (csr != NULL && cursor != der + length) {
-        VOUCH_CSR_free(csr);
+    ASN1_VALUE *value = ASN1_item_d2i(NULL, &cursor, length, item);
+    if (value != NULL && cursor != der + length) {
+        ASN1_item_free(value, item);
         return NULL;
     }
-    return csr;
+    return value;
+}
+
+VOUCH_CSR *vouch_csr_parse(const unsigned char *der, long length) {
+    // Trailing bytes after the DER structure mean it is not the CSR the client signed.
+    return vouch_d2i_whole(ASN1_ITEM_rptr(VOUCH_CSR), der, length);
 }
 
 const VOUCH_SPKI *vouch_csr_get0_spki(const VOUCH_CSR *csr) { return csr->info->publicKey; }
@@ -106,13 +110,7 @@ EVP_PKEY *vouch_spki_public_key(const VOUCH_SPKI *spki) {
 }
 
 VOUCH_SPKI *vouch_spki_parse(const unsigned char *der, long length) {
-    const unsigned char *cursor = der;
-    VOUCH_SPKI *spki = d2i_VOUCH_SPKI(NULL, &cursor, length);
-    if (spki != NULL && cursor != der + length) {
-        VOUCH_SPKI_free(spki);
-        return NULL;
-    }
-    return spki;
+    return vouch_d2i_whole(ASN1_ITEM_rptr(VOUCH_SPKI), der, length);
 }
 
 int vouch_spki_der(const VOUCH_SPKI *spki, unsigned char **out) { return i2d_VOUCH_SPKI(spki, out); }

@@ -38,13 +38,7 @@ int vouch_req_add_extension(X509_REQ *req, X509_EXTENSION *ext) {
 }
 
 OCSP_REQUEST *vouch_ocsp_request_parse(const unsigned char *der, long length) {
-    const unsigned char *cursor = der;
-    OCSP_REQUEST *request = d2i_OCSP_REQUEST(NULL, &cursor, length);
-    if (request != NULL && cursor != der + length) {
-        OCSP_REQUEST_free(request);
-        return NULL;
-    }
-    return request;
+    return vouch_d2i_whole(ASN1_ITEM_rptr(OCSP_REQUEST), der, length);
 }
 
 int vouch_ocsp_request_count(OCSP_REQUEST *request) { return OCSP_request_onereq_count(request); }

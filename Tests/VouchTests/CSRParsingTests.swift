@@ -42,16 +42,6 @@ final class CSRParsingTests: XCTestCase {
         return Array(try Data(contentsOf: URL(fileURLWithPath: out)))
     }
 
-    func assertRefused(_ der: [UInt8], _ kind: CryptoError.Kind, _ message: String, _ what: String,
-                       file: StaticString = #filePath, line: UInt = #line) {
-        XCTAssertThrowsError(try CertificateSigningRequest(der: der), what, file: file, line: line) { error in
-            guard let error = error as? CryptoError else { return XCTFail("\(what): \(error)", file: file, line: line) }
-            XCTAssertEqual(error.kind, kind, what, file: file, line: line)
-            // OpenSSL's own reasons, when there are any, follow the message after ": ".
-            XCTAssertEqual(error.message.components(separatedBy: ": ")[0], message, "\(what): \(error.message)", file: file, line: line)
-        }
-    }
-
     // MARK: Requests that parse
 
     func testP256AndP384RequestsFromOpenSSLAndFromVouchCarryTheirKeyAndNames() throws {
@@ -144,24 +134,24 @@ final class CSRParsingTests: XCTestCase {
     // MARK: Requests that are refused
 
     func testEmptyOversizedAndTrailingBytesAreRefused() throws {
-        assertRefused([], .malformed, "CSR is empty", "empty")
-        assertRefused([UInt8](repeating: 0x30, count: 16 * 1024 + 1), .malformed, "CSR is 16385 bytes, more than 16384", "over 16 KiB")
-        assertRefused([UInt8](repeating: 0x30, count: 16 * 1024), .malformed, "CSR is not valid DER PKCS#10", "exactly 16 KiB: read, not valid")
+        assertCSRRefused([], .malformed, "CSR is empty", "empty")
+        assertCSRRefused([UInt8](repeating: 0x30, count: 16 * 1024 + 1), .malformed, "CSR is 16385 bytes, more than 16384", "over 16 KiB")
+        assertCSRRefused([UInt8](repeating: 0x30, count: 16 * 1024), .malformed, "CSR is not valid DER PKCS#10", "exactly 16 KiB: read, not valid")
         let csr = try CertificateSigningRequest.create(key: try PrivateKey(generating: .p256), subjectAltNames: Self.names).der
-        assertRefused(csr + [0x00], .malformed, "CSR is not valid DER PKCS#10", "one byte after the DER")
-        assertRefused(Array(csr.dropLast()), .malformed, "CSR is not valid DER PKCS#10", "one byte short")
+        assertCSRRefused(csr + [0x00], .malformed, "CSR is not valid DER PKCS#10", "one byte after the DER")
+        assertCSRRefused(Array(csr.dropLast()), .malformed, "CSR is not valid DER PKCS#10", "one byte short")
     }
 
     func testAnAlteredSignatureOrAnotherKeysSignatureIsNoProofOfPossession() throws {
         let csr = try request(try p256Key("a"), ["-addext", Self.opensslNames])
         var altered = csr
         altered[altered.count - 1] ^= 0x01  // the last byte of the signature's s
-        assertRefused(altered, .badSignature, "CSR signature does not verify (no proof of possession)", "a flipped signature byte")
+        assertCSRRefused(altered, .badSignature, "CSR signature does not verify (no proof of possession)", "a flipped signature byte")
 
         // A's request (key, names) with the signature B made over its own request.
         let a = try DERParts(csr), b = try DERParts(try request(try p256Key("b")))
         let spliced = derTLV(0x30, a.element([0]) + b.element([1]) + b.element([2]))
-        assertRefused(spliced, .badSignature, "CSR signature does not verify (no proof of possession)", "B's signature on A's request")
+        assertCSRRefused(spliced, .badSignature, "CSR signature does not verify (no proof of possession)", "B's signature on A's request")
     }
 
     func testExplicitCurveParametersAreRefused() throws {
@@ -170,7 +160,7 @@ final class CSRParsingTests: XCTestCase {
         // OpenSSL itself reads and verifies this request; Vouch takes named curves only.
         XCTAssertEqual(try openssl(["req", "-inform", "DER", "-in", keyPath + ".csr", "-noout", "-verify"]).status, 0)
         XCTAssertEqual(try DERParts(csr).elements(at: [0, 2, 0])[1].tag, 0x30, "the curve is a SEQUENCE of parameters")
-        assertRefused(csr, .malformed, "CSR carries no usable public key", "explicit P-256 parameters")
+        assertCSRRefused(csr, .malformed, "CSR carries no usable public key", "explicit P-256 parameters")
     }
 
     func testAPointOffTheCurveIsRefused() throws {
@@ -193,7 +183,7 @@ final class CSRParsingTests: XCTestCase {
         let algorithm = try DERParts(csr).range(at: [0, 2, 0, 0])
         XCTAssertEqual(Array(csr[algorithm]), [0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01], "id-ecPublicKey")
         csr[algorithm.upperBound - 1] = 0x7f  // 1.2.840.10045.2.127: no such key type
-        assertRefused(csr, .malformed, "CSR carries no usable public key", "an unknown key algorithm")
+        assertCSRRefused(csr, .malformed, "CSR carries no usable public key", "an unknown key algorithm")
     }
 
     /// `fields` as a request's info, signed with the P-256 key at `keyPath` (ecdsa-with-SHA256) by openssl.

@@ -14,15 +14,6 @@ import XCTest
 final class PerformanceChangeAttackTests: XCTestCase {
     // MARK: Requests
 
-    func assertRefused(_ der: [UInt8], _ kind: CryptoError.Kind, _ message: String, _ what: String,
-                       file: StaticString = #filePath, line: UInt = #line) {
-        XCTAssertThrowsError(try CertificateSigningRequest(der: der), what, file: file, line: line) { error in
-            guard let error = error as? CryptoError else { return XCTFail("\(what): \(error)", file: file, line: line) }
-            XCTAssertEqual(error.kind, kind, what, file: file, line: line)
-            XCTAssertEqual(error.message.components(separatedBy: ": ")[0], message, "\(what): \(error.message)", file: file, line: line)
-        }
-    }
-
     static func bytes(_ hexLines: [String]) -> [UInt8] {
         let hex = Array(hexLines.joined().utf8)
         return stride(from: 0, to: hex.count, by: 2).map { UInt8(String(decoding: hex[$0..<$0 + 2], as: UTF8.self), radix: 16)! }
@@ -46,7 +37,7 @@ final class PerformanceChangeAttackTests: XCTestCase {
         let reference = try openssl(["req", "-inform", "DER", "-in", directory + "/infinity.der", "-noout", "-verify"])
         XCTAssertEqual(reference.status, 0, "OpenSSL verifies the forged signature: \(reference.stderr)")
         // Signed, it would be a certificate whose signatures anyone can make.
-        assertRefused(Self.pointAtInfinity, .malformed, "CSR carries no usable public key", "the point at infinity")
+        assertCSRRefused(Self.pointAtInfinity, .malformed, "CSR carries no usable public key", "the point at infinity")
     }
 
     /// A P-256 request whose key BIT STRING declares 1 unused bit (its last byte is even, so
@@ -70,9 +61,9 @@ final class PerformanceChangeAttackTests: XCTestCase {
     ])
 
     func testPartialKeyBytesAndAnX25519KeyAreRefused() {
-        assertRefused(Self.keyWithUnusedBits, .malformed, "CSR carries no usable public key", "unused bits in the key")
+        assertCSRRefused(Self.keyWithUnusedBits, .malformed, "CSR carries no usable public key", "unused bits in the key")
         // An agreement key cannot sign: no signature algorithm verifies with it.
-        assertRefused(Self.x25519Key, .badSignature, "CSR signature does not verify (no proof of possession)", "an X25519 key")
+        assertCSRRefused(Self.x25519Key, .badSignature, "CSR signature does not verify (no proof of possession)", "an X25519 key")
     }
 
     func testASignatureAlgorithmOfAnotherKeyTypeIsNoProofOfPossession() throws {
@@ -83,7 +74,7 @@ final class PerformanceChangeAttackTests: XCTestCase {
             let csr = try DERParts(try CertificateSigningRequest.create(key: try PrivateKey(generating: algorithm), subjectAltNames: names).der)
             // The request and its signature as made, under another key type's algorithm.
             let relabelled = derTLV(0x30, csr.element([0]) + claimed + csr.element([2]))
-            assertRefused(relabelled, .badSignature, "CSR signature does not verify (no proof of possession)", "\(algorithm) as \(claimed[4...])")
+            assertCSRRefused(relabelled, .badSignature, "CSR signature does not verify (no proof of possession)", "\(algorithm) as \(claimed[4...])")
         }
     }
 

@@ -36,6 +36,10 @@ void vouch_general_names_free(GENERAL_NAMES *names);
 /// Adds one extension (e.g. subjectAltName) to a CSR's extension request.
 int vouch_req_add_extension(X509_REQ *req, X509_EXTENSION *ext);
 
+/// Decodes `item` from exactly `length` bytes: NULL when they are not one whole DER value (bytes
+/// after it mean it is not what was signed or asked). Free with ASN1_item_free (or the type's _free).
+void *vouch_d2i_whole(const ASN1_ITEM *item, const unsigned char *der, long length);
+
 /// A PKCS#10 request as received (csr.c): read with OpenSSL's ASN.1 engine, its key kept
 /// encoded, so no call goes through OpenSSL 3's decoder lookup. Free with VOUCH_CSR_free.
 typedef struct vouch_csr_st VOUCH_CSR;
