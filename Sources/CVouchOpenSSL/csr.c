@@ -6,6 +6,7 @@
 // OpenSSL's ASN.1 engine but keep the key as its algorithm and bit string; EC keys are then
 // imported directly (EVP_PKEY_fromdata), other key types through d2i_PUBKEY as before.
 #include <openssl/asn1t.h>
+#include <openssl/rsa.h>
 #include <string.h>
 #include "vouch_openssl.h"
 
@@ -119,6 +120,27 @@ void vouch_spki_free(VOUCH_SPKI *spki) { VOUCH_SPKI_free(spki); }
 
 int vouch_csr_verify(const VOUCH_CSR *csr, EVP_PKEY *key) {
     return ASN1_item_verify(ASN1_ITEM_rptr(VOUCH_CSR_INFO), csr->signatureAlgorithm, csr->signature, csr->info, key);
+}
+
+int vouch_csr_signature_digest(const VOUCH_CSR *csr) {
+    const ASN1_OBJECT *algorithm = NULL;
+    int parameterType = V_ASN1_UNDEF;
+    const void *parameter = NULL;
+    X509_ALGOR_get0(&algorithm, &parameterType, &parameter, csr->signatureAlgorithm);
+    int nid = OBJ_obj2nid(algorithm);
+    if (nid == NID_rsassaPss) {
+        // RSA-PSS names its digest in its parameters, SHA-1 when they name none (RFC 4055).
+        if (parameterType != V_ASN1_SEQUENCE) return -1;
+        const ASN1_STRING *sequence = parameter;
+        const unsigned char *cursor = sequence->data;
+        RSA_PSS_PARAMS *pss = d2i_RSA_PSS_PARAMS(NULL, &cursor, sequence->length);
+        if (pss == NULL) return -1;
+        int digest = pss->hashAlgorithm == NULL ? NID_sha1 : OBJ_obj2nid(pss->hashAlgorithm->algorithm);
+        RSA_PSS_PARAMS_free(pss);
+        return digest;
+    }
+    int digest = NID_undef, keyType = NID_undef;
+    return OBJ_find_sigid_algs(nid, &digest, &keyType) ? digest : -1;
 }
 
 GENERAL_NAMES *vouch_csr_subject_alt_names(const VOUCH_CSR *csr) {

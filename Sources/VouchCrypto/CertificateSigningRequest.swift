@@ -38,10 +38,18 @@ public final class CertificateSigningRequest: @unchecked Sendable {
         self.pointer = parsed
         self.key = key
         self.der = der
+        if let weak = Self.brokenDigests[vouch_csr_signature_digest(parsed)] {
+            throw CryptoError(.badSignature, "CSR is signed with \(weak), which no longer proves possession of its key; "
+                + "sign it with SHA-256 or stronger")
+        }
         guard vouch_csr_verify(parsed, key) == 1 else {
             throw cryptoFailure(.badSignature, "CSR signature does not verify (no proof of possession)")
         }
     }
+
+    /// Digests whose collisions can be made: a signature over one proves nothing about the key.
+    static let brokenDigests: [Int32: String] = [NID_md2: "MD2", NID_md4: "MD4", NID_md5: "MD5", NID_md5_sha1: "MD5-SHA1",
+                                                  NID_sha1: "SHA-1"]
 
     public convenience init(pem: String) throws {
         let parsed: OpaquePointer? = try withReadBIO(Array(pem.utf8)) { PEM_read_bio_X509_REQ($0, nil, nil, nil) }

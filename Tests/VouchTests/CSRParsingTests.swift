@@ -142,6 +142,27 @@ final class CSRParsingTests: XCTestCase {
         assertCSRRefused(Array(csr.dropLast()), .malformed, "CSR is not valid DER PKCS#10", "one byte short")
     }
 
+    /// A signature over a digest whose collisions can be made proves nothing about the key: refused
+    /// before it is checked, whatever the key type; SHA-256 and up, and Ed25519 (no separate digest), pass.
+    func testSignaturesOverSHA1OrMD5AreNoProofOfPossession() throws {
+        let rsa = try key("rsa", ["-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048"])
+        let weak: [(String, [UInt8], String)] = [
+            ("P-256 with SHA-1", try request(try p256Key("ec"), ["-sha1"]), "SHA-1"),
+            ("RSA with SHA-1", try request(rsa, ["-sha1"]), "SHA-1"),
+            ("RSA with MD5", try request(rsa, ["-md5"]), "MD5"),
+            ("RSA-PSS with SHA-1", try request(rsa, ["-sha1", "-sigopt", "rsa_padding_mode:pss"]), "SHA-1"),
+        ]
+        for (what, der, digest) in weak {
+            assertCSRRefused(der, .badSignature, "CSR is signed with \(digest), which no longer proves possession of its key; "
+                + "sign it with SHA-256 or stronger", what)
+        }
+        for (what, der) in [("P-256 with SHA-384", try request(file("ec.pem"), ["-sha384"])),
+                            ("RSA-PSS with SHA-256", try request(rsa, ["-sha256", "-sigopt", "rsa_padding_mode:pss"])),
+                            ("Ed25519", try request(try key("ed", ["-algorithm", "ED25519"])))] {
+            XCTAssertNoThrow(try CertificateSigningRequest(der: der), what)
+        }
+    }
+
     func testAnAlteredSignatureOrAnotherKeysSignatureIsNoProofOfPossession() throws {
         let csr = try request(try p256Key("a"), ["-addext", Self.opensslNames])
         var altered = csr

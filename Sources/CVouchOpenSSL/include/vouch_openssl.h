@@ -52,6 +52,9 @@ void VOUCH_CSR_free(VOUCH_CSR *csr);
 const VOUCH_SPKI *vouch_csr_get0_spki(const VOUCH_CSR *csr);
 /// 1 when the CSR's signature over its request info verifies with `key`.
 int vouch_csr_verify(const VOUCH_CSR *csr, EVP_PKEY *key);
+/// The NID of the digest the CSR's signature uses (for RSA-PSS the one its parameters name);
+/// NID_undef for a signature scheme without a separate digest (Ed25519, Ed448); -1 when unknown.
+int vouch_csr_signature_digest(const VOUCH_CSR *csr);
 /// The subjectAltName requested in the CSR's extensions, or NULL. Free with vouch_general_names_free.
 GENERAL_NAMES *vouch_csr_subject_alt_names(const VOUCH_CSR *csr);
 /// Parses a DER SubjectPublicKeyInfo; NULL if it is not one or bytes follow it.
