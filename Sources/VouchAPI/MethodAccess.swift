@@ -18,6 +18,7 @@ public enum MethodAccess: Sendable, Equatable {
         "vouch.v1.CertificateAuthority/WatchRevocations": .certificate,
         "vouch.v1.CertificateAuthority/WatchTrustBundle": .certificate,
         "vouch.v1.CertificateAuthority/ConfirmTrustBundle": .certificate,
+        "vouch.v1.CertificateAuthority/ReportAgent": .certificate,  // agents only, checked by the authority
         "vouch.v1.Admin": .admin,
         "grpc.health.v1.Health": .anyClient,
     ]

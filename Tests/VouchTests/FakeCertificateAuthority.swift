@@ -161,6 +161,9 @@ final class FakeCertificateAuthority: Vouch_V1_CertificateAuthority.SimpleServic
     func sendTrustBundles(_ bundles: [Vouch_V1_TrustBundle]) { trust.withLock { $0.bundles += bundles } }
     var trustBundleWatchers: Int { trust.withLock { $0.watchers } }
     var trustConfirmations: [Vouch_V1_TrustBundleConfirmation] { trust.withLock { $0.confirmations } }
+    /// The fleet reports received (ReportAgent), oldest first.
+    var agentReports: [Vouch_V1_AgentReport] { reports.withLock { $0 } }
+    private let reports = Mutex<[Vouch_V1_AgentReport]>([])
 
     /// Sends queued bundles as they come, and holds the stream open.
     func watchTrustBundle(request: Vouch_V1_WatchTrustBundleRequest, response: RPCWriter<Vouch_V1_TrustBundle>,
@@ -180,6 +183,11 @@ final class FakeCertificateAuthority: Vouch_V1_CertificateAuthority.SimpleServic
                             context: ServerContext) async throws -> Vouch_V1_TrustBundleConfirmationResponse {
         trust.withLock { $0.confirmations.append(request) }
         return Vouch_V1_TrustBundleConfirmationResponse()
+    }
+
+    func reportAgent(request: Vouch_V1_AgentReport, context: ServerContext) async throws -> Vouch_V1_AgentReportResponse {
+        reports.withLock { $0.append(request) }
+        return Vouch_V1_AgentReportResponse()
     }
 
     /// The set CRL, or else the real CA's current one.

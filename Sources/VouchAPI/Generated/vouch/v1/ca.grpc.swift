@@ -130,6 +130,19 @@ public enum Vouch_V1_CertificateAuthority: Sendable {
                 type: .unary
             )
         }
+        /// Namespace for "ReportAgent" metadata.
+        public enum ReportAgent: Sendable {
+            /// Request type for "ReportAgent".
+            public typealias Input = Vouch_V1_AgentReport
+            /// Response type for "ReportAgent".
+            public typealias Output = Vouch_V1_AgentReportResponse
+            /// Descriptor for "ReportAgent".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "vouch.v1.CertificateAuthority"),
+                method: "ReportAgent",
+                type: .unary
+            )
+        }
         /// Descriptors for all methods in the "vouch.v1.CertificateAuthority" service.
         public static let descriptors: [GRPCCore.MethodDescriptor] = [
             Enroll.descriptor,
@@ -139,7 +152,8 @@ public enum Vouch_V1_CertificateAuthority: Sendable {
             GetCRL.descriptor,
             WatchRevocations.descriptor,
             WatchTrustBundle.descriptor,
-            ConfirmTrustBundle.descriptor
+            ConfirmTrustBundle.descriptor,
+            ReportAgent.descriptor
         ]
     }
 }
@@ -322,6 +336,26 @@ extension Vouch_V1_CertificateAuthority {
             request: GRPCCore.StreamingServerRequest<Vouch_V1_TrustBundleConfirmation>,
             context: GRPCCore.ServerContext
         ) async throws -> GRPCCore.StreamingServerResponse<Vouch_V1_TrustBundleConfirmationResponse>
+
+        /// Handle the "ReportAgent" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Records what the calling agent (identified by its client certificate)
+        /// > serves and trusts, sent at each rotation and on a heartbeat. The CA keeps
+        /// > the latest report per agent for Admin.ListAgents and `vouch fleet list`.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Vouch_V1_AgentReport` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Vouch_V1_AgentReportResponse` messages.
+        func reportAgent(
+            request: GRPCCore.StreamingServerRequest<Vouch_V1_AgentReport>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Vouch_V1_AgentReportResponse>
     }
 
     /// Service protocol for the "vouch.v1.CertificateAuthority" service.
@@ -488,6 +522,26 @@ extension Vouch_V1_CertificateAuthority {
             request: GRPCCore.ServerRequest<Vouch_V1_TrustBundleConfirmation>,
             context: GRPCCore.ServerContext
         ) async throws -> GRPCCore.ServerResponse<Vouch_V1_TrustBundleConfirmationResponse>
+
+        /// Handle the "ReportAgent" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Records what the calling agent (identified by its client certificate)
+        /// > serves and trusts, sent at each rotation and on a heartbeat. The CA keeps
+        /// > the latest report per agent for Admin.ListAgents and `vouch fleet list`.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Vouch_V1_AgentReport` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Vouch_V1_AgentReportResponse` message.
+        func reportAgent(
+            request: GRPCCore.ServerRequest<Vouch_V1_AgentReport>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Vouch_V1_AgentReportResponse>
     }
 
     /// Simple service protocol for the "vouch.v1.CertificateAuthority" service.
@@ -654,6 +708,26 @@ extension Vouch_V1_CertificateAuthority {
             request: Vouch_V1_TrustBundleConfirmation,
             context: GRPCCore.ServerContext
         ) async throws -> Vouch_V1_TrustBundleConfirmationResponse
+
+        /// Handle the "ReportAgent" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Records what the calling agent (identified by its client certificate)
+        /// > serves and trusts, sent at each rotation and on a heartbeat. The CA keeps
+        /// > the latest report per agent for Admin.ListAgents and `vouch fleet list`.
+        ///
+        /// - Parameters:
+        ///   - request: A `Vouch_V1_AgentReport` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Vouch_V1_AgentReportResponse` to respond with.
+        func reportAgent(
+            request: Vouch_V1_AgentReport,
+            context: GRPCCore.ServerContext
+        ) async throws -> Vouch_V1_AgentReportResponse
     }
 }
 
@@ -749,6 +823,17 @@ extension Vouch_V1_CertificateAuthority.StreamingServiceProtocol {
                 )
             }
         )
+        router.registerHandler(
+            forMethod: Vouch_V1_CertificateAuthority.Method.ReportAgent.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Vouch_V1_AgentReport>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Vouch_V1_AgentReportResponse>(),
+            handler: { request, context in
+                try await self.reportAgent(
+                    request: request,
+                    context: context
+                )
+            }
+        )
     }
 }
 
@@ -837,6 +922,17 @@ extension Vouch_V1_CertificateAuthority.ServiceProtocol {
         context: GRPCCore.ServerContext
     ) async throws -> GRPCCore.StreamingServerResponse<Vouch_V1_TrustBundleConfirmationResponse> {
         let response = try await self.confirmTrustBundle(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
+    public func reportAgent(
+        request: GRPCCore.StreamingServerRequest<Vouch_V1_AgentReport>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Vouch_V1_AgentReportResponse> {
+        let response = try await self.reportAgent(
             request: GRPCCore.ServerRequest(stream: request),
             context: context
         )
@@ -952,6 +1048,19 @@ extension Vouch_V1_CertificateAuthority.SimpleServiceProtocol {
     ) async throws -> GRPCCore.ServerResponse<Vouch_V1_TrustBundleConfirmationResponse> {
         return GRPCCore.ServerResponse<Vouch_V1_TrustBundleConfirmationResponse>(
             message: try await self.confirmTrustBundle(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func reportAgent(
+        request: GRPCCore.ServerRequest<Vouch_V1_AgentReport>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Vouch_V1_AgentReportResponse> {
+        return GRPCCore.ServerResponse<Vouch_V1_AgentReportResponse>(
+            message: try await self.reportAgent(
                 request: request.message,
                 context: context
             ),
@@ -1164,6 +1273,31 @@ extension Vouch_V1_CertificateAuthority {
             deserializer: some GRPCCore.MessageDeserializer<Vouch_V1_TrustBundleConfirmationResponse>,
             options: GRPCCore.CallOptions,
             onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Vouch_V1_TrustBundleConfirmationResponse>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "ReportAgent" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Records what the calling agent (identified by its client certificate)
+        /// > serves and trusts, sent at each rotation and on a heartbeat. The CA keeps
+        /// > the latest report per agent for Admin.ListAgents and `vouch fleet list`.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Vouch_V1_AgentReport` message.
+        ///   - serializer: A serializer for `Vouch_V1_AgentReport` messages.
+        ///   - deserializer: A deserializer for `Vouch_V1_AgentReportResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func reportAgent<Result>(
+            request: GRPCCore.ClientRequest<Vouch_V1_AgentReport>,
+            serializer: some GRPCCore.MessageSerializer<Vouch_V1_AgentReport>,
+            deserializer: some GRPCCore.MessageDeserializer<Vouch_V1_AgentReportResponse>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Vouch_V1_AgentReportResponse>) async throws -> Result
         ) async throws -> Result where Result: Sendable
     }
 
@@ -1463,6 +1597,42 @@ extension Vouch_V1_CertificateAuthority {
                 onResponse: handleResponse
             )
         }
+
+        /// Call the "ReportAgent" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Records what the calling agent (identified by its client certificate)
+        /// > serves and trusts, sent at each rotation and on a heartbeat. The CA keeps
+        /// > the latest report per agent for Admin.ListAgents and `vouch fleet list`.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Vouch_V1_AgentReport` message.
+        ///   - serializer: A serializer for `Vouch_V1_AgentReport` messages.
+        ///   - deserializer: A deserializer for `Vouch_V1_AgentReportResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func reportAgent<Result>(
+            request: GRPCCore.ClientRequest<Vouch_V1_AgentReport>,
+            serializer: some GRPCCore.MessageSerializer<Vouch_V1_AgentReport>,
+            deserializer: some GRPCCore.MessageDeserializer<Vouch_V1_AgentReportResponse>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Vouch_V1_AgentReportResponse>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Vouch_V1_CertificateAuthority.Method.ReportAgent.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
     }
 }
 
@@ -1701,6 +1871,37 @@ extension Vouch_V1_CertificateAuthority.ClientProtocol {
             request: request,
             serializer: GRPCProtobuf.ProtobufSerializer<Vouch_V1_TrustBundleConfirmation>(),
             deserializer: GRPCProtobuf.ProtobufDeserializer<Vouch_V1_TrustBundleConfirmationResponse>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "ReportAgent" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Records what the calling agent (identified by its client certificate)
+    /// > serves and trusts, sent at each rotation and on a heartbeat. The CA keeps
+    /// > the latest report per agent for Admin.ListAgents and `vouch fleet list`.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Vouch_V1_AgentReport` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func reportAgent<Result>(
+        request: GRPCCore.ClientRequest<Vouch_V1_AgentReport>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Vouch_V1_AgentReportResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.reportAgent(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Vouch_V1_AgentReport>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Vouch_V1_AgentReportResponse>(),
             options: options,
             onResponse: handleResponse
         )
@@ -1978,6 +2179,41 @@ extension Vouch_V1_CertificateAuthority.ClientProtocol {
             onResponse: handleResponse
         )
     }
+
+    /// Call the "ReportAgent" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Records what the calling agent (identified by its client certificate)
+    /// > serves and trusts, sent at each rotation and on a heartbeat. The CA keeps
+    /// > the latest report per agent for Admin.ListAgents and `vouch fleet list`.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func reportAgent<Result>(
+        _ message: Vouch_V1_AgentReport,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Vouch_V1_AgentReportResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Vouch_V1_AgentReport>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.reportAgent(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
 }
 
 // MARK: - vouch.v1.Admin
@@ -2080,6 +2316,32 @@ public enum Vouch_V1_Admin: Sendable {
                 type: .unary
             )
         }
+        /// Namespace for "ListAgents" metadata.
+        public enum ListAgents: Sendable {
+            /// Request type for "ListAgents".
+            public typealias Input = Vouch_V1_ListAgentsRequest
+            /// Response type for "ListAgents".
+            public typealias Output = Vouch_V1_ListAgentsResponse
+            /// Descriptor for "ListAgents".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "vouch.v1.Admin"),
+                method: "ListAgents",
+                type: .unary
+            )
+        }
+        /// Namespace for "VerifyAuditLog" metadata.
+        public enum VerifyAuditLog: Sendable {
+            /// Request type for "VerifyAuditLog".
+            public typealias Input = Vouch_V1_VerifyAuditLogRequest
+            /// Response type for "VerifyAuditLog".
+            public typealias Output = Vouch_V1_AuditLogVerification
+            /// Descriptor for "VerifyAuditLog".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "vouch.v1.Admin"),
+                method: "VerifyAuditLog",
+                type: .unary
+            )
+        }
         /// Descriptors for all methods in the "vouch.v1.Admin" service.
         public static let descriptors: [GRPCCore.MethodDescriptor] = [
             CreateToken.descriptor,
@@ -2088,7 +2350,9 @@ public enum Vouch_V1_Admin: Sendable {
             ListCertificates.descriptor,
             GetCertificate.descriptor,
             ListAuditEvents.descriptor,
-            GetAuditCheckpoint.descriptor
+            GetAuditCheckpoint.descriptor,
+            ListAgents.descriptor,
+            VerifyAuditLog.descriptor
         ]
     }
 }
@@ -2246,6 +2510,45 @@ extension Vouch_V1_Admin {
             request: GRPCCore.StreamingServerRequest<Vouch_V1_GetAuditCheckpointRequest>,
             context: GRPCCore.ServerContext
         ) async throws -> GRPCCore.StreamingServerResponse<Vouch_V1_AuditCheckpoint>
+
+        /// Handle the "ListAgents" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Lists every agent that ever reported, with the problems the CA sees in
+        /// > what it serves; agents with problems first. Agents that stop reporting
+        /// > are listed as silent, never dropped.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Vouch_V1_ListAgentsRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Vouch_V1_ListAgentsResponse` messages.
+        func listAgents(
+            request: GRPCCore.StreamingServerRequest<Vouch_V1_ListAgentsRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Vouch_V1_ListAgentsResponse>
+
+        /// Handle the "VerifyAuditLog" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Checks the audit log's hash chain from the latest signed checkpoint to
+        /// > the head, and that checkpoint's signature. Writes nothing.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Vouch_V1_VerifyAuditLogRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Vouch_V1_AuditLogVerification` messages.
+        func verifyAuditLog(
+            request: GRPCCore.StreamingServerRequest<Vouch_V1_VerifyAuditLogRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Vouch_V1_AuditLogVerification>
     }
 
     /// Service protocol for the "vouch.v1.Admin" service.
@@ -2387,6 +2690,45 @@ extension Vouch_V1_Admin {
             request: GRPCCore.ServerRequest<Vouch_V1_GetAuditCheckpointRequest>,
             context: GRPCCore.ServerContext
         ) async throws -> GRPCCore.ServerResponse<Vouch_V1_AuditCheckpoint>
+
+        /// Handle the "ListAgents" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Lists every agent that ever reported, with the problems the CA sees in
+        /// > what it serves; agents with problems first. Agents that stop reporting
+        /// > are listed as silent, never dropped.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Vouch_V1_ListAgentsRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Vouch_V1_ListAgentsResponse` message.
+        func listAgents(
+            request: GRPCCore.ServerRequest<Vouch_V1_ListAgentsRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Vouch_V1_ListAgentsResponse>
+
+        /// Handle the "VerifyAuditLog" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Checks the audit log's hash chain from the latest signed checkpoint to
+        /// > the head, and that checkpoint's signature. Writes nothing.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Vouch_V1_VerifyAuditLogRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Vouch_V1_AuditLogVerification` message.
+        func verifyAuditLog(
+            request: GRPCCore.ServerRequest<Vouch_V1_VerifyAuditLogRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Vouch_V1_AuditLogVerification>
     }
 
     /// Simple service protocol for the "vouch.v1.Admin" service.
@@ -2526,6 +2868,45 @@ extension Vouch_V1_Admin {
             request: Vouch_V1_GetAuditCheckpointRequest,
             context: GRPCCore.ServerContext
         ) async throws -> Vouch_V1_AuditCheckpoint
+
+        /// Handle the "ListAgents" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Lists every agent that ever reported, with the problems the CA sees in
+        /// > what it serves; agents with problems first. Agents that stop reporting
+        /// > are listed as silent, never dropped.
+        ///
+        /// - Parameters:
+        ///   - request: A `Vouch_V1_ListAgentsRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Vouch_V1_ListAgentsResponse` to respond with.
+        func listAgents(
+            request: Vouch_V1_ListAgentsRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> Vouch_V1_ListAgentsResponse
+
+        /// Handle the "VerifyAuditLog" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Checks the audit log's hash chain from the latest signed checkpoint to
+        /// > the head, and that checkpoint's signature. Writes nothing.
+        ///
+        /// - Parameters:
+        ///   - request: A `Vouch_V1_VerifyAuditLogRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Vouch_V1_AuditLogVerification` to respond with.
+        func verifyAuditLog(
+            request: Vouch_V1_VerifyAuditLogRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> Vouch_V1_AuditLogVerification
     }
 }
 
@@ -2610,6 +2991,28 @@ extension Vouch_V1_Admin.StreamingServiceProtocol {
                 )
             }
         )
+        router.registerHandler(
+            forMethod: Vouch_V1_Admin.Method.ListAgents.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Vouch_V1_ListAgentsRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Vouch_V1_ListAgentsResponse>(),
+            handler: { request, context in
+                try await self.listAgents(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
+            forMethod: Vouch_V1_Admin.Method.VerifyAuditLog.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Vouch_V1_VerifyAuditLogRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Vouch_V1_AuditLogVerification>(),
+            handler: { request, context in
+                try await self.verifyAuditLog(
+                    request: request,
+                    context: context
+                )
+            }
+        )
     }
 }
 
@@ -2687,6 +3090,28 @@ extension Vouch_V1_Admin.ServiceProtocol {
         context: GRPCCore.ServerContext
     ) async throws -> GRPCCore.StreamingServerResponse<Vouch_V1_AuditCheckpoint> {
         let response = try await self.getAuditCheckpoint(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
+    public func listAgents(
+        request: GRPCCore.StreamingServerRequest<Vouch_V1_ListAgentsRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Vouch_V1_ListAgentsResponse> {
+        let response = try await self.listAgents(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
+    public func verifyAuditLog(
+        request: GRPCCore.StreamingServerRequest<Vouch_V1_VerifyAuditLogRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Vouch_V1_AuditLogVerification> {
+        let response = try await self.verifyAuditLog(
             request: GRPCCore.ServerRequest(stream: request),
             context: context
         )
@@ -2781,6 +3206,32 @@ extension Vouch_V1_Admin.SimpleServiceProtocol {
     ) async throws -> GRPCCore.ServerResponse<Vouch_V1_AuditCheckpoint> {
         return GRPCCore.ServerResponse<Vouch_V1_AuditCheckpoint>(
             message: try await self.getAuditCheckpoint(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func listAgents(
+        request: GRPCCore.ServerRequest<Vouch_V1_ListAgentsRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Vouch_V1_ListAgentsResponse> {
+        return GRPCCore.ServerResponse<Vouch_V1_ListAgentsResponse>(
+            message: try await self.listAgents(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func verifyAuditLog(
+        request: GRPCCore.ServerRequest<Vouch_V1_VerifyAuditLogRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Vouch_V1_AuditLogVerification> {
+        return GRPCCore.ServerResponse<Vouch_V1_AuditLogVerification>(
+            message: try await self.verifyAuditLog(
                 request: request.message,
                 context: context
             ),
@@ -2963,6 +3414,55 @@ extension Vouch_V1_Admin {
             deserializer: some GRPCCore.MessageDeserializer<Vouch_V1_AuditCheckpoint>,
             options: GRPCCore.CallOptions,
             onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Vouch_V1_AuditCheckpoint>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "ListAgents" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Lists every agent that ever reported, with the problems the CA sees in
+        /// > what it serves; agents with problems first. Agents that stop reporting
+        /// > are listed as silent, never dropped.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Vouch_V1_ListAgentsRequest` message.
+        ///   - serializer: A serializer for `Vouch_V1_ListAgentsRequest` messages.
+        ///   - deserializer: A deserializer for `Vouch_V1_ListAgentsResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func listAgents<Result>(
+            request: GRPCCore.ClientRequest<Vouch_V1_ListAgentsRequest>,
+            serializer: some GRPCCore.MessageSerializer<Vouch_V1_ListAgentsRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Vouch_V1_ListAgentsResponse>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Vouch_V1_ListAgentsResponse>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "VerifyAuditLog" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Checks the audit log's hash chain from the latest signed checkpoint to
+        /// > the head, and that checkpoint's signature. Writes nothing.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Vouch_V1_VerifyAuditLogRequest` message.
+        ///   - serializer: A serializer for `Vouch_V1_VerifyAuditLogRequest` messages.
+        ///   - deserializer: A deserializer for `Vouch_V1_AuditLogVerification` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func verifyAuditLog<Result>(
+            request: GRPCCore.ClientRequest<Vouch_V1_VerifyAuditLogRequest>,
+            serializer: some GRPCCore.MessageSerializer<Vouch_V1_VerifyAuditLogRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Vouch_V1_AuditLogVerification>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Vouch_V1_AuditLogVerification>) async throws -> Result
         ) async throws -> Result where Result: Sendable
     }
 
@@ -3225,6 +3725,77 @@ extension Vouch_V1_Admin {
                 onResponse: handleResponse
             )
         }
+
+        /// Call the "ListAgents" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Lists every agent that ever reported, with the problems the CA sees in
+        /// > what it serves; agents with problems first. Agents that stop reporting
+        /// > are listed as silent, never dropped.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Vouch_V1_ListAgentsRequest` message.
+        ///   - serializer: A serializer for `Vouch_V1_ListAgentsRequest` messages.
+        ///   - deserializer: A deserializer for `Vouch_V1_ListAgentsResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func listAgents<Result>(
+            request: GRPCCore.ClientRequest<Vouch_V1_ListAgentsRequest>,
+            serializer: some GRPCCore.MessageSerializer<Vouch_V1_ListAgentsRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Vouch_V1_ListAgentsResponse>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Vouch_V1_ListAgentsResponse>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Vouch_V1_Admin.Method.ListAgents.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
+
+        /// Call the "VerifyAuditLog" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Checks the audit log's hash chain from the latest signed checkpoint to
+        /// > the head, and that checkpoint's signature. Writes nothing.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Vouch_V1_VerifyAuditLogRequest` message.
+        ///   - serializer: A serializer for `Vouch_V1_VerifyAuditLogRequest` messages.
+        ///   - deserializer: A deserializer for `Vouch_V1_AuditLogVerification` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func verifyAuditLog<Result>(
+            request: GRPCCore.ClientRequest<Vouch_V1_VerifyAuditLogRequest>,
+            serializer: some GRPCCore.MessageSerializer<Vouch_V1_VerifyAuditLogRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Vouch_V1_AuditLogVerification>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Vouch_V1_AuditLogVerification>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Vouch_V1_Admin.Method.VerifyAuditLog.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
     }
 }
 
@@ -3430,6 +4001,67 @@ extension Vouch_V1_Admin.ClientProtocol {
             request: request,
             serializer: GRPCProtobuf.ProtobufSerializer<Vouch_V1_GetAuditCheckpointRequest>(),
             deserializer: GRPCProtobuf.ProtobufDeserializer<Vouch_V1_AuditCheckpoint>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "ListAgents" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Lists every agent that ever reported, with the problems the CA sees in
+    /// > what it serves; agents with problems first. Agents that stop reporting
+    /// > are listed as silent, never dropped.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Vouch_V1_ListAgentsRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func listAgents<Result>(
+        request: GRPCCore.ClientRequest<Vouch_V1_ListAgentsRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Vouch_V1_ListAgentsResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.listAgents(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Vouch_V1_ListAgentsRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Vouch_V1_ListAgentsResponse>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "VerifyAuditLog" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Checks the audit log's hash chain from the latest signed checkpoint to
+    /// > the head, and that checkpoint's signature. Writes nothing.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Vouch_V1_VerifyAuditLogRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func verifyAuditLog<Result>(
+        request: GRPCCore.ClientRequest<Vouch_V1_VerifyAuditLogRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Vouch_V1_AuditLogVerification>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.verifyAuditLog(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Vouch_V1_VerifyAuditLogRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Vouch_V1_AuditLogVerification>(),
             options: options,
             onResponse: handleResponse
         )
@@ -3665,6 +4297,75 @@ extension Vouch_V1_Admin.ClientProtocol {
             metadata: metadata
         )
         return try await self.getAuditCheckpoint(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "ListAgents" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Lists every agent that ever reported, with the problems the CA sees in
+    /// > what it serves; agents with problems first. Agents that stop reporting
+    /// > are listed as silent, never dropped.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func listAgents<Result>(
+        _ message: Vouch_V1_ListAgentsRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Vouch_V1_ListAgentsResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Vouch_V1_ListAgentsRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.listAgents(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "VerifyAuditLog" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Checks the audit log's hash chain from the latest signed checkpoint to
+    /// > the head, and that checkpoint's signature. Writes nothing.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func verifyAuditLog<Result>(
+        _ message: Vouch_V1_VerifyAuditLogRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Vouch_V1_AuditLogVerification>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Vouch_V1_VerifyAuditLogRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.verifyAuditLog(
             request: request,
             options: options,
             onResponse: handleResponse

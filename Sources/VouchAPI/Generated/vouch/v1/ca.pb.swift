@@ -82,6 +82,76 @@ public nonisolated enum Vouch_V1_CertificateStatus: SwiftProtobuf.Enum, Swift.Ca
 
 }
 
+/// What the CA sees wrong with an agent, judged from its latest report.
+public nonisolated enum Vouch_V1_AgentProblem: SwiftProtobuf.Enum, Swift.CaseIterable {
+  public typealias RawValue = Int
+
+  /// Not a problem; never listed.
+  case unspecified // = 0
+
+  /// The certificate the agent serves is past its notAfter.
+  case servingExpired // = 1
+
+  /// The certificate the agent serves is revoked.
+  case servingRevoked // = 2
+
+  /// The certificate the agent serves was renewed at the CA more than a minute
+  /// ago, but the agent still serves the old one.
+  case servingSuperseded // = 3
+
+  /// The agent's bundle is not the CA's current set of roots.
+  case oldBundle // = 4
+
+  /// No report for longer than the stale threshold.
+  case silent // = 5
+
+  /// The agent's last renewal attempt failed.
+  case renewalFailing // = 6
+  case UNRECOGNIZED(Int)
+
+  public init() {
+    self = .unspecified
+  }
+
+  public init?(rawValue: Int) {
+    switch rawValue {
+    case 0: self = .unspecified
+    case 1: self = .servingExpired
+    case 2: self = .servingRevoked
+    case 3: self = .servingSuperseded
+    case 4: self = .oldBundle
+    case 5: self = .silent
+    case 6: self = .renewalFailing
+    default: self = .UNRECOGNIZED(rawValue)
+    }
+  }
+
+  public var rawValue: Int {
+    switch self {
+    case .unspecified: return 0
+    case .servingExpired: return 1
+    case .servingRevoked: return 2
+    case .servingSuperseded: return 3
+    case .oldBundle: return 4
+    case .silent: return 5
+    case .renewalFailing: return 6
+    case .UNRECOGNIZED(let i): return i
+    }
+  }
+
+  // The compiler won't synthesize support with the UNRECOGNIZED case.
+  public static let allCases: [Vouch_V1_AgentProblem] = [
+    .unspecified,
+    .servingExpired,
+    .servingRevoked,
+    .servingSuperseded,
+    .oldBundle,
+    .silent,
+    .renewalFailing,
+  ]
+
+}
+
 /// Input of CertificateAuthority.Enroll.
 public nonisolated struct Vouch_V1_EnrollRequest: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
@@ -275,6 +345,67 @@ public nonisolated struct Vouch_V1_TrustBundleConfirmation: Sendable {
 
 /// Output of CertificateAuthority.ConfirmTrustBundle (no fields).
 public nonisolated struct Vouch_V1_TrustBundleConfirmationResponse: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+/// Input of CertificateAuthority.ReportAgent: what the calling agent holds now.
+public nonisolated struct Vouch_V1_AgentReport: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// Serial (lowercase hex) of the certificate the agent's listener serves;
+  /// without a listener, the one in its svid.pem.
+  public var servingSerial: String = String()
+
+  /// notAfter of that certificate, Unix seconds.
+  public var servingNotAfter: Int64 = 0
+
+  /// Generation of the trust bundle the agent holds; 0 before the first update.
+  public var trustGeneration: Int64 = 0
+
+  /// SHA-256 of the agent's bundle.pem as written, 32 bytes.
+  public var bundleSha256: Data = Data()
+
+  /// Serials (lowercase hex) of the roots in the agent's bundle.pem.
+  public var rootSerials: [String] = []
+
+  /// When the last successful rotation happened, Unix seconds; 0 if none since
+  /// the agent started.
+  public var lastRotation: Int64 = 0
+
+  /// The last renewal error, empty if the last attempt succeeded. The CA keeps
+  /// at most 1 KiB of it.
+  public var lastError: String = String()
+
+  /// When the last error happened, Unix seconds; 0 if none.
+  public var lastErrorAt: Int64 = 0
+
+  /// Successful rotations since the agent started.
+  public var rotations: Int64 = 0
+
+  /// Failed renewal attempts since the agent started.
+  public var failures: Int64 = 0
+
+  /// The agent's version, as `vouch --version` prints it (at most 64 bytes).
+  public var agentVersion: String = String()
+
+  /// The agent's host name (at most 253 bytes).
+  public var hostName: String = String()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+/// Output of CertificateAuthority.ReportAgent (no fields).
+public nonisolated struct Vouch_V1_AgentReportResponse: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
@@ -682,6 +813,231 @@ public nonisolated struct Vouch_V1_ListAuditEventsResponse: Sendable {
   public init() {}
 }
 
+/// Input of Admin.ListAgents.
+public nonisolated struct Vouch_V1_ListAgentsRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// An agent is silent after this many seconds without a report; 0 means 600.
+  public var staleAfterSeconds: Int64 = 0
+
+  /// Only agents with at least one problem.
+  public var problemsOnly: Bool = false
+
+  /// Maximum results per page; 0 means 100, at most 1000.
+  public var pageSize: Int32 = 0
+
+  /// Token from a previous response's next_page_token; empty for the first page.
+  public var pageToken: String = String()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+/// One agent as the CA knows it from its latest report.
+public nonisolated struct Vouch_V1_AgentInfo: @unchecked Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// Serial of the certificate the agent enrolled with. It names the agent:
+  /// it stays the same across renewals, while the serving serial changes.
+  public var lineage: String {
+    get {_storage._lineage}
+    set {_uniqueStorage()._lineage = newValue}
+  }
+
+  /// The SPIFFE ID of the agent's certificate.
+  public var spiffeID: String {
+    get {_storage._spiffeID}
+    set {_uniqueStorage()._spiffeID = newValue}
+  }
+
+  /// Host name, as the agent reported it.
+  public var hostName: String {
+    get {_storage._hostName}
+    set {_uniqueStorage()._hostName = newValue}
+  }
+
+  /// Agent version, as the agent reported it.
+  public var agentVersion: String {
+    get {_storage._agentVersion}
+    set {_uniqueStorage()._agentVersion = newValue}
+  }
+
+  /// Serial of the certificate the agent serves.
+  public var servingSerial: String {
+    get {_storage._servingSerial}
+    set {_uniqueStorage()._servingSerial = newValue}
+  }
+
+  /// notAfter of that certificate, Unix seconds.
+  public var servingNotAfter: Int64 {
+    get {_storage._servingNotAfter}
+    set {_uniqueStorage()._servingNotAfter = newValue}
+  }
+
+  /// Serial of the certificate that superseded the served one; empty if none.
+  public var servingSupersededBy: String {
+    get {_storage._servingSupersededBy}
+    set {_uniqueStorage()._servingSupersededBy = newValue}
+  }
+
+  /// Generation of the trust bundle the agent holds.
+  public var trustGeneration: Int64 {
+    get {_storage._trustGeneration}
+    set {_uniqueStorage()._trustGeneration = newValue}
+  }
+
+  /// SHA-256 of the agent's bundle.pem.
+  public var bundleSha256: Data {
+    get {_storage._bundleSha256}
+    set {_uniqueStorage()._bundleSha256 = newValue}
+  }
+
+  /// Serials of the roots in the agent's bundle.pem.
+  public var rootSerials: [String] {
+    get {_storage._rootSerials}
+    set {_uniqueStorage()._rootSerials = newValue}
+  }
+
+  /// Last successful rotation, Unix seconds; 0 if none since the agent started.
+  public var lastRotation: Int64 {
+    get {_storage._lastRotation}
+    set {_uniqueStorage()._lastRotation = newValue}
+  }
+
+  /// The last renewal error, empty if the last attempt succeeded.
+  public var lastError: String {
+    get {_storage._lastError}
+    set {_uniqueStorage()._lastError = newValue}
+  }
+
+  /// When the last error happened, Unix seconds; 0 if none.
+  public var lastErrorAt: Int64 {
+    get {_storage._lastErrorAt}
+    set {_uniqueStorage()._lastErrorAt = newValue}
+  }
+
+  /// Successful rotations since the agent started.
+  public var rotations: Int64 {
+    get {_storage._rotations}
+    set {_uniqueStorage()._rotations = newValue}
+  }
+
+  /// Failed renewal attempts since the agent started.
+  public var failures: Int64 {
+    get {_storage._failures}
+    set {_uniqueStorage()._failures = newValue}
+  }
+
+  /// First report of this agent, Unix seconds.
+  public var firstSeen: Int64 {
+    get {_storage._firstSeen}
+    set {_uniqueStorage()._firstSeen = newValue}
+  }
+
+  /// Latest report, Unix seconds.
+  public var lastReport: Int64 {
+    get {_storage._lastReport}
+    set {_uniqueStorage()._lastReport = newValue}
+  }
+
+  /// Peer address of the latest report.
+  public var peer: String {
+    get {_storage._peer}
+    set {_uniqueStorage()._peer = newValue}
+  }
+
+  /// Serial of the client certificate the latest report came with.
+  public var reportedBySerial: String {
+    get {_storage._reportedBySerial}
+    set {_uniqueStorage()._reportedBySerial = newValue}
+  }
+
+  /// What the CA sees wrong; empty when the agent is healthy.
+  public var problems: [Vouch_V1_AgentProblem] {
+    get {_storage._problems}
+    set {_uniqueStorage()._problems = newValue}
+  }
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _storage = _StorageClass.defaultInstance
+}
+
+/// One page of Admin.ListAgents.
+public nonisolated struct Vouch_V1_ListAgentsResponse: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// Agents with problems first, then the rest, each group by SPIFFE ID.
+  public var agents: [Vouch_V1_AgentInfo] = []
+
+  /// Pass to the next call to get the next page; empty when there are no more.
+  public var nextPageToken: String = String()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+/// Input of Admin.VerifyAuditLog; it has no fields.
+public nonisolated struct Vouch_V1_VerifyAuditLogRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+/// Output of Admin.VerifyAuditLog.
+public nonisolated struct Vouch_V1_AuditLogVerification: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// True when the checkpoint's signature verifies and every row from it to
+  /// the head chains.
+  public var intact: Bool = false
+
+  /// Id of the newest audit row (0 for an empty log).
+  public var headRowID: Int64 = 0
+
+  /// Id of the first row checked: the latest checkpoint's row, or 1 without one.
+  public var verifiedFromRowID: Int64 = 0
+
+  /// Id of the first row whose hash does not chain; 0 when intact or when the
+  /// checkpoint itself is the problem.
+  public var brokenRowID: Int64 = 0
+
+  /// What is wrong, in one sentence; empty when intact.
+  public var problem: String = String()
+
+  /// The latest signed checkpoint; unset when none was ever taken.
+  public var latestCheckpoint: Vouch_V1_AuditCheckpoint {
+    get {_latestCheckpoint ?? Vouch_V1_AuditCheckpoint()}
+    set {_latestCheckpoint = newValue}
+  }
+  /// Returns true if `latestCheckpoint` has been explicitly set.
+  public var hasLatestCheckpoint: Bool {self._latestCheckpoint != nil}
+  /// Clears the value of `latestCheckpoint`. Subsequent reads from it will return its default value.
+  public mutating func clearLatestCheckpoint() {self._latestCheckpoint = nil}
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _latestCheckpoint: Vouch_V1_AuditCheckpoint? = nil
+}
+
 /// Input of Admin.GetAuditCheckpoint; it has no fields.
 public nonisolated struct Vouch_V1_GetAuditCheckpointRequest: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
@@ -731,6 +1087,10 @@ fileprivate nonisolated let _protobuf_package = "vouch.v1"
 
 nonisolated extension Vouch_V1_CertificateStatus: SwiftProtobuf._ProtoNameProviding {
   public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0CERTIFICATE_STATUS_UNSPECIFIED\0\u{1}CERTIFICATE_STATUS_ACTIVE\0\u{1}CERTIFICATE_STATUS_REVOKED\0\u{1}CERTIFICATE_STATUS_EXPIRED\0")
+}
+
+nonisolated extension Vouch_V1_AgentProblem: SwiftProtobuf._ProtoNameProviding {
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0AGENT_PROBLEM_UNSPECIFIED\0\u{1}AGENT_PROBLEM_SERVING_EXPIRED\0\u{1}AGENT_PROBLEM_SERVING_REVOKED\0\u{1}AGENT_PROBLEM_SERVING_SUPERSEDED\0\u{1}AGENT_PROBLEM_OLD_BUNDLE\0\u{1}AGENT_PROBLEM_SILENT\0\u{1}AGENT_PROBLEM_RENEWAL_FAILING\0")
 }
 
 nonisolated extension Vouch_V1_EnrollRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
@@ -1091,6 +1451,110 @@ nonisolated extension Vouch_V1_TrustBundleConfirmationResponse: SwiftProtobuf.Me
   }
 
   public static func ==(lhs: Vouch_V1_TrustBundleConfirmationResponse, rhs: Vouch_V1_TrustBundleConfirmationResponse) -> Bool {
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Vouch_V1_AgentReport: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".AgentReport"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}serving_serial\0\u{3}serving_not_after\0\u{3}trust_generation\0\u{3}bundle_sha256\0\u{3}root_serials\0\u{3}last_rotation\0\u{3}last_error\0\u{3}last_error_at\0\u{1}rotations\0\u{1}failures\0\u{3}agent_version\0\u{3}host_name\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.servingSerial) }()
+      case 2: try { try decoder.decodeSingularInt64Field(value: &self.servingNotAfter) }()
+      case 3: try { try decoder.decodeSingularInt64Field(value: &self.trustGeneration) }()
+      case 4: try { try decoder.decodeSingularBytesField(value: &self.bundleSha256) }()
+      case 5: try { try decoder.decodeRepeatedStringField(value: &self.rootSerials) }()
+      case 6: try { try decoder.decodeSingularInt64Field(value: &self.lastRotation) }()
+      case 7: try { try decoder.decodeSingularStringField(value: &self.lastError) }()
+      case 8: try { try decoder.decodeSingularInt64Field(value: &self.lastErrorAt) }()
+      case 9: try { try decoder.decodeSingularInt64Field(value: &self.rotations) }()
+      case 10: try { try decoder.decodeSingularInt64Field(value: &self.failures) }()
+      case 11: try { try decoder.decodeSingularStringField(value: &self.agentVersion) }()
+      case 12: try { try decoder.decodeSingularStringField(value: &self.hostName) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.servingSerial.isEmpty {
+      try visitor.visitSingularStringField(value: self.servingSerial, fieldNumber: 1)
+    }
+    if self.servingNotAfter != 0 {
+      try visitor.visitSingularInt64Field(value: self.servingNotAfter, fieldNumber: 2)
+    }
+    if self.trustGeneration != 0 {
+      try visitor.visitSingularInt64Field(value: self.trustGeneration, fieldNumber: 3)
+    }
+    if !self.bundleSha256.isEmpty {
+      try visitor.visitSingularBytesField(value: self.bundleSha256, fieldNumber: 4)
+    }
+    if !self.rootSerials.isEmpty {
+      try visitor.visitRepeatedStringField(value: self.rootSerials, fieldNumber: 5)
+    }
+    if self.lastRotation != 0 {
+      try visitor.visitSingularInt64Field(value: self.lastRotation, fieldNumber: 6)
+    }
+    if !self.lastError.isEmpty {
+      try visitor.visitSingularStringField(value: self.lastError, fieldNumber: 7)
+    }
+    if self.lastErrorAt != 0 {
+      try visitor.visitSingularInt64Field(value: self.lastErrorAt, fieldNumber: 8)
+    }
+    if self.rotations != 0 {
+      try visitor.visitSingularInt64Field(value: self.rotations, fieldNumber: 9)
+    }
+    if self.failures != 0 {
+      try visitor.visitSingularInt64Field(value: self.failures, fieldNumber: 10)
+    }
+    if !self.agentVersion.isEmpty {
+      try visitor.visitSingularStringField(value: self.agentVersion, fieldNumber: 11)
+    }
+    if !self.hostName.isEmpty {
+      try visitor.visitSingularStringField(value: self.hostName, fieldNumber: 12)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Vouch_V1_AgentReport, rhs: Vouch_V1_AgentReport) -> Bool {
+    if lhs.servingSerial != rhs.servingSerial {return false}
+    if lhs.servingNotAfter != rhs.servingNotAfter {return false}
+    if lhs.trustGeneration != rhs.trustGeneration {return false}
+    if lhs.bundleSha256 != rhs.bundleSha256 {return false}
+    if lhs.rootSerials != rhs.rootSerials {return false}
+    if lhs.lastRotation != rhs.lastRotation {return false}
+    if lhs.lastError != rhs.lastError {return false}
+    if lhs.lastErrorAt != rhs.lastErrorAt {return false}
+    if lhs.rotations != rhs.rotations {return false}
+    if lhs.failures != rhs.failures {return false}
+    if lhs.agentVersion != rhs.agentVersion {return false}
+    if lhs.hostName != rhs.hostName {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Vouch_V1_AgentReportResponse: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".AgentReportResponse"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap()
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    // Load everything into unknown fields
+    while try decoder.nextFieldNumber() != nil {}
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Vouch_V1_AgentReportResponse, rhs: Vouch_V1_AgentReportResponse) -> Bool {
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -1854,6 +2318,363 @@ nonisolated extension Vouch_V1_ListAuditEventsResponse: SwiftProtobuf.Message, S
 
   public static func ==(lhs: Vouch_V1_ListAuditEventsResponse, rhs: Vouch_V1_ListAuditEventsResponse) -> Bool {
     if lhs.events != rhs.events {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Vouch_V1_ListAgentsRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".ListAgentsRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}stale_after_seconds\0\u{3}problems_only\0\u{3}page_size\0\u{3}page_token\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularInt64Field(value: &self.staleAfterSeconds) }()
+      case 2: try { try decoder.decodeSingularBoolField(value: &self.problemsOnly) }()
+      case 3: try { try decoder.decodeSingularInt32Field(value: &self.pageSize) }()
+      case 4: try { try decoder.decodeSingularStringField(value: &self.pageToken) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if self.staleAfterSeconds != 0 {
+      try visitor.visitSingularInt64Field(value: self.staleAfterSeconds, fieldNumber: 1)
+    }
+    if self.problemsOnly != false {
+      try visitor.visitSingularBoolField(value: self.problemsOnly, fieldNumber: 2)
+    }
+    if self.pageSize != 0 {
+      try visitor.visitSingularInt32Field(value: self.pageSize, fieldNumber: 3)
+    }
+    if !self.pageToken.isEmpty {
+      try visitor.visitSingularStringField(value: self.pageToken, fieldNumber: 4)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Vouch_V1_ListAgentsRequest, rhs: Vouch_V1_ListAgentsRequest) -> Bool {
+    if lhs.staleAfterSeconds != rhs.staleAfterSeconds {return false}
+    if lhs.problemsOnly != rhs.problemsOnly {return false}
+    if lhs.pageSize != rhs.pageSize {return false}
+    if lhs.pageToken != rhs.pageToken {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Vouch_V1_AgentInfo: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".AgentInfo"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}lineage\0\u{3}spiffe_id\0\u{3}host_name\0\u{3}agent_version\0\u{3}serving_serial\0\u{3}serving_not_after\0\u{3}serving_superseded_by\0\u{3}trust_generation\0\u{3}bundle_sha256\0\u{3}root_serials\0\u{3}last_rotation\0\u{3}last_error\0\u{3}last_error_at\0\u{1}rotations\0\u{1}failures\0\u{3}first_seen\0\u{3}last_report\0\u{1}peer\0\u{3}reported_by_serial\0\u{1}problems\0")
+
+  fileprivate class _StorageClass {
+    var _lineage: String = String()
+    var _spiffeID: String = String()
+    var _hostName: String = String()
+    var _agentVersion: String = String()
+    var _servingSerial: String = String()
+    var _servingNotAfter: Int64 = 0
+    var _servingSupersededBy: String = String()
+    var _trustGeneration: Int64 = 0
+    var _bundleSha256: Data = Data()
+    var _rootSerials: [String] = []
+    var _lastRotation: Int64 = 0
+    var _lastError: String = String()
+    var _lastErrorAt: Int64 = 0
+    var _rotations: Int64 = 0
+    var _failures: Int64 = 0
+    var _firstSeen: Int64 = 0
+    var _lastReport: Int64 = 0
+    var _peer: String = String()
+    var _reportedBySerial: String = String()
+    var _problems: [Vouch_V1_AgentProblem] = []
+
+      // This property is used as the initial default value for new instances of the type.
+      // The type itself is protecting the reference to its storage via CoW semantics.
+      // This will force a copy to be made of this reference when the first mutation occurs;
+      // hence, it is safe to mark this as `nonisolated(unsafe)`.
+      static nonisolated(unsafe) let defaultInstance = _StorageClass()
+
+    private init() {}
+
+    init(copying source: _StorageClass) {
+      _lineage = source._lineage
+      _spiffeID = source._spiffeID
+      _hostName = source._hostName
+      _agentVersion = source._agentVersion
+      _servingSerial = source._servingSerial
+      _servingNotAfter = source._servingNotAfter
+      _servingSupersededBy = source._servingSupersededBy
+      _trustGeneration = source._trustGeneration
+      _bundleSha256 = source._bundleSha256
+      _rootSerials = source._rootSerials
+      _lastRotation = source._lastRotation
+      _lastError = source._lastError
+      _lastErrorAt = source._lastErrorAt
+      _rotations = source._rotations
+      _failures = source._failures
+      _firstSeen = source._firstSeen
+      _lastReport = source._lastReport
+      _peer = source._peer
+      _reportedBySerial = source._reportedBySerial
+      _problems = source._problems
+    }
+  }
+
+  fileprivate mutating func _uniqueStorage() -> _StorageClass {
+    if !isKnownUniquelyReferenced(&_storage) {
+      _storage = _StorageClass(copying: _storage)
+    }
+    return _storage
+  }
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    _ = _uniqueStorage()
+    try withExtendedLifetime(_storage) { (_storage: _StorageClass) in
+      while let fieldNumber = try decoder.nextFieldNumber() {
+        // The use of inline closures is to circumvent an issue where the compiler
+        // allocates stack space for every case branch when no optimizations are
+        // enabled. https://github.com/apple/swift-protobuf/issues/1034
+        switch fieldNumber {
+        case 1: try { try decoder.decodeSingularStringField(value: &_storage._lineage) }()
+        case 2: try { try decoder.decodeSingularStringField(value: &_storage._spiffeID) }()
+        case 3: try { try decoder.decodeSingularStringField(value: &_storage._hostName) }()
+        case 4: try { try decoder.decodeSingularStringField(value: &_storage._agentVersion) }()
+        case 5: try { try decoder.decodeSingularStringField(value: &_storage._servingSerial) }()
+        case 6: try { try decoder.decodeSingularInt64Field(value: &_storage._servingNotAfter) }()
+        case 7: try { try decoder.decodeSingularStringField(value: &_storage._servingSupersededBy) }()
+        case 8: try { try decoder.decodeSingularInt64Field(value: &_storage._trustGeneration) }()
+        case 9: try { try decoder.decodeSingularBytesField(value: &_storage._bundleSha256) }()
+        case 10: try { try decoder.decodeRepeatedStringField(value: &_storage._rootSerials) }()
+        case 11: try { try decoder.decodeSingularInt64Field(value: &_storage._lastRotation) }()
+        case 12: try { try decoder.decodeSingularStringField(value: &_storage._lastError) }()
+        case 13: try { try decoder.decodeSingularInt64Field(value: &_storage._lastErrorAt) }()
+        case 14: try { try decoder.decodeSingularInt64Field(value: &_storage._rotations) }()
+        case 15: try { try decoder.decodeSingularInt64Field(value: &_storage._failures) }()
+        case 16: try { try decoder.decodeSingularInt64Field(value: &_storage._firstSeen) }()
+        case 17: try { try decoder.decodeSingularInt64Field(value: &_storage._lastReport) }()
+        case 18: try { try decoder.decodeSingularStringField(value: &_storage._peer) }()
+        case 19: try { try decoder.decodeSingularStringField(value: &_storage._reportedBySerial) }()
+        case 20: try { try decoder.decodeRepeatedEnumField(value: &_storage._problems) }()
+        default: break
+        }
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    try withExtendedLifetime(_storage) { (_storage: _StorageClass) in
+      if !_storage._lineage.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._lineage, fieldNumber: 1)
+      }
+      if !_storage._spiffeID.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._spiffeID, fieldNumber: 2)
+      }
+      if !_storage._hostName.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._hostName, fieldNumber: 3)
+      }
+      if !_storage._agentVersion.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._agentVersion, fieldNumber: 4)
+      }
+      if !_storage._servingSerial.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._servingSerial, fieldNumber: 5)
+      }
+      if _storage._servingNotAfter != 0 {
+        try visitor.visitSingularInt64Field(value: _storage._servingNotAfter, fieldNumber: 6)
+      }
+      if !_storage._servingSupersededBy.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._servingSupersededBy, fieldNumber: 7)
+      }
+      if _storage._trustGeneration != 0 {
+        try visitor.visitSingularInt64Field(value: _storage._trustGeneration, fieldNumber: 8)
+      }
+      if !_storage._bundleSha256.isEmpty {
+        try visitor.visitSingularBytesField(value: _storage._bundleSha256, fieldNumber: 9)
+      }
+      if !_storage._rootSerials.isEmpty {
+        try visitor.visitRepeatedStringField(value: _storage._rootSerials, fieldNumber: 10)
+      }
+      if _storage._lastRotation != 0 {
+        try visitor.visitSingularInt64Field(value: _storage._lastRotation, fieldNumber: 11)
+      }
+      if !_storage._lastError.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._lastError, fieldNumber: 12)
+      }
+      if _storage._lastErrorAt != 0 {
+        try visitor.visitSingularInt64Field(value: _storage._lastErrorAt, fieldNumber: 13)
+      }
+      if _storage._rotations != 0 {
+        try visitor.visitSingularInt64Field(value: _storage._rotations, fieldNumber: 14)
+      }
+      if _storage._failures != 0 {
+        try visitor.visitSingularInt64Field(value: _storage._failures, fieldNumber: 15)
+      }
+      if _storage._firstSeen != 0 {
+        try visitor.visitSingularInt64Field(value: _storage._firstSeen, fieldNumber: 16)
+      }
+      if _storage._lastReport != 0 {
+        try visitor.visitSingularInt64Field(value: _storage._lastReport, fieldNumber: 17)
+      }
+      if !_storage._peer.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._peer, fieldNumber: 18)
+      }
+      if !_storage._reportedBySerial.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._reportedBySerial, fieldNumber: 19)
+      }
+      if !_storage._problems.isEmpty {
+        try visitor.visitPackedEnumField(value: _storage._problems, fieldNumber: 20)
+      }
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Vouch_V1_AgentInfo, rhs: Vouch_V1_AgentInfo) -> Bool {
+    if lhs._storage !== rhs._storage {
+      let storagesAreEqual: Bool = withExtendedLifetime((lhs._storage, rhs._storage)) { (_args: (_StorageClass, _StorageClass)) in
+        let _storage = _args.0
+        let rhs_storage = _args.1
+        if _storage._lineage != rhs_storage._lineage {return false}
+        if _storage._spiffeID != rhs_storage._spiffeID {return false}
+        if _storage._hostName != rhs_storage._hostName {return false}
+        if _storage._agentVersion != rhs_storage._agentVersion {return false}
+        if _storage._servingSerial != rhs_storage._servingSerial {return false}
+        if _storage._servingNotAfter != rhs_storage._servingNotAfter {return false}
+        if _storage._servingSupersededBy != rhs_storage._servingSupersededBy {return false}
+        if _storage._trustGeneration != rhs_storage._trustGeneration {return false}
+        if _storage._bundleSha256 != rhs_storage._bundleSha256 {return false}
+        if _storage._rootSerials != rhs_storage._rootSerials {return false}
+        if _storage._lastRotation != rhs_storage._lastRotation {return false}
+        if _storage._lastError != rhs_storage._lastError {return false}
+        if _storage._lastErrorAt != rhs_storage._lastErrorAt {return false}
+        if _storage._rotations != rhs_storage._rotations {return false}
+        if _storage._failures != rhs_storage._failures {return false}
+        if _storage._firstSeen != rhs_storage._firstSeen {return false}
+        if _storage._lastReport != rhs_storage._lastReport {return false}
+        if _storage._peer != rhs_storage._peer {return false}
+        if _storage._reportedBySerial != rhs_storage._reportedBySerial {return false}
+        if _storage._problems != rhs_storage._problems {return false}
+        return true
+      }
+      if !storagesAreEqual {return false}
+    }
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Vouch_V1_ListAgentsResponse: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".ListAgentsResponse"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}agents\0\u{3}next_page_token\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeRepeatedMessageField(value: &self.agents) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.nextPageToken) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.agents.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.agents, fieldNumber: 1)
+    }
+    if !self.nextPageToken.isEmpty {
+      try visitor.visitSingularStringField(value: self.nextPageToken, fieldNumber: 2)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Vouch_V1_ListAgentsResponse, rhs: Vouch_V1_ListAgentsResponse) -> Bool {
+    if lhs.agents != rhs.agents {return false}
+    if lhs.nextPageToken != rhs.nextPageToken {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Vouch_V1_VerifyAuditLogRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".VerifyAuditLogRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap()
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    // Load everything into unknown fields
+    while try decoder.nextFieldNumber() != nil {}
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Vouch_V1_VerifyAuditLogRequest, rhs: Vouch_V1_VerifyAuditLogRequest) -> Bool {
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Vouch_V1_AuditLogVerification: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".AuditLogVerification"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}intact\0\u{3}head_row_id\0\u{3}verified_from_row_id\0\u{3}broken_row_id\0\u{1}problem\0\u{3}latest_checkpoint\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularBoolField(value: &self.intact) }()
+      case 2: try { try decoder.decodeSingularInt64Field(value: &self.headRowID) }()
+      case 3: try { try decoder.decodeSingularInt64Field(value: &self.verifiedFromRowID) }()
+      case 4: try { try decoder.decodeSingularInt64Field(value: &self.brokenRowID) }()
+      case 5: try { try decoder.decodeSingularStringField(value: &self.problem) }()
+      case 6: try { try decoder.decodeSingularMessageField(value: &self._latestCheckpoint) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    if self.intact != false {
+      try visitor.visitSingularBoolField(value: self.intact, fieldNumber: 1)
+    }
+    if self.headRowID != 0 {
+      try visitor.visitSingularInt64Field(value: self.headRowID, fieldNumber: 2)
+    }
+    if self.verifiedFromRowID != 0 {
+      try visitor.visitSingularInt64Field(value: self.verifiedFromRowID, fieldNumber: 3)
+    }
+    if self.brokenRowID != 0 {
+      try visitor.visitSingularInt64Field(value: self.brokenRowID, fieldNumber: 4)
+    }
+    if !self.problem.isEmpty {
+      try visitor.visitSingularStringField(value: self.problem, fieldNumber: 5)
+    }
+    try { if let v = self._latestCheckpoint {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 6)
+    } }()
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Vouch_V1_AuditLogVerification, rhs: Vouch_V1_AuditLogVerification) -> Bool {
+    if lhs.intact != rhs.intact {return false}
+    if lhs.headRowID != rhs.headRowID {return false}
+    if lhs.verifiedFromRowID != rhs.verifiedFromRowID {return false}
+    if lhs.brokenRowID != rhs.brokenRowID {return false}
+    if lhs.problem != rhs.problem {return false}
+    if lhs._latestCheckpoint != rhs._latestCheckpoint {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
