@@ -31,4 +31,7 @@ public enum AuditAction: String, Sendable, CaseIterable {
     case issuerCRL = "issuer.crl"
     /// An intermediate or cross certificate revoked by its root.
     case issuerRevoke = "issuer.revoke"
+    /// Read-only admin calls added later (after the issuer actions, so stored names keep their order).
+    case adminListAgents = "admin.ListAgents"
+    case adminVerifyAuditLog = "admin.VerifyAuditLog"
 }

@@ -9,5 +9,6 @@ import VouchAuthority
         "token.create", "token.use", "token.revoke", "refused",
         "admin.ListTokens", "admin.ListCertificates", "admin.GetCertificate", "admin.ListAuditEvents", "admin.GetAuditCheckpoint",
         "issuer.create", "issuer.activate", "issuer.retire", "issuer.crl", "issuer.revoke",
+        "admin.ListAgents", "admin.VerifyAuditLog",
     ])
 }
