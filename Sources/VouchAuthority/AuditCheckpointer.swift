@@ -42,24 +42,13 @@ public final class AuditCheckpointer: Sendable {
         return try await checkpoint()
     }
 
-    /// Signs and stores a checkpoint of the current head.
+    /// Signs and stores a checkpoint of the current head, after `verify()` found the log intact.
     public func checkpoint() async throws -> AuditCheckpoint {
         let head = try await currentHead()
-        let last = try await store.latestAuditCheckpoint()
-        let signer = signer()
-        if let last {
-            if let problem = last.signatureProblem(certificate: intermediate(last.signer) ?? signer.certificate) {
-                throw AuthorityError(.failedPrecondition, "not signing an audit checkpoint: the latest stored one (row \(last.rowID)) is invalid: \(problem)")
-            }
-            guard last.rowID <= head.id else {
-                throw AuthorityError(.failedPrecondition,
-                                     "not signing an audit checkpoint: the log ends at row \(head.id), before the last checkpoint's row \(last.rowID)")
-            }
-            let rows = try await store.auditChainRows(afterID: last.rowID)
-            if let broken = AuditChain.verifyTail(rows, after: (last.rowID, last.hash), head: head) {
-                throw AuthorityError(.failedPrecondition, "not signing an audit checkpoint: audit log broken at row \(broken.rowID): \(broken.reason)")
-            }
+        if let broken = try await verify(head: head).broken {
+            throw AuthorityError(.failedPrecondition, "not signing an audit checkpoint: \(broken.problem)")
         }
+        let signer = signer()
         let checkpoint: AuditCheckpoint
         do {
             checkpoint = try AuditCheckpoint.sign(rowID: head.id, hash: head.hash, time: clock(), with: signer)

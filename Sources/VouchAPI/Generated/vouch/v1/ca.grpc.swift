@@ -2536,7 +2536,8 @@ extension Vouch_V1_Admin {
         /// > Source IDL Documentation:
         /// >
         /// > Checks the audit log's hash chain from the latest signed checkpoint to
-        /// > the head, and that checkpoint's signature. Writes nothing.
+        /// > the head, and that checkpoint's signature. Signs nothing (unlike
+        /// > GetAuditCheckpoint); like every admin read, the call is audited.
         ///
         /// - Parameters:
         ///   - request: A streaming request of `Vouch_V1_VerifyAuditLogRequest` messages.
@@ -2716,7 +2717,8 @@ extension Vouch_V1_Admin {
         /// > Source IDL Documentation:
         /// >
         /// > Checks the audit log's hash chain from the latest signed checkpoint to
-        /// > the head, and that checkpoint's signature. Writes nothing.
+        /// > the head, and that checkpoint's signature. Signs nothing (unlike
+        /// > GetAuditCheckpoint); like every admin read, the call is audited.
         ///
         /// - Parameters:
         ///   - request: A request containing a single `Vouch_V1_VerifyAuditLogRequest` message.
@@ -2894,7 +2896,8 @@ extension Vouch_V1_Admin {
         /// > Source IDL Documentation:
         /// >
         /// > Checks the audit log's hash chain from the latest signed checkpoint to
-        /// > the head, and that checkpoint's signature. Writes nothing.
+        /// > the head, and that checkpoint's signature. Signs nothing (unlike
+        /// > GetAuditCheckpoint); like every admin read, the call is audited.
         ///
         /// - Parameters:
         ///   - request: A `Vouch_V1_VerifyAuditLogRequest` message.
@@ -3446,7 +3449,8 @@ extension Vouch_V1_Admin {
         /// > Source IDL Documentation:
         /// >
         /// > Checks the audit log's hash chain from the latest signed checkpoint to
-        /// > the head, and that checkpoint's signature. Writes nothing.
+        /// > the head, and that checkpoint's signature. Signs nothing (unlike
+        /// > GetAuditCheckpoint); like every admin read, the call is audited.
         ///
         /// - Parameters:
         ///   - request: A request containing a single `Vouch_V1_VerifyAuditLogRequest` message.
@@ -3767,7 +3771,8 @@ extension Vouch_V1_Admin {
         /// > Source IDL Documentation:
         /// >
         /// > Checks the audit log's hash chain from the latest signed checkpoint to
-        /// > the head, and that checkpoint's signature. Writes nothing.
+        /// > the head, and that checkpoint's signature. Signs nothing (unlike
+        /// > GetAuditCheckpoint); like every admin read, the call is audited.
         ///
         /// - Parameters:
         ///   - request: A request containing a single `Vouch_V1_VerifyAuditLogRequest` message.
@@ -4042,7 +4047,8 @@ extension Vouch_V1_Admin.ClientProtocol {
     /// > Source IDL Documentation:
     /// >
     /// > Checks the audit log's hash chain from the latest signed checkpoint to
-    /// > the head, and that checkpoint's signature. Writes nothing.
+    /// > the head, and that checkpoint's signature. Signs nothing (unlike
+    /// > GetAuditCheckpoint); like every admin read, the call is audited.
     ///
     /// - Parameters:
     ///   - request: A request containing a single `Vouch_V1_VerifyAuditLogRequest` message.
@@ -4343,7 +4349,8 @@ extension Vouch_V1_Admin.ClientProtocol {
     /// > Source IDL Documentation:
     /// >
     /// > Checks the audit log's hash chain from the latest signed checkpoint to
-    /// > the head, and that checkpoint's signature. Writes nothing.
+    /// > the head, and that checkpoint's signature. Signs nothing (unlike
+    /// > GetAuditCheckpoint); like every admin read, the call is audited.
     ///
     /// - Parameters:
     ///   - message: request message to send.

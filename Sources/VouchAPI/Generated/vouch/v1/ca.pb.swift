@@ -1011,7 +1011,8 @@ public nonisolated struct Vouch_V1_AuditLogVerification: Sendable {
   /// Id of the newest audit row (0 for an empty log).
   public var headRowID: Int64 = 0
 
-  /// Id of the first row checked: the latest checkpoint's row, or 1 without one.
+  /// Id of the row the check starts from: the latest checkpoint's row, or 0
+  /// (the start of the log) without one.
   public var verifiedFromRowID: Int64 = 0
 
   /// Id of the first row whose hash does not chain; 0 when intact or when the
