@@ -126,6 +126,20 @@ let package = Package(
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
         ),
+        // `vouch ui`: a read-only dashboard on loopback, pages rendered from the Admin API without JavaScript.
+        .target(
+            name: "VouchDashboard",
+            dependencies: [
+                "VouchAPI",
+                "VouchHTTP",
+                "VouchAuthority",
+                "VouchIdentityRules",
+                "VouchConnectionLimits",
+                .product(name: "GRPCCore", package: "grpc-swift-2"),
+                .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
+        ),
         // The agent: enrollment, rotation on disk, local status server, hooks.
         .target(
             name: "VouchAgent",
@@ -159,6 +173,7 @@ let package = Package(
                 "VouchIdentityRules",
                 "VouchSQLiteStore",
                 "VouchPostgresStore",
+                "VouchDashboard",
                 .product(name: "Yams", package: "Yams"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
@@ -182,6 +197,8 @@ let package = Package(
             name: "VouchTests",
             dependencies: [
                 "vouch",
+                "VouchDashboard",
+                "VouchHTTP",
                 "VouchAgent",
                 "VouchTLS",
                 "VouchAPI",

@@ -9,19 +9,39 @@ public struct HTTPRequest: Sendable {
     public var method: String
     /// The path without the query string.
     public var path: String
+    /// What follows the first `?` of the request target, undecoded; empty without one.
+    public var query: String
+    /// The Host header; nil without exactly one.
+    public var host: String?
+    /// The Cookie header(s), joined by "; " as RFC 6265 sends them; nil without one.
+    public var cookie: String?
     public var contentType: String?
     public var body: [UInt8]
+
+    public init(method: String, path: String, query: String = "", host: String? = nil, cookie: String? = nil,
+                contentType: String? = nil, body: [UInt8] = []) {
+        self.method = method
+        self.path = path
+        self.query = query
+        self.host = host
+        self.cookie = cookie
+        self.contentType = contentType
+        self.body = body
+    }
 }
 
 public struct HTTPResponse: Sendable {
     public var status: Int
     public var contentType: String
     public var body: [UInt8]
+    /// Written after Content-Type, e.g. Content-Security-Policy, Set-Cookie, Location.
+    public var headers: [(name: String, value: String)]
 
-    public init(status: Int, contentType: String, body: [UInt8]) {
+    public init(status: Int, contentType: String, body: [UInt8], headers: [(name: String, value: String)] = []) {
         self.status = status
         self.contentType = contentType
         self.body = body
+        self.headers = headers
     }
 
     public static func text(_ status: Int, _ text: String) -> HTTPResponse {
@@ -142,7 +162,11 @@ final class HTTPRequestHandler: ChannelInboundHandler {
             readDeadline?.cancel()
             readDeadline = nil
             guard let head else { return }
-            let request = HTTPRequest(method: head.method.rawValue, path: String(head.uri.split(separator: "?").first ?? ""),
+            let target = head.uri.split(separator: "?", maxSplits: 1, omittingEmptySubsequences: false)
+            let cookies = head.headers["Cookie"], hosts = head.headers["Host"]
+            let request = HTTPRequest(method: head.method.rawValue, path: String(target.first ?? ""),
+                                      query: target.count > 1 ? String(target[1]) : "", host: hosts.count == 1 ? hosts[0] : nil,
+                                      cookie: cookies.isEmpty ? nil : cookies.joined(separator: "; "),
                                       contentType: head.headers["Content-Type"].first, body: body)
             let promise = context.eventLoop.makePromise(of: HTTPResponse.self)
             if tooLarge {
@@ -158,6 +182,7 @@ final class HTTPRequestHandler: ChannelInboundHandler {
                 let (handler, context) = bound.value
                 var headers = HTTPHeaders()
                 headers.add(name: "Content-Type", value: response.contentType)
+                for header in response.headers { headers.add(name: header.name, value: header.value) }
                 headers.add(name: "Content-Length", value: String(response.body.count))
                 headers.add(name: "Connection", value: "close")
                 let status = HTTPResponseStatus(statusCode: response.status)

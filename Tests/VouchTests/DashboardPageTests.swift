@@ -1,0 +1,275 @@
+import Foundation
+import GRPCCore
+import VouchAPI
+import VouchDashboard
+import VouchHTTP
+import XCTest
+
+/// `vouch ui`'s pages and access checks in process, from a fake Admin API whose data is hostile.
+final class DashboardPageTests: XCTestCase {
+    static let now = Date(timeIntervalSince1970: 1_800_000_000 + 20 * 60)  // 20 min past an hour
+    static let key = String(repeating: "ab", count: 32)
+    static let access = DashboardAccess(key: key, listen: HostPort(host: "127.0.0.1", port: 8081))
+    static let pages = ["/", "/?q=0a1b", "/?q=example&status=revoked", "/expiry", "/expiry?hours=24", "/revocations",
+                        "/fleet", "/fleet?problems=1&stale=1h", "/audit"]
+
+    func routes(_ reader: FakeAdminReader) -> DashboardRoutes {
+        DashboardRoutes(access: Self.access, connector: reader, clock: { Self.now })
+    }
+
+    static func get(_ target: String, host: String? = "127.0.0.1:8081", cookie: String? = "vouch_ui_8081=\(key)",
+                    method: String = "GET") -> HTTPRequest {
+        let parts = target.split(separator: "?", maxSplits: 1)
+        return HTTPRequest(method: method, path: String(parts[0]), query: parts.count > 1 ? String(parts[1]) : "", host: host, cookie: cookie)
+    }
+
+    func body(_ response: HTTPResponse) -> String { String(decoding: response.body, as: UTF8.self) }
+
+    func header(_ response: HTTPResponse, _ name: String) -> String? {
+        response.headers.first { $0.name.lowercased() == name.lowercased() }?.value
+    }
+
+    func testEveryPageShowsHostileDataAsTextOnly() async throws {
+        let reader = FakeAdminReader(DashboardHostileData.fakeState(now: Int64(Self.now.timeIntervalSince1970)))
+        var shown = Set<String>()
+        for page in Self.pages {
+            let response = await routes(reader).respond(Self.get(page))
+            let html = body(response)
+            XCTAssertEqual(response.status, 200, "\(page): \(html)")
+            XCTAssertEqual(response.contentType, "text/html; charset=utf-8")
+            for forbidden in ["<script", "<img", "<b ", "<iframe", "javascript:"] {
+                XCTAssertFalse(html.lowercased().contains(forbidden), "\(page) contains \(forbidden)")
+            }
+            try assertTagsAreOurs(html, page: page)
+            for hostile in DashboardHostileData.all where html.contains(HTML.escape(hostile)) { shown.insert(hostile) }
+        }
+        // Each hostile value did reach a page, escaped: the check above is not vacuous.
+        XCTAssertEqual(shown, Set(DashboardHostileData.all))
+    }
+
+    /// Every tag's attributes are double-quoted and none is an event handler: data that got out
+    /// of its text or attribute value would show up here as a tag or attribute of its own.
+    func assertTagsAreOurs(_ html: String, page: String, file: StaticString = #filePath, line: UInt = #line) throws {
+        XCTAssertEqual(Self.tagProblems(html), [], page, file: file, line: line)
+    }
+
+    static func tagProblems(_ html: String) -> [String] {
+        var problems: [String] = []
+        var rest = Substring(html)
+        while let open = rest.firstIndex(of: "<") {
+            rest = rest[rest.index(after: open)...]
+            if rest.hasPrefix("!DOCTYPE") || rest.hasPrefix("/") { continue }
+            let tag = rest.prefix { $0.isLetter || $0.isNumber || $0 == "-" }
+            rest = rest.dropFirst(tag.count)
+            while true {
+                rest = rest.drop { $0 == " " }
+                if rest.first == ">" { break }
+                let name = rest.prefix { $0 != "=" && $0 != " " && $0 != ">" }
+                rest = rest.dropFirst(name.count)
+                if name.lowercased().hasPrefix("on") { problems.append("<\(tag) \(name)>") }
+                guard rest.first == "=", rest.dropFirst().first == "\"" else {
+                    problems.append("unquoted attribute \(name) in <\(tag)>")
+                    break
+                }
+                rest = rest.dropFirst(2)
+                guard let close = rest.firstIndex(of: "\"") else {
+                    problems.append("unterminated value in <\(tag)>")
+                    return problems
+                }
+                if rest[..<close].contains("<") || rest[..<close].contains(">") { problems.append("raw < or > in <\(tag) \(name)>") }
+                rest = rest[rest.index(after: close)...]
+            }
+        }
+        return problems
+    }
+
+    func testTheTagCheckFindsInjectedMarkup() {
+        XCTAssertEqual(Self.tagProblems("<td class=\"a\">x</td><img src=x onerror=alert(1)>"),
+                       ["unquoted attribute src in <img>"])
+        XCTAssertEqual(Self.tagProblems("<td title=\"\" onmouseover=\"alert(1)\">"), ["<td onmouseover>"])
+        XCTAssertEqual(Self.tagProblems("<svg><rect class=\"bar\" x=1></rect></svg>"), ["unquoted attribute x in <rect>"])
+    }
+
+    func testExpiryTimelineCountsEachHourFromItsFirstSecond() {
+        let now: Int64 = 1_800_000_000 + 20 * 60, hour: Int64 = 1_800_000_000
+        XCTAssertEqual(hour % 3600, 0)
+        let timeline = ExpiryTimeline(notAfters: [now, hour + 3599, hour + 3600, hour + 2 * 3600 - 1, hour + 2 * 3600,
+                                                  now + 72 * 3600, now + 72 * 3600 + 1, now - 10],
+                                      now: now, hours: 72)
+        XCTAssertEqual(timeline.start, hour)
+        XCTAssertEqual(timeline.counts.count, 73, "the hour holding now, to the hour holding now + 72 h")
+        XCTAssertEqual(Array(timeline.counts.prefix(3)), [1, 2, 1], "expired now/earlier and past the window are not counted")
+        XCTAssertEqual(timeline.counts[72], 1)
+        XCTAssertEqual(timeline.total, 5)
+        // Now on an hour boundary: a certificate expiring this second is gone, the next hour's first second counts there.
+        let aligned = ExpiryTimeline(notAfters: [hour, hour + 1, hour + 3 * 3600], now: hour, hours: 3)
+        XCTAssertEqual(aligned.counts, [1, 0, 0, 1])
+    }
+
+    func testExpiryPageDrawsOneBarPerHourAndTabulatesTheSameFigures() async throws {
+        let reader = FakeAdminReader(DashboardHostileData.fakeState(now: Int64(Self.now.timeIntervalSince1970)))
+        let html = body(await routes(reader).respond(Self.get("/expiry?hours=48")))
+        XCTAssertEqual(html.components(separatedBy: "<rect class=\"bar\"").count - 1, 49)
+        XCTAssertTrue(html.contains("data-hour=\"2027-01-15T10:00:00Z\" data-count=\"1\""), html)  // now + 2 h, in the hour 10:00
+        XCTAssertTrue(html.contains("<tr data-hour=\"2027-01-15T10:00:00Z\"><td class=\"mono\">2027-01-15T10:00:00Z</td><td class=\"number\">1</td></tr>"))
+        XCTAssertTrue(html.contains("<tr data-hour=\"2027-01-16T14:00:00Z\">"), "now + 30 h")
+        XCTAssertFalse(html.contains("2027-01-15T13:00:00Z</td>"), "the revoked certificate is not counted")
+        let request = try XCTUnwrap(reader.state.withLock { $0.listRequests.last })
+        XCTAssertEqual(request.status, .active)
+        XCTAssertEqual(request.expiringWithinSeconds, 48 * 3600)
+    }
+
+    func testInventorySearchesBySerialIdentityAndStatus() async throws {
+        let reader = FakeAdminReader(DashboardHostileData.fakeState(now: Int64(Self.now.timeIntervalSince1970)))
+        let html = body(await routes(reader).respond(Self.get("/?q=0E3F")))
+        XCTAssertTrue(html.contains("<tr data-serial=\"0e3f\">"), html)
+        XCTAssertEqual(reader.state.withLock { $0.serialsAsked }, ["0e3f"])
+        XCTAssertEqual(reader.state.withLock { $0.listRequests.last?.identity }, "*0E3F*")
+        _ = await routes(reader).respond(Self.get("/?q=spiffe%3A%2F%2Fexample.org%2Fsvc%2F*&status=revoked"))
+        let request = try XCTUnwrap(reader.state.withLock { $0.listRequests.last })
+        XCTAssertEqual(request.identity, "spiffe://example.org/svc/*", "a glob is passed as typed")
+        XCTAssertEqual(request.status, .revoked)
+        XCTAssertEqual(reader.state.withLock { $0.serialsAsked.count }, 1, "not a serial: no GetCertificate")
+    }
+
+    func testRevocationsNewestFirstAndFleetProblemsFirst() async throws {
+        var state = DashboardHostileData.fakeState(now: Int64(Self.now.timeIntervalSince1970))
+        var older = state.certificates[1]
+        older.serial = "0c00"
+        older.revokedAt -= 600
+        state.certificates.insert(older, at: 0)
+        let reader = FakeAdminReader(state)
+        let revocations = body(await routes(reader).respond(Self.get("/revocations")))
+        let newer = try XCTUnwrap(revocations.range(of: "data-serial=\"0c2d\"")), old = try XCTUnwrap(revocations.range(of: "data-serial=\"0c00\""))
+        XCTAssertLessThan(newer.lowerBound, old.lowerBound)
+        let fleet = body(await routes(reader).respond(Self.get("/fleet")))
+        let troubled = try XCTUnwrap(fleet.range(of: "data-lineage=\"0a1b\"")), healthy = try XCTUnwrap(fleet.range(of: "data-lineage=\"0e3f\""))
+        XCTAssertLessThan(troubled.lowerBound, healthy.lowerBound)
+        XCTAssertTrue(fleet.contains("renewal_failing, silent"))
+    }
+
+    func testCallsTheCALacksAreExplainedAndTheTailIsStillFound() async throws {
+        var state = DashboardHostileData.fakeState(now: Int64(Self.now.timeIntervalSince1970))
+        state.verification = nil
+        state.agentsError = RPCError(code: .unimplemented, message: "Method not found: vouch.v1.Admin/ListAgents")
+        state.events = (1...2500).map { id in
+            var event = Vouch_V1_AuditEvent()
+            event.id = Int64(id)
+            event.action = "enroll"
+            return event
+        }
+        let reader = FakeAdminReader(state)
+        let fleet = await routes(reader).respond(Self.get("/fleet"))
+        XCTAssertEqual(fleet.status, 200)
+        XCTAssertTrue(body(fleet).contains("The CA does not answer Admin/ListAgents"), body(fleet))
+        let audit = body(await routes(reader).respond(Self.get("/audit")))
+        XCTAssertTrue(audit.contains("data-state=\"unavailable\""))
+        XCTAssertTrue(audit.contains("Verification unavailable"))
+        XCTAssertTrue(audit.contains("<tr data-id=\"2500\">") && audit.contains("<tr data-id=\"2451\">") && !audit.contains("<tr data-id=\"2450\">"))
+        XCTAssertLessThan(try XCTUnwrap(audit.range(of: "data-id=\"2500\"")).lowerBound, try XCTUnwrap(audit.range(of: "data-id=\"2451\"")).lowerBound,
+                          "newest first")
+        XCTAssertLessThanOrEqual(reader.state.withLock { $0.auditCalls }, 8, "the head is probed, not read page by page")
+    }
+
+    func testAnUnreachableCAGivesAPageSayingSo() async {
+        var state = FakeAdminReader.State()
+        state.connectError = RPCError(code: .unavailable, message: "connection refused")
+        let response = await routes(FakeAdminReader(state)).respond(Self.get("/expiry"))
+        XCTAssertEqual(response.status, 502)
+        XCTAssertTrue(body(response).contains("The CA at 127.0.0.1:8443 did not answer this page&#39;s reads: server unavailable (connection refused)"),
+                      body(response))
+    }
+
+    func testOnePageLoadIsOneConnection() async {
+        let reader = FakeAdminReader(DashboardHostileData.fakeState(now: Int64(Self.now.timeIntervalSince1970)))
+        for page in Self.pages { _ = await routes(reader).respond(Self.get(page)) }
+        XCTAssertEqual(reader.state.withLock { $0.connections }, Self.pages.count)
+    }
+
+    func testHostHeaderMustNameTheListener() async {
+        let reader = FakeAdminReader(DashboardHostileData.fakeState(now: Int64(Self.now.timeIntervalSince1970)))
+        for host in ["127.0.0.1:8081", "localhost:8081", "LOCALHOST:8081"] {
+            let status = await routes(reader).respond(Self.get("/", host: host)).status
+            XCTAssertEqual(status, 200, host)
+        }
+        for host in [nil, "evil.example:8081", "evil.example", "127.0.0.1", "127.0.0.1:8082", "[::1]:8081", "127.0.0.1:8081.evil.example"] {
+            let response = await routes(reader).respond(Self.get("/", host: host, method: host == "evil.example" ? "POST" : "GET"))
+            XCTAssertEqual(response.status, 421, host ?? "no Host")
+            XCTAssertEqual(body(response), "misdirected request: the Host header must be 127.0.0.1:8081 or localhost:8081 "
+                           + "(a page on another site may not reach the dashboard through its own DNS name)\n")
+        }
+        XCTAssertEqual(reader.state.withLock { $0.connections }, 3, "refused requests never reach the CA")
+    }
+
+    func testTheKeyOrItsCookieIsNeeded() async throws {
+        let reader = FakeAdminReader(DashboardHostileData.fakeState(now: Int64(Self.now.timeIntervalSince1970)))
+        let routes = routes(reader)
+        let missing = await routes.respond(Self.get("/", cookie: nil))
+        XCTAssertEqual(missing.status, 403)
+        XCTAssertTrue(body(missing).contains("opened the URL `vouch ui` printed when it started (http://127.0.0.1:8081/?key=...)"), body(missing))
+        XCTAssertFalse(body(missing).contains(Self.key), "the key is never shown")
+        for cookie in ["vouch_ui_8081=\(Self.key.dropLast())0", "vouch_ui_8082=\(Self.key)", "vouch_ui_8081=", "other=1"] {
+            let status = await routes.respond(Self.get("/", cookie: cookie)).status
+            XCTAssertEqual(status, 403, cookie)
+        }
+        let wrongKey = await routes.respond(Self.get("/?key=\(Self.key.dropLast())0", cookie: nil))
+        XCTAssertEqual(wrongKey.status, 403)
+
+        let opened = await routes.respond(Self.get("/expiry?hours=24&key=\(Self.key)", cookie: nil))
+        XCTAssertEqual(opened.status, 303)
+        XCTAssertEqual(header(opened, "Location"), "/expiry?hours=24", "the key leaves the address bar")
+        XCTAssertEqual(header(opened, "Set-Cookie"), "vouch_ui_8081=\(Self.key); Path=/; HttpOnly; SameSite=Strict")
+        let status = await routes.respond(Self.get("/", cookie: "a=b; vouch_ui_8081=\(Self.key)")).status
+        XCTAssertEqual(status, 200)
+        let style = await routes.respond(Self.get("/style.css", cookie: nil))
+        XCTAssertEqual(style.status, 200, "the stylesheet holds nothing secret; the 403 page uses it")
+        XCTAssertEqual(style.contentType, "text/css; charset=utf-8")
+        XCTAssertEqual(reader.state.withLock { $0.connections }, 1, "only the request with the cookie read the CA")
+    }
+
+    func testOnlyGETIsAnswered() async {
+        let reader = FakeAdminReader(DashboardHostileData.fakeState(now: Int64(Self.now.timeIntervalSince1970)))
+        for method in ["POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS"] {
+            let response = await routes(reader).respond(Self.get("/", method: method))
+            XCTAssertEqual(response.status, 405, method)
+            XCTAssertEqual(header(response, "Allow"), "GET")
+            XCTAssertEqual(body(response), "method not allowed: the dashboard is read-only (GET only)\n")
+        }
+        XCTAssertEqual(reader.state.withLock { $0.connections }, 0)
+    }
+
+    func testEveryResponseCarriesTheSecurityHeaders() async {
+        var state = FakeAdminReader.State()
+        state.connectError = RPCError(code: .unavailable, message: "down")
+        let routes = routes(FakeAdminReader(state))
+        for request in [Self.get("/"), Self.get("/", cookie: nil), Self.get("/", host: "evil.example"), Self.get("/", method: "POST"),
+                        Self.get("/style.css"), Self.get("/nowhere"), Self.get("/?key=\(Self.key)")] {
+            let response = await routes.respond(request)
+            XCTAssertEqual(header(response, "Content-Security-Policy"),
+                           "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
+            XCTAssertEqual(header(response, "X-Content-Type-Options"), "nosniff")
+            XCTAssertEqual(header(response, "Referrer-Policy"), "no-referrer")
+            XCTAssertEqual(header(response, "Cache-Control"), "no-store")
+        }
+    }
+
+    func testListenMustBeLoopback() throws {
+        for address in ["0.0.0.0:8081", "192.168.1.10:8081", "[::]:8081", "example.org:8081", "[::ffff:127.0.0.1]:8081", ":8081"] {
+            let parsed = try XCTUnwrap(HostPort(address), address)
+            XCTAssertThrowsError(try DashboardAccess.loopbackListen(parsed), address) { error in
+                XCTAssertEqual("\(error)", "--listen \(parsed) is not a loopback address: the dashboard reads the CA with the admin "
+                               + "certificate, so it listens on 127.0.0.1, [::1] or localhost only")
+            }
+        }
+        XCTAssertEqual(try DashboardAccess.loopbackListen(XCTUnwrap(HostPort("127.0.0.1:0"))), HostPort(host: "127.0.0.1", port: 0))
+        XCTAssertEqual(try DashboardAccess.loopbackListen(XCTUnwrap(HostPort("127.3.2.1:8081"))), HostPort(host: "127.3.2.1", port: 8081))
+        XCTAssertEqual(try DashboardAccess.loopbackListen(XCTUnwrap(HostPort("localhost:8081"))), HostPort(host: "127.0.0.1", port: 8081))
+        XCTAssertEqual(try DashboardAccess.loopbackListen(XCTUnwrap(HostPort("[0:0::1]:8081"))), HostPort(host: "::1", port: 8081))
+    }
+
+    func testTheKeyIsRandomAndLong() {
+        let keys = Set((0..<100).map { _ in DashboardAccess.randomKey() })
+        XCTAssertEqual(keys.count, 100)
+        XCTAssertTrue(keys.allSatisfy { $0.count == 64 && $0.allSatisfy(\.isHexDigit) })
+    }
+}
