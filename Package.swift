@@ -140,11 +140,26 @@ let package = Package(
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
         ),
+        // The SPIFFE Workload API (X.509 part): its hand-written .proto and the generated code. A module
+        // of its own, since the standard's messages have no package (X509SVID, ...).
+        .target(
+            name: "VouchWorkloadAPI",
+            dependencies: [
+                .product(name: "GRPCCore", package: "grpc-swift-2"),
+                .product(name: "GRPCProtobuf", package: "grpc-swift-protobuf"),
+                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+            ],
+            exclude: ["spiffe/workload/workload.proto"]
+        ),
         // The agent: enrollment, rotation on disk, local status server, hooks.
         .target(
             name: "VouchAgent",
             dependencies: [
                 "VouchAPI",
+                "VouchWorkloadAPI",
+                "CVouchOpenSSL",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "SwiftASN1", package: "swift-asn1"),
                 "VouchConnectionLimits",
                 "VouchCrypto",
                 "VouchFiles",

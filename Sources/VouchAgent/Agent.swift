@@ -21,6 +21,8 @@ public final class Agent: Service, Sendable {
     public let revocations: RevocationFollower
     /// Follows the CA's trust bundle (root rollovers, new intermediates).
     public let trust: TrustFollower
+    /// The SPIFFE Workload API on a Unix socket (`--workload-api`), fed by the same file changes as the hooks.
+    let workloadAPI: WorkloadAPI
 
     /// - Parameter onIdentity: told about each new certificate (first one included), e.g. for quickstart output.
     public convenience init(configuration: AgentConfiguration, logger: Logger,
@@ -58,25 +60,31 @@ public final class Agent: Service, Sendable {
                                     runOn: configuration.hookOn, directory: files.directory,
                                     currentSerial: { state.current.serial }, logger: logger)
         self.hooks = hooks
+        let workloadAPI = WorkloadAPI(configuration: configuration.workloadAPI, files: files, clock: clock, logger: logger)
+        self.workloadAPI = workloadAPI
         self.revocations = RevocationFollower(files: files, replicas: replicas, source: revocationSource,
                                               refreshInterval: configuration.crlRefreshInterval, clock: clock, logger: logger,
-                                              onFilesChanged: { hooks.notify($0) })
+                                              onFilesChanged: { hooks.notify($0); workloadAPI.changed() })
         let wake = RenewalWake()
         let trust = TrustFollower(files: files, trust: AgentTrust(configuration: configuration, files: files), replicas: replicas,
                                   source: trustBundleSource, clock: clock, state: state, logger: logger, renewSoon: { [logger] in
             logger.info("renewing early: the CA no longer vouches for the root of the current certificate")
             wake.request()
-        }, onFilesChanged: { hooks.notify($0) })
+        }, onFilesChanged: { hooks.notify($0); workloadAPI.changed() })
         self.trust = trust
         self.keeper = IdentityKeeper(configuration: configuration, files: files, ca: ca, hooks: hooks, revocations: revocations,
                                      clock: clock, state: state, logger: logger, onIdentity: { snapshot in
             // A new certificate is confirmed to the CA under its own serial.
             trust.identityChanged()
+            workloadAPI.changed()
             onIdentity(snapshot)
         }, wake: wake)
     }
 
     public func run() async throws {
+        // Listening before enrolling: a workload that asks meanwhile is told Unavailable, not "no such socket".
+        let workloadServer = try await workloadAPI.start(limits: configuration.listenerLimits)
+        defer { workloadServer?.stop() }
         try await keeper.obtainInitialIdentity()
         await revocations.loadSavedCRL()
         do {
@@ -108,6 +116,13 @@ public final class Agent: Service, Sendable {
             AgentLoop(name: "trust bundle stream") { [trust, keeper] in try await trust.watchForever(schedule: keeper.schedule) },
             AgentLoop(name: "trust bundle updates") { [trust] in try await trust.applyForever(reloadListener: { _ = try tls.reload() }) },
         ]
+        if let workloadServer {
+            // Served before the agent announces its listener: callers from then on get the identity.
+            workloadAPI.refresh(isRevoked: { revocations.isRevoked($0) })
+            services += [workloadServer, AgentLoop(name: "workload API") { [workloadAPI, revocations] in
+                try await workloadAPI.followIdentity(isRevoked: { revocations.isRevoked($0) })
+            }]
+        }
         let group = ServiceGroup(configuration: ServiceGroupConfiguration(
             services: services.map { ServiceGroupConfiguration.ServiceConfiguration(service: $0) },
             gracefulShutdownSignals: [], logger: logger))

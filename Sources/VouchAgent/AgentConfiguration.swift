@@ -56,6 +56,8 @@ public struct AgentConfiguration: Sendable {
     public var outputFileNames = OutputFileNames.defaults
     /// The password of the PKCS#12 keystore and truststore (`--pkcs12-password-file`).
     public var keystorePassword: String?
+    /// Where and for whom the SPIFFE Workload API is served (`--workload-api`); nil: not served.
+    public var workloadAPI: WorkloadAPIConfiguration?
 
     public init(caAddress: HostPort, caBundlePath: String, tokenFilePath: String?, outDirectory: String,
                 listen: HostPort? = nil, certificateTTL: Duration = .zero, renewFraction: Double = 2.0 / 3.0,

@@ -73,6 +73,8 @@ struct AgentCommand: AsyncParsableCommand {
 
     @OptionGroup var outputFiles: AgentFileOptions
 
+    @OptionGroup var workloadAPI: WorkloadAPIOptions
+
     @Option(help: "Longest wait between failed renewal attempts (default 30s).")
     var maxBackoff: DurationArgument?
 
@@ -138,6 +140,7 @@ struct AgentCommand: AsyncParsableCommand {
         limited.hookOn = try Self.hookKinds(hookOn ?? file?.hookOn)
         (limited.outputFileNames, limited.keystorePassword) = try outputFiles.resolved(file)
         limited.caServerID = caSpiffeId ?? file?.caSpiffeID
+        limited.workloadAPI = try workloadAPI.resolved(file)
         if let id = limited.caServerID, IdentityRules.trustDomain(ofSPIFFEID: id) == nil {
             throw CLIError("--ca-spiffe-id \(id) is not a SPIFFE ID")
         }

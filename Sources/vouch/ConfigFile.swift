@@ -95,8 +95,14 @@ struct ConfigFile: Decodable {
         var pkcs12: String?
         var truststore: String?
         var pkcs12PasswordFile: String?
+        var workloadAPI: String?
+        var workloadAPIMode: String?
+        var workloadAPIOwner: String?
+        var workloadAPIAllowUID: [UInt32]?
 
         enum CodingKeys: String, CodingKey, CaseIterable {
+            case workloadAPI = "workload_api", workloadAPIMode = "workload_api_mode", workloadAPIOwner = "workload_api_owner"
+            case workloadAPIAllowUID = "workload_api_allow_uid"
             case handshakeTimeout = "handshake_timeout", idleTimeout = "idle_timeout", maxConnections = "max_connections"
             case hookTimeout = "hook_timeout", signalProcessName = "signal_process_name", caSpiffeID = "ca_spiffe_id"
             case hookDebounce = "hook_debounce", hookOn = "hook_on"

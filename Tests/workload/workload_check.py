@@ -1,0 +1,122 @@
+"""Checks `vouch agent --workload-api` with an unmodified SPIFFE library (py-spiffe) and raw grpcio.
+
+Run by WorkloadAPIProcessTests with the venv of scripts/setup-python.sh. Each mode prints one JSON
+object per line, which the test reads:
+
+  fetch SOCKET SVID_PEM          X.509-SVID and bundles; svid.pem's serial read before and after
+  rotation SOCKET SECONDS        a FetchX509SVID stream until it brings a second serial
+  mtls SOCKET ADDRESS SPIFFE_ID  mutual TLS to another agent's --listen server with what was fetched
+  raw SOCKET [noheader]          one raw FetchX509SVID call; its status, with or without the header
+"""
+import json
+import os
+import sys
+import tempfile
+import threading
+import time
+
+import grpc
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from spiffe import WorkloadApiClient, X509Source
+from spiffe._proto import workload_pb2, workload_pb2_grpc
+
+REPOSITORY = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def say(**fields):
+    print(json.dumps(fields), flush=True)
+
+
+def serial_hex(certificate):
+    return format(certificate.serial_number, "x")
+
+
+def pem_serial(path):
+    with open(path, "rb") as file:
+        return serial_hex(x509.load_pem_x509_certificate(file.read()))
+
+
+def fetch(socket, svid_pem):
+    client = WorkloadApiClient("unix://" + socket)
+    before = pem_serial(svid_pem)
+    svid = client.fetch_x509_svid()
+    after = pem_serial(svid_pem)
+    bundles = client.fetch_x509_bundles()
+    say(spiffe_id=str(svid.spiffe_id), serial=serial_hex(svid.leaf), chain=len(svid.cert_chain),
+        svid_pem_serials=[before, after],
+        bundles={str(bundle.trust_domain): sorted(serial_hex(root) for root in bundle.x509_authorities)
+                 for bundle in bundles.bundles})
+    client.close()
+
+
+def rotation(socket, seconds):
+    client = WorkloadApiClient("unix://" + socket)
+    serials, errors, done = [], [], threading.Event()
+
+    def received(context):
+        serial = serial_hex(context.default_svid.leaf)
+        say(update=serial, at=time.time())
+        if serial not in serials:
+            serials.append(serial)
+        if len(serials) >= 2:
+            done.set()
+
+    stream = client.stream_x509_contexts(on_success=received, on_error=lambda error: errors.append(str(error)))
+    done.wait(float(seconds))
+    stream.cancel()
+    say(serials=serials, errors=errors)
+    client.close()
+
+
+def mtls(socket, address, server_id):
+    sys.path.insert(0, os.path.join(REPOSITORY, "clients", "python"))
+    from verified_channel import ServerIdentity, VerifiedChannel
+    from grpc_tools import protoc
+
+    source = X509Source(socket_path="unix://" + socket, timeout_in_seconds=10)
+    context = source.get_x509_context()
+    svid = context.default_svid
+    bundle = source.get_bundle_for_trust_domain(svid.spiffe_id.trust_domain)
+    with tempfile.TemporaryDirectory() as directory:
+        chain, key = os.path.join(directory, "chain.pem"), os.path.join(directory, "key.pem")
+        svid.save(chain, key, serialization.Encoding.PEM)
+        roots = b"".join(root.public_bytes(serialization.Encoding.PEM) for root in bundle.x509_authorities)
+        # The Agent service's messages, generated from the committed .proto.
+        assert protoc.main(["protoc", "-I", os.path.join(REPOSITORY, "Sources", "VouchAPI"), "--python_out=" + directory,
+                            os.path.join(REPOSITORY, "Sources", "VouchAPI", "vouch", "v1", "agent.proto")]) == 0
+        sys.path.insert(0, directory)
+        from vouch.v1 import agent_pb2
+        with VerifiedChannel(address, roots, ServerIdentity(spiffe_id=server_id), chain, key) as channel:
+            call = channel.unary_unary("/vouch.v1.Agent/GetStatus", request_serializer=agent_pb2.GetStatusRequest.SerializeToString,
+                                       response_deserializer=agent_pb2.AgentStatus.FromString)
+            status = call(agent_pb2.GetStatusRequest(), timeout=10)
+    say(presented=str(svid.spiffe_id), presented_serial=serial_hex(svid.leaf),
+        server_spiffe_id=status.spiffe_id, caller_spiffe_id=status.caller_spiffe_id)
+    source.close()
+
+
+def raw(socket, header=True):
+    channel = grpc.insecure_channel("unix:" + socket)
+    stub = workload_pb2_grpc.SpiffeWorkloadAPIStub(channel)
+    metadata = [("workload.spiffe.io", "true")] if header else []
+    try:
+        response = next(stub.FetchX509SVID(workload_pb2.X509SVIDRequest(), metadata=metadata, timeout=10))
+        say(code="OK", spiffe_id=response.svids[0].spiffe_id)
+    except grpc.RpcError as error:
+        say(code=error.code().name, details=error.details())
+    channel.close()
+
+
+if __name__ == "__main__":
+    mode, arguments = sys.argv[1], sys.argv[2:]
+    if mode == "fetch":
+        fetch(*arguments)
+    elif mode == "rotation":
+        rotation(*arguments)
+    elif mode == "mtls":
+        mtls(*arguments)
+    elif mode == "raw":
+        raw(arguments[0], header=arguments[1:] != ["noheader"])
+    else:
+        sys.exit(f"unknown mode {mode}")
