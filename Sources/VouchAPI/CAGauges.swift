@@ -6,7 +6,9 @@ import VouchCrypto
 
 /// Gauges read at scrape time, so they are exact when Prometheus looks.
 public enum CAGauges {
-    public static func refresh(authority: CertificateAuthority, store: any AuthorityStore, token: PKCS11Token? = nil) async {
+    /// - Parameter agentStaleAfter: an agent whose last report is older counts as silent (`--agent-stale-after`).
+    public static func refresh(authority: CertificateAuthority, store: any AuthorityStore, token: PKCS11Token? = nil,
+                               agentStaleAfter: TimeInterval = FleetJudge.defaultStaleAfter) async {
         if let token { recordToken(token) }
         // SQLite: the file and its WAL; PostgreSQL: pg_database_size. Left as it was when the database cannot answer.
         if let bytes = try? await store.databaseSize() {
@@ -17,6 +19,16 @@ public enum CAGauges {
         }
         Gauge(label: "vouch_ca_revoked_certificates").record(authority.revocations.count)
         recordRootCRLs(authority.issuerSet.rootCRLs, now: Date())
+        if let counts = try? await authority.agentStateCounts(staleAfter: agentStaleAfter) { recordAgents(counts) }
+    }
+
+    /// `vouch_ca_agents{state}`: agents by the first state that applies of revoked, expired,
+    /// superseded, silent, old_bundle, renewal_failing, ok. Every state is emitted, 0 included, so
+    /// an alert on `vouch_ca_agents{state!="ok"} > 0` sees each series.
+    public static func recordAgents(_ counts: [AgentState: Int]) {
+        for state in AgentState.allCases {
+            Gauge(label: "vouch_ca_agents", dimensions: [("state", state.rawValue)]).record(counts[state] ?? 0)
+        }
     }
 
     /// Roots whose CRL expiry was last reported, so a retired root's series goes away.

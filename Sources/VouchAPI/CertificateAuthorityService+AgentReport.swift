@@ -2,8 +2,10 @@ import GRPCCore
 import VouchAuthority
 
 extension CertificateAuthorityService {
-    /// Placeholder until the fleet store lands; replaced in the same change set.
+    /// Stores what the calling agent serves and trusts (the fleet view); see
+    /// `CertificateAuthority.recordAgentReport` for who may report and what is refused.
     public func reportAgent(request: Vouch_V1_AgentReport, context: ServerContext) async throws -> Vouch_V1_AgentReportResponse {
-        throw RPCError(code: .unimplemented, message: "ReportAgent is not available yet")
+        try await authority.recordAgentReport(caller: RPCCaller.of(context), report: AgentReportRecord(request))
+        return Vouch_V1_AgentReportResponse()
     }
 }

@@ -94,3 +94,55 @@ extension Vouch_V1_AuditEvent {
         detail = record.entry.detail
     }
 }
+
+extension AgentReportRecord {
+    /// The report as sent; `validated()` checks it.
+    init(_ request: Vouch_V1_AgentReport) {
+        self.init(servingSerial: request.servingSerial, servingNotAfter: request.servingNotAfter,
+                  trustGeneration: request.trustGeneration, bundleSHA256: Array(request.bundleSha256), rootSerials: request.rootSerials,
+                  lastRotation: request.lastRotation, lastError: request.lastError, lastErrorAt: request.lastErrorAt,
+                  rotations: request.rotations, failures: request.failures, agentVersion: request.agentVersion,
+                  hostName: request.hostName)
+    }
+}
+
+extension Vouch_V1_AgentInfo {
+    init(_ agent: JudgedAgent) {
+        self.init()
+        let row = agent.row, report = agent.row.report
+        lineage = row.lineage
+        spiffeID = row.spiffeID
+        hostName = report.hostName
+        agentVersion = report.agentVersion
+        servingSerial = report.servingSerial
+        // The CA's record of the served certificate when it has one, else what the agent said.
+        servingNotAfter = row.served.map { Int64($0.notAfter.timeIntervalSince1970) } ?? report.servingNotAfter
+        servingSupersededBy = row.served?.supersededBy ?? ""
+        trustGeneration = report.trustGeneration
+        bundleSha256 = Data(report.bundleSHA256)
+        rootSerials = report.rootSerials
+        lastRotation = report.lastRotation
+        lastError = report.lastError
+        lastErrorAt = report.lastErrorAt
+        rotations = report.rotations
+        failures = report.failures
+        firstSeen = Int64(row.firstSeen.timeIntervalSince1970)
+        lastReport = Int64(row.reportedAt.timeIntervalSince1970)
+        peer = row.peer
+        reportedBySerial = row.callerSerial
+        problems = agent.problems.map(Vouch_V1_AgentProblem.init)
+    }
+}
+
+extension Vouch_V1_AgentProblem {
+    init(_ problem: AgentProblem) {
+        switch problem {
+        case .servingExpired: self = .servingExpired
+        case .servingRevoked: self = .servingRevoked
+        case .servingSuperseded: self = .servingSuperseded
+        case .oldBundle: self = .oldBundle
+        case .silent: self = .silent
+        case .renewalFailing: self = .renewalFailing
+        }
+    }
+}

@@ -85,6 +85,17 @@ public protocol AuthorityStore: Sendable {
     /// certificates, as are SPIFFE IDs under `/vouch/`.
     func rolloverCounts(rootID: Int64, generation: Int64, now: Date, adminIDs: Set<String>) async throws -> RolloverCounts
 
+    // MARK: Agent reports (the fleet view, CertificateAuthority+Fleet.swift)
+
+    /// Upserts `report` as the latest of the lineage `callerSerial` belongs to (the serial at the
+    /// root of its `renewed_from` chain), keeping that lineage's first_seen. One short write, not
+    /// queued behind issuance; no audit row. Throws `notFound` for an unknown `callerSerial`.
+    func recordAgentReport(_ report: AgentReportRecord, callerSerial: String, spiffeID: String, peer: String,
+                           at time: Date) async throws
+    /// Every lineage's latest report, by lineage, each with what the certificate table says of the
+    /// certificate it serves (`served`: notAfter, revocation, successor and its issuance).
+    func agentReports() async throws -> [AgentReportRow]
+
     func appendAudit(_ entry: AuditEntry) async throws
     func auditEvents(afterID: Int64, limit: Int) async throws -> [AuditRecord]
 

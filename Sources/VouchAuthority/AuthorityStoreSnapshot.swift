@@ -49,9 +49,11 @@ public struct AuthorityStoreSnapshot: Sendable {
         public var auditCheckpoints: Int
         public var issuers: Int
         public var trustConfirmations: Int
+        public var agentReports: Int
 
         public init(certificates: Int, tokens: Int, revocations: Int, auditEvents: Int, auditCheckpoints: Int,
-                    issuers: Int = 0, trustConfirmations: Int = 0) {
+                    issuers: Int = 0, trustConfirmations: Int = 0, agentReports: Int = 0) {
+            self.agentReports = agentReports
             self.certificates = certificates
             self.tokens = tokens
             self.revocations = revocations
@@ -81,10 +83,14 @@ public struct AuthorityStoreSnapshot: Sendable {
     public var issuers: [IssuerRecord]
     public var issuerGeneration: Int64
     public var trustConfirmations: [TrustConfirmation]
+    /// Without `served` (joined at read time, not stored).
+    public var agentReports: [AgentReportRow]
 
     public init(certificates: [CertificateRecord], tokens: [TokenRecord], revocations: [Revocation], auditEvents: [AuditChain.Row],
                 auditHead: AuditHead?, auditCheckpoints: [Checkpoint], crlNumber: Int64, idCounters: [String: Int64],
-                issuers: [IssuerRecord] = [], issuerGeneration: Int64 = 0, trustConfirmations: [TrustConfirmation] = []) {
+                issuers: [IssuerRecord] = [], issuerGeneration: Int64 = 0, trustConfirmations: [TrustConfirmation] = [],
+                agentReports: [AgentReportRow] = []) {
+        self.agentReports = agentReports
         self.issuers = issuers
         self.issuerGeneration = issuerGeneration
         self.trustConfirmations = trustConfirmations
@@ -101,6 +107,6 @@ public struct AuthorityStoreSnapshot: Sendable {
     public var counts: Counts {
         Counts(certificates: certificates.count, tokens: tokens.count, revocations: revocations.count,
                auditEvents: auditEvents.count, auditCheckpoints: auditCheckpoints.count, issuers: issuers.count,
-               trustConfirmations: trustConfirmations.count)
+               trustConfirmations: trustConfirmations.count, agentReports: agentReports.count)
     }
 }

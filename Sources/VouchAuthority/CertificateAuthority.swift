@@ -11,14 +11,16 @@ public final class CertificateAuthority: Sendable {
     public let revocations = RevocationRegistry()
     /// Callers of `catchUpRevocations` waiting for the next read.
     private let catchUpWaiters = BatchQueue<CheckedContinuation<Int, any Error>>()
-    private let store: any AuthorityStore
-    private let clock: @Sendable () -> Date
+    let store: any AuthorityStore
+    let clock: @Sendable () -> Date
     private let crls: CRLPublishers
     private let issuers: IssuerBoard
     /// One issuer reload at a time (the follower's poll and a NOTIFY may coincide).
     private let issuerReloads = BatchQueue<CheckedContinuation<Bool, any Error>>()
     private let confirmations = TrustConfirmationCache()
     private let tokenGuesses: FailedAttemptLimiter
+    /// Agent reports stored lately, so identical repeats cost no write (CertificateAuthority+Fleet.swift).
+    let recentAgentReports = RecentAgentReports()
 
     /// - Parameter warn: gets what the server should log that no request reports, e.g. a CRL served
     ///   as last signed because the PKCS#11 token failed.
@@ -126,7 +128,7 @@ public final class CertificateAuthority: Sendable {
 
     /// The issuers, read from the store first if this process has not yet (an authority used
     /// without `start()`, as in tests).
-    private func loadedIssuers() async throws -> IssuerSet {
+    func loadedIssuers() async throws -> IssuerSet {
         let current = issuers.current
         if current.isAdopted { return current }
         try await reloadIssuers()

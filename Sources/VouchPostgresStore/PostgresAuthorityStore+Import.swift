@@ -18,7 +18,7 @@ extension PostgresAuthorityStore {
             // and CRL number writes, which do not take it. Plain reads go on.
             try await connection.query("""
                 LOCK TABLE certificate, revocation, token, audit_event, audit_head, audit_checkpoint, crl_state,
-                           issuer, issuer_state, trust_confirmation IN EXCLUSIVE MODE
+                           issuer, issuer_state, trust_confirmation, agent_report IN EXCLUSIVE MODE
                 """, logger: logger)
             let before = try await Self.counts(on: connection, logger: logger)
             guard before == AuthorityStoreSnapshot.Counts(certificates: 0, tokens: 0, revocations: 0, auditEvents: 0, auditCheckpoints: 0)
@@ -39,13 +39,13 @@ extension PostgresAuthorityStore {
         let row = try await connection.query("""
             SELECT (SELECT count(*) FROM certificate), (SELECT count(*) FROM token), (SELECT count(*) FROM revocation),
                    (SELECT count(*) FROM audit_event), (SELECT count(*) FROM audit_checkpoint),
-                   (SELECT count(*) FROM issuer), (SELECT count(*) FROM trust_confirmation)
+                   (SELECT count(*) FROM issuer), (SELECT count(*) FROM trust_confirmation), (SELECT count(*) FROM agent_report)
             """, logger: logger).collect().first
-        let (certificates, tokens, revocations, events, checkpoints, issuers, confirmations)
-            = try row!.decode((Int, Int, Int, Int, Int, Int, Int).self)
+        let (certificates, tokens, revocations, events, checkpoints, issuers, confirmations, agentReports)
+            = try row!.decode((Int, Int, Int, Int, Int, Int, Int, Int).self)
         return AuthorityStoreSnapshot.Counts(certificates: certificates, tokens: tokens, revocations: revocations,
                                              auditEvents: events, auditCheckpoints: checkpoints, issuers: issuers,
-                                             trustConfirmations: confirmations)
+                                             trustConfirmations: confirmations, agentReports: agentReports)
     }
 
     private static func copy(_ snapshot: AuthorityStoreSnapshot, on connection: PostgresConnection, logger: Logger) async throws {
@@ -126,6 +126,29 @@ extension PostgresAuthorityStore {
                 SELECT * FROM unnest(\(batch.map(\.serial))::text[], \(batch.map(\.spiffeID))::text[], \(batch.map(\.generation))::bigint[],
                                      \(batch.map { ByteBuffer(bytes: $0.bundleSHA256) })::bytea[],
                                      \(batch.map(\.confirmedAt.timeIntervalSince1970))::float8[], \(batch.map(\.peer))::text[])
+                """, logger: logger)
+        }
+        for batch in batches(snapshot.agentReports) {
+            // Root serials travel joined by commas (hex holds none) and are split again.
+            let reports = batch.map(\.report)
+            try await connection.query("""
+                INSERT INTO agent_report (lineage, caller_serial, spiffe_id, serving_serial, serving_not_after, trust_generation,
+                                          bundle_sha256, root_serials, last_rotation, last_error, last_error_at, rotations, failures,
+                                          agent_version, host_name, first_seen, reported_at, peer)
+                SELECT lineage, caller_serial, spiffe_id, serving_serial, serving_not_after, trust_generation, bundle_sha256,
+                       string_to_array(root_serials, ','), last_rotation, last_error, last_error_at, rotations, failures,
+                       agent_version, host_name, first_seen, reported_at, peer
+                FROM unnest(\(batch.map(\.lineage))::text[], \(batch.map(\.callerSerial))::text[], \(batch.map(\.spiffeID))::text[],
+                            \(reports.map(\.servingSerial))::text[], \(reports.map(\.servingNotAfter))::bigint[],
+                            \(reports.map(\.trustGeneration))::bigint[], \(reports.map { ByteBuffer(bytes: $0.bundleSHA256) })::bytea[],
+                            \(try reports.map { try joined($0.rootSerials) })::text[], \(reports.map(\.lastRotation))::bigint[],
+                            \(reports.map(\.lastError))::text[], \(reports.map(\.lastErrorAt))::bigint[], \(reports.map(\.rotations))::bigint[],
+                            \(reports.map(\.failures))::bigint[], \(reports.map(\.agentVersion))::text[], \(reports.map(\.hostName))::text[],
+                            \(batch.map(\.firstSeen.timeIntervalSince1970))::float8[], \(batch.map(\.reportedAt.timeIntervalSince1970))::float8[],
+                            \(batch.map(\.peer))::text[])
+                     AS row(lineage, caller_serial, spiffe_id, serving_serial, serving_not_after, trust_generation, bundle_sha256,
+                            root_serials, last_rotation, last_error, last_error_at, rotations, failures, agent_version, host_name,
+                            first_seen, reported_at, peer)
                 """, logger: logger)
         }
         // A source without a head record is copied without one: the chain check below then fails.

@@ -152,6 +152,32 @@ enum PostgresSchema {
             "ALTER TABLE issuer ADD COLUMN revoked_at double precision",
             "ALTER TABLE issuer ADD COLUMN revocation_reason integer",
         ]),
+        // Each agent's latest report (the fleet view), keyed by its lineage, as SQLite's v7-agent-report.
+        ("v4-agent-report", [
+            """
+            CREATE TABLE agent_report (
+                lineage text PRIMARY KEY REFERENCES certificate (serial),
+                caller_serial text NOT NULL REFERENCES certificate (serial),
+                spiffe_id text NOT NULL,
+                serving_serial text NOT NULL,
+                serving_not_after bigint NOT NULL,
+                trust_generation bigint NOT NULL,
+                bundle_sha256 bytea NOT NULL,
+                root_serials text[] NOT NULL,
+                last_rotation bigint NOT NULL,
+                last_error text NOT NULL,
+                last_error_at bigint NOT NULL,
+                rotations bigint NOT NULL,
+                failures bigint NOT NULL,
+                agent_version text NOT NULL,
+                host_name text NOT NULL,
+                first_seen double precision NOT NULL,
+                reported_at double precision NOT NULL,
+                peer text NOT NULL
+            )
+            """,
+            "CREATE INDEX agent_report_caller_serial ON agent_report (caller_serial)",
+        ]),
     ]
 
     /// Key of the advisory lock migrations hold for their transaction: replicas starting together

@@ -29,6 +29,7 @@ extension SQLiteAuthorityStore {
             let crlNumber = try Int64.fetchOne(db, sql: "SELECT last_number FROM crl_state WHERE id = 1") ?? 0
             let issuers = try Self.issuerSnapshot(in: db)
             let confirmations = try Row.fetchAll(db, sql: "SELECT * FROM trust_confirmation ORDER BY serial").map(Self.trustConfirmation)
+            let agentReports = try Row.fetchAll(db, sql: "SELECT * FROM agent_report ORDER BY lineage").map(Self.agentReport)
             // AUTOINCREMENT never reuses an id, even one whose row is gone: sqlite_sequence holds the
             // highest ever given, which the copy's counters must pass too.
             var counters: [String: Int64] = [
@@ -42,7 +43,8 @@ extension SQLiteAuthorityStore {
             }
             return AuthorityStoreSnapshot(certificates: certificates, tokens: tokens, revocations: revocations, auditEvents: events,
                                           auditHead: head, auditCheckpoints: checkpoints, crlNumber: crlNumber, idCounters: counters,
-                                          issuers: issuers.issuers, issuerGeneration: issuers.generation, trustConfirmations: confirmations)
+                                          issuers: issuers.issuers, issuerGeneration: issuers.generation, trustConfirmations: confirmations,
+                                          agentReports: agentReports)
         }
     }
 

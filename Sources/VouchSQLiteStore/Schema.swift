@@ -158,6 +158,35 @@ enum Schema {
                 ALTER TABLE issuer ADD COLUMN revocation_reason INTEGER;
                 """)
         }
+        migrator.registerMigration("v7-agent-report") { db in
+            // Each agent's latest report (the fleet view), keyed by its lineage: the serial at the
+            // root of its renewed_from chain. A report from a renewed certificate finds its row by
+            // caller_serial = the certificate it was renewed from. Times the agent sent are its
+            // Unix seconds; first_seen and reported_at are the CA's.
+            try db.execute(sql: """
+                CREATE TABLE agent_report (
+                    lineage TEXT PRIMARY KEY REFERENCES certificate(serial),
+                    caller_serial TEXT NOT NULL REFERENCES certificate(serial),
+                    spiffe_id TEXT NOT NULL,
+                    serving_serial TEXT NOT NULL,
+                    serving_not_after INTEGER NOT NULL,
+                    trust_generation INTEGER NOT NULL,
+                    bundle_sha256 BLOB NOT NULL,
+                    root_serials TEXT NOT NULL,
+                    last_rotation INTEGER NOT NULL,
+                    last_error TEXT NOT NULL,
+                    last_error_at INTEGER NOT NULL,
+                    rotations INTEGER NOT NULL,
+                    failures INTEGER NOT NULL,
+                    agent_version TEXT NOT NULL,
+                    host_name TEXT NOT NULL,
+                    first_seen REAL NOT NULL,
+                    reported_at REAL NOT NULL,
+                    peer TEXT NOT NULL
+                );
+                CREATE INDEX agent_report_caller_serial ON agent_report(caller_serial);
+                """)
+        }
         return migrator
     }
 }

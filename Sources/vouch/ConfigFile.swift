@@ -34,6 +34,7 @@ struct ConfigFile: Decodable {
         var databasePasswordFile: String?
         var serverCertTTL: String?
         var renewAfterExpiry: String?
+        var agentStaleAfter: String?
         var pkcs11Module: String?
         var pkcs11Token: String?
         var pkcs11PinFile: String?
@@ -47,6 +48,7 @@ struct ConfigFile: Decodable {
             case renewalRetryWindow = "renewal_retry_window", selfRevocationLimit = "self_revocation_limit"
             case auditCheckpointInterval = "audit_checkpoint_interval"
             case serverCertTTL = "server_cert_ttl", renewAfterExpiry = "renew_after_expiry"
+            case agentStaleAfter = "agent_stale_after"
             case pkcs11Module = "pkcs11_module", pkcs11Token = "pkcs11_token", pkcs11PinFile = "pkcs11_pin_file"
         }
     }

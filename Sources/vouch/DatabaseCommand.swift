@@ -44,7 +44,7 @@ struct DatabaseMigrate: AsyncParsableCommand {
     struct Summary: Encodable {
         let source: String
         let target: String
-        let certificates, tokens, revocations, auditEvents, auditCheckpoints, issuers, trustConfirmations: Int
+        let certificates, tokens, revocations, auditEvents, auditCheckpoints, issuers, trustConfirmations, agentReports: Int
         let issuerGeneration: Int64
         let lastRevocationSequence: Int64
         let auditHeadRow: Int64
@@ -87,7 +87,8 @@ struct DatabaseMigrate: AsyncParsableCommand {
             try report(Summary(
                 source: files.database, target: target.description, certificates: counts.certificates, tokens: counts.tokens,
                 revocations: counts.revocations, auditEvents: counts.auditEvents, auditCheckpoints: counts.auditCheckpoints,
-                issuers: counts.issuers, trustConfirmations: counts.trustConfirmations, issuerGeneration: snapshot.issuerGeneration,
+                issuers: counts.issuers, trustConfirmations: counts.trustConfirmations, agentReports: counts.agentReports,
+                issuerGeneration: snapshot.issuerGeneration,
                 lastRevocationSequence: snapshot.revocations.last?.sequence ?? 0, auditHeadRow: snapshot.auditHead?.id ?? 0,
                 auditHeadHash: head.hex, crlNumber: snapshot.crlNumber, verified: true,
                 seconds: ((clock.now - started) / .milliseconds(1)).rounded() / 1000))
@@ -135,6 +136,7 @@ struct DatabaseMigrate: AsyncParsableCommand {
             ["crl_state", "1", "CRL number \(summary.crlNumber)"],
             ["issuer", "\(summary.issuers)", "generation \(summary.issuerGeneration)"],
             ["trust_confirmation", "\(summary.trustConfirmations)", ""],
+            ["agent_report", "\(summary.agentReports)", ""],
         ])
         print("audit log verified on the copy: \(summary.auditEvents) events, head \(summary.auditHeadHash), "
               + "\(summary.auditCheckpoints) signed checkpoints match")

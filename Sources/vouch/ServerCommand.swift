@@ -73,6 +73,9 @@ struct ServerCommand: AsyncParsableCommand {
     @Option(help: "How long after expiry a certificate may still renew itself (Renew only); 0 = never (default 0).")
     var renewAfterExpiry: DurationArgument?
 
+    @Option(help: "An agent whose last report is older counts as silent in the vouch_ca_agents metric (default 10m).")
+    var agentStaleAfter: DurationArgument?
+
     @OptionGroup var databaseOptions: DatabaseOptions
 
     @OptionGroup var listenerLimits: ListenerLimitOptions
@@ -132,6 +135,9 @@ struct ServerCommand: AsyncParsableCommand {
             let auditCheckpointInterval = try self.auditCheckpointInterval
                 ?? configDuration(file?.auditCheckpointInterval, key: "server.audit_checkpoint_interval") ?? DurationArgument(argument: "60s")!
             guard auditCheckpointInterval.seconds > 0 else { throw CLIError("--audit-checkpoint-interval must be positive") }
+            let agentStaleAfter = try self.agentStaleAfter ?? configDuration(file?.agentStaleAfter, key: "server.agent_stale_after")
+                ?? DurationArgument(argument: "10m")!
+            guard agentStaleAfter.seconds > 0 else { throw CLIError("--agent-stale-after must be positive") }
             let auditCheckpoints = AuditCheckpointer(store: store, authority: authority)
             let limits = try listenerLimits.resolved(handshake: file?.handshakeTimeout, idle: file?.idleTimeout,
                                                      maxConnections: file?.maxConnections, section: "server")
@@ -154,7 +160,8 @@ struct ServerCommand: AsyncParsableCommand {
                     print("vouch server http on \(HostPort(host: http.host, port: port))")
                     fflush(nil)
                 }, handler: CAHTTPRoutes.handler(authority: authority, store: store, metrics: {
-                    await CAGauges.refresh(authority: authority, store: store, token: pkcs11Token)
+                    await CAGauges.refresh(authority: authority, store: store, token: pkcs11Token,
+                                           agentStaleAfter: TimeInterval(agentStaleAfter.seconds))
                     return PrometheusBootstrap.scrape(registry)
                 }, auditCheckpoints: auditCheckpoints, token: pkcs11Token)))
             }

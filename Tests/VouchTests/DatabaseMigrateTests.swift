@@ -48,6 +48,11 @@ final class DatabaseMigrateTests: XCTestCase {
         // The server adopted its directory's pair as issuers; an agent confirmed the bundle it holds.
         try await SQLiteAuthorityStore(path: ca.caDir + "/vouch.db").recordTrustConfirmation(
             serial: first.serial, spiffeID: Self.web, generation: 1, bundleSHA256: Array(repeating: 9, count: 32), peer: "127.0.0.1:1", at: Date())
+        // and reported what it serves (the fleet view).
+        try await SQLiteAuthorityStore(path: ca.caDir + "/vouch.db").recordAgentReport(
+            AgentReportRecord(servingSerial: first.serial, trustGeneration: 1, bundleSHA256: Array(repeating: 9, count: 32),
+                              rootSerials: ["0a", "0b"], lastError: "renew: unavailable", lastErrorAt: 5, hostName: "web-1"),
+            callerSerial: first.serial, spiffeID: Self.web, peer: "127.0.0.1:1", at: Date())
         // Read and closed again: the command refuses a file another process has open, this one too.
         let source = try await SQLiteAuthorityStore(path: ca.caDir + "/vouch.db").exportAll()
         XCTAssertEqual(source.issuers.map(\.kind), [.root, .intermediate])
@@ -56,6 +61,7 @@ final class DatabaseMigrateTests: XCTestCase {
         XCTAssertEqual(source.issuers.first?.crlNumber, 1)
         XCTAssertNotNil(source.issuers.first?.crlDER)
         XCTAssertEqual(source.trustConfirmations.count, 1)
+        XCTAssertEqual(source.agentReports.map(\.lineage), [first.serial])
         XCTAssertEqual(source.revocations.map(\.reason), [RevocationReason.superseded.rawValue, 1, 1], "child, first, retried child")
         XCTAssertTrue(source.tokens.contains { $0.usesAllowed == 2 && $0.usesConsumed == 1 } && source.tokens.contains(where: \.revoked))
         XCTAssertFalse(source.auditCheckpoints.isEmpty)
@@ -74,6 +80,7 @@ final class DatabaseMigrateTests: XCTestCase {
         XCTAssertEqual(summary["issuers"] as? Int, 2)
         XCTAssertEqual(summary["issuerGeneration"] as? Int, 2)
         XCTAssertEqual(summary["trustConfirmations"] as? Int, 1)
+        XCTAssertEqual(summary["agentReports"] as? Int, 1)
         XCTAssertEqual(summary["verified"] as? Bool, true)
 
         // Every row reads back the same from either store, ids and lineage columns included.
@@ -95,6 +102,9 @@ final class DatabaseMigrateTests: XCTestCase {
         XCTAssertTrue(copied.contains { $0.issuerID == originalIssuers.activeIntermediate?.id }, "certificates keep their issuer (compared above)")
         let (confirmations, originalConfirmations) = (try await postgres.trustConfirmations(), try await sqlite.trustConfirmations())
         XCTAssertEqual(confirmations, originalConfirmations)
+        let (agentReports, originalAgentReports) = (try await postgres.agentReports(), try await sqlite.agentReports())
+        XCTAssertEqual(agentReports, originalAgentReports, "every field, first_seen and root serials included")
+        XCTAssertEqual(agentReports.first?.report.rootSerials, ["0a", "0b"])
         let chain = try await postgres.auditChain()
         XCTAssertEqual(chain.rows.map(\.id), source.auditEvents.map(\.id))
         XCTAssertEqual(chain.rows.map(\.entry), source.auditEvents.map(\.entry))

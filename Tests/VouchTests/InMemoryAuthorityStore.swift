@@ -19,6 +19,7 @@ public final class InMemoryAuthorityStore: AuthorityStore {
         var issuers: [IssuerRecord] = []
         var generation: Int64 = 0
         var confirmations: [String: TrustConfirmation] = [:]
+        var agentReports: [String: AgentReportRow] = [:]
     }
 
     private let state = Mutex(State())
@@ -282,6 +283,37 @@ public final class InMemoryAuthorityStore: AuthorityStore {
                                     issuerID: certificate.issuerID, confirmedGeneration: state.confirmations[certificate.serial]?.generation)
             }
             return RolloverCounts.tally(live, rootID: rootID, issuers: state.issuers, generation: generation, adminIDs: adminIDs)
+        }
+    }
+
+    // MARK: Agent reports
+
+    public func recordAgentReport(_ report: AgentReportRecord, callerSerial: String, spiffeID: String, peer: String,
+                                  at time: Date) async throws {
+        try state.withLock { state in
+            guard var index = state.indexBySerial[callerSerial] else { throw AuthorityError(.notFound, "no certificate \(callerSerial)") }
+            // The lineage is the root of the renewed_from chain.
+            while let parent = state.certificates[index].renewedFrom, let parentIndex = state.indexBySerial[parent] { index = parentIndex }
+            let lineage = state.certificates[index].serial
+            state.agentReports[lineage] = AgentReportRow(
+                lineage: lineage, callerSerial: callerSerial, spiffeID: spiffeID, report: report,
+                firstSeen: state.agentReports[lineage]?.firstSeen ?? time, reportedAt: time, peer: peer)
+        }
+    }
+
+    public func agentReports() async throws -> [AgentReportRow] {
+        state.withLock { state in
+            state.agentReports.values.sorted { $0.lineage < $1.lineage }.map { stored in
+                var row = stored
+                row.served = state.indexBySerial[row.report.servingSerial].map { index in
+                    let certificate = Self.withRevocation(state.certificates[index], in: state)
+                    return ServedCertificate(notAfter: certificate.notAfter, revokedAt: certificate.revokedAt,
+                                             supersededBy: certificate.supersededBy,
+                                             successorIssuedAt: certificate.supersededBy.flatMap { state.indexBySerial[$0] }
+                                                 .map { state.certificates[$0].issuedAt })
+                }
+                return row
+            }
         }
     }
 
