@@ -5,6 +5,7 @@ import VouchAPI
 import VouchCrypto
 import VouchHTTP
 import VouchTLS
+import X509
 
 /// `vouch agent` as a ServiceLifecycle service: obtains an identity, then runs its parts as
 /// services of one group (the local mTLS status server, the renewal loop, the revocation
@@ -21,6 +22,8 @@ public final class Agent: Service, Sendable {
     public let revocations: RevocationFollower
     /// Follows the CA's trust bundle (root rollovers, new intermediates).
     public let trust: TrustFollower
+    /// Tells the CA what the agent serves and trusts (`vouch fleet list`).
+    let fleet: FleetReporter
     /// The SPIFFE Workload API on a Unix socket (`--workload-api`), fed by the same file changes as the hooks.
     let workloadAPI: WorkloadAPI
 
@@ -41,13 +44,15 @@ public final class Agent: Service, Sendable {
         }
         let source = GRPCRevocationSource(bundlePath: configuration.caBundlePath, server: server, rpcTimeout: configuration.rpcTimeout)
         let bundles = GRPCTrustBundleSource(bundlePath: configuration.caBundlePath, server: server, rpcTimeout: configuration.rpcTimeout)
+        let reports = GRPCFleetReportSource(bundlePath: configuration.caBundlePath, server: server, rpcTimeout: configuration.rpcTimeout)
         self.init(configuration: configuration, files: files, clock: SystemAgentClock(), ca: ca, replicas: replicas,
-                  revocationSource: source, trustBundleSource: bundles, state: state, logger: logger, onIdentity: onIdentity,
+                  revocationSource: source, trustBundleSource: bundles, fleetReportSource: reports, state: state, logger: logger, onIdentity: onIdentity,
                   onListening: onListening)
     }
 
     init(configuration: AgentConfiguration, files: IdentityFiles, clock: any AgentClock, ca: any CertificateAuthorityCalls,
-         replicas: CAReplicas, revocationSource: any RevocationSource, trustBundleSource: any TrustBundleSource, state: AgentState,
+         replicas: CAReplicas, revocationSource: any RevocationSource, trustBundleSource: any TrustBundleSource,
+         fleetReportSource: any FleetReportSource, state: AgentState,
          logger: Logger, onIdentity: @escaping @Sendable (AgentSnapshot) -> Void, onListening: @escaping @Sendable (HostPort) -> Void) {
         self.configuration = configuration
         self.state = state
@@ -72,6 +77,9 @@ public final class Agent: Service, Sendable {
             wake.request()
         }, onFilesChanged: { hooks.notify($0); workloadAPI.changed() })
         self.trust = trust
+        // Reports follow the state: the served serial, the bundle held, renewal errors.
+        self.fleet = FleetReporter(replicas: replicas, source: fleetReportSource, state: state, clock: clock, logger: logger,
+                                   heartbeat: configuration.heartbeat.timeInterval)
         self.keeper = IdentityKeeper(configuration: configuration, files: files, ca: ca, hooks: hooks, revocations: revocations,
                                      clock: clock, state: state, logger: logger, onIdentity: { snapshot in
             // A new certificate is confirmed to the CA under its own serial.
@@ -102,6 +110,19 @@ public final class Agent: Service, Sendable {
             logger.warning("connection limit reached: refusing new connections",
                            metadata: ["listener": "grpc", "max_connections": "\(limit)", "refused": "\(refused)"])
         })
+        // The listener serves what it loaded: the fleet report names that certificate.
+        state.update {
+            $0.servingSerial = $0.serial
+            $0.servingNotAfter = $0.notAfter
+        }
+        let serve: @Sendable () throws -> Certificate = { [state] in
+            let served = try tls.reload()
+            state.update {
+                $0.servingSerial = served.serialHex
+                $0.servingNotAfter = served.notValidAfter
+            }
+            return served
+        }
         // A hook still running must neither delay shutdown nor outlive the agent.
         defer { hooks.stop() }
         var services: [any Service] = []
@@ -110,11 +131,12 @@ public final class Agent: Service, Sendable {
                                                   logger: logger, onListening: onListening))
         }
         services += [
-            AgentLoop(name: "renewal") { [keeper] in try await keeper.rotateForever(reloadListener: { try tls.reload() }) },
+            AgentLoop(name: "renewal") { [keeper] in try await keeper.rotateForever(reloadListener: serve) },
             AgentLoop(name: "revocation stream") { [revocations, keeper] in try await revocations.watchForever(schedule: keeper.schedule) },
             AgentLoop(name: "CRL refresh") { [revocations] in try await revocations.refreshCRLForever() },
             AgentLoop(name: "trust bundle stream") { [trust, keeper] in try await trust.watchForever(schedule: keeper.schedule) },
-            AgentLoop(name: "trust bundle updates") { [trust] in try await trust.applyForever(reloadListener: { _ = try tls.reload() }) },
+            AgentLoop(name: "trust bundle updates") { [trust] in try await trust.applyForever(reloadListener: { _ = try serve() }) },
+            AgentLoop(name: "fleet report") { [fleet] in try await fleet.reportForever() },
         ]
         if let workloadServer {
             // Served before the agent announces its listener: callers from then on get the identity.

@@ -56,6 +56,8 @@ public struct AgentConfiguration: Sendable {
     public var outputFileNames = OutputFileNames.defaults
     /// The password of the PKCS#12 keystore and truststore (`--pkcs12-password-file`).
     public var keystorePassword: String?
+    /// How often the agent reports to the CA when nothing changed (`--heartbeat`; zero: only on changes).
+    public var heartbeat: Duration = .seconds(300)
     /// Where and for whom the SPIFFE Workload API is served (`--workload-api`); nil: not served.
     public var workloadAPI: WorkloadAPIConfiguration?
 

@@ -84,6 +84,9 @@ struct AgentCommand: AsyncParsableCommand {
     @Option(help: "How often to fetch the CRL as a fallback to the revocation stream (default 60s).")
     var crlRefresh: DurationArgument?
 
+    @Option(help: "How often to report to the CA for `vouch fleet list` when nothing changed, ±10% (default 5m; 0: only on rotations, bundle changes and errors).")
+    var heartbeat: DurationArgument?
+
     @OptionGroup var logging: LoggingOptions
 
     static func signalNumber(_ name: String) -> Int32? {
@@ -140,6 +143,8 @@ struct AgentCommand: AsyncParsableCommand {
         limited.hookOn = try Self.hookKinds(hookOn ?? file?.hookOn)
         (limited.outputFileNames, limited.keystorePassword) = try outputFiles.resolved(file)
         limited.caServerID = caSpiffeId ?? file?.caSpiffeID
+        let heartbeat = try heartbeat ?? configDuration(file?.heartbeat, key: "agent.heartbeat") ?? DurationArgument(argument: "5m")!
+        limited.heartbeat = heartbeat.duration
         limited.workloadAPI = try workloadAPI.resolved(file)
         if let id = limited.caServerID, IdentityRules.trustDomain(ofSPIFFEID: id) == nil {
             throw CLIError("--ca-spiffe-id \(id) is not a SPIFFE ID")

@@ -97,6 +97,7 @@ struct ConfigFile: Decodable {
         var pkcs12: String?
         var truststore: String?
         var pkcs12PasswordFile: String?
+        var heartbeat: String?
         var workloadAPI: String?
         var workloadAPIMode: String?
         var workloadAPIOwner: String?
@@ -108,6 +109,7 @@ struct ConfigFile: Decodable {
             case handshakeTimeout = "handshake_timeout", idleTimeout = "idle_timeout", maxConnections = "max_connections"
             case hookTimeout = "hook_timeout", signalProcessName = "signal_process_name", caSpiffeID = "ca_spiffe_id"
             case hookDebounce = "hook_debounce", hookOn = "hook_on"
+            case heartbeat
             case files, pkcs12, truststore, pkcs12PasswordFile = "pkcs12_password_file"
             case ca, out, listen, metrics, exec, signal
             case caBundle = "ca_bundle", tokenFile = "token_file", certTTL = "cert_ttl", renewFraction = "renew_fraction"
