@@ -7,7 +7,9 @@ extension CertificateAuthority {
     /// CA's own and admin identities are refused (no fake agents in the listing). The served
     /// certificate must be the caller's or another stored one of its SPIFFE ID. An identical
     /// repeat within 10 s of the last one stored from the same certificate is acknowledged
-    /// without a write. No audit row (as trust confirmations: a heartbeat is no decision).
+    /// without a write; more than 10 changed reports in 10 s from one certificate are refused
+    /// (`resourceExhausted`, see RecentAgentReports). No audit row (as trust confirmations: a
+    /// heartbeat is no decision).
     public func recordAgentReport(caller: Caller, report: AgentReportRecord) async throws {
         guard let serial = caller.serial, let spiffeID = caller.spiffeID else {
             throw AuthorityError(.unauthenticated, "ReportAgent needs a client certificate")
@@ -17,7 +19,7 @@ extension CertificateAuthority {
         }
         let record = try report.validated()
         let now = clock()
-        if recentAgentReports.isRepeat(record, serial: serial, now: now) { return }
+        if try recentAgentReports.isRepeat(record, serial: serial, now: now) { return }
         if record.trustGeneration > issuerSet.generation {
             // Another replica may have moved on: read the store's generation before refusing.
             try await reloadIssuers()

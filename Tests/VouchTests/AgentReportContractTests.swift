@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 import VouchAuthority
+@testable import VouchSQLiteStore
 
 /// Agents' reports in the store contract, on every store: one row per lineage (the enrollment
 /// serial at the root of `renewed_from`), found again after renewals whether or not each was
@@ -91,5 +92,19 @@ extension AuthorityStoreContractTests {
         // A served serial the store does not know: nothing to join.
         try await store.recordAgentReport(Self.agentReport("dd"), callerSerial: "c2", spiffeID: "spiffe://example.org/svc/web", peer: "p", at: Self.now)
         #expect(try await store.agentReports().first.map { $0.served == nil && $0.report.servingSerial == "dd" } == true)
+    }
+}
+
+/// A database made before the fleet view gains its table in place when opened.
+@Suite("Agent report schema upgrade")
+struct AgentReportSchemaUpgradeTests {
+    @Test func aSQLiteDatabaseFromBeforeTheFleetViewTakesReportsOnceOpened() async throws {
+        let path = try temporaryDirectory() + "/vouch.db"
+        try SQLiteAuthorityStore.createDatabase(at: path, migratedUpTo: "v6-root-crl")
+        let store = try SQLiteAuthorityStore(path: path)
+        try await store.insertCertificate(AuthorityStoreContractTests.certificate("a1"), audit: AuthorityStoreContractTests.entry(.enroll))
+        try await store.recordAgentReport(AuthorityStoreContractTests.agentReport("a1"), callerSerial: "a1",
+                                          spiffeID: "spiffe://example.org/svc/web", peer: "p", at: AuthorityStoreContractTests.now)
+        #expect(try await store.agentReports().map(\.lineage) == ["a1"])
     }
 }

@@ -183,6 +183,28 @@ final class AgentReportRulesTests: XCTestCase {
         XCTAssertEqual(read10, harness.clock.now, "10 s after the last write: written again (\(changed))")
     }
 
+    func testChangedReportsBeyondTenInTenSecondsAreRefusedNotWritten() async throws {
+        let (harness, enrolled, caller) = try await enrolledAgent()
+        for failures in 1...10 {
+            harness.clock.advance(0.5)
+            try await harness.authority.recordAgentReport(caller: caller, report: report(enrolled.serial) { $0.failures = Int64(failures) })
+        }
+        harness.clock.advance(0.5)
+        let error = await refusal {
+            try await harness.authority.recordAgentReport(caller: caller, report: self.report(enrolled.serial) { $0.failures = 11 })
+        }
+        XCTAssertEqual(error, AuthorityError(.resourceExhausted,
+                                             "more than 10 changed agent reports in 10 s from certificate \(enrolled.serial); report again later"))
+        let stored = try await harness.store.agentReports().first?.report.failures
+        XCTAssertEqual(stored, 10, "the refused report was not written")
+        // A repeat of what is stored costs nothing and is still acknowledged; the next interval writes again.
+        try await harness.authority.recordAgentReport(caller: caller, report: report(enrolled.serial) { $0.failures = 10 })
+        harness.clock.advance(5)
+        try await harness.authority.recordAgentReport(caller: caller, report: report(enrolled.serial) { $0.failures = 11 })
+        let later = try await harness.store.agentReports().first?.report.failures
+        XCTAssertEqual(later, 11)
+    }
+
     func testListedProblemsFollowTheCARecordsAndTheClock() async throws {
         let (harness, enrolled, caller) = try await enrolledAgent()
         let root = try XCTUnwrap(harness.authority.issuerSet.roots.first?.serial)

@@ -97,8 +97,12 @@ final class FleetServiceTests: XCTestCase {
         }
         let read1 = try await listAgents(ca).agents.map(\.spiffeID)
         XCTAssertEqual(read1, [Self.web], "no refused report left a row")
-        let badRequest = await refusal { _ = try await self.listAgents(ca) { $0.staleAfterSeconds = -1 } }
-        XCTAssertEqual(badRequest?.0, .invalidArgument)
+        for (what, change) in [("a negative stale threshold", { (r: inout Vouch_V1_ListAgentsRequest) in r.staleAfterSeconds = -1 }),
+                               ("a page of 1001", { $0.pageSize = 1001 }), ("a negative page size", { $0.pageSize = -1 }),
+                               ("a forged page token", { $0.pageToken = "1 zz spiffe://example.org/x" })] {
+            let refused = await refusal { _ = try await self.listAgents(ca, change) }
+            XCTAssertEqual(refused?.0, .invalidArgument, what)
+        }
 
         // Audited as every admin read; a report is not.
         let audit = try await VouchClient.with(server: ca.address, credentials: ca.admin) { client in
@@ -123,5 +127,12 @@ final class FleetServiceTests: XCTestCase {
         }, metrics)
         let problems = try await listAgents(ca) { $0.problemsOnly = true }.agents.map { [$0.spiffeID: $0.problems] }
         XCTAssertEqual(problems, [[Self.web: [.servingRevoked]]], "db is not silent at ListAgents' default 600 s")
+        // A page at a time: web (a problem) first, then db, and no token after the last.
+        let first = try await listAgents(ca) { $0.pageSize = 1 }
+        let second = try await listAgents(ca) { $0.pageSize = 1; $0.pageToken = first.nextPageToken }
+        XCTAssertEqual((first.agents + second.agents).map(\.spiffeID), [Self.web, Self.db])
+        XCTAssertEqual(second.agents.first?.lineage, dbIssued.serial)
+        XCTAssertNotEqual(first.nextPageToken, "")
+        XCTAssertEqual(second.nextPageToken, "")
     }
 }

@@ -22,11 +22,11 @@ struct PostgresStoreTests {
     @Test func replicasStartingTogetherMigrateOnce() async throws {
         let database = try await TestPostgres.shared.freshDatabase()
         let stores = try await Self.replicas(4, of: database)
-        #expect(try TestPostgres.shared.psql(database, "SELECT string_agg(name, ',' ORDER BY name) FROM schema_migration") == "v1,v2-issuers,v3-root-crl")
+        #expect(try TestPostgres.shared.psql(database, "SELECT string_agg(name, ',' ORDER BY name) FROM schema_migration") == "v1,v2-issuers,v3-root-crl,v4-agent-report")
         for store in stores { await store.close() }
         // A restart finds the schema in place and changes nothing.
         let again = try await Self.replicas(1, of: database)
-        #expect(try TestPostgres.shared.psql(database, "SELECT count(*) FROM schema_migration") == "3")
+        #expect(try TestPostgres.shared.psql(database, "SELECT count(*) FROM schema_migration") == "4")
         await again[0].close()
     }
 
