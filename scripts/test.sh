@@ -13,7 +13,7 @@ cd "$(dirname "$0")/.."
 deps_present() {
     local tool
     for tool in protoc protoc-gen-go protoc-gen-go-grpc go sqlite3 openssl curl python3 javac keytool java \
-                softhsm2-util pkcs11-tool; do
+                softhsm2-util pkcs11-tool chromium chromedriver; do
         command -v "$tool" >/dev/null || return 1
     done
     [ -x /usr/lib/postgresql/15/bin/initdb ] && [ -x /usr/lib/postgresql/15/bin/pg_ctl ] \

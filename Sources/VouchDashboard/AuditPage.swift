@@ -29,7 +29,7 @@ enum AuditPage {
         return Page(title: "Audit log", content: [
             state(verification, unavailable: unavailable),
             el("h2", [:], text("Newest \(tailLength) events")),
-            table("audit", headers: ["Id", "Time", "Actor", "Action", "Subject", "Peer", "Detail"], rows: Array(rows),
+            table("audit", headers: ["Id", "Time", "Actor", "Action", "Subject", "Peer", "Detail"], numeric: ["Id"], rows: Array(rows),
                   empty: "The audit log is empty."),
         ])
     }

@@ -40,8 +40,12 @@ public struct DashboardRoutes: Sendable {
             response.headers = [("Allow", "GET")]
             return response
         }
+        // Nothing secret in these: the 403 page uses them too.
         if request.path == "/style.css" {
             return HTTPResponse(status: 200, contentType: "text/css; charset=utf-8", body: Array(StyleSheet.css.utf8))
+        }
+        if request.path == "/icon.svg" {
+            return HTTPResponse(status: 200, contentType: "image/svg+xml", body: Array(StyleSheet.icon.utf8))
         }
         let query = QueryString(parsing: request.query)
         if let key = query["key"] {

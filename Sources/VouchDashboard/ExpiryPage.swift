@@ -25,7 +25,7 @@ enum ExpiryPage {
                     + "(hours in UTC; renewed but unexpired certificates count, as `vouch cert list` shows them).")),
             timeline.svg(),
             el("h2", [:], "Per hour"),
-            table("expiry-table", headers: ["Hour starting (UTC)", "Expiring"], rows: rows,
+            table("expiry-table", headers: ["Hour starting (UTC)", "Expiring"], numeric: ["Expiring"], rows: rows,
                   empty: "No certificate expires in this window."),
         ]
         if capped {

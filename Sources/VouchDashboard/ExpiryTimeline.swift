@@ -45,7 +45,7 @@ public struct ExpiryTimeline: Sendable, Equatable {
             // A label every 6 hours: the hour of day, and the date at midnight.
             let hourOfDay = Int((hourStart(index) / 3600) % 24)
             if hourOfDay % 6 == 0 {
-                let label = hourOfDay == 0 ? String(hour.prefix(10)) : "\(hourOfDay):00"
+                let label = hourOfDay == 0 ? String(hour.prefix(10)) : (hourOfDay < 10 ? "0" : "") + "\(hourOfDay):00"
                 parts.append(el("text", ["x": format(x), "y": "\(height - 8)"], text(label)))
             }
         }

@@ -42,7 +42,8 @@ enum FleetPage {
         }
         return Page(title: "Fleet", content: [
             el("form", ["class": "search", "method": "get", "action": "/fleet"],
-               el("input", ["type": "search", "name": "stale", "value": staleText, "aria-label": "Silent after"]),
+               el("input", ["type": "search", "name": "stale", "value": staleText, "class": "short", "aria-label": "Silent after",
+                            "title": "Silent after this long without a report (e.g. 10m, 1h)"]),
                el("label", [:], problemsOnly
                    ? el("input", ["type": "checkbox", "name": "problems", "value": "1", "checked": "checked"])
                    : el("input", ["type": "checkbox", "name": "problems", "value": "1"]),
@@ -64,7 +65,7 @@ enum FleetPage {
         case .oldBundle: return "old_bundle"
         case .silent: return "silent"
         case .renewalFailing: return "renewal_failing"
-        default: return "problem \(problem.rawValue)"
+        default: return "unknown_\(problem.rawValue)"
         }
     }
 

@@ -59,7 +59,8 @@ public struct HTML: Sendable, ExpressibleByStringLiteral {
                     element("meta", ["charset": "utf-8"]),
                     element("meta", ["name": "viewport", "content": "width=device-width, initial-scale=1"]),
                     element("title", [:], text(title)),
-                    element("link", ["rel": "stylesheet", "href": "/style.css"])),
+                    element("link", ["rel": "stylesheet", "href": "/style.css"]),
+                    element("link", ["rel": "icon", "href": "/icon.svg", "type": "image/svg+xml"])),
             element("body", [:], body)).markup
     }
 }

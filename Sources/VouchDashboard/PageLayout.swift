@@ -43,10 +43,13 @@ enum DashboardTime {
 }
 
 /// A table with a header row; `rows` already made of `td` cells.
-func table(_ id: String, headers: [String], rows: [HTML], empty: String) -> HTML {
+/// `numeric`: headers of columns aligned right.
+func table(_ id: String, headers: [String], numeric: Set<String> = [], rows: [HTML], empty: String) -> HTML {
     guard !rows.isEmpty else { return el("p", ["class": "empty", "id": id], text(empty)) }
     return el("table", ["id": id],
-              el("thead", [:], el("tr", [:], headers.map { el("th", ["scope": "col"], text($0)) })),
+              el("thead", [:], el("tr", [:], headers.map { header in
+                  numeric.contains(header) ? el("th", ["scope": "col", "class": "number"], text(header)) : el("th", ["scope": "col"], text(header))
+              })),
               el("tbody", [:], rows))
 }
 

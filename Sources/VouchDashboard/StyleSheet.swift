@@ -1,6 +1,13 @@
-/// The dashboard's only stylesheet, served at /style.css: the Content-Security-Policy allows
-/// styles from the dashboard itself only (no inline `style`), and no other asset is loaded.
+/// The dashboard's only stylesheet, served at /style.css, and its icon at /icon.svg: the
+/// Content-Security-Policy allows styles and images from the dashboard itself only (no inline
+/// `style`), and nothing else is loaded.
 enum StyleSheet {
+    /// Without an icon link the browser asks for /favicon.ico, and logs the 404 as an error.
+    static let icon = """
+    <svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 32 32"><rect width="32" height="32" rx="6" fill="#101828"/>\
+    <path d="M9 16.5l5 5 9-11" fill="none" stroke="#4f9cff" stroke-width="3.5" stroke-linecap="round" stroke-linejoin="round"/></svg>
+    """
+
     static let css = """
     :root { --ink: #1d2430; --muted: #5b6576; --line: #d9dee7; --accent: #1f6feb; --bad: #b42318; --warn: #b54708; --ok: #067647; }
     * { box-sizing: border-box; }
@@ -16,14 +23,18 @@ enum StyleSheet {
     table { border-collapse: collapse; width: 100%; background: #fff; border: 1px solid var(--line); }
     th, td { text-align: left; padding: 6px 10px; border-bottom: 1px solid var(--line); vertical-align: top; }
     th { background: #eef2f7; font-weight: 600; font-size: 12px; text-transform: uppercase; color: var(--muted); }
-    td.serial, td.mono { font-family: ui-monospace, "DejaVu Sans Mono", monospace; font-size: 12px; }
-    td.spiffe, td.dns, td.detail, td.error { overflow-wrap: anywhere; }
-    td.number { text-align: right; font-variant-numeric: tabular-nums; }
+    td.serial, td.mono { font-family: ui-monospace, "DejaVu Sans Mono", monospace; font-size: 12px; white-space: nowrap; }
+    td.spiffe, td.dns, td.detail, td.error, td.host { overflow-wrap: anywhere; }
+    td.spiffe { min-width: 14em; }
+    td.number, th.number { text-align: right; font-variant-numeric: tabular-nums; }
+    #expiry-table { width: auto; min-width: 360px; }
     .status-active, .state-ok { color: var(--ok); }
     .status-revoked, .problem, .state-broken { color: var(--bad); font-weight: 600; }
     .status-expired, .state-unavailable { color: var(--warn); }
     tr.has-problems td { background: #fff6f5; }
     form.search { display: flex; gap: 8px; margin: 0 0 12px; }
+    form.search input.short { flex: 0 0 7em; }
+    form.search label { align-self: center; }
     form.search input[type=search] { flex: 1; max-width: 480px; padding: 6px 8px; border: 1px solid var(--line); border-radius: 4px; }
     form.search select, form.search button { padding: 6px 10px; border: 1px solid var(--line); border-radius: 4px; background: #fff; }
     form.search button { background: var(--accent); color: #fff; border-color: var(--accent); }
