@@ -212,6 +212,7 @@ let package = Package(
             name: "VouchTests",
             dependencies: [
                 "vouch",
+                "VouchWorkloadAPI",
                 "VouchDashboard",
                 "VouchHTTP",
                 "VouchAgent",

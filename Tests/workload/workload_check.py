@@ -3,7 +3,8 @@
 Run by WorkloadAPIProcessTests with the venv of scripts/setup-python.sh. Each mode prints one JSON
 object per line, which the test reads:
 
-  fetch SOCKET SVID_PEM          X.509-SVID and bundles; svid.pem's serial read before and after
+  fetch SOCKET [OUT]             X.509-SVID and bundles; with the agent's --out, svid.pem's serial read
+                                 before and after, and bundle.pem's roots
   rotation SOCKET SECONDS        a FetchX509SVID stream until it brings a second serial
   mtls SOCKET ADDRESS SPIFFE_ID  mutual TLS to another agent's --listen server with what was fetched
   raw SOCKET [noheader]          one raw FetchX509SVID call; its status, with or without the header
@@ -37,16 +38,20 @@ def pem_serial(path):
         return serial_hex(x509.load_pem_x509_certificate(file.read()))
 
 
-def fetch(socket, svid_pem):
+def fetch(socket, out=None):
     client = WorkloadApiClient("unix://" + socket)
-    before = pem_serial(svid_pem)
+    before = pem_serial(os.path.join(out, "svid.pem")) if out else None
     svid = client.fetch_x509_svid()
-    after = pem_serial(svid_pem)
+    after = pem_serial(os.path.join(out, "svid.pem")) if out else None
     bundles = client.fetch_x509_bundles()
-    say(spiffe_id=str(svid.spiffe_id), serial=serial_hex(svid.leaf), chain=len(svid.cert_chain),
-        svid_pem_serials=[before, after],
-        bundles={str(bundle.trust_domain): sorted(serial_hex(root) for root in bundle.x509_authorities)
-                 for bundle in bundles.bundles})
+    fields = dict(spiffe_id=str(svid.spiffe_id), serial=serial_hex(svid.leaf), chain=len(svid.cert_chain),
+                  bundles={str(bundle.trust_domain): sorted(serial_hex(root) for root in bundle.x509_authorities)
+                           for bundle in bundles.bundles})
+    if out:
+        with open(os.path.join(out, "bundle.pem"), "rb") as file:
+            roots = x509.load_pem_x509_certificates(file.read())
+        fields.update(svid_pem_serials=[before, after], bundle_pem_serials=sorted(serial_hex(root) for root in roots))
+    say(**fields)
     client.close()
 
 
