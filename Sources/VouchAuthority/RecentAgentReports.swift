@@ -1,5 +1,6 @@
 import Foundation
 import Synchronization
+import VouchCrypto
 
 /// The agent reports this process stored lately per client certificate serial. An identical
 /// repeat of the last one within `interval` (a retry, a replica failover) is acknowledged without
@@ -9,7 +10,8 @@ import Synchronization
 /// call. Bounded: when full it starts afresh (a repeat then costs one write, as the first did).
 final class RecentAgentReports: Sendable {
     private struct Written {
-        var report: AgentReportRecord
+        /// SHA-256 of the report (`digest(of:)`): 32 bytes held per certificate, not up to 2 KiB.
+        var report: [UInt8]
         var at: Date
         /// Writes since `windowStart`.
         var windowStart: Date
@@ -31,7 +33,7 @@ final class RecentAgentReports: Sendable {
         try entries.withLock { entries in
             guard let last = entries[serial] else { return false }
             let age = now.timeIntervalSince(last.at)
-            if last.report == report && age >= 0 && age < Self.interval { return true }
+            if last.report == Self.digest(of: report) && age >= 0 && age < Self.interval { return true }
             let windowAge = now.timeIntervalSince(last.windowStart)
             if windowAge >= 0, windowAge < Self.interval, last.writes >= Self.writesPerInterval {
                 throw AuthorityError(.resourceExhausted, "more than \(Self.writesPerInterval) changed agent reports in "
@@ -45,13 +47,33 @@ final class RecentAgentReports: Sendable {
     func stored(_ report: AgentReportRecord, serial: String, now: Date) {
         entries.withLock { entries in
             if entries.count >= limit, entries[serial] == nil { entries.removeAll(keepingCapacity: true) }
-            var written = entries[serial] ?? Written(report: report, at: now, windowStart: now, writes: 0)
+            var written = entries[serial] ?? Written(report: [], at: now, windowStart: now, writes: 0)
             let windowAge = now.timeIntervalSince(written.windowStart)
             if windowAge < 0 || windowAge >= Self.interval { (written.windowStart, written.writes) = (now, 0) }
-            written.report = report
+            written.report = Self.digest(of: report)
             written.at = now
             written.writes += 1
             entries[serial] = written
         }
+    }
+
+    /// SHA-256 over every field, each length-prefixed, so two different reports never encode alike.
+    static func digest(of report: AgentReportRecord) -> [UInt8] {
+        var bytes: [UInt8] = []
+        func append(_ text: String) { append(Array(text.utf8)) }
+        func append(_ field: [UInt8]) {
+            withUnsafeBytes(of: UInt32(field.count).bigEndian) { bytes.append(contentsOf: $0) }
+            bytes.append(contentsOf: field)
+        }
+        func append(_ number: Int64) { withUnsafeBytes(of: number.bigEndian) { bytes.append(contentsOf: $0) } }
+        append(report.servingSerial)
+        for number in [report.servingNotAfter, report.trustGeneration, report.lastRotation, report.lastErrorAt, report.rotations,
+                       report.failures, Int64(report.rootSerials.count)] { append(number) }
+        append(report.bundleSHA256)
+        for serial in report.rootSerials { append(serial) }
+        append(report.lastError)
+        append(report.agentVersion)
+        append(report.hostName)
+        return sha256(bytes)
     }
 }

@@ -177,6 +177,10 @@ final class AgentReportRulesTests: XCTestCase {
         let read9 = try await reportedAt()
         XCTAssertEqual(read9, harness.clock.now, "a changed report: written at once")
         let changed = harness.clock.now
+        // Text moved from one field to the next is a change too.
+        var moved = report(enrolled.serial) { $0.failures = 1 }
+        (moved.hostName, moved.agentVersion) = ("web-", "1vouch 1.0")
+        XCTAssertNotEqual(RecentAgentReports.digest(of: moved), RecentAgentReports.digest(of: report(enrolled.serial) { $0.failures = 1 }))
         harness.clock.advance(10)
         try await harness.authority.recordAgentReport(caller: caller, report: report(enrolled.serial) { $0.failures = 1 })
         let read10 = try await reportedAt()
