@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Creates the Python virtualenv the example client and its test use, with selenium for the
-# dashboard's browser test, inside the build folder (.build/python-venv), and generates the client stubs from the committed .proto
-# into .build/python-stubs. Idempotent: a second run only checks.
+# dashboard's browser test, inside the build folder (.build/python-venv), and generates the
+# client stubs from the committed .proto into .build/python-stubs. Idempotent: a second run
+# only checks.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 VENV=.build/python-venv

@@ -50,9 +50,11 @@ public struct DashboardRoutes: Sendable {
         let query = QueryString(parsing: request.query)
         if let key = query["key"] {
             guard access.isKey(key) else { return forbidden(request.path, "the key in this URL is not the one `vouch ui` printed.") }
-            // The key leaves the address bar and the history; the cookie carries it from now on.
+            // The key leaves the address bar and the history; the cookie carries it from now on. Only to
+            // a page of ours: `//host/` would send the browser elsewhere.
+            let page = PageLayout.sections.contains { $0.path == request.path } ? request.path : "/"
             return HTTPResponse(status: 303, contentType: "text/plain; charset=utf-8", body: [],
-                                headers: [("Location", request.path + query.removing("key").encoded), ("Set-Cookie", access.setCookie)])
+                                headers: [("Location", page + query.removing("key").encoded), ("Set-Cookie", access.setCookie)])
         }
         guard access.hasCookie(request.cookie) else {
             return forbidden(request.path, "this browser has not opened the URL with the key yet.")

@@ -11,6 +11,7 @@ final class FakeAdminReader: AdminReader, AdminConnector, Sendable {
         var events: [Vouch_V1_AuditEvent] = []
         var agents: [Vouch_V1_AgentInfo] = []
         var verification: Vouch_V1_AuditLogVerification?
+        var nextPageToken = ""
         var agentsError: RPCError?
         var connectError: RPCError?
         var listRequests: [Vouch_V1_ListCertificatesRequest] = []
@@ -40,6 +41,8 @@ final class FakeAdminReader: AdminReader, AdminConnector, Sendable {
             response.certificates = state.certificates.filter { info in
                 request.status == .unspecified || info.status == request.status
             }
+            // Only the inventory pages by hand; the others read every page.
+            if request.pageSize < 1000 { response.nextPageToken = state.nextPageToken }
             return response
         }
     }

@@ -132,6 +132,16 @@ final class DashboardPageTests: XCTestCase {
         XCTAssertEqual(reader.state.withLock { $0.serialsAsked.count }, 1, "not a serial: no GetCertificate")
     }
 
+    func testTheNextPageLinkCarriesTheTokenEncoded() async throws {
+        var state = DashboardHostileData.fakeState(now: Int64(Self.now.timeIntervalSince1970))
+        state.nextPageToken = "\"><script>x</script>&a=b"
+        let reader = FakeAdminReader(state)
+        let html = body(await routes(reader).respond(Self.get("/?q=svc&status=active")))
+        XCTAssertTrue(html.contains("<a class=\"next\" href=\"/?q=svc&amp;status=active&amp;page=%22%3E%3Cscript%3Ex%3C%2Fscript%3E%26a%3Db\">"), html)
+        _ = await routes(reader).respond(Self.get("/?q=svc&status=active&page=%22%3E%3Cscript%3Ex%3C%2Fscript%3E%26a%3Db"))
+        XCTAssertEqual(reader.state.withLock { $0.listRequests.last?.pageToken }, "\"><script>x</script>&a=b")
+    }
+
     func testRevocationsNewestFirstAndFleetProblemsFirst() async throws {
         var state = DashboardHostileData.fakeState(now: Int64(Self.now.timeIntervalSince1970))
         var older = state.certificates[1]
@@ -219,6 +229,10 @@ final class DashboardPageTests: XCTestCase {
         XCTAssertEqual(opened.status, 303)
         XCTAssertEqual(header(opened, "Location"), "/expiry?hours=24", "the key leaves the address bar")
         XCTAssertEqual(header(opened, "Set-Cookie"), "vouch_ui_8081=\(Self.key); Path=/; HttpOnly; SameSite=Strict")
+        for elsewhere in ["//evil.example/", "/\\evil.example/"] {
+            let redirect = await routes.respond(Self.get("\(elsewhere)?key=\(Self.key)", cookie: nil))
+            XCTAssertEqual(header(redirect, "Location"), "/", "no redirect off the dashboard")
+        }
         let status = await routes.respond(Self.get("/", cookie: "a=b; vouch_ui_8081=\(Self.key)")).status
         XCTAssertEqual(status, 200)
         let style = await routes.respond(Self.get("/style.css", cookie: nil))
