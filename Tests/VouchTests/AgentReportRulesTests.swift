@@ -99,6 +99,9 @@ final class AgentReportRulesTests: XCTestCase {
             ("host name with a newline", { $0.hostName = "web\n1" }, #"host_name "web\n1" holds a control character"#),
             ("host name with an escape", { $0.hostName = "web\u{1b}[2J" }, #"host_name "web\u{1B}[2J" holds a control character"#),
             ("agent version of 65 bytes", { $0.agentVersion = String(repeating: "v", count: 65) }, "agent_version is 65 bytes; at most 64"),
+            ("host name with a right-to-left override", { $0.hostName = "web\u{202E}1" }, #"host_name "web\u{202E}1" holds a control character"#),
+            ("host name with a zero-width space", { $0.hostName = "web\u{200B}1" }, #"host_name "web\u{200B}1" holds a control character"#),
+            ("host name with a line separator", { $0.hostName = "web\u{2028}1" }, #"host_name "web\u{2028}1" holds a control character"#),
             ("agent version with a DEL", { $0.agentVersion = "1\u{7f}" }, #"agent_version "1\u{7F}" holds a control character"#),
             ("17 roots", { $0.rootSerials = (1...17).map { String(format: "%02x", $0) } }, "root_serials lists 17 roots; at most 16"),
             ("a root serial of 41 digits", { $0.rootSerials = [String(repeating: "a", count: 41)] },
@@ -154,10 +157,10 @@ final class AgentReportRulesTests: XCTestCase {
         XCTAssertEqual(kept.utf8.count, 1023)
 
         try await harness.authority.recordAgentReport(caller: caller, report: report(enrolled.serial) {
-            $0.lastError = "renew: unavailable\n\u{1b}[31mred\u{7}"
+            $0.lastError = "renew: unavailable\n\u{1b}[31mred\u{7}\u{202E}"
         })
         let read7 = try await harness.store.agentReports().first?.report.lastError
-        XCTAssertEqual(read7, "renew: unavailable  [31mred ")
+        XCTAssertEqual(read7, "renew: unavailable  [31mred  ")
         XCTAssertEqual(AgentReportRecord.prefix(String(repeating: "😀", count: 300), bytes: 1024).utf8.count, 1024)
         XCTAssertEqual(AgentReportRecord.prefix("ab😀", bytes: 5), "ab")
     }
