@@ -55,9 +55,9 @@ final class WorkloadAPI: Sendable {
             return nil
         }
         let withdrawal: String? = if material.notAfter <= clock.now {
-            "certificate \(material.serial) expired at \(material.notAfter); the agent waits for a new token"
+            "the agent's certificate \(material.serial) expired at \(material.notAfter)"
         } else if isRevoked(material.serial) {
-            "certificate \(material.serial) was revoked; the agent waits for a new token"
+            "the agent's certificate \(material.serial) was revoked"
         } else {
             nil
         }

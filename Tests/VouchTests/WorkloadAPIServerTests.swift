@@ -5,6 +5,7 @@ import Logging
 import ServiceLifecycle
 import Synchronization
 @testable import VouchAgent
+import VouchCrypto
 import VouchTLS
 import VouchWorkloadAPI
 import XCTest
@@ -51,16 +52,32 @@ final class WorkloadAPIServerTests: XCTestCase {
         }
     }
 
-    private func withClient<Result: Sendable>(_ socket: String,
+    private static func withClient<Result: Sendable>(_ socket: String,
                                               _ body: (SpiffeWorkloadAPI.Client<HTTP2ClientTransport.Posix>) async throws -> Result)
         async throws -> Result {
         let transport = try HTTP2ClientTransport.Posix(target: .unixDomainSocket(path: socket), transportSecurity: .plaintext)
         return try await withGRPCClient(transport: transport) { try await body(SpiffeWorkloadAPI.Client(wrapping: $0)) }
     }
 
+    /// The first `count` messages of a FetchX509Bundles stream; `received` hears of each.
+    private static func bundleMessages(_ socket: String, count: Int,
+                                       received: AsyncStream<Void>.Continuation) async throws -> [X509BundlesResponse] {
+        try await withClient(socket) { client in
+            try await client.fetchX509Bundles(X509BundlesRequest(), metadata: header) { response in
+                var messages: [X509BundlesResponse] = []
+                for try await message in response.messages {
+                    messages.append(message)
+                    received.yield()
+                    if messages.count == count { break }
+                }
+                return messages
+            }
+        }
+    }
+
     /// The first message of a FetchX509SVID stream.
     private func firstSVID(_ socket: String, metadata: Metadata = header) async throws -> X509SVIDResponse {
-        try await withClient(socket) { client in
+        try await Self.withClient(socket) { client in
             try await client.fetchX509SVID(X509SVIDRequest(), metadata: metadata) { response in
                 for try await message in response.messages { return message }
                 throw RPCError(code: .internalError, message: "the stream ended without a message")
@@ -90,7 +107,7 @@ final class WorkloadAPIServerTests: XCTestCase {
         defer { server.stop() }
         world.refresh()
         let identity = try world.harness.files.load()
-        let (first, ending) = try await withClient(world.socket) { client in
+        let (first, ending) = try await Self.withClient(world.socket) { client in
             try await client.fetchX509SVID(X509SVIDRequest(), metadata: Self.header) { response in
                 var messages = response.messages.makeAsyncIterator()
                 let first = try await messages.next()
@@ -127,7 +144,7 @@ final class WorkloadAPIServerTests: XCTestCase {
         world.refresh()
         let follower = world.follow()
         defer { follower.cancel() }
-        let bundles = try await withClient(world.socket) { client in
+        let bundles = try await Self.withClient(world.socket) { client in
             try await client.fetchX509Bundles(X509BundlesRequest(), metadata: Self.header) { response in
                 for try await message in response.messages { return message }
                 throw RPCError(code: .internalError, message: "no message")
@@ -135,7 +152,7 @@ final class WorkloadAPIServerTests: XCTestCase {
         }
         XCTAssertEqual(Array(bundles.bundles.keys), ["spiffe://example.org"])
         XCTAssertEqual(bundles.bundles["spiffe://example.org"], try WorkloadAPIMaterial.der(try world.harness.files.load().bundlePEM))
-        let ending: RPCError? = try await withClient(world.socket) { client in
+        let ending: RPCError? = try await Self.withClient(world.socket) { client in
             try await client.fetchX509SVID(X509SVIDRequest(), metadata: Self.header) { response in
                 var messages = response.messages.makeAsyncIterator()
                 _ = try await messages.next()
@@ -153,13 +170,57 @@ final class WorkloadAPIServerTests: XCTestCase {
         XCTAssertTrue(ending?.message.contains("was revoked") ?? false, ending?.message ?? "")
     }
 
+    func testARotationIsPushedToSVIDStreamsAndARootChangeToBundleStreamsToo() async throws {
+        let world = try await World()
+        let server = try await world.start()
+        defer { server.stop() }
+        world.refresh()
+        let follower = world.follow()
+        defer { follower.cancel() }
+        let (subscribed, subscription) = AsyncStream.makeStream(of: Void.self)
+        let socket = world.socket
+        let bundleStream = Task { [socket, subscription] in
+            try await WorkloadAPIServerTests.bundleMessages(socket, count: 2, received: subscription)
+        }
+        for await _ in subscribed { break }
+        let files = world.harness.files
+        let newRoot = try TestCA.material(now: world.harness.clock.now).root.pem
+        let serials: [String] = try await Self.withClient(world.socket) { client in
+            try await client.fetchX509SVID(X509SVIDRequest(), metadata: Self.header) { response in
+                var messages = response.messages.makeAsyncIterator()
+                let first = try await XCTUnwrapAsync(try await messages.next())
+                // A rotation by the agent's renewal loop, then the change event the agent sends.
+                let rotation = try await world.harness.startRotating()
+                defer { rotation.cancel() }
+                world.harness.clock.advance(by: 31)
+                try await world.harness.waitFor { world.harness.served.withLock { $0.count } == 1 }
+                world.workload.changed()
+                let rotated = try await XCTUnwrapAsync(try await messages.next())
+                // A root rollover adds a root to bundle.pem.
+                try (try files.load().bundlePEM + newRoot).write(toFile: files.bundle, atomically: true, encoding: .utf8)
+                world.workload.changed()
+                let rolled = try await XCTUnwrapAsync(try await messages.next())
+                XCTAssertEqual(rolled.svids.first?.x509Svid, rotated.svids.first?.x509Svid, "the same certificate")
+                XCTAssertEqual(rolled.svids.first?.bundle, try WorkloadAPIMaterial.der(try files.load().bundlePEM))
+                return try [first, rotated].map { try X509Certificate(der: Array(XCTUnwrap($0.svids.first).x509Svid)).serialHex }
+            }
+        }
+        XCTAssertNotEqual(serials[0], serials[1], "the rotation was pushed")
+        XCTAssertEqual(serials[1], try files.load().leaf.serialHex)
+        let bundles = try await bundleStream.value
+        XCTAssertEqual(bundles.count, 2, "a rotation is no bundle change; the root change is")
+        XCTAssertEqual(bundles.last?.bundles["spiffe://example.org"], try WorkloadAPIMaterial.der(try files.load().bundlePEM))
+        XCTAssertEqual(try WorkloadAPIMaterial.der(try files.load().bundlePEM).count,
+                       try WorkloadAPIMaterial.der(newRoot).count + (bundles.first?.bundles["spiffe://example.org"]?.count ?? 0))
+    }
+
     func testShutdownEndsOpenStreamsStopsTheServiceGroupAndRemovesTheSocket() async throws {
         let world = try await World()
         let server = try await world.start()
         world.refresh()
         let group = ServiceGroup(services: [server], logger: Logger(label: "test"))
         let running = Task { try await group.run() }
-        let ending: RPCError? = try await withClient(world.socket) { client in
+        let ending: RPCError? = try await Self.withClient(world.socket) { client in
             try await client.fetchX509SVID(X509SVIDRequest(), metadata: Self.header) { response in
                 var messages = response.messages.makeAsyncIterator()
                 _ = try await messages.next()
