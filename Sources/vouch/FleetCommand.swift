@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import GRPCCore
 import VouchAPI
 
 struct FleetCommand: AsyncParsableCommand {
@@ -119,7 +120,12 @@ struct FleetList: AsyncParsableCommand {
                 var all: [Vouch_V1_AgentInfo] = []
                 var pages = 0
                 repeat {
-                    let page = try await admin.listAgents(request, options: connection.callOptions)
+                    let page: Vouch_V1_ListAgentsResponse
+                    do {
+                        page = try await admin.listAgents(request, options: connection.callOptions)
+                    } catch let error as RPCError where error.code == .unimplemented {
+                        throw CLIError("the CA at \(connection.server) does not list agents (a version before the fleet view): upgrade it")
+                    }
                     all += page.agents
                     request.pageToken = page.nextPageToken
                     pages += 1

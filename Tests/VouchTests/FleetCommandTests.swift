@@ -45,6 +45,16 @@ final class FleetCommandTests: XCTestCase {
             .map(FleetProblem.name), problems)
     }
 
+    func testACAWithoutTheFleetViewIsNamed() async throws {
+        let ca = try CAFixture()
+        // A CA server without Admin.ListAgents (it serves the CertificateAuthority service only).
+        let older = try await FakeCertificateAuthority.start(impersonating: ca)
+        defer { older.stop() }
+        let result = try vouch("fleet", "list", "--dir", ca.caDir, "--server", older.address)
+        XCTAssertEqual(result.status, 1)
+        XCTAssertEqual(result.stderr, "vouch: the CA at \(older.address) does not list agents (a version before the fleet view): upgrade it\n")
+    }
+
     func testErrorsAreOneLineAndExitNonZero() throws {
         let directory = try temporaryDirectory()
         defer { try? FileManager.default.removeItem(atPath: directory) }
