@@ -19,7 +19,11 @@ enum ExpiryPage {
                cell(DashboardTime.text(timeline.hourStart(index)), "mono"),
                cell("\(timeline.counts[index])", "number"))
         }
+        let windows = el("p", ["class": "windows"], [text("Window: ")] + [(24, "24 hours"), (72, "72 hours"), (168, "7 days"), (720, "30 days")].map { window in
+            window.0 == hours ? el("strong", [:], text(window.1)) : el("a", ["href": QueryString.link("/expiry", [("hours", "\(window.0)")])], text(window.1))
+        })
         var content = [
+            windows,
             el("p", ["class": "summary", "id": "expiry-summary"],
                text("\(timeline.total) active certificate\(timeline.total == 1 ? "" : "s") expire in the next \(hours) hours "
                     + "(hours in UTC; renewed but unexpired certificates count, as `vouch cert list` shows them).")),

@@ -47,5 +47,7 @@ enum StyleSheet {
     svg.chart line.axis { stroke: #98a2b3; }
     svg.chart text { fill: var(--muted); font-size: 11px; }
     a.next { display: inline-block; margin-top: 10px; }
+    p.windows a, p.windows strong { margin-right: 12px; }
+    a { color: var(--accent); }
     """
 }
