@@ -2,6 +2,7 @@ import CVouchOpenSSL
 import Glibc
 import Logging
 import NIOCore
+import VouchAPI
 
 /// Sits on the Workload API's listening socket and closes each accepted connection whose peer's
 /// uid (as the kernel reports it, SO_PEERCRED) is not allowed, before any HTTP/2 or gRPC handler
@@ -12,6 +13,8 @@ final class WorkloadAPIPeerGate: ChannelInboundHandler {
 
     let allowedUIDs: Set<uid_t>
     let logger: Logger
+    /// Any local user may connect again and again: a flood costs a summary, not the disk.
+    let refusals = RateLimitedLog(burst: 20, perSecond: 1)
 
     init(allowedUIDs: Set<uid_t>, logger: Logger) {
         self.allowedUIDs = allowedUIDs
@@ -24,7 +27,7 @@ final class WorkloadAPIPeerGate: ChannelInboundHandler {
             child.close(promise: nil)
             return
         }
-        let allowed = allowedUIDs, logger = logger
+        let allowed = allowedUIDs, logger = logger, refusals = refusals
         let credentials: EventLoopFuture<vouch_peer_credentials> =
             socket.unsafeGetSocketOption(level: SocketOptionLevel(SOL_SOCKET), name: SocketOptionName(SO_PEERCRED))
         credentials.hop(to: context.eventLoop).assumeIsolated().whenComplete { result in
@@ -32,11 +35,12 @@ final class WorkloadAPIPeerGate: ChannelInboundHandler {
             case .success(let peer) where allowed.contains(peer.uid):
                 context.fireChannelRead(data)
             case .success(let peer):
-                logger.warning("workload API: refused a caller whose uid is not in --workload-api-allow-uid",
-                               metadata: ["pid": "\(peer.pid)", "uid": "\(peer.uid)", "gid": "\(peer.gid)"])
+                refusals.log(logger, .warning, "workload API: refused a caller whose uid is not in --workload-api-allow-uid",
+                             metadata: ["pid": "\(peer.pid)", "uid": "\(peer.uid)", "gid": "\(peer.gid)"])
                 child.close(promise: nil)
             case .failure(let error):
-                logger.warning("workload API: refused a caller whose credentials could not be read", metadata: ["error": "\(error)"])
+                refusals.log(logger, .warning, "workload API: refused a caller whose credentials could not be read",
+                             metadata: ["error": "\(error)"])
                 child.close(promise: nil)
             }
         }

@@ -119,6 +119,8 @@ final class WorkloadAPIProcessTests: XCTestCase {
         let headerless = try XCTUnwrap(try check(["raw", socket, "noheader"]).first)
         XCTAssertEqual(headerless["code"] as? String, "INVALID_ARGUMENT")
         XCTAssertEqual(headerless["details"] as? String, "security header missing from request")
+        let jwt = try XCTUnwrap(try check(["jwt", socket]).first)
+        XCTAssertEqual(jwt["code"] as? String, "UNIMPLEMENTED", "no JWT-SVIDs: \(jwt)")
 
         let outsider = try XCTUnwrap(try check(["raw", socket], as: Self.nobody).first)
         XCTAssertEqual(outsider["code"] as? String, "UNAVAILABLE", "disconnected before any gRPC: \(outsider)")

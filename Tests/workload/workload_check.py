@@ -8,6 +8,7 @@ object per line, which the test reads:
   rotation SOCKET SECONDS        a FetchX509SVID stream until it brings a second serial
   mtls SOCKET ADDRESS SPIFFE_ID  mutual TLS to another agent's --listen server with what was fetched
   raw SOCKET [noheader]          one raw FetchX509SVID call; its status, with or without the header
+  jwt SOCKET                     one raw FetchJWTSVID call (with the header); its status
 """
 import json
 import os
@@ -113,6 +114,17 @@ def raw(socket, header=True):
     channel.close()
 
 
+def jwt(socket):
+    channel = grpc.insecure_channel("unix:" + socket)
+    stub = workload_pb2_grpc.SpiffeWorkloadAPIStub(channel)
+    try:
+        stub.FetchJWTSVID(workload_pb2.JWTSVIDRequest(audience=["vouch-test"]), metadata=[("workload.spiffe.io", "true")], timeout=10)
+        say(code="OK")
+    except grpc.RpcError as error:
+        say(code=error.code().name, details=error.details())
+    channel.close()
+
+
 if __name__ == "__main__":
     mode, arguments = sys.argv[1], sys.argv[2:]
     if mode == "fetch":
@@ -121,6 +133,8 @@ if __name__ == "__main__":
         rotation(*arguments)
     elif mode == "mtls":
         mtls(*arguments)
+    elif mode == "jwt":
+        jwt(*arguments)
     elif mode == "raw":
         raw(arguments[0], header=arguments[1:] != ["noheader"])
     else:
