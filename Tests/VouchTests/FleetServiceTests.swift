@@ -127,6 +127,11 @@ final class FleetServiceTests: XCTestCase {
         }, metrics)
         let problems = try await listAgents(ca) { $0.problemsOnly = true }.agents.map { [$0.spiffeID: $0.problems] }
         XCTAssertEqual(problems, [[Self.web: [.servingRevoked]]], "db is not silent at ListAgents' default 600 s")
+        // Without a certificate, or with a revoked one, there is no report at all.
+        await assertRPCError(.unauthenticated, "an anonymous report") { _ = try await ca.ca(ca.anonymous) { try await $0.reportAgent(dbReport) } }
+        await assertRPCError(.unavailable, "a report from the revoked certificate (refused at the handshake)") {
+            _ = try await ca.ca(web) { try await $0.reportAgent(report) }
+        }
         // A page at a time: web (a problem) first, then db, and no token after the last.
         let first = try await listAgents(ca) { $0.pageSize = 1 }
         let second = try await listAgents(ca) { $0.pageSize = 1; $0.pageToken = first.nextPageToken }
