@@ -85,6 +85,19 @@ final class WorkloadAPIProcessTests: XCTestCase {
         XCTAssertFalse(FileManager.default.fileExists(atPath: socket), "the socket is removed on shutdown")
     }
 
+    func testRevokingTheAgentEndsOpenStreamsWithPermissionDenied() throws {
+        let ca = try CAFixture()
+        let (agent, _, socket) = try startAgent(ca, "web", ttl: "1h")
+        let revoked = try XCTUnwrap(try check(["revoke", socket, VouchBinary.path, "cert", "revoke", "--dir", ca.caDir,
+                                               "--server", ca.server.address, "{serial}"]))
+        XCTAssertEqual(revoked.count, 2, "\(revoked)")
+        XCTAssertEqual(revoked.first?["code"] as? String, "PERMISSION_DENIED", "the stream ends: \(revoked)")
+        let serial = try XCTUnwrap(revoked.first?["serial"] as? String)
+        XCTAssertEqual(revoked.first?["details"] as? String, "the agent's certificate \(serial) was revoked")
+        XCTAssertEqual(revoked.last?["code"] as? String, "PERMISSION_DENIED", "and new calls are refused: \(revoked)")
+        XCTAssertTrue(agent.log.contains("workload API: withdrawing the identity from workloads"), agent.log)
+    }
+
     func testTheSocketModeDecidesWhoConnectsAndASecondAgentOnThePathRefusesToStart() throws {
         let ca = try CAFixture()
         let (privateAgent, _, privateSocket) = try startAgent(ca, "private", ttl: "1h")

@@ -9,9 +9,12 @@ object per line, which the test reads:
   mtls SOCKET ADDRESS SPIFFE_ID  mutual TLS to another agent's --listen server with what was fetched
   raw SOCKET [noheader]          one raw FetchX509SVID call; its status, with or without the header
   jwt SOCKET                     one raw FetchJWTSVID call (with the header); its status
+  revoke SOCKET COMMAND...       a raw FetchX509SVID stream: after its first message COMMAND runs ({serial}
+                                 replaced by that certificate's), then how the stream ended and a new call's status
 """
 import json
 import os
+import subprocess
 import sys
 import tempfile
 import threading
@@ -31,7 +34,18 @@ def say(**fields):
 
 
 def serial_hex(certificate):
-    return format(certificate.serial_number, "x")
+    """As Vouch writes serials: lowercase hex of whole octets, no leading zero octet."""
+    digits = format(certificate.serial_number, "x")
+    return "0" + digits if len(digits) % 2 else digits
+
+
+def leaf_of(chain):
+    """The first certificate of DER certificates laid end to end (x509_svid)."""
+    length, offset = chain[1], 2
+    if length & 0x80:
+        offset = 2 + (length & 0x7F)
+        length = int.from_bytes(chain[2:offset], "big")
+    return x509.load_der_x509_certificate(chain[:offset + length])
 
 
 def pem_serial(path):
@@ -125,6 +139,24 @@ def jwt(socket):
     channel.close()
 
 
+def revoke(socket, *command):
+    channel = grpc.insecure_channel("unix:" + socket)
+    stub = workload_pb2_grpc.SpiffeWorkloadAPIStub(channel)
+    header = [("workload.spiffe.io", "true")]
+    stream = stub.FetchX509SVID(workload_pb2.X509SVIDRequest(), metadata=header, timeout=20)
+    first = next(stream)
+    serial = serial_hex(leaf_of(first.svids[0].x509_svid))
+    started = time.time()
+    subprocess.run([part.replace("{serial}", serial) for part in command], check=True, capture_output=True)
+    try:
+        updates = [serial_hex(leaf_of(message.svids[0].x509_svid)) for message in stream]
+        say(serial=serial, code="OK", updates=updates)
+    except grpc.RpcError as error:
+        say(serial=serial, code=error.code().name, details=error.details(), seconds=round(time.time() - started, 2))
+    raw(socket)
+    channel.close()
+
+
 if __name__ == "__main__":
     mode, arguments = sys.argv[1], sys.argv[2:]
     if mode == "fetch":
@@ -133,6 +165,8 @@ if __name__ == "__main__":
         rotation(*arguments)
     elif mode == "mtls":
         mtls(*arguments)
+    elif mode == "revoke":
+        revoke(*arguments)
     elif mode == "jwt":
         jwt(*arguments)
     elif mode == "raw":
