@@ -65,6 +65,31 @@ struct FleetReporterTests {
         #expect(world.source.calls == 2)
     }
 
+    @Test func aTrustBundleUpdateIsReportedAndOtherChangesAreNot() async throws {
+        let world = ReporterWorld()
+        world.serve("0a")
+        let running = try await world.startAndTakeTheFirstReport()
+        defer { running.cancel() }
+        // Another replica answering, a new renewal time: nothing the CA judges.
+        world.state.update {
+            $0.caAddress = "127.0.0.1:2"
+            $0.nextRenewal = world.clock.now.addingTimeInterval(600)
+        }
+        world.clock.advance(by: 5)
+        try await world.waitForDeadlines([world.clock.now.addingTimeInterval(295)])
+        #expect(world.source.calls == 1)
+        // The trust follower applied a bundle with a second root.
+        world.state.update {
+            $0.trustGeneration = 5
+            $0.bundleSHA256 = Array(repeating: 9, count: 32)
+            $0.rootSerials = ["01", "03"]
+        }
+        try await world.waitForDeadlines([world.clock.now.addingTimeInterval(1)])
+        world.clock.advance(by: 1)
+        let report = try await world.report(2)
+        #expect(report.trustGeneration == 5 && report.rootSerials == ["01", "03"] && report.bundleSha256 == Data(repeating: 9, count: 32))
+    }
+
     @Test func heartbeatsComeEveryIntervalWithinTenPercent() async throws {
         for (random, interval) in [(1.0, 330.0), (-1.0, 270.0), (0.5, 315.0)] {
             let world = ReporterWorld(random: random)
