@@ -73,6 +73,24 @@ final class DashboardBrowserTests: XCTestCase {
                                             + "\(6 + reporter) expiring within 72 h"), check.stdout)
         XCTAssertTrue(FileManager.default.fileExists(atPath: Self.repository + "/.build/screenshots/dashboard.png"))
         XCTAssertEqual(ui.output.components(separatedBy: ui.key).count - 1, 1, "the key is printed once, never logged: \(ui.output)")
+
+        // The admin certificate renewed in place and the old one revoked: the next page load uses the new one.
+        let admin = "spiffe://example.org/vouch/admin"
+        let old = try XCTUnwrap(Self.serials(ca, identity: admin).first)
+        for file in ["admin.pem", "admin_key.pem"] { try FileManager.default.copyItem(atPath: ca.caDir + "/" + file, toPath: ca.root + "/old-" + file) }
+        XCTAssertEqual(try vouch("ca", "admin-cert", "--dir", ca.caDir, "--spiffe-id", admin, "--out", ca.caDir).status, 0)
+        XCTAssertEqual(try vouch("cert", "revoke", old, "--dir", ca.caDir, "--server", ca.server.address).status, 0)
+        XCTAssertNotEqual(try vouch("cert", "list", "--dir", ca.caDir, "--server", ca.server.address,
+                                    "--cert", ca.root + "/old-admin.pem", "--key", ca.root + "/old-admin_key.pem").status, 0,
+                          "the CA refuses the old admin certificate")
+        let page = try execute("/usr/bin/curl", ["-s", "--cookie", "vouch_ui_\(ui.port)=\(ui.key)", "http://127.0.0.1:\(ui.port)/?q=\(old)"])
+        XCTAssertTrue(page.stdout.contains("<tr data-serial=\"\(old)\">") && page.stdout.contains("status-revoked"), page.stdout)
+    }
+
+    static func serials(_ ca: CAFixture, identity: String) throws -> [String] {
+        let listed = try vouch("cert", "list", "--dir", ca.caDir, "--server", ca.server.address, "--identity", identity, "--json")
+        let certificates = try JSONSerialization.jsonObject(with: Data(listed.stdout.utf8)) as? [[String: Any]] ?? []
+        return certificates.compactMap { $0["serial"] as? String }
     }
 
     func testRefusalsOverHTTP() throws {
