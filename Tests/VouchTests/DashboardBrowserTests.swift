@@ -1,5 +1,4 @@
 import Foundation
-import GRPCCore
 import VouchAPI
 import VouchCrypto
 import XCTest
@@ -44,14 +43,11 @@ final class DashboardBrowserTests: XCTestCase {
             "UPDATE certificate SET spiffe_id = '\(Self.sql(Self.hostileSPIFFEID))', dns_names = '\(Self.sql(Self.hostileDNSName))' WHERE serial = '\(hostile)'"])
         XCTAssertEqual(planted.status, 0, planted.stderr)
 
-        let fleet = try await Self.fleetAvailable(ca)
-        if fleet {
-            // Free text an agent reports: the genuine path for markup into the page.
-            try await Self.reportHostileAgent(ca, name: "svc/report-hostile")
-            XCTAssertTrue(eventually(timeout: 10) {
-                (try? vouch("fleet", "list", "--dir", ca.caDir, "--server", ca.server.address, "--json"))?.stdout.contains("svc/agent") ?? false
-            }, "the agent reports to the CA")
-        }
+        // Free text an agent reports: the genuine path for markup into the page.
+        try await Self.reportHostileAgent(ca, name: "svc/report-hostile")
+        XCTAssertTrue(eventually(timeout: 10) {
+            (try? vouch("fleet", "list", "--dir", ca.caDir, "--server", ca.server.address, "--json"))?.stdout.contains("svc/agent") ?? false
+        }, "the agent reports to the CA")
 
         let ui = try UIProcess(["--dir", ca.caDir, "--server", ca.server.address, "--listen", "127.0.0.1:0"])
         defer { ui.stop() }
@@ -62,15 +58,14 @@ final class DashboardBrowserTests: XCTestCase {
         let check = try execute(python, [Self.repository + "/Tests/browser/dashboard_check.py", "--url", ui.url,
                                          "--vouch", VouchBinary.path, "--dir", ca.caDir, "--server", ca.server.address,
                                          "--hostile-serial", hostile, "--hostile-spiffe", Self.hostileSPIFFEID,
-                                         "--hostile-dns", Self.hostileDNSName, "--fleet", fleet ? "cli" : "unavailable",
+                                         "--hostile-dns", Self.hostileDNSName,
                                          "--audit-state", "intact", "--screenshots", Self.repository + "/.build/screenshots"],
                                 environment: environment)
         XCTAssertEqual(check.status, 0, check.stdout + check.stderr)
         // 7 enrolled here (80 h is past the window, 2 revoked), the agent's (24 h), the hostile reporter's (24 h), and
         // the CA's own: admin (1 year), server (24 h) and the server's first (1 year).
-        let reporter = fleet ? 1 : 0
-        XCTAssertTrue(check.stdout.contains("dashboard check: 0 failures; \(11 + reporter) certificates, 2 revoked, "
-                                            + "\(6 + reporter) expiring within 72 h"), check.stdout)
+        XCTAssertTrue(check.stdout.contains("dashboard check: 0 failures; 12 certificates, 2 revoked, 7 expiring within 72 h, 2 agents"),
+                      check.stdout)
         XCTAssertTrue(FileManager.default.fileExists(atPath: Self.repository + "/.build/screenshots/dashboard.png"))
         XCTAssertEqual(ui.output.components(separatedBy: ui.key).count - 1, 1, "the key is printed once, never logged: \(ui.output)")
 
@@ -123,18 +118,6 @@ final class DashboardBrowserTests: XCTestCase {
     }
 
     static func sql(_ text: String) -> String { text.replacingOccurrences(of: "'", with: "''") }
-
-    /// Whether the CA answers Admin/ListAgents (the fleet view's CA side).
-    static func fleetAvailable(_ ca: CAFixture) async throws -> Bool {
-        do {
-            _ = try await VouchClient.with(server: ca.address, credentials: ca.admin) { client in
-                try await Vouch_V1_Admin.Client(wrapping: client).listAgents(Vouch_V1_ListAgentsRequest(), options: VouchClient.options())
-            }
-            return true
-        } catch let error as RPCError where error.code == .unimplemented {
-            return false
-        }
-    }
 
     /// An enrolled workload that reports a hostile host name and renewal error.
     static func reportHostileAgent(_ ca: CAFixture, name: String) async throws {

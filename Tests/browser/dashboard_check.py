@@ -147,6 +147,7 @@ def check_revocations(page, revoked):
 
 def check_fleet(page, args):
     driver = page.open("/fleet")
+    agents = []
     if args.fleet == "unavailable":
         check(bool(driver.find_elements(By.ID, "fleet-unavailable")), "fleet: no 'unavailable' message from a CA without ListAgents")
     else:
@@ -165,6 +166,7 @@ def check_fleet(page, args):
                 check(row.find_element(By.CSS_SELECTOR, "td.error").text == (agent.get("last_error") or ""), "fleet: last error differs")
                 check(row.find_elements(By.TAG_NAME, "td")[0].text == (", ".join(agent["problems"]) or "ok"), "fleet: problems differ")
     page.screenshot("fleet")
+    return agents
 
 
 def check_audit(page, args):
@@ -195,7 +197,8 @@ def main():
     parser.add_argument("--hostile-serial", required=True)
     parser.add_argument("--hostile-spiffe", required=True)
     parser.add_argument("--hostile-dns", required=True)
-    parser.add_argument("--fleet", choices=["cli", "unavailable"], default="cli")
+    parser.add_argument("--fleet", choices=["cli", "unavailable"], default="cli",
+                        help="compare with `vouch fleet list`, or expect the message of a CA without Admin/ListAgents")
     parser.add_argument("--audit-state", default="intact")
     parser.add_argument("--screenshots", default=".build/screenshots")
     args = parser.parse_args()
@@ -207,6 +210,7 @@ def main():
     active = cli(args, "cert", "list", "--status", "active", "--expiring-within", f"{args.hours}h", "--limit", "100000")
     revoked = [c for c in certificates if c["status"] == "revoked"]
 
+    agents = []
     driver = browser()
     try:
         base = args.url.split("/?")[0]
@@ -218,7 +222,7 @@ def main():
         check_inventory(page, args, certificates)
         check_expiry(page, args, active)
         check_revocations(page, revoked)
-        check_fleet(page, args)
+        agents = check_fleet(page, args)
         check_audit(page, args)
         # The stylesheet applied: it is the only source of style the policy allows.
         check(driver.execute_script("return getComputedStyle(document.querySelector('header')).backgroundColor") == "rgb(16, 24, 40)",
@@ -228,7 +232,7 @@ def main():
     for failure in failures:
         print("FAIL:", failure)
     print(f"dashboard check: {len(failures)} failures; {len(certificates)} certificates, {len(revoked)} revoked, "
-          f"{len(active)} expiring within {args.hours} h")
+          f"{len(active)} expiring within {args.hours} h, {len(agents)} agents")
     return 1 if failures else 0
 
 
