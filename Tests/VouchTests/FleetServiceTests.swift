@@ -97,6 +97,11 @@ final class FleetServiceTests: XCTestCase {
         }
         let read1 = try await listAgents(ca).agents.map(\.spiffeID)
         XCTAssertEqual(read1, [Self.web], "no refused report left a row")
+        await assertRPCError(.permissionDenied, "an agent listing the fleet") {
+            try await VouchClient.with(server: ca.address, credentials: web) { client in
+                try await Vouch_V1_Admin.Client(wrapping: client).listAgents(Vouch_V1_ListAgentsRequest(), options: VouchClient.options())
+            }
+        }
         for (what, change) in [("a negative stale threshold", { (r: inout Vouch_V1_ListAgentsRequest) in r.staleAfterSeconds = -1 }),
                                ("a page of 1001", { $0.pageSize = 1001 }), ("a negative page size", { $0.pageSize = -1 }),
                                ("a forged page token", { $0.pageToken = "1 zz spiffe://example.org/x" })] {
