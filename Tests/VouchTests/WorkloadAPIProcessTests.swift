@@ -14,7 +14,7 @@ final class WorkloadAPIProcessTests: XCTestCase {
 
     override func setUpWithError() throws {
         guard FileManager.default.isExecutableFile(atPath: Self.python) else {
-            throw XCTSkip("no Python venv: run scripts/setup-python.sh (scripts/test.sh does)")
+            throw CLIFailure("no Python venv: run scripts/setup-python.sh (scripts/test.sh does)")
         }
         // Short enough for sun_path, and open to uid 65534: who may connect is up to each socket's mode.
         directory = try shortSocketDirectory()
@@ -31,6 +31,11 @@ final class WorkloadAPIProcessTests: XCTestCase {
         let agent = try AgentProcess(arguments: ca.agentArguments(out: out, ttl: ttl)
             + ["--token-file", token, "--workload-api", "unix://" + socket] + extra)
         return (agent, out, socket)
+    }
+
+    /// setpriv runs the client as another uid only for root (as the tests run in CI).
+    private func requireRoot() throws {
+        guard getuid() == 0 else { throw XCTSkip("needs root to run the client as uid \(Self.nobody)") }
     }
 
     /// Runs workload_check.py (as `uid` when given); its JSON lines.
@@ -99,6 +104,7 @@ final class WorkloadAPIProcessTests: XCTestCase {
     }
 
     func testTheSocketModeDecidesWhoConnectsAndASecondAgentOnThePathRefusesToStart() throws {
+        try requireRoot()
         let ca = try CAFixture()
         let (privateAgent, _, privateSocket) = try startAgent(ca, "private", ttl: "1h")
         let (openAgent, _, openSocket) = try startAgent(ca, "open", ttl: "1h", extra: ["--workload-api-mode", "0666"])
@@ -126,6 +132,7 @@ final class WorkloadAPIProcessTests: XCTestCase {
     }
 
     func testCallersWithoutTheHeaderOrOutsideTheAllowedUIDsAreRefused() throws {
+        try requireRoot()
         let ca = try CAFixture()
         let (agent, _, socket) = try startAgent(ca, "web", ttl: "1h",
                                                 extra: ["--workload-api-mode", "0666", "--workload-api-allow-uid", "0"])
