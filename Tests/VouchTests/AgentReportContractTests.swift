@@ -77,6 +77,28 @@ extension AuthorityStoreContractTests {
     }
 
     @Test(arguments: StoreKind.allCases)
+    func concurrentFirstReportsOfALineageMakeOneRow(kind: StoreKind) async throws {
+        let store = try await kind.make()
+        try await store.insertCertificate(Self.certificate("f1"), audit: Self.entry(.enroll))
+        try await Self.renewal("f2", of: "f1", after: 10, in: store)
+        try await Self.renewal("f3", of: "f2", after: 20, in: store)
+        // Replicas taking the first reports of one agent at once (f3 walks the chain, f1 is the lineage itself).
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for index in 0..<8 {
+                let caller = index % 2 == 0 ? "f3" : "f1"
+                group.addTask {
+                    try await store.recordAgentReport(Self.agentReport(caller) { $0.rotations = Int64(index) }, callerSerial: caller,
+                                                      spiffeID: "spiffe://example.org/svc/web", peer: "p", at: Self.now.addingTimeInterval(Double(index)))
+                }
+            }
+            try await group.waitForAll()
+        }
+        let rows = try await store.agentReports()
+        #expect(rows.map(\.lineage) == ["f1"])
+        #expect(rows.first.map { Set(["f1", "f3"]).contains($0.callerSerial) } == true)
+    }
+
+    @Test(arguments: StoreKind.allCases)
     func theServedCertificatesRecordIsJoinedIn(kind: StoreKind) async throws {
         let store = try await kind.make()
         try await store.insertCertificate(Self.certificate("c1"), audit: Self.entry(.enroll))
