@@ -95,6 +95,38 @@ final class FleetProcessTests: XCTestCase {
         XCTAssertEqual(row["problems"] as? [String], [])
     }
 
+    func testAnAgentWhoseRenewalFailsIsListedAsFailingUntilItRecovers() throws {
+        let ca = try CAFixture()
+        let out = ca.root + "/stuck"
+        // Renewed about 2 s after enrollment, retried every second.
+        let agent = try startAgent(ca, name: "stuck", ttl: "8s", extra: ["--renew-fraction", "0.25", "--max-backoff", "1s", "--heartbeat", "0"])
+        defer { agent.process.stop() }
+        // A directory where chain.pem was: the agent cannot read its identity to renew it.
+        let chain = try String(contentsOfFile: out + "/chain.pem", encoding: .utf8)
+        try FileManager.default.removeItem(atPath: out + "/chain.pem")
+        try FileManager.default.createDirectory(atPath: out + "/chain.pem", withIntermediateDirectories: false)
+        var row: [String: Any] = [:]
+        XCTAssertTrue(eventually(timeout: 15) {
+            row = (try? list(ca, ["--json"]))?.first ?? [:]
+            return problems(row) == ["renewal_failing"] || pause()
+        }, "\(row) \(agent.process.log)")
+        // (Usually the enrollment certificate; one renewed before the fault was in place would do as well.)
+        let stuck = try X509Certificate(pem: String(contentsOfFile: out + "/svid.pem", encoding: .utf8)).serialHex
+        XCTAssertEqual(row["serving_serial"] as? String, stuck, "still serving the certificate it cannot renew")
+        XCTAssertEqual(row["last_error"] as? String, "cannot read \(out)/chain.pem", "\(row)")
+        XCTAssertGreaterThanOrEqual(row["failures"] as? Int ?? 0, 1)
+        XCTAssertNotNil(row["last_error_at"] as? String)
+
+        // Put right: the next attempt renews, the new certificate is served, and the problem goes.
+        try FileManager.default.removeItem(atPath: out + "/chain.pem")
+        try chain.write(toFile: out + "/chain.pem", atomically: true, encoding: .utf8)
+        XCTAssertTrue(eventually(timeout: 15) {
+            row = (try? list(ca, ["--json"]))?.first ?? [:]
+            return (row["serving_serial"] as? String != stuck && problems(row) == []) || pause()
+        }, "\(row)")
+        XCTAssertNil(row["last_error"], "\(row)")
+    }
+
     static func id(_ name: String) -> String { "spiffe://example.org/fleet/\(name)" }
 
     private struct RunningAgent {
