@@ -86,7 +86,16 @@ final class WorkloadAPIProcessTests: XCTestCase {
         let dialed = try XCTUnwrap(try check(["mtls", socket, peer.address, "spiffe://example.org/svc/peer"]).first)
         XCTAssertEqual(dialed["server_spiffe_id"] as? String, "spiffe://example.org/svc/peer")
         XCTAssertEqual(dialed["caller_spiffe_id"] as? String, "spiffe://example.org/svc/web", "the other agent saw the fetched SVID")
-        XCTAssertEqual(web.stop(), 0)
+
+        // A stream held open does not keep the agent from stopping: SIGTERM ends it.
+        let holder = Process(), held = OutputCollector()
+        holder.executableURL = URL(fileURLWithPath: Self.python)
+        holder.arguments = [Self.script, "hold", socket]
+        try holder.runLongLived(output: held)
+        XCTAssertTrue(held.wait(timeout: 10) { $0.contains("first") }, held.text)
+        XCTAssertEqual(web.stop(), 0, "a graceful exit within 15 s: \(web.log)")
+        XCTAssertTrue(held.wait(timeout: 10) { $0.contains("code") }, held.text)
+        XCTAssertTrue(held.text.contains(#""code": "UNAVAILABLE", "details": "the agent is shutting down""#), held.text)
         XCTAssertFalse(FileManager.default.fileExists(atPath: socket), "the socket is removed on shutdown")
     }
 

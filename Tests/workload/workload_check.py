@@ -8,6 +8,7 @@ object per line, which the test reads:
   rotation SOCKET SECONDS        a FetchX509SVID stream until it brings a second serial
   mtls SOCKET ADDRESS SPIFFE_ID  mutual TLS to another agent's --listen server with what was fetched
   raw SOCKET [noheader]          one raw FetchX509SVID call; its status, with or without the header
+  hold SOCKET                    a raw FetchX509SVID stream held open until the agent ends it; how it ended
   jwt SOCKET                     one raw FetchJWTSVID call (with the header); its status
   revoke SOCKET COMMAND...       a raw FetchX509SVID stream: after its first message COMMAND runs ({serial}
                                  replaced by that certificate's), then how the stream ended and a new call's status
@@ -128,6 +129,20 @@ def raw(socket, header=True):
     channel.close()
 
 
+def hold(socket):
+    channel = grpc.insecure_channel("unix:" + socket)
+    stub = workload_pb2_grpc.SpiffeWorkloadAPIStub(channel)
+    stream = stub.FetchX509SVID(workload_pb2.X509SVIDRequest(), metadata=[("workload.spiffe.io", "true")], timeout=30)
+    say(first=serial_hex(leaf_of(next(stream).svids[0].x509_svid)))
+    try:
+        for _ in stream:
+            pass
+        say(code="OK")
+    except grpc.RpcError as error:
+        say(code=error.code().name, details=error.details())
+    channel.close()
+
+
 def jwt(socket):
     channel = grpc.insecure_channel("unix:" + socket)
     stub = workload_pb2_grpc.SpiffeWorkloadAPIStub(channel)
@@ -167,6 +182,8 @@ if __name__ == "__main__":
         mtls(*arguments)
     elif mode == "revoke":
         revoke(*arguments)
+    elif mode == "hold":
+        hold(*arguments)
     elif mode == "jwt":
         jwt(*arguments)
     elif mode == "raw":
