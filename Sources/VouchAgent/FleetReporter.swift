@@ -88,7 +88,8 @@ final class FleetReporter: Sendable {
             let now = clock.now
             let waiting = pending.withLock { $0 }
             let changeDue = waiting.changeSince.map { $0.addingTimeInterval(settle) }
-            let errorDue = waiting.errorSince.map { max($0.addingTimeInterval(settle), lastErrorReport.map { $0.addingTimeInterval(errorInterval) } ?? .distantPast) }
+            let errorAllowed = lastErrorReport.map { $0.addingTimeInterval(errorInterval) } ?? .distantPast
+            let errorDue = waiting.errorSince.map { max($0.addingTimeInterval(settle), errorAllowed) }
             let due = [changeDue, errorDue, nextHeartbeat].compactMap { $0 }.min()
             guard let due, due <= now else {
                 try await sleep(until: due)
