@@ -120,6 +120,9 @@ struct ServerCommand: AsyncParsableCommand {
             guard serverCertTtl.seconds == 0 || serverCertTtl.seconds >= 10 else {
                 throw CLIError("--server-cert-ttl must be at least 10s (or 0: serve server.pem as it is)")
             }
+            let agentStaleAfter = try self.agentStaleAfter ?? configDuration(file?.agentStaleAfter, key: "server.agent_stale_after")
+                ?? DurationArgument(argument: "10m")!
+            guard agentStaleAfter.seconds > 0 else { throw CLIError("--agent-stale-after must be positive") }
             do {
                 try policy.validate()
             } catch let error as AuthorityError {
@@ -135,9 +138,6 @@ struct ServerCommand: AsyncParsableCommand {
             let auditCheckpointInterval = try self.auditCheckpointInterval
                 ?? configDuration(file?.auditCheckpointInterval, key: "server.audit_checkpoint_interval") ?? DurationArgument(argument: "60s")!
             guard auditCheckpointInterval.seconds > 0 else { throw CLIError("--audit-checkpoint-interval must be positive") }
-            let agentStaleAfter = try self.agentStaleAfter ?? configDuration(file?.agentStaleAfter, key: "server.agent_stale_after")
-                ?? DurationArgument(argument: "10m")!
-            guard agentStaleAfter.seconds > 0 else { throw CLIError("--agent-stale-after must be positive") }
             let auditCheckpoints = AuditCheckpointer(store: store, authority: authority)
             let limits = try listenerLimits.resolved(handshake: file?.handshakeTimeout, idle: file?.idleTimeout,
                                                      maxConnections: file?.maxConnections, section: "server")

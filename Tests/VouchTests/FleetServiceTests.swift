@@ -145,4 +145,18 @@ final class FleetServiceTests: XCTestCase {
         XCTAssertNotEqual(first.nextPageToken, "")
         XCTAssertEqual(second.nextPageToken, "")
     }
+
+    func testAStaleThresholdThatIsNotAPositiveDurationStopsTheServerInOneLine() throws {
+        let root = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        XCTAssertEqual(try vouch("ca", "init", "--dir", root + "/ca", "--trust-domain", "example.org").status, 0)
+        try "server:\n  agent_stale_after: soon\n".write(toFile: root + "/vouch.yaml", atomically: true, encoding: .utf8)
+        for (arguments, message) in [(["--agent-stale-after", "0s"], "vouch: --agent-stale-after must be positive"),
+                                     (["--config", root + "/vouch.yaml"],
+                                      #"vouch: config key server.agent_stale_after: "soon" is not a duration like 30s, 15m, 24h"#)] {
+            let result = try vouch(["server", "--dir", root + "/ca", "--listen", "127.0.0.1:0"] + arguments, environment: [:])
+            XCTAssertNotEqual(result.status, 0)
+            XCTAssertEqual(result.stderr, message + "\n", "refused before the database is opened: one line")
+        }
+    }
 }
