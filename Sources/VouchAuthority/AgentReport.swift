@@ -45,7 +45,7 @@ public struct AgentReportRecord: Sendable, Equatable {
     public static let maximumSerialDigits = 40
 
     /// The report as the CA keeps it: serials in canonical lowercase hex, `lastError` cut to
-    /// 1 KiB on a character boundary with control characters (see `isControl`) made spaces (it
+    /// 1 KiB on a character boundary with control and hidden characters (`isHiddenOrControl`) made spaces (it
     /// is printed in terminals and pages). Throws `invalidArgument`, naming the field, for anything else out
     /// of bounds: nothing of such a report is stored.
     public func validated() throws -> AgentReportRecord {
@@ -83,8 +83,8 @@ public struct AgentReportRecord: Sendable, Equatable {
         guard text.utf8.count <= limit else {
             throw AuthorityError(.invalidArgument, "\(field) is \(text.utf8.count) bytes; at most \(limit)")
         }
-        guard !text.unicodeScalars.contains(where: isControl) else {
-            throw AuthorityError(.invalidArgument, "\(field) \(visible(AuthorityError.quoted(text))) holds a control character")
+        guard !text.unicodeScalars.contains(where: \.isHiddenOrControl) else {
+            throw AuthorityError(.invalidArgument, "\(field) \(AuthorityError.quoted(text)) holds a control character")
         }
         return text
     }
@@ -103,24 +103,9 @@ public struct AgentReportRecord: Sendable, Equatable {
         return String(kept)
     }
 
-    /// `text` with what `isControl` matches written as `\u{…}` (`quoted` escapes C0/C1 controls
-    /// but leaves bidi overrides and zero-width characters), so a refusal cannot reorder a log line.
-    static func visible(_ text: String) -> String {
-        text.unicodeScalars.map { isControl($0) ? "\\u{\(String($0.value, radix: 16, uppercase: true))}" : String($0) }.joined()
-    }
-
     static func printable(_ text: String) -> String {
-        guard text.unicodeScalars.contains(where: isControl) else { return text }
-        return String(String.UnicodeScalarView(text.unicodeScalars.map { isControl($0) ? " " : $0 }))
-    }
-
-    /// C0/C1 controls, and what reorders, hides or breaks lines when shown (bidi overrides,
-    /// zero-width characters, U+2028/U+2029): none belongs in a host name or a one-line listing.
-    static func isControl(_ scalar: Unicode.Scalar) -> Bool {
-        switch scalar.properties.generalCategory {
-        case .control, .format, .lineSeparator, .paragraphSeparator: true
-        default: false
-        }
+        guard text.unicodeScalars.contains(where: \.isHiddenOrControl) else { return text }
+        return String(String.UnicodeScalarView(text.unicodeScalars.map { $0.isHiddenOrControl ? " " : $0 }))
     }
 }
 

@@ -54,9 +54,28 @@ public struct AuthorityError: Error, CustomStringConvertible, Sendable, Equatabl
         (lhs.kind, lhs.message, lhs.reason) == (rhs.kind, rhs.message, rhs.reason)
     }
 
-    /// `text` as an error message may quote it: escaped, and cut to `limit` characters.
+    /// `text` as an error message may quote it: escaped, and cut to `limit` characters. Besides
+    /// what `debugDescription` escapes, C1 controls and what reorders, hides or breaks a line when
+    /// shown (bidi overrides, zero-width characters, U+2028) are written `\u{…}`: a refusal must
+    /// not rewrite the log line or terminal that shows it.
     public static func quoted(_ text: String, limit: Int = 80) -> String {
-        guard text.count > limit else { return text.debugDescription }
-        return String(text.prefix(limit)).debugDescription + "… (\(text.utf8.count) bytes)"
+        guard text.count > limit else { return visible(text.debugDescription) }
+        return visible(String(text.prefix(limit)).debugDescription) + "… (\(text.utf8.count) bytes)"
+    }
+
+    static func visible(_ text: String) -> String {
+        guard text.unicodeScalars.contains(where: \.isHiddenOrControl) else { return text }
+        return text.unicodeScalars.map { $0.isHiddenOrControl ? "\\u{\(String($0.value, radix: 16, uppercase: true))}" : String($0) }.joined()
+    }
+}
+
+extension Unicode.Scalar {
+    /// C0/C1 controls, and what reorders, hides or breaks lines when shown (bidi overrides,
+    /// zero-width characters, U+2028/U+2029).
+    var isHiddenOrControl: Bool {
+        switch properties.generalCategory {
+        case .control, .format, .lineSeparator, .paragraphSeparator: true
+        default: false
+        }
     }
 }
