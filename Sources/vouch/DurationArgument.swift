@@ -6,6 +6,17 @@ struct DurationArgument: ExpressibleByArgument, Sendable {
 
     var duration: Duration { .seconds(seconds) }
 
+    /// A default shown in `--help` as it would be typed: `30s`, `10m`, `1h30m`.
+    var defaultValueDescription: String {
+        guard seconds > 0 else { return "0s" }
+        var rest = seconds, text = ""
+        for (unit, size) in [("d", Int64(86400)), ("h", 3600), ("m", 60), ("s", 1)] where rest >= size {
+            text += "\(rest / size)\(unit)"
+            rest %= size
+        }
+        return text
+    }
+
     init?(argument: String) {
         guard let seconds = Self.parse(argument) else { return nil }
         self.seconds = seconds

@@ -13,6 +13,14 @@ struct CommandLineValueTests {
         #expect(DurationArgument(argument: text)?.duration == .seconds(seconds))
     }
 
+    /// `--help` shows a default as it would be typed, and it parses back to the same value.
+    @Test(arguments: [(30, "30s"), (600, "10m"), (5_400, "1h30m"), (93_784, "1d2h3m4s"), (0, "0s")] as [(Int64, String)])
+    func durationDefaultsAreShownAsTyped(seconds: Int64, shown: String) {
+        let value = DurationArgument(argument: "\(seconds)s")!
+        #expect(value.defaultValueDescription == shown)
+        #expect(DurationArgument(argument: shown)?.seconds == seconds)
+    }
+
     @Test(arguments: [
         "", "s", "h5", "1w", "1.5h", "-5s", "5 s", "１h", "٣s", "9223372036854775807m", "9223372036854775807s1s", "99999999999999999999",
     ])
