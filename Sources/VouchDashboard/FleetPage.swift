@@ -31,7 +31,7 @@ enum FleetPage {
         let troubled = agents.count - agents.filter { $0.problems.isEmpty }.count
         let rows = ordered.map { agent in
             el("tr", ["data-lineage": agent.lineage, "class": agent.problems.isEmpty ? "healthy" : "has-problems"],
-               agent.problems.isEmpty ? cell("ok", "state-ok") : cell(agent.problems.map(problemName).joined(separator: ", "), "problem"),
+               agent.problems.isEmpty ? cell("ok", "state-ok") : cell(agent.problems.map(\.name).joined(separator: ", "), "problem"),
                cell(agent.spiffeID, "spiffe"),
                cell(agent.hostName, "host"),
                cell(agent.servingSerial, "serial"),
@@ -54,19 +54,6 @@ enum FleetPage {
             table("fleet", headers: ["Problems", "SPIFFE ID", "Host", "Serving serial", "Not after", "Last report", "Version", "Last error"],
                   rows: rows, empty: problemsOnly ? "No agent has a problem." : "No agent has reported to the CA."),
         ])
-    }
-
-    /// As `vouch fleet list --json` names them.
-    static func problemName(_ problem: Vouch_V1_AgentProblem) -> String {
-        switch problem {
-        case .servingExpired: return "serving_expired"
-        case .servingRevoked: return "serving_revoked"
-        case .servingSuperseded: return "serving_superseded"
-        case .oldBundle: return "old_bundle"
-        case .silent: return "silent"
-        case .renewalFailing: return "renewal_failing"
-        default: return "unknown_\(problem.rawValue)"
-        }
     }
 
     /// `90`, `90s`, `10m`, `2h`, `1d` in seconds; nil otherwise.

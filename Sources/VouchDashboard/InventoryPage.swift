@@ -29,7 +29,7 @@ enum InventoryPage {
                el("td", ["class": "serial"], el("a", ["href": QueryString.link("/", [("q", info.serial)])], text(info.serial))),
                cell(info.spiffeID, "spiffe"),
                cell((info.dnsNames + info.ipAddresses).joined(separator: ", "), "dns"),
-               cell(statusName(info.status), "status status-\(statusName(info.status))"),
+               cell(info.status.name, "status status-\(info.status.name)"),
                cell(DashboardTime.text(info.notAfter), "mono"),
                cell(DashboardTime.text(info.issuedAt), "mono"))
         }
@@ -71,11 +71,3 @@ enum InventoryPage {
     }
 }
 
-func statusName(_ status: Vouch_V1_CertificateStatus) -> String {
-    switch status {
-    case .active: return "active"
-    case .revoked: return "revoked"
-    case .expired: return "expired"
-    default: return "unknown"
-    }
-}

@@ -27,7 +27,7 @@ struct CertificateJSON: Encodable {
     init(_ info: Vouch_V1_CertificateInfo, includePEM: Bool) {
         serial = info.serial
         spiffe_id = info.spiffeID
-        status = statusName(info.status)
+        status = info.status.name
         not_before = iso8601(info.notBefore)
         not_after = iso8601(info.notAfter)
         issued_at = iso8601(info.issuedAt)
@@ -38,15 +38,6 @@ struct CertificateJSON: Encodable {
         renewed_from = info.renewedFrom.isEmpty ? nil : info.renewedFrom
         superseded_by = info.supersededBy.isEmpty ? nil : info.supersededBy
         pem = includePEM ? (try? X509Certificate(der: Array(info.certificate)).pem) : nil
-    }
-}
-
-func statusName(_ status: Vouch_V1_CertificateStatus) -> String {
-    switch status {
-    case .active: return "active"
-    case .revoked: return "revoked"
-    case .expired: return "expired"
-    default: return "unknown"
     }
 }
 
@@ -99,7 +90,7 @@ struct CertList: AsyncParsableCommand {
                 try printJSON(certificates.map { CertificateJSON($0, includePEM: false) })
             } else {
                 printTable(["SERIAL", "SPIFFE ID", "STATUS", "NOT AFTER"], certificates.map {
-                    [$0.serial, $0.spiffeID, statusName($0.status), iso8601($0.notAfter)]
+                    [$0.serial, $0.spiffeID, $0.status.name, iso8601($0.notAfter)]
                 })
             }
         }
@@ -185,7 +176,7 @@ struct LineageEntry: Encodable {
 
     init(_ info: Vouch_V1_CertificateInfo) {
         serial = info.serial
-        status = statusName(info.status)
+        status = info.status.name
         issued_at = iso8601(info.issuedAt)
     }
 }

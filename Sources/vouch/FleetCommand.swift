@@ -11,19 +11,6 @@ struct FleetCommand: AsyncParsableCommand {
 
 /// What the CA sees wrong with an agent, as the CLI names it.
 enum FleetProblem {
-    static func name(_ problem: Vouch_V1_AgentProblem) -> String {
-        switch problem {
-        case .servingExpired: return "serving_expired"
-        case .servingRevoked: return "serving_revoked"
-        case .servingSuperseded: return "serving_superseded"
-        case .oldBundle: return "old_bundle"
-        case .silent: return "silent"
-        case .renewalFailing: return "renewal_failing"
-        case .unspecified: return "unspecified"
-        case .UNRECOGNIZED(let value): return "unknown_\(value)"
-        }
-    }
-
     /// For `--help`: each problem and what to do about it.
     static let help = """
         PROBLEMS (judged by the CA from each agent's latest report):
@@ -83,7 +70,7 @@ struct AgentJSON: Encodable {
         last_report = iso8601(info.lastReport)
         peer = info.peer
         reported_by_serial = info.reportedBySerial
-        problems = info.problems.map(FleetProblem.name)
+        problems = info.problems.map(\.name)
     }
 }
 
@@ -139,7 +126,7 @@ struct FleetList: AsyncParsableCommand {
                 printTable(["SPIFFE ID", "HOST", "SERVING", "NOT AFTER", "LAST REPORT", "VERSION", "PROBLEMS"], agents.map { agent in
                     [agent.spiffeID, agent.hostName, agent.servingSerial, iso8601(agent.servingNotAfter),
                      Self.age(since: agent.lastReport, now: now), agent.agentVersion,
-                     agent.problems.isEmpty ? "-" : agent.problems.map(FleetProblem.name).joined(separator: ",")]
+                     agent.problems.isEmpty ? "-" : agent.problems.map(\.name).joined(separator: ",")]
                 })
             }
         }

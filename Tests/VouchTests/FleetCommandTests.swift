@@ -41,8 +41,8 @@ final class FleetCommandTests: XCTestCase {
         }
         XCTAssertTrue(result.stdout.contains("  silent              no report for longer than --stale: the agent is\n"), "not rewrapped: \(result.stdout)")
         // Every problem the API can send has its name.
-        XCTAssertEqual([.servingExpired, .servingRevoked, .servingSuperseded, .oldBundle, .silent, .renewalFailing]
-            .map(FleetProblem.name), problems)
+        XCTAssertEqual([Vouch_V1_AgentProblem.servingExpired, .servingRevoked, .servingSuperseded, .oldBundle, .silent, .renewalFailing]
+            .map(\.name), problems)
     }
 
     func testACAWithoutTheFleetViewIsNamed() async throws {
