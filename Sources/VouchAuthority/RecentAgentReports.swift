@@ -27,32 +27,34 @@ final class RecentAgentReports: Sendable {
     init(limit: Int = 100_000) { self.limit = limit }
 
     /// Whether `report` from `serial` repeats what was stored for it less than `interval` before
-    /// `now` (then nothing is to be written). Throws `resourceExhausted` when `serial` has used up
-    /// its writes for the current interval.
+    /// `now` (then nothing is to be written). Otherwise the write is counted here, before it is
+    /// made: calls in flight together use up the same budget as calls one after another. Throws
+    /// `resourceExhausted` when `serial` has used up its writes for the current interval.
     func isRepeat(_ report: AgentReportRecord, serial: String, now: Date) throws -> Bool {
         try entries.withLock { entries in
-            guard let last = entries[serial] else { return false }
-            let age = now.timeIntervalSince(last.at)
-            if last.report == Self.digest(of: report) && age >= 0 && age < Self.interval { return true }
-            let windowAge = now.timeIntervalSince(last.windowStart)
-            if windowAge >= 0, windowAge < Self.interval, last.writes >= Self.writesPerInterval {
+            if entries.count >= limit, entries[serial] == nil { entries.removeAll(keepingCapacity: true) }
+            var written = entries[serial] ?? Written(report: [], at: now, windowStart: now, writes: 0)
+            let age = now.timeIntervalSince(written.at)
+            if written.report == Self.digest(of: report) && age >= 0 && age < Self.interval { return true }
+            let windowAge = now.timeIntervalSince(written.windowStart)
+            if windowAge < 0 || windowAge >= Self.interval { (written.windowStart, written.writes) = (now, 0) }
+            guard written.writes < Self.writesPerInterval else {
                 throw AuthorityError(.resourceExhausted, "more than \(Self.writesPerInterval) changed agent reports in "
                                      + "\(Int(Self.interval)) s from certificate \(serial); report again later")
             }
+            written.writes += 1
+            entries[serial] = written
             return false
         }
     }
 
-    /// Remembers that `report` from `serial` was stored at `now`.
+    /// Remembers that `report` from `serial` was stored at `now` (its write counted by `isRepeat`).
     func stored(_ report: AgentReportRecord, serial: String, now: Date) {
         entries.withLock { entries in
-            if entries.count >= limit, entries[serial] == nil { entries.removeAll(keepingCapacity: true) }
-            var written = entries[serial] ?? Written(report: [], at: now, windowStart: now, writes: 0)
-            let windowAge = now.timeIntervalSince(written.windowStart)
-            if windowAge < 0 || windowAge >= Self.interval { (written.windowStart, written.writes) = (now, 0) }
+            // Forgotten when the table started afresh meanwhile: the next report is written, as a first one.
+            guard var written = entries[serial] else { return }
             written.report = Self.digest(of: report)
             written.at = now
-            written.writes += 1
             entries[serial] = written
         }
     }
