@@ -27,7 +27,8 @@ extension AdminReader {
         repeat {
             let page = try await listCertificates(request)
             all += page.certificates
-            request.pageToken = page.nextPageToken
+            // A page without certificates makes no progress: its token is not followed (a CA that sent one would be asked for ever).
+            request.pageToken = page.certificates.isEmpty ? "" : page.nextPageToken
         } while !request.pageToken.isEmpty && all.count < cap
         return (Array(all.prefix(cap)), !request.pageToken.isEmpty || all.count > cap)
     }

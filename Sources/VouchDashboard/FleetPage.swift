@@ -17,7 +17,8 @@ enum FleetPage {
             repeat {
                 let page = try await reader.listAgents(request)
                 agents += page.agents
-                request.pageToken = page.nextPageToken
+                // A page without agents makes no progress: its token is not followed (a CA that sent one would be asked for ever).
+                request.pageToken = page.agents.isEmpty ? "" : page.nextPageToken
             } while !request.pageToken.isEmpty && agents.count < cap
         } catch where error.isUnavailableCall {
             return Page(title: "Fleet", content: [
