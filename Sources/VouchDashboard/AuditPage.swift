@@ -15,7 +15,9 @@ enum AuditPage {
         let head: Int64
         if let verification { head = verification.headRowID } else { head = try await AuditTail.head(reader) }
         // Reads after the head too: the reads of this page are audited themselves.
-        let events = try await reader.auditEvents(after: max(0, head - Int64(tailLength)), limit: 1000).suffix(tailLength).reversed()
+        // No overflow whatever id the CA names: a negative or huge head cannot crash the dashboard.
+        let from = head > Int64(tailLength) ? head - Int64(tailLength) : 0
+        let events = try await reader.auditEvents(after: from, limit: 1000).suffix(tailLength).reversed()
         let rows = events.map { event in
             el("tr", ["data-id": "\(event.id)"],
                cell("\(event.id)", "number"),
@@ -64,16 +66,21 @@ enum AuditTail {
         var low: Int64 = 0, high: Int64 = 0
         // Once past the first page: row `low` exists.
         var step = Int64(page)
-        while true {
+        // Ids are Int64 and each round doubles the step: 63 rounds pass any id. A CA whose ids do
+        // not grow past what was asked, or run past Int64.max, gets its last id as the head.
+        for _ in 0..<63 {
             let events = try await reader.auditEvents(after: high, limit: page)
             if events.count < page {
                 if let last = events.last { return last.id }
                 return high == 0 ? 0 : try await between(reader, low, high)
             }
             low = events.last!.id
-            high = low + step
-            step *= 2
+            let (next, overflow) = low.addingReportingOverflow(step)
+            guard low > high, !overflow else { return low }
+            high = next
+            step = step.multipliedReportingOverflow(by: 2).overflow ? .max : step * 2
         }
+        return low
     }
 
     /// Row `lowBound` exists, none after `highBound`.
@@ -82,7 +89,11 @@ enum AuditTail {
         while high - low > 1 {
             let middle = low + (high - low) / 2
             let events = try await reader.auditEvents(after: middle, limit: page)
-            if events.isEmpty { high = middle } else if events.count < page { return events.last!.id } else { low = events.last!.id }
+            if events.isEmpty { high = middle } else if events.count < page { return events.last!.id } else {
+                // Within (middle, high] from a CA that keeps its order; otherwise the search ends here.
+                guard let last = events.last?.id, last > middle, last <= high else { return low }
+                low = last
+            }
         }
         return try await reader.auditEvents(after: low, limit: page).last?.id ?? low
     }
