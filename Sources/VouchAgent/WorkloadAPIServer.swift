@@ -45,6 +45,8 @@ final class WorkloadAPIServer: Service, Sendable {
             address: .unixDomainSocket(path: path), transportSecurity: .plaintext,
             config: .defaults { config in
                 config.rpc.maxRequestPayloadSize = 64 * 1024
+                // Each stream holds a task and a watcher: one caller's connection may not open them without end.
+                config.http2.maxConcurrentStreams = 100
                 config.channelDebuggingCallbacks.onBindTCPListener = { channel in
                     channel.eventLoop.makeCompletedFuture {
                         let handlers = channel.pipeline.syncOperations
