@@ -15,7 +15,8 @@ func runReportingErrors(_ body: () async throws -> Void) async throws {
     } catch let error as ExitCode {
         throw error
     } catch {
-        FileHandle.standardError.write(Data("vouch: \(describe(error))\n".utf8))
+        // As table cells: the reason may quote what a CA sent, and must stay one line that cannot drive the terminal.
+        FileHandle.standardError.write(Data("vouch: \(terminalText(describe(error)))\n".utf8))
         throw ExitCode.failure
     }
 }

@@ -121,6 +121,16 @@ final class Issue18AttackTests: XCTestCase {
         XCTAssertTrue(table.stdout.contains(Self.web + #"\u{202E}gpj.exe"#), table.stdout.debugDescription)
     }
 
+    /// The CLI's one-line error shows control characters as text too: the message may quote what
+    /// a hostile CA sent (an RPC status message) or a name as typed.
+    func testCLIErrorsShowControlCharactersAsText() throws {
+        let result = try vouch("fleet", "list", "--dir", "/nonexistent/\u{1B}]0;owned\u{7}\u{1B}[2J")
+        XCTAssertEqual(result.status, 1)
+        XCTAssertEqual(result.stderr.unicodeScalars.filter { Self.isControlOrFormat($0) }.map { String($0.value, radix: 16) }, ["a"],
+                       result.stderr.debugDescription)
+        XCTAssertTrue(result.stderr.contains(#"/nonexistent/\u{1B}]0;owned\u{7}\u{1B}[2J"#), result.stderr.debugDescription)
+    }
+
     static func isControlOrFormat(_ scalar: Unicode.Scalar) -> Bool {
         switch scalar.properties.generalCategory {
         case .control, .format, .lineSeparator, .paragraphSeparator: true
