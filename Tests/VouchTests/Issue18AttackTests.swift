@@ -138,10 +138,10 @@ final class Issue18AttackTests: XCTestCase {
         }
     }
 
-    /// An agent may report any non-negative time (last_rotation, last_error_at, serving_not_after):
-    /// the far future is printed, not a crash of `vouch fleet list --json` or the fleet page.
-    func testFarFutureTimesAnAgentReportsAreFormatted() {
-        for seconds in [Int64.max, Int64.max / 2, 1 << 53, 253_402_300_800] {
+    /// An agent may report any non-negative time (last_rotation, last_error_at, serving_not_after),
+    /// a hostile CA any time at all: each is printed, not a crash of `vouch fleet list --json` or a page.
+    func testTimesAtTheEndsOfInt64AreFormatted() {
+        for seconds in [Int64.max, Int64.max / 2, 1 << 53, 253_402_300_800, -1, Int64.min] {
             XCTAssertFalse(iso8601(seconds).isEmpty, "\(seconds)")
             XCTAssertFalse(DashboardTime.text(seconds).isEmpty, "\(seconds)")
         }
