@@ -1,5 +1,6 @@
 // vouch-load drives a certificate authority with one light client, so that on a small machine the
-// load generator does not starve the server it measures. Four scenarios:
+// load generator does not starve the server it measures. Four issuing scenarios, and two of the fleet
+// view (report.go, listagents.go):
 //
 //	vouch-fleet       each worker enrolls its own identity, then renews as agents do: every Renew on a
 //	                  NEW TLS 1.3 connection presenting its newest certificate (no session resumption,
@@ -10,6 +11,11 @@
 //	cfssl-fleet       cfssl serve over HTTPS with a client certificate required: POST
 //	                  /api/v1/cfssl/sign on a NEW TLS 1.3 connection per request
 //	cfssl-persistent  keep-alive HTTP to cfssl serve's plain listener, POST /api/v1/cfssl/sign
+//	vouch-report      -agents identities enrolled and reported once before the clock, then ReportAgent
+//	                  from them, each a changed report (a real write), at most one per identity per
+//	                  -min-report-interval; -report-modes persistent (a connection per identity, kept
+//	                  open) and/or new (a new TLS 1.3 connection per report, as agents report)
+//	vouch-list-agents Admin.ListAgents through every page, -repeat times
 //
 // Keys and CSRs are made before the clock starts. Per concurrency level: warm-up, then a measured
 // window; only calls finishing inside it count. Server CPU is read from /proc/PID/stat exactly at the
@@ -77,12 +83,24 @@ type options struct {
 	ttlSeconds  int64
 	callTimeout time.Duration
 	cpuProfile  string
+
+	// vouch-report and vouch-list-agents
+	agents            int
+	activeAgents      int
+	agentsPerID       int
+	serviceOffset     int
+	reportModes       []string
+	seedOnly          bool
+	minReportInterval time.Duration
+	setupConcurrency  int
+	repeat            int
+	pageSize          int
 }
 
 func parseOptions() (options, error) {
 	var o options
-	var tokenFile, token, levels string
-	flag.StringVar(&o.scenario, "scenario", "", "vouch-fleet, vouch-persistent, cfssl-fleet or cfssl-persistent")
+	var tokenFile, token, levels, reportModes string
+	flag.StringVar(&o.scenario, "scenario", "", "vouch-fleet, vouch-persistent, cfssl-fleet, cfssl-persistent, vouch-report or vouch-list-agents")
 	flag.StringVar(&o.server, "server", "", "server HOST:PORT")
 	flag.StringVar(&o.bundle, "bundle", "", "PEM roots the server's certificate must chain to (Vouch: bundle.pem; cfssl-fleet: its CA)")
 	flag.StringVar(&o.cert, "cert", "", "cfssl-fleet: client certificate chain PEM (leaf first)")
@@ -102,12 +120,44 @@ func parseOptions() (options, error) {
 	flag.Int64Var(&o.ttlSeconds, "ttl", 3600, "requested certificate lifetime, seconds (Vouch)")
 	flag.DurationVar(&o.callTimeout, "call-timeout", 30*time.Second, "deadline of one call")
 	flag.StringVar(&o.cpuProfile, "cpuprofile", "", "write the load generator's own CPU profile here (pprof)")
+	flag.IntVar(&o.agents, "agents", 2000, "vouch-report: identities to enroll (through -admin-cert's tokens) and report from once before the clock")
+	flag.IntVar(&o.activeAgents, "active", 0, "vouch-report: how many of them the measured reports come from (0: all)")
+	flag.IntVar(&o.agentsPerID, "agents-per-id", 10, "vouch-report: agents per SPIFFE ID (-spiffe-id/svc-NNNNN, one token each)")
+	flag.IntVar(&o.serviceOffset, "service-offset", 0, "vouch-report: number of the first svc-NNNNN (another run's IDs stay apart)")
+	flag.StringVar(&reportModes, "report-modes", "persistent", "vouch-report: persistent, new, or both (comma-separated)")
+	flag.BoolVar(&o.seedOnly, "seed-only", false, "vouch-report: enroll and report once, measure nothing")
+	flag.DurationVar(&o.minReportInterval, "min-report-interval", 1100*time.Millisecond,
+		"vouch-report: least time between two reports of one identity (the CA refuses more than 10 changed reports in 10 s per certificate)")
+	flag.IntVar(&o.setupConcurrency, "setup-concurrency", 16, "vouch-report: parallel enrollments and first reports")
+	flag.IntVar(&o.repeat, "repeat", 5, "vouch-list-agents: timed listings (after one untimed)")
+	flag.IntVar(&o.pageSize, "page-size", 1000, "vouch-list-agents: page_size")
 	flag.Parse()
 
 	switch o.scenario {
 	case "vouch-fleet", "vouch-persistent", "cfssl-fleet", "cfssl-persistent":
+	case "vouch-report", "vouch-list-agents":
+		if o.adminCert == "" || o.adminKey == "" {
+			return o, fmt.Errorf("%s needs -admin-cert and -admin-key", o.scenario)
+		}
 	default:
-		return o, fmt.Errorf("-scenario must be vouch-fleet, vouch-persistent, cfssl-fleet or cfssl-persistent")
+		return o, fmt.Errorf("-scenario must be vouch-fleet, vouch-persistent, cfssl-fleet, cfssl-persistent, vouch-report or vouch-list-agents")
+	}
+	for _, mode := range strings.Split(reportModes, ",") {
+		switch mode = strings.TrimSpace(mode); mode {
+		case "persistent", "new":
+			o.reportModes = append(o.reportModes, mode)
+		default:
+			return o, fmt.Errorf("-report-modes takes persistent and new, not %q", mode)
+		}
+	}
+	if o.agents <= 0 || o.activeAgents < 0 || o.activeAgents > o.agents || o.agentsPerID <= 0 || o.setupConcurrency <= 0 {
+		return o, fmt.Errorf("-agents, -agents-per-id and -setup-concurrency must be positive, -active at most -agents")
+	}
+	if o.activeAgents == 0 {
+		o.activeAgents = o.agents
+	}
+	if o.repeat <= 0 || o.pageSize <= 0 {
+		return o, fmt.Errorf("-repeat and -page-size must be positive")
 	}
 	if o.server == "" {
 		return o, fmt.Errorf("-server is required")
@@ -224,6 +274,10 @@ type tokenSupply struct {
 	remaining int
 	admin     vouchv1.AdminClient
 	spiffeID  string
+	// perToken > 0: each created token allows perToken enrollments, for its own SPIFFE ID
+	// spiffeID/svc-NNNNN (numbered from created), so agents come perToken to a service.
+	perToken int
+	created  int
 }
 
 func (s *tokenSupply) next(ctx context.Context) (string, error) {
@@ -234,11 +288,16 @@ func (s *tokenSupply) next(ctx context.Context) (string, error) {
 		case len(s.queue) > 0:
 			s.current, s.queue, s.remaining = s.queue[0], s.queue[1:], s.uses
 		case s.admin != nil:
-			created, err := s.admin.CreateToken(ctx, &vouchv1.CreateTokenRequest{SpiffeId: s.spiffeID, Uses: 1000, TtlSeconds: 3600})
+			uses, id := 1000, s.spiffeID
+			if s.perToken > 0 {
+				uses, id = s.perToken, fmt.Sprintf("%s/svc-%05d", s.spiffeID, s.created)
+			}
+			created, err := s.admin.CreateToken(ctx, &vouchv1.CreateTokenRequest{SpiffeId: id, Uses: int32(uses), TtlSeconds: 3600})
 			if err != nil {
 				return "", fmt.Errorf("creating a token: %v", describe(err))
 			}
-			s.current, s.remaining = created.Token, 1000
+			s.current, s.remaining = created.Token, uses
+			s.created++
 		default:
 			return "", errors.New("enrollment tokens used up (give more with -token-file, or -admin-cert/-admin-key)")
 		}
@@ -477,6 +536,7 @@ type window struct {
 	serverErr            error
 }
 
+// row is one level's result. For vouch-report a "cert" is a report: completed calls of the scenario.
 type row struct {
 	Scenario               string   `json:"scenario"`
 	Concurrency            int      `json:"concurrency"`
@@ -491,6 +551,10 @@ type row struct {
 	ServerCPUPercent       *float64 `json:"serverCPUPercent,omitempty"`
 	ServerCPUMicrosPerCert *float64 `json:"serverCPUMicrosPerCert,omitempty"`
 	ClientCPUPercent       float64  `json:"clientCPUPercent"`
+	// vouch-report: the identities reporting, and how often a worker waited for one to be allowed
+	// another report (many: more identities would report faster).
+	Identities int    `json:"identities,omitempty"`
+	Paced      *int64 `json:"paced,omitempty"`
 }
 
 type load struct {
@@ -498,6 +562,8 @@ type load struct {
 	keys      []*preparedKey
 	newWorker func(id, concurrency int) worker
 	tick      float64
+	// finish, when set, adds a scenario's own figures to a level's row.
+	finish func(r *row)
 }
 
 func (l *load) runLevel(concurrency int) (row, error) {
@@ -607,6 +673,9 @@ func (l *load) runLevel(concurrency int) (row, error) {
 			r.ServerCPUMicrosPerCert = &micros
 		}
 	}
+	if l.finish != nil {
+		l.finish(&r)
+	}
 	return r, nil
 }
 
@@ -622,6 +691,9 @@ func (r row) String() string {
 	line := fmt.Sprintf("%-16s %5d %8.1f %8.2f %8.2f %8.2f %7d %11s %15s %10.1f%%", r.Scenario, r.Concurrency, r.CertsPerSecond,
 		r.P50Ms, r.P99Ms, r.MaxMs, r.Failed, optional(r.ServerCPUPercent, "%.1f%%"), optional(r.ServerCPUMicrosPerCert, "%.0f"),
 		r.ClientCPUPercent)
+	if r.Paced != nil {
+		line += fmt.Sprintf("  paced %d", *r.Paced)
+	}
 	if r.FirstError != "" {
 		line += "  first error: " + r.FirstError
 	}
@@ -718,12 +790,30 @@ func newLoad(o options) (*load, error) {
 	return l, nil
 }
 
-func run() error {
-	o, err := parseOptions()
+// output prints each result as a table row or a JSON line, and appends the JSON to -record.
+type output struct {
+	json   bool
+	record *os.File
+}
+
+func (out *output) emit(result interface{}, text string) error {
+	line, err := json.Marshal(result)
 	if err != nil {
 		return err
 	}
-	l, err := newLoad(o)
+	if out.json {
+		fmt.Println(string(line))
+	} else {
+		fmt.Println(text)
+	}
+	if out.record != nil {
+		_, err = out.record.Write(append(line, '\n'))
+	}
+	return err
+}
+
+func run() error {
+	o, err := parseOptions()
 	if err != nil {
 		return err
 	}
@@ -735,12 +825,22 @@ func run() error {
 		pprof.StartCPUProfile(profile)
 		defer pprof.StopCPUProfile()
 	}
-	var record *os.File
+	out := &output{json: o.json}
 	if o.record != "" {
-		if record, err = os.OpenFile(o.record, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644); err != nil {
+		if out.record, err = os.OpenFile(o.record, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644); err != nil {
 			return err
 		}
-		defer record.Close()
+		defer out.record.Close()
+	}
+	switch o.scenario {
+	case "vouch-report":
+		return runReports(o, out)
+	case "vouch-list-agents":
+		return runListAgents(o, out)
+	}
+	l, err := newLoad(o)
+	if err != nil {
+		return err
 	}
 	if !o.json {
 		fmt.Println(header)
@@ -750,16 +850,8 @@ func run() error {
 		if err != nil {
 			return fmt.Errorf("%s at concurrency %d: %v", o.scenario, level, err)
 		}
-		line, _ := json.Marshal(r)
-		if o.json {
-			fmt.Println(string(line))
-		} else {
-			fmt.Println(r)
-		}
-		if record != nil {
-			if _, err := record.Write(append(line, '\n')); err != nil {
-				return err
-			}
+		if err := out.emit(r, r.String()); err != nil {
+			return err
 		}
 	}
 	return nil
