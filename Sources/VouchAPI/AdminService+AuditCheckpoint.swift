@@ -18,7 +18,7 @@ extension Vouch_V1_AuditCheckpoint {
         self.init()
         rowID = checkpoint.rowID
         hash = Data(checkpoint.hash)
-        time = Int64(checkpoint.time.timeIntervalSince1970)
+        time = checkpoint.time.unixSeconds
         signer = checkpoint.signer
         signature = Data(checkpoint.signature)
         text = checkpoint.text

@@ -21,7 +21,7 @@ public struct AdminService: Vouch_V1_Admin.SimpleServiceProtocol {
         var response = Vouch_V1_CreateTokenResponse()
         response.token = created.token.text
         response.tokenID = created.record.id
-        response.expiresAt = Int64(created.record.expiresAt.timeIntervalSince1970)
+        response.expiresAt = created.record.expiresAt.unixSeconds
         return response
     }
 

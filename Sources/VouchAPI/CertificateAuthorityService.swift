@@ -26,7 +26,7 @@ public struct CertificateAuthorityService: Vouch_V1_CertificateAuthority.SimpleS
         let record = try await authority.revoke(serial: request.serial, reason: Int(request.reason), caller: RPCCaller.of(context))
         var response = Vouch_V1_RevokeResponse()
         response.serial = record.serial
-        response.revokedAt = Int64(record.revokedAt.timeIntervalSince1970)
+        response.revokedAt = record.revokedAt.unixSeconds
         response.sequence = record.sequence
         return response
     }
@@ -83,8 +83,8 @@ public struct CertificateAuthorityService: Vouch_V1_CertificateAuthority.SimpleS
             response.issuer = root.root
             response.crl = Data(root.der)
             response.crlNumber = root.number
-            if let crl = try? CertificateRevocationList(der: root.der) { response.thisUpdate = Int64(crl.thisUpdate.timeIntervalSince1970) }
-            response.nextUpdate = Int64(root.nextUpdate.timeIntervalSince1970)
+            if let crl = try? CertificateRevocationList(der: root.der) { response.thisUpdate = crl.thisUpdate.unixSeconds }
+            response.nextUpdate = root.nextUpdate.unixSeconds
             return response
         }
         let snapshot = try await authority.currentCRL(issuer: request.issuer.isEmpty ? nil : request.issuer)

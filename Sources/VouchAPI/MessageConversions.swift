@@ -7,7 +7,7 @@ extension Vouch_V1_CertificateResponse {
         certificate = Data(issued.record.der)
         chain = issued.chain.map { Data($0) }
         roots = issued.roots.map { Data($0) }
-        notAfter = Int64(issued.record.notAfter.timeIntervalSince1970)
+        notAfter = issued.record.notAfter.unixSeconds
         serial = issued.record.serial
         spiffeID = issued.record.spiffeID
     }
@@ -22,15 +22,15 @@ extension Vouch_V1_CertificateInfo {
         spiffeID = record.spiffeID
         dnsNames = record.dnsNames
         ipAddresses = record.ipAddresses
-        notBefore = Int64(record.notBefore.timeIntervalSince1970)
-        notAfter = Int64(record.notAfter.timeIntervalSince1970)
+        notBefore = record.notBefore.unixSeconds
+        notAfter = record.notAfter.unixSeconds
         status = Vouch_V1_CertificateStatus(record.status(at: now))
-        revokedAt = record.revokedAt.map { Int64($0.timeIntervalSince1970) } ?? 0
+        revokedAt = record.revokedAt.map { $0.unixSeconds } ?? 0
         revocationReason = Int32(record.revocationReason ?? 0)
         renewedFrom = record.renewedFrom ?? ""
         supersededBy = record.supersededBy ?? ""
         certificate = Data(record.der)
-        issuedAt = Int64(record.issuedAt.timeIntervalSince1970)
+        issuedAt = record.issuedAt.unixSeconds
     }
 }
 
@@ -61,9 +61,9 @@ extension Vouch_V1_RevocationEvent {
         sequence = record.sequence
         serial = record.serial
         reason = Int32(record.reason)
-        revokedAt = Int64(record.revokedAt.timeIntervalSince1970)
+        revokedAt = record.revokedAt.unixSeconds
         spiffeID = record.spiffeID
-        notAfter = Int64(record.notAfter.timeIntervalSince1970)
+        notAfter = record.notAfter.unixSeconds
     }
 }
 
@@ -74,8 +74,8 @@ extension Vouch_V1_TokenInfo {
         spiffeID = record.spiffeID
         dnsNames = record.dnsNames
         ipAddresses = record.ipAddresses
-        createdAt = Int64(record.createdAt.timeIntervalSince1970)
-        expiresAt = Int64(record.expiresAt.timeIntervalSince1970)
+        createdAt = record.createdAt.unixSeconds
+        expiresAt = record.expiresAt.unixSeconds
         usesAllowed = Int32(record.usesAllowed)
         usesConsumed = Int32(record.usesConsumed)
         revoked = record.revoked
@@ -86,7 +86,7 @@ extension Vouch_V1_AuditEvent {
     init(_ record: AuditRecord) {
         self.init()
         id = record.id
-        time = Int64(record.entry.time.timeIntervalSince1970)
+        time = record.entry.time.unixSeconds
         actor = record.entry.actor
         action = record.entry.action
         subject = record.entry.subject
@@ -116,7 +116,7 @@ extension Vouch_V1_AgentInfo {
         agentVersion = report.agentVersion
         servingSerial = report.servingSerial
         // The CA's record of the served certificate when it has one, else what the agent said.
-        servingNotAfter = row.served.map { Int64($0.notAfter.timeIntervalSince1970) } ?? report.servingNotAfter
+        servingNotAfter = row.served.map { $0.notAfter.unixSeconds } ?? report.servingNotAfter
         servingSupersededBy = row.served?.supersededBy ?? ""
         trustGeneration = report.trustGeneration
         bundleSha256 = Data(report.bundleSHA256)
@@ -126,8 +126,8 @@ extension Vouch_V1_AgentInfo {
         lastErrorAt = report.lastErrorAt
         rotations = report.rotations
         failures = report.failures
-        firstSeen = Int64(row.firstSeen.timeIntervalSince1970)
-        lastReport = Int64(row.reportedAt.timeIntervalSince1970)
+        firstSeen = row.firstSeen.unixSeconds
+        lastReport = row.reportedAt.unixSeconds
         peer = row.peer
         reportedBySerial = row.callerSerial
         problems = agent.problems.map(Vouch_V1_AgentProblem.init)
