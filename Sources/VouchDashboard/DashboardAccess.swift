@@ -4,9 +4,10 @@ import VouchIdentityRules
 /// Who may read the dashboard. It reads the CA with the admin certificate, so: loopback only;
 /// a Host header naming the listener (a page on another site that rebinds its DNS name to
 /// 127.0.0.1 sends its own name); and a secret printed once at start, so other users of the
-/// same machine cannot read through it.
+/// same machine cannot read through it. The secret is the first segment of every page's path: a
+/// browser sends a path to its own origin only, where a cookie would go to every port of the host.
 public struct DashboardAccess: Sendable {
-    /// The secret in the start URL and in the cookie: 32 random bytes, hex.
+    /// The secret in every page's path: 32 random bytes, hex.
     public let key: String
     /// The bound address, its port known (not 0).
     public let listen: HostPort
@@ -36,11 +37,8 @@ public struct DashboardAccess: Sendable {
                                + "certificate, so it listens on 127.0.0.1, [::1] or localhost only")
     }
 
-    /// The URL printed once at start; opening it sets the cookie.
-    public var startURL: String { "http://\(listen)/?key=\(key)" }
-
-    /// Per port: cookies are shared by every port of a host, and two dashboards must not overwrite each other's.
-    var cookieName: String { "vouch_ui_\(listen.port)" }
+    /// The URL printed once at start: the inventory page.
+    public var startURL: String { "http://\(listen)/\(key)/" }
 
     /// The Host header a browser sends for this listener: its address, or localhost, with the port.
     func isListenerHost(_ host: String?) -> Bool {
@@ -50,21 +48,15 @@ public struct DashboardAccess: Sendable {
         return names.contains(host)
     }
 
-    func isKey(_ candidate: String) -> Bool { constantTimeEquals(Array(candidate.utf8), Array(key.utf8)) }
-
-    /// Whether the request's cookies hold the key.
-    func hasCookie(_ cookieHeader: String?) -> Bool {
-        guard let cookieHeader else { return false }
-        var found = false
-        for item in cookieHeader.split(separator: ";") {
-            let parts = item.split(separator: "=", maxSplits: 1)
-            guard parts.count == 2, parts[0].trimmingSpaces == cookieName else { continue }
-            if isKey(String(parts[1].trimmingSpaces)) { found = true }
-        }
-        return found
+    /// The page a request path names below `/<key>/` (`/` for the inventory), or nil when its first
+    /// segment is not the key. `/<key>` without the slash names the page "" (none).
+    func pagePath(_ requestPath: String) -> String? {
+        guard requestPath.hasPrefix("/") else { return nil }
+        let rest = requestPath.utf8.dropFirst()
+        let segment = rest.prefix { $0 != UInt8(ascii: "/") }
+        guard constantTimeEquals(Array(segment), Array(key.utf8)) else { return nil }
+        return String(decoding: rest.dropFirst(segment.count), as: UTF8.self)
     }
-
-    var setCookie: String { "\(cookieName)=\(key); Path=/; HttpOnly; SameSite=Strict" }
 }
 
 /// Compares without stopping at the first difference, so the time taken does not tell how much

@@ -40,40 +40,35 @@ public struct DashboardRoutes: Sendable {
             response.headers = [("Allow", "GET")]
             return response
         }
-        // Nothing secret in these: the 403 page uses them too.
-        if request.path == "/style.css" {
-            return HTTPResponse(status: 200, contentType: "text/css; charset=utf-8", body: Array(StyleSheet.css.utf8))
-        }
-        if request.path == "/icon.svg" {
-            return HTTPResponse(status: 200, contentType: "image/svg+xml", body: Array(StyleSheet.icon.utf8))
-        }
-        let query = QueryString(parsing: request.query)
-        if let key = query["key"] {
-            guard access.isKey(key) else { return forbidden(request.path, "the key in this URL is not the one `vouch ui` printed.") }
-            // The key leaves the address bar and the history; the cookie carries it from now on. Only to
-            // a page of ours: `//host/` would send the browser elsewhere.
-            let page = PageLayout.sections.contains { $0.path == request.path } ? request.path : "/"
-            return HTTPResponse(status: 303, contentType: "text/plain; charset=utf-8", body: [],
-                                headers: [("Location", page + query.removing("key").encoded), ("Set-Cookie", access.setCookie)])
-        }
-        guard access.hasCookie(request.cookie) else {
-            return forbidden(request.path, "this browser has not opened the URL with the key yet.")
-        }
-        return await page(path: request.path, query: query)
+        // Nothing secret in these: the 403 page uses them too; the pages load them below the key.
+        if let asset = Self.asset(request.path) { return asset }
+        // No cookie: a browser sends cookies to every port of 127.0.0.1, so any local web server
+        // the operator visits would receive it. A path goes to its own origin only.
+        guard let path = access.pagePath(request.path) else { return forbidden() }
+        if let asset = Self.asset(path) { return asset }
+        return await page(path: path, query: QueryString(parsing: request.query))
     }
 
-    private func forbidden(_ path: String, _ reason: String) -> HTTPResponse {
+    private static func asset(_ path: String) -> HTTPResponse? {
+        switch path {
+        case "/style.css": HTTPResponse(status: 200, contentType: "text/css; charset=utf-8", body: Array(StyleSheet.css.utf8))
+        case "/icon.svg": HTTPResponse(status: 200, contentType: "image/svg+xml", body: Array(StyleSheet.icon.utf8))
+        default: nil
+        }
+    }
+
+    private func forbidden() -> HTTPResponse {
         html(403, PageLayout.message(title: "Key needed", status: 403, [
-            "The dashboard reads the CA with the admin certificate, so it answers only the browser that opened the URL "
-                + "`vouch ui` printed when it started (http://\(access.listen)/?key=...): " + reason,
-            "Open that URL again, or restart `vouch ui` for a new one.",
-        ], path: path, server: connector.serverDescription, now: clock()))
+            "The dashboard reads the CA with the admin certificate, so its pages are only at the secret address "
+                + "`vouch ui` printed when it started (http://\(access.listen)/<key>/).",
+            "Open the URL `vouch ui` printed, or restart `vouch ui` for a new one.",
+        ], path: nil, server: connector.serverDescription, now: clock()))
     }
 
     private func page(path: String, query: QueryString) async -> HTTPResponse {
         let now = clock()
         guard PageLayout.sections.contains(where: { $0.path == path }) else {
-            return html(404, PageLayout.message(title: "Not found", status: 404, ["No page at this address."], path: path,
+            return html(404, PageLayout.message(title: "Not found", status: 404, ["No page at this address."], path: nil,
                                                 server: connector.serverDescription, now: now))
         }
         do {

@@ -42,7 +42,7 @@ enum FleetPage {
                cell(agent.lastError, "error"))
         }
         return Page(title: "Fleet", content: [
-            el("form", ["class": "search", "method": "get", "action": "/fleet"],
+            el("form", ["class": "search", "method": "get", "action": PageLayout.relative("/fleet")],
                el("input", ["type": "search", "name": "stale", "value": staleText, "class": "short", "aria-label": "Silent after",
                             "title": "Silent after this long without a report (e.g. 10m, 1h)"]),
                el("label", [:], problemsOnly

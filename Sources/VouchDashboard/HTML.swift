@@ -52,15 +52,15 @@ public struct HTML: Sendable, ExpressibleByStringLiteral {
         element(name, attributes, children)
     }
 
-    /// A whole document: doctype, head with the stylesheet, and `body`.
-    public static func document(title: String, body: [HTML]) -> String {
+    /// A whole document: doctype, head with the stylesheet and icon (at `assets`, a path prefix), and `body`.
+    public static func document(title: String, assets: String, body: [HTML]) -> String {
         "<!DOCTYPE html>" + element("html", ["lang": "en"],
             element("head", [:],
                     element("meta", ["charset": "utf-8"]),
                     element("meta", ["name": "viewport", "content": "width=device-width, initial-scale=1"]),
                     element("title", [:], text(title)),
-                    element("link", ["rel": "stylesheet", "href": "/style.css"]),
-                    element("link", ["rel": "icon", "href": "/icon.svg", "type": "image/svg+xml"])),
+                    element("link", ["rel": "stylesheet", "href": assets + "style.css"]),
+                    element("link", ["rel": "icon", "href": assets + "icon.svg", "type": "image/svg+xml"])),
             element("body", [:], body)).markup
     }
 }

@@ -59,7 +59,7 @@ enum InventoryPage {
     }
 
     static func searchForm(search: String, status: String) -> HTML {
-        el("form", ["class": "search", "method": "get", "action": "/"],
+        el("form", ["class": "search", "method": "get", "action": PageLayout.relative("/")],
            el("input", ["type": "search", "name": "q", "value": search, "placeholder": "SPIFFE ID (glob) or serial",
                         "aria-label": "Search"]),
            el("select", ["name": "status", "aria-label": "Status"], statuses.map { option in

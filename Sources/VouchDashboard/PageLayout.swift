@@ -13,21 +13,27 @@ enum PageLayout {
         ("/", "Inventory"), ("/expiry", "Expiry"), ("/revocations", "Revocations"), ("/fleet", "Fleet"), ("/audit", "Audit"),
     ]
 
-    static func render(_ page: Page, path: String, server: String, now: Date) -> String {
-        let navigation = el("nav", [:], sections.map { section in
+    /// `path`: the page's own, below the key; nil for a page outside the pages (a 403 at any
+    /// path, a 404), which has no navigation and loads its stylesheet from `/`.
+    static func render(_ page: Page, path: String?, server: String, now: Date) -> String {
+        let navigation = el("nav", [:], path == nil ? [] : sections.map { section in
             section.path == path
-                ? el("a", ["href": section.path, "class": "current", "aria-current": "page"], text(section.name))
-                : el("a", ["href": section.path], text(section.name))
+                ? el("a", ["href": relative(section.path), "class": "current", "aria-current": "page"], text(section.name))
+                : el("a", ["href": relative(section.path)], text(section.name))
         })
-        return HTML.document(title: "Vouch: \(page.title)", body: [
+        return HTML.document(title: "Vouch: \(page.title)", assets: path == nil ? "/" : "", body: [
             el("header", [:], el("span", ["class": "brand"], "Vouch"), navigation),
             el("main", [:], [el("h1", [:], text(page.title))] + page.content),
             el("footer", [:], text("Read from the CA at \(server) at \(DashboardTime.text(now)), with the admin certificate. Read-only.")),
         ])
     }
 
+    /// A page's link relative to any page (they all live in `/<key>/`): the key stays in the path
+    /// without being written into the page.
+    static func relative(_ path: String) -> String { path == "/" ? "./" : String(path.dropFirst()) }
+
     /// A short page of its own, e.g. when the CA does not answer.
-    static func message(title: String, status: Int, _ lines: [String], path: String, server: String, now: Date) -> String {
+    static func message(title: String, status: Int, _ lines: [String], path: String?, server: String, now: Date) -> String {
         render(Page(title: title, content: lines.map { el("p", ["class": "notice"], text($0)) }, status: status),
                path: path, server: server, now: now)
     }

@@ -23,9 +23,9 @@ public struct QueryString: Sendable {
         pairs.isEmpty ? "" : "?" + pairs.map { Self.encode($0.name) + "=" + Self.encode($0.value) }.joined(separator: "&")
     }
 
-    /// A link to `path` with these parameters, empty values left out.
+    /// A link to the page at `path`, relative (see `PageLayout.relative`), with these parameters, empty values left out.
     static func link(_ path: String, _ parameters: [(String, String)]) -> String {
-        path + QueryString(parameters.filter { !$0.1.isEmpty }.map { (name: $0.0, value: $0.1) }).encoded
+        PageLayout.relative(path) + QueryString(parameters.filter { !$0.1.isEmpty }.map { (name: $0.0, value: $0.1) }).encoded
     }
 
     static func decode(_ text: Substring) -> String {

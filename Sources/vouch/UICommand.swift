@@ -12,9 +12,10 @@ struct UICommand: AsyncParsableCommand {
         commandName: "ui",
         abstract: "Serve a read-only dashboard (inventory, expiry, revocations, fleet, audit) on a loopback address.",
         discussion: """
-            Prints once a URL with a secret key; opening it lets that browser in (a cookie), and no one else: \
-            other users of this machine cannot read the CA through the dashboard. Each page load connects to the \
-            CA anew with the admin certificate, so a renewed admin certificate needs no restart.
+            Prints once a URL whose path holds a secret key (http://127.0.0.1:8081/<key>/); every page lives \
+            below it, so only who has the URL reads the CA through the dashboard, not other users of this machine. \
+            Keep the URL like a password; no cookie is set. Each page load connects to the CA anew with the admin \
+            certificate, so a renewed admin certificate needs no restart.
             """)
 
     @OptionGroup var connection: AdminConnectionOptions

@@ -78,7 +78,7 @@ final class DashboardBrowserTests: XCTestCase {
         XCTAssertNotEqual(try vouch("cert", "list", "--dir", ca.caDir, "--server", ca.server.address,
                                     "--cert", ca.root + "/old-admin.pem", "--key", ca.root + "/old-admin_key.pem").status, 0,
                           "the CA refuses the old admin certificate")
-        let page = try execute("/usr/bin/curl", ["-s", "--cookie", "vouch_ui_\(ui.port)=\(ui.key)", "http://127.0.0.1:\(ui.port)/?q=\(old)"])
+        let page = try execute("/usr/bin/curl", ["-s", ui.url + "?q=\(old)"])
         XCTAssertTrue(page.stdout.contains("<tr data-serial=\"\(old)\">") && page.stdout.contains("status-revoked"), page.stdout)
     }
 
@@ -105,14 +105,14 @@ final class DashboardBrowserTests: XCTestCase {
             try execute("/usr/bin/curl", ["-s", "-o", "/dev/null", "-w", "%{http_code}"] + arguments).stdout
         }
         XCTAssertEqual(try curl("-H", "Host: attacker.example:\(ui.port)", base + "/"), "421", "DNS rebinding")
-        XCTAssertEqual(try curl(base + "/"), "403", "no key, no cookie")
-        XCTAssertEqual(try curl(base + "/?key=00"), "403", "wrong key")
-        XCTAssertEqual(try curl("-X", "POST", base + "/"), "405")
-        let cookie = "vouch_ui_\(ui.port)=\(ui.key)"
-        XCTAssertEqual(try curl(ui.url), "303")
-        XCTAssertEqual(try curl("-H", "Host: localhost:\(ui.port)", "--cookie", cookie, base + "/expiry"), "502", "CA unreachable")
-        let page = try execute("/usr/bin/curl", ["-s", "-i", "--cookie", cookie, base + "/"]).stdout
+        XCTAssertEqual(try curl(base + "/"), "403", "no key")
+        XCTAssertEqual(try curl(base + "/?key=\(ui.key)"), "403", "the key in a query is not a way in")
+        XCTAssertEqual(try curl(base + "/00/"), "403", "wrong key")
+        XCTAssertEqual(try curl("-X", "POST", ui.url), "405")
+        XCTAssertEqual(try curl("-H", "Host: localhost:\(ui.port)", ui.url + "expiry"), "502", "CA unreachable")
+        let page = try execute("/usr/bin/curl", ["-s", "-i", ui.url]).stdout
         XCTAssertTrue(page.contains("The CA at 127.0.0.1:1 did not answer this page&#39;s reads: server unavailable"), page)
+        XCTAssertFalse(page.lowercased().contains("set-cookie"), page)
         XCTAssertTrue(page.contains("Content-Security-Policy: default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; "
                                     + "frame-ancestors 'none'; base-uri 'none'\r\n"), page)
     }
@@ -159,7 +159,8 @@ final class UIProcess: @unchecked Sendable {
     }
 
     var output: String { collector.text }
-    var key: String { String(url.split(separator: "=").last ?? "") }
+    /// The printed URL is http://127.0.0.1:PORT/<key>/.
+    var key: String { String(url.split(separator: "/").last ?? "") }
     var port: Int { Int(url.split(separator: ":")[2].prefix { $0.isNumber }) ?? 0 }
 
     @discardableResult

@@ -17,10 +17,11 @@ final class DashboardPageTests: XCTestCase {
         DashboardRoutes(access: Self.access, connector: reader, clock: { Self.now })
     }
 
-    static func get(_ target: String, host: String? = "127.0.0.1:8081", cookie: String? = "vouch_ui_8081=\(key)",
-                    method: String = "GET") -> HTTPRequest {
-        let parts = target.split(separator: "?", maxSplits: 1)
-        return HTTPRequest(method: method, path: String(parts[0]), query: parts.count > 1 ? String(parts[1]) : "", host: host, cookie: cookie)
+    /// A GET of `target` below the key (`/<key>` + target), as from the browser that opened the printed URL;
+    /// `keyed: false` sends `target` as is.
+    static func get(_ target: String, host: String? = "127.0.0.1:8081", method: String = "GET", keyed: Bool = true) -> HTTPRequest {
+        let parts = (keyed ? "/\(key)" + target : target).split(separator: "?", maxSplits: 1, omittingEmptySubsequences: false)
+        return HTTPRequest(method: method, path: String(parts[0]), query: parts.count > 1 ? String(parts[1]) : "", host: host)
     }
 
     func body(_ response: HTTPResponse) -> String { String(decoding: response.body, as: UTF8.self) }
@@ -137,7 +138,7 @@ final class DashboardPageTests: XCTestCase {
         state.nextPageToken = "\"><script>x</script>&a=b"
         let reader = FakeAdminReader(state)
         let html = body(await routes(reader).respond(Self.get("/?q=svc&status=active")))
-        XCTAssertTrue(html.contains("<a class=\"next\" href=\"/?q=svc&amp;status=active&amp;page=%22%3E%3Cscript%3Ex%3C%2Fscript%3E%26a%3Db\">"), html)
+        XCTAssertTrue(html.contains("<a class=\"next\" href=\"./?q=svc&amp;status=active&amp;page=%22%3E%3Cscript%3Ex%3C%2Fscript%3E%26a%3Db\">"), html)
         _ = await routes(reader).respond(Self.get("/?q=svc&status=active&page=%22%3E%3Cscript%3Ex%3C%2Fscript%3E%26a%3Db"))
         XCTAssertEqual(reader.state.withLock { $0.listRequests.last?.pageToken }, "\"><script>x</script>&a=b")
     }
@@ -211,34 +212,88 @@ final class DashboardPageTests: XCTestCase {
         XCTAssertEqual(reader.state.withLock { $0.connections }, 3, "refused requests never reach the CA")
     }
 
-    func testTheKeyOrItsCookieIsNeeded() async throws {
+    func testPagesAreOnlyBelowTheKey() async throws {
         let reader = FakeAdminReader(DashboardHostileData.fakeState(now: Int64(Self.now.timeIntervalSince1970)))
         let routes = routes(reader)
-        let missing = await routes.respond(Self.get("/", cookie: nil))
-        XCTAssertEqual(missing.status, 403)
-        XCTAssertTrue(body(missing).contains("opened the URL `vouch ui` printed when it started (http://127.0.0.1:8081/?key=...)"), body(missing))
-        XCTAssertFalse(body(missing).contains(Self.key), "the key is never shown")
-        for cookie in ["vouch_ui_8081=\(Self.key.dropLast())0", "vouch_ui_8082=\(Self.key)", "vouch_ui_8081=", "other=1"] {
-            let status = await routes.respond(Self.get("/", cookie: cookie)).status
-            XCTAssertEqual(status, 403, cookie)
+        let key = Self.key, wrong = Self.key.dropLast() + "0"
+        for target in ["/", "/expiry", "/fleet?problems=1", "/?key=\(key)", "/expiry?key=\(key)", "/\(wrong)/", "/\(key.uppercased())/",
+                       "/\(key)0/", "/\(key.dropLast())/", "/\(key.dropFirst())/", "//\(key)/", "/x/\(key)/", "/%2F\(key)/", "/nowhere"] {
+            let response = await routes.respond(Self.get(target, keyed: false))
+            XCTAssertEqual(response.status, 403, target)
+            XCTAssertTrue(body(response).contains("Open the URL `vouch ui` printed"), body(response))
+            XCTAssertTrue(body(response).contains("only at the secret address `vouch ui` printed when it started (http://127.0.0.1:8081/&lt;key&gt;/)"))
+            XCTAssertFalse(body(response).contains(key), "the key is never shown")
+            XCTAssertTrue(body(response).contains("<link rel=\"stylesheet\" href=\"/style.css\">"), "styled from the public stylesheet")
         }
-        let wrongKey = await routes.respond(Self.get("/?key=\(Self.key.dropLast())0", cookie: nil))
-        XCTAssertEqual(wrongKey.status, 403)
+        XCTAssertEqual(reader.state.withLock { $0.connections }, 0, "no request without the key read the CA")
+        let noSlash = await routes.respond(Self.get(""))
+        XCTAssertEqual(noSlash.status, 404, "/<key> without the slash: relative links would leave the key")
+        for (target, keyed) in [("/style.css", false), ("/icon.svg", false), ("/style.css", true), ("/icon.svg", true)] {
+            let asset = await routes.respond(Self.get(target, keyed: keyed))
+            XCTAssertEqual(asset.status, 200, "\(target) keyed \(keyed): nothing secret; the 403 page uses the public one")
+        }
+        XCTAssertEqual(reader.state.withLock { $0.connections }, 0)
+    }
 
-        let opened = await routes.respond(Self.get("/expiry?hours=24&key=\(Self.key)", cookie: nil))
-        XCTAssertEqual(opened.status, 303)
-        XCTAssertEqual(header(opened, "Location"), "/expiry?hours=24", "the key leaves the address bar")
-        XCTAssertEqual(header(opened, "Set-Cookie"), "vouch_ui_8081=\(Self.key); Path=/; HttpOnly; SameSite=Strict")
-        for elsewhere in ["//evil.example/", "/\\evil.example/"] {
-            let redirect = await routes.respond(Self.get("\(elsewhere)?key=\(Self.key)", cookie: nil))
-            XCTAssertEqual(header(redirect, "Location"), "/", "no redirect off the dashboard")
+    /// Every link, form and stylesheet of every page, resolved as a browser does against the page's
+    /// URL, stays below `/<key>/` and answers 200: navigation keeps the key in the path.
+    func testEveryLinkOfEveryPageStaysBelowTheKey() async throws {
+        let reader = FakeAdminReader(DashboardHostileData.fakeState(now: Int64(Self.now.timeIntervalSince1970)))
+        var followed = Set<String>()
+        for page in Self.pages {
+            let html = body(await routes(reader).respond(Self.get(page)))
+            let base = try XCTUnwrap(URL(string: "http://127.0.0.1:8081/\(Self.key)" + page))
+            let targets = Self.attributeValues(html, names: ["href", "action"])
+            XCTAssertGreaterThanOrEqual(targets.count, 7, "\(page): stylesheet, icon and five sections at least")
+            for target in targets {
+                XCTAssertFalse(target.contains(Self.key), "\(page): \(target) is relative, the page does not hold the key")
+                let resolved = try XCTUnwrap(URL(string: target, relativeTo: base)?.absoluteURL, target)
+                XCTAssertEqual(resolved.host, "127.0.0.1", "\(page): \(target)")
+                XCTAssertTrue(resolved.path(percentEncoded: true).hasPrefix("/\(Self.key)/"), "\(page): \(target) leads to \(resolved)")
+                followed.insert(String(resolved.absoluteString.dropFirst("http://127.0.0.1:8081".count)))
+            }
         }
-        let status = await routes.respond(Self.get("/", cookie: "a=b; vouch_ui_8081=\(Self.key)")).status
-        XCTAssertEqual(status, 200)
-        let style = await routes.respond(Self.get("/style.css", cookie: nil))
-        XCTAssertEqual(style.status, 200, "the stylesheet holds nothing secret; the 403 page uses it")
-        XCTAssertEqual(style.contentType, "text/css; charset=utf-8")
-        XCTAssertEqual(reader.state.withLock { $0.connections }, 1, "only the request with the cookie read the CA")
+        for target in followed {
+            let response = await routes(reader).respond(Self.get(target, keyed: false))
+            XCTAssertEqual(response.status, 200, target)
+        }
+        for page in ["/", "/expiry", "/revocations", "/fleet", "/audit", "/style.css"] {
+            XCTAssertTrue(followed.contains("/\(Self.key)" + page), "\(page) is linked")
+        }
+    }
+
+    /// The values of the named attributes, unescaped as a browser reads them.
+    static func attributeValues(_ html: String, names: [String]) -> [String] {
+        names.flatMap { name in
+            html.components(separatedBy: " \(name)=\"").dropFirst().map { part in
+                String(part.prefix { $0 != "\"" }).replacingOccurrences(of: "&amp;", with: "&")
+            }
+        }
+    }
+
+    /// A browser sends cookies to every port of 127.0.0.1, so a cookie holding the key would reach any
+    /// local web server the operator visits. No response sets one, and none carries the key in a header.
+    func testNoResponseSetsACookieOrCarriesTheKeyInAHeader() async {
+        var down = FakeAdminReader.State()
+        down.connectError = RPCError(code: .unavailable, message: "down")
+        let up = FakeAdminReader(DashboardHostileData.fakeState(now: Int64(Self.now.timeIntervalSince1970)))
+        let requests = Self.pages.map { Self.get($0) } + [
+            Self.get(""), Self.get("/nowhere"), Self.get("/style.css"), Self.get("/", keyed: false), Self.get("/?key=\(Self.key)", keyed: false),
+            Self.get("/expiry?key=\(Self.key)", keyed: false), Self.get("/style.css", keyed: false), Self.get("/", host: "evil.example"),
+            Self.get("/", method: "POST"),
+        ]
+        var statuses = Set<Int>()
+        for routes in [routes(up), routes(FakeAdminReader(down))] {
+            for request in requests {
+                let response = await routes.respond(request)
+                statuses.insert(response.status)
+                XCTAssertNil(header(response, "Set-Cookie"), "\(request.path)?\(request.query)")
+                for (name, value) in response.headers {
+                    XCTAssertFalse(value.contains(Self.key), "\(request.path): \(name)")
+                }
+            }
+        }
+        XCTAssertEqual(statuses, [200, 403, 404, 405, 421, 502])
     }
 
     func testOnlyGETIsAnswered() async {
@@ -256,8 +311,8 @@ final class DashboardPageTests: XCTestCase {
         var state = FakeAdminReader.State()
         state.connectError = RPCError(code: .unavailable, message: "down")
         let routes = routes(FakeAdminReader(state))
-        for request in [Self.get("/"), Self.get("/", cookie: nil), Self.get("/", host: "evil.example"), Self.get("/", method: "POST"),
-                        Self.get("/style.css"), Self.get("/nowhere"), Self.get("/?key=\(Self.key)")] {
+        for request in [Self.get("/"), Self.get("/", keyed: false), Self.get("/", host: "evil.example"), Self.get("/", method: "POST"),
+                        Self.get("/style.css"), Self.get("/nowhere"), Self.get("/?key=\(Self.key)", keyed: false)] {
             let response = await routes.respond(request)
             XCTAssertEqual(header(response, "Content-Security-Policy"),
                            "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'")

@@ -156,8 +156,8 @@ final class Issue18AttackTests: XCTestCase {
         let routes = DashboardRoutes(access: DashboardAccess(key: Self.key, listen: HostPort(host: "127.0.0.1", port: 8081)),
                                      connector: reader, clock: { Self.now })
         let parts = target.split(separator: "?", maxSplits: 1)
-        let response = await routes.respond(HTTPRequest(method: "GET", path: String(parts[0]), query: parts.count > 1 ? String(parts[1]) : "",
-                                                        host: "127.0.0.1:8081", cookie: "vouch_ui_8081=\(Self.key)"))
+        let response = await routes.respond(HTTPRequest(method: "GET", path: "/\(Self.key)" + parts[0],
+                                                        query: parts.count > 1 ? String(parts[1]) : "", host: "127.0.0.1:8081"))
         return (response.status, String(decoding: response.body, as: UTF8.self))
     }
 

@@ -81,6 +81,21 @@ class Dashboard:
                 file.write(base64.b64decode(shot["data"]))
 
 
+def check_navigation(page, args):
+    """Clicking each section and submitting the search keep the key in the path."""
+    driver = page.open("/")
+    for name, path in [("Expiry", "/expiry"), ("Revocations", "/revocations"), ("Fleet", "/fleet"), ("Audit", "/audit"),
+                       ("Inventory", "/")]:
+        driver.find_element(By.LINK_TEXT, name).click()
+        check(driver.current_url == page.base + path, f"the {name} link went to {driver.current_url}")
+        check(driver.find_element(By.CSS_SELECTOR, "nav a.current").text == name, f"after the {name} link: {driver.title}")
+    search = driver.find_element(By.CSS_SELECTOR, "form.search input[name=q]")
+    search.send_keys(args.hostile_serial)
+    search.submit()
+    check(driver.current_url.startswith(page.base + "/?q=" + args.hostile_serial), f"the search went to {driver.current_url}")
+    check(page.rows("inventory")[0].get_attribute("data-serial") == args.hostile_serial, "the search form's result")
+
+
 def check_inventory(page, args, certificates):
     driver = page.open("/")
     rows = page.rows("inventory")
@@ -213,12 +228,12 @@ def main():
     agents = []
     driver = browser()
     try:
-        base = args.url.split("/?")[0]
+        # Every page lives below the printed URL, http://127.0.0.1:PORT/<key>/.
+        base = args.url.rstrip("/")
         driver.get(args.url)
-        check(driver.current_url == base + "/", f"the key URL should redirect to the clean URL, went to {driver.current_url}")
-        check(all(c.get("httpOnly") and c.get("sameSite") == "Strict" for c in driver.get_cookies()),
-              f"cookie not HttpOnly SameSite=Strict: {driver.get_cookies()}")
+        check(driver.current_url == args.url, f"the printed URL should be the inventory itself, went to {driver.current_url}")
         page = Dashboard(driver, base, shots)
+        check_navigation(page, args)
         check_inventory(page, args, certificates)
         check_expiry(page, args, active)
         check_revocations(page, revoked)
@@ -227,6 +242,8 @@ def main():
         # The stylesheet applied: it is the only source of style the policy allows.
         check(driver.execute_script("return getComputedStyle(document.querySelector('header')).backgroundColor") == "rgb(16, 24, 40)",
               "the stylesheet did not apply")
+        # The key travels in the path only: a cookie would be sent to every port of 127.0.0.1.
+        check(driver.get_cookies() == [], f"the dashboard set cookies: {driver.get_cookies()}")
     finally:
         driver.quit()
     for failure in failures:
