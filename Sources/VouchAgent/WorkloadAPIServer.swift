@@ -35,10 +35,14 @@ final class WorkloadAPIServer: Service, Sendable {
     }
 
     /// Binds the socket, gives it its owner and mode, and serves; refuses (with a one-line reason)
-    /// a path another process serves, or one that is not a socket.
+    /// a directory others could bind in (WorkloadAPISocketDirectory), a path another process
+    /// serves, or one that is not a socket.
     static func start(_ configuration: WorkloadAPIConfiguration, board: WorkloadAPIBoard, limits: ListenerLimits,
                       logger: Logger) async throws -> WorkloadAPIServer {
         let path = configuration.socketPath
+        if let created = try WorkloadAPISocketDirectory.prepare(path) {
+            logger.info("workload API: created the socket's directory", metadata: ["directory": "\(created)", "mode": "755"])
+        }
         try checkFree(path)
         let gate = AcceptGate()
         let transport = HTTP2ServerTransport.Posix(
@@ -93,11 +97,7 @@ final class WorkloadAPIServer: Service, Sendable {
     /// NIO replaces an existing socket file without asking: a second agent would silently take
     /// the path from the first. A socket nobody answers on is left over from a crash and replaced.
     static func checkFree(_ path: String) throws {
-        let directory = (path as NSString).deletingLastPathComponent
         var info = stat()
-        guard stat(directory.isEmpty ? "/" : directory, &info) == 0, info.st_mode & S_IFMT == S_IFDIR else {
-            throw WorkloadAPIConfigurationError("cannot serve the Workload API on \(path): no directory \(directory)")
-        }
         guard lstat(path, &info) == 0 else { return }
         guard info.st_mode & S_IFMT == S_IFSOCK else {
             throw WorkloadAPIConfigurationError("cannot serve the Workload API on \(path): the file exists and is not a socket")

@@ -4,7 +4,7 @@ import VouchAgent
 /// `--workload-api unix:///PATH` and its companions of `vouch agent`: the SPIFFE Workload API on a
 /// Unix socket, and who may connect to it.
 struct WorkloadAPIOptions: ParsableArguments {
-    @Option(help: ArgumentHelp("Serve the SPIFFE Workload API (X.509-SVIDs and bundles) on this Unix socket, e.g. unix:///run/vouch/agent.sock.",
+    @Option(help: ArgumentHelp("Serve the SPIFFE Workload API (X.509-SVIDs and bundles) on this Unix socket, e.g. unix:///run/vouch/agent.sock, in a directory only root or the agent's user can write (created if missing).",
                                valueName: "unix:///PATH"))
     var workloadApi: String?
 

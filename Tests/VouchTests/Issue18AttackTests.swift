@@ -64,6 +64,31 @@ final class Issue18AttackTests: XCTestCase {
         XCTAssertLessThanOrEqual(streams, 100)
     }
 
+    /// `unix:///tmp/…`: any user could bind that path while the agent is down and serve workloads a
+    /// forged identity (and the agent would then refuse to start). Refused in one line before binding;
+    /// a missing directory of the agent's own is created 0755 and logged.
+    func testWorkloadAPIInADirectoryOthersCanWriteIsRefusedAndAMissingOneCreated() throws {
+        let directory = try shortSocketDirectory()
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        // No CA is reached: the socket is checked before the token is read.
+        let agent = ["agent", "--ca", "127.0.0.1:1", "--ca-bundle", directory + "/bundle.pem", "--out", directory + "/out",
+                     "--token-file", directory + "/none", "--workload-api"]
+        let socket = "/tmp/vouch-\(getpid())-agent.sock"
+        let refused = try vouch(agent + ["unix://" + socket], environment: [:])
+        XCTAssertEqual(refused.status, 1)
+        XCTAssertEqual(refused.stderr, "vouch: cannot serve the Workload API on \(socket): /tmp is writable by other users, who could serve "
+            + "workloads a forged identity there while the agent is down; use a directory only the agent's user can write, e.g. /run/vouch\n")
+        XCTAssertFalse(FileManager.default.fileExists(atPath: socket))
+
+        let created = try vouch(agent + ["unix://\(directory)/api/agent.sock"], environment: [:])
+        XCTAssertTrue(created.stderr.contains("directory=\(directory)/api mode=755 [VouchAgent] workload API: created the socket's directory"),
+                      created.stderr)
+        XCTAssertTrue(created.stderr.hasSuffix("vouch: cannot read a token from \(directory)/none\n"), "served, then stopped: \(created.stderr)")
+        var info = stat()
+        XCTAssertEqual(lstat(directory + "/api", &info), 0)
+        XCTAssertEqual(info.st_mode & 0o7777, 0o755, "under the agent's umask 077")
+    }
+
     /// The parameters of the first SETTINGS frame the HTTP/2 server at `socket` sends.
     static func serverSettings(socket path: String) throws -> [UInt16: UInt32] {
         let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
