@@ -13,18 +13,15 @@ public struct HTTPRequest: Sendable {
     public var query: String
     /// The Host header; nil without exactly one.
     public var host: String?
-    /// The Cookie header(s), joined by "; " as RFC 6265 sends them; nil without one.
-    public var cookie: String?
     public var contentType: String?
     public var body: [UInt8]
 
-    public init(method: String, path: String, query: String = "", host: String? = nil, cookie: String? = nil,
+    public init(method: String, path: String, query: String = "", host: String? = nil,
                 contentType: String? = nil, body: [UInt8] = []) {
         self.method = method
         self.path = path
         self.query = query
         self.host = host
-        self.cookie = cookie
         self.contentType = contentType
         self.body = body
     }
@@ -163,10 +160,9 @@ final class HTTPRequestHandler: ChannelInboundHandler {
             readDeadline = nil
             guard let head else { return }
             let target = head.uri.split(separator: "?", maxSplits: 1, omittingEmptySubsequences: false)
-            let cookies = head.headers["Cookie"], hosts = head.headers["Host"]
+            let hosts = head.headers["Host"]
             let request = HTTPRequest(method: head.method.rawValue, path: String(target.first ?? ""),
                                       query: target.count > 1 ? String(target[1]) : "", host: hosts.count == 1 ? hosts[0] : nil,
-                                      cookie: cookies.isEmpty ? nil : cookies.joined(separator: "; "),
                                       contentType: head.headers["Content-Type"].first, body: body)
             let promise = context.eventLoop.makePromise(of: HTTPResponse.self)
             if tooLarge {
