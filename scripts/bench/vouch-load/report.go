@@ -11,7 +11,8 @@ package main
 // an identity reports again only -min-report-interval (1.1 s) after its last report ended, so at most
 // 10 land in any 10 s; a worker that must wait counts it in "paced" (outside the timed call).
 //
-//	persistent  each identity's own connection, opened before the clock and kept open: the report alone
+//	persistent  each identity's own connection, opened before the mode's levels (with a report) and
+//	            closed after them: the report alone
 //	new         a new TLS 1.3 connection per report, closed after it, as `vouch agent` reports
 
 import (
@@ -24,6 +25,7 @@ import (
 	"crypto/x509"
 	"fmt"
 	"os"
+	"sort"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -317,12 +319,11 @@ func runReports(o options, out *output) error {
 		out.emit(setup, setup.String())
 		return fmt.Errorf("%d of %d enrollments failed: %s", failed, o.agents, first)
 	}
-	// First reports, each on a new connection; the active identities keep theirs for persistent levels.
-	keep := !o.seedOnly && contains(o.reportModes, "persistent")
+	// First reports, each on a new connection closed after it.
 	failed, first = parallel(o.agents, o.setupConcurrency, func(i int) error {
 		ctx, cancel := context.WithTimeout(context.Background(), o.callTimeout)
 		defer cancel()
-		return env.send(ctx, env.identities[i], keep && i < o.activeAgents)
+		return env.send(ctx, env.identities[i], false)
 	})
 	cpu2 := serverCPU(o, tick)
 	setup.Reported, setup.FirstReportSeconds = o.agents-failed, time.Since(enrolled).Seconds()
@@ -334,13 +335,6 @@ func runReports(o options, out *output) error {
 	if err := out.emit(setup, setup.String()); err != nil {
 		return err
 	}
-	defer func() {
-		for _, id := range env.identities {
-			if id != nil && id.conn != nil {
-				id.conn.Close()
-			}
-		}
-	}()
 	if o.seedOnly {
 		return nil
 	}
@@ -350,6 +344,8 @@ func runReports(o options, out *output) error {
 		scenario := "vouch-report"
 		if mode == "new" {
 			scenario = "vouch-report-new"
+		} else if err := env.openConnections(active); err != nil {
+			return err
 		}
 		lo := o
 		lo.scenario = scenario
@@ -359,6 +355,8 @@ func runReports(o options, out *output) error {
 			for i := id; i < len(active); i += concurrency {
 				w.mine = append(w.mine, active[i])
 			}
+			// Longest silent first: a level does not start with the identities the last one just used.
+			sort.SliceStable(w.mine, func(a, b int) bool { return w.mine[a].last.Before(w.mine[b].last) })
 			return w
 		}
 		l.finish = func(r *row) {
@@ -381,17 +379,33 @@ func runReports(o options, out *output) error {
 				return err
 			}
 		}
+		env.closeConnections(active)
 	}
 	total := totalRow{Scenario: "vouch-report-total", Agents: o.agents, Acknowledged: atomic.LoadInt64(&env.acked),
 		Failed: atomic.LoadInt64(&env.refused)}
 	return out.emit(total, fmt.Sprintf("reports acknowledged %d (first reports included), failed %d", total.Acknowledged, total.Failed))
 }
 
-func contains(list []string, value string) bool {
-	for _, item := range list {
-		if item == value {
-			return true
+// openConnections gives each identity its own connection, opened with one report (untimed), so the
+// persistent levels measure reports alone. They stay open only for those levels: idle connections
+// the server holds are not what agents, which report on a new connection each time, leave it.
+func (e *reportEnv) openConnections(ids []*agentIdentity) error {
+	failed, first := parallel(len(ids), e.o.setupConcurrency, func(i int) error {
+		ctx, cancel := context.WithTimeout(context.Background(), e.o.callTimeout)
+		defer cancel()
+		return e.send(ctx, ids[i], true)
+	})
+	if failed > 0 {
+		return fmt.Errorf("opening a connection per identity: %d failed: %s", failed, first)
+	}
+	return nil
+}
+
+func (e *reportEnv) closeConnections(ids []*agentIdentity) {
+	for _, id := range ids {
+		if id.conn != nil {
+			id.conn.Close()
+			id.conn = nil
 		}
 	}
-	return false
 }
