@@ -17,13 +17,19 @@
 #   7. the store: Enroll on SQLite, on PostgreSQL with one replica and with two (a throwaway
 #      PostgreSQL 15 cluster, scripts/test-postgres.sh), with CPU per certificate of the servers
 #      and of PostgreSQL
+#   8. the fleet view: ReportAgent from 10,000 enrolled agents (on open connections and on a new
+#      connection per report), server CPU per report next to Enroll and Renew on the same server;
+#      Admin.ListAgents and `vouch fleet list --json` with 1,000 and 10,000 agents
 #
 # Usage: scripts/bench.sh            (about 10 minutes after the release build)
 # Knobs: BENCH_DURATION (s per level, 10), BENCH_CONCURRENCY (1,8,32,128), BENCH_ROWS (1000000),
-#        BENCH_SKIP (space-separated sections to skip: speed vouch token fleet persistent handshakes listing agent replicas),
+#        BENCH_SKIP (space-separated sections to skip: speed vouch token fleet persistent handshakes listing agent replicas
+#        fleet-reports),
 #        BENCH_BUILD (1; 0 runs the release binaries already in .build/release without building),
 #        BENCH_REPLICA_CONCURRENCY (32: workers in all, split over the replicas),
-#        BENCH_AGENT_ROTATIONS (rotations before the agent's memory is read, 15)
+#        BENCH_AGENT_ROTATIONS (rotations before the agent's memory is read, 15),
+#        BENCH_FLEET_CONCURRENCY (1,8,32: levels of the fleet-reports section),
+#        BENCH_FLEET_ACTIVE (5000: identities the measured reports come from)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -574,4 +580,126 @@ PY
     echo "- one vouch-bench per replica, the workers split evenly; servers, PostgreSQL and load generators share $(nproc) cores"
     echo "- PostgreSQL 15: a throwaway local cluster (scripts/test-postgres.sh) with fsync, synchronous_commit and full_page_writes on"
     bash scripts/test-postgres.sh stop "$PG" >/dev/null
+fi
+
+# --- 8. Fleet reports (ReportAgent) and ListAgents -----------------------------------------------------
+# What the fleet view costs the CA, on a fresh SQLite CA of the section's own, driven by vouch-load
+# (scenarios vouch-report and vouch-list-agents):
+#   - 1,000 agents enrolled (10 per SPIFFE ID) and reported once; Admin.ListAgents through every page
+#     (page_size 1000) and `vouch fleet list --json` end to end
+#   - 9,000 more (10,000 in all); reports from BENCH_FLEET_ACTIVE of them at each level, each a changed
+#     report (a row written), at most one per identity per 1.1 s (the CA refuses more than 10 changed
+#     reports in 10 s per certificate): on a connection per identity kept open (the report alone), and
+#     on a new TLS 1.3 connection per report, as `vouch agent` reports; then the listings with 10,000
+#   - Enroll on open connections and Renew on new ones against the same server, for the ratios
+if ! skipped fleet-reports; then
+    FLEET_LEVELS=${BENCH_FLEET_CONCURRENCY:-1,8,32}
+    FLEET_ACTIVE=${BENCH_FLEET_ACTIVE:-5000}
+    section "Fleet reports (ReportAgent) and ListAgents (release server, fresh SQLite CA, ${DURATION}s per level)"
+    [ -n "${LOAD:-}" ] || build_vouch_load
+    FR="$WORK/fleet-reports"
+    mkdir -p "$FR"
+    "$BIN/vouch" ca init --dir "$FR/ca" --trust-domain bench.test >/dev/null
+    FR_PORT=$(free_port)
+    # A connection kept open per reporting identity: more than the default cap of 1000 connections.
+    "$BIN/vouch" server --dir "$FR/ca" --listen "127.0.0.1:$FR_PORT" --http "127.0.0.1:$(free_port)" \
+        --max-connections $((FLEET_ACTIVE + 1000)) >"$FR/server.log" 2>&1 &
+    FR_PID=$!
+    PIDS+=("$FR_PID")
+    wait_for_line "$FR/server.log" "vouch server listening on" 30
+    fr_load=("$LOAD" -server "127.0.0.1:$FR_PORT" -bundle "$FR/ca/bundle.pem" -admin-cert "$FR/ca/admin.pem"
+        -admin-key "$FR/ca/admin_key.pem" -server-pid "$FR_PID" -json)
+    fleet_listings() { # ListAgents over gRPC, then the CLI end to end (3 timed calls after one untimed)
+        "${fr_load[@]}" -scenario vouch-list-agents -repeat 5 -page-size 1000 -record "$FR/list.jsonl" >/dev/null
+        python3 - "$BIN/vouch" "$FR/ca" "127.0.0.1:$FR_PORT" "$FR_PID" "$FR/cli.jsonl" <<'PY'
+import json, os, resource, subprocess, sys, time
+vouch, ca, server, pid, record = sys.argv[1:6]
+def server_cpu():
+    fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+def children_cpu():
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+command = [vouch, "fleet", "list", "--dir", ca, "--server", server, "--json"]
+subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
+runs = []
+for _ in range(3):
+    s0, c0, t0 = server_cpu(), children_cpu(), time.monotonic()
+    out = subprocess.run(command, check=True, stdout=subprocess.PIPE).stdout
+    runs.append({"wallMs": (time.monotonic() - t0) * 1000, "cliCPUMs": (children_cpu() - c0) * 1000,
+                 "serverCPUMs": (server_cpu() - s0) * 1000, "agents": len(json.loads(out)), "bytes": len(out)})
+runs.sort(key=lambda r: r["wallMs"])
+row = dict(runs[1], wallMsMin=runs[0]["wallMs"], wallMsMax=runs[2]["wallMs"])
+open(record, "a").write(json.dumps(row) + "\n")
+PY
+    }
+    echo "  fleet-reports: 1,000 agents" >&2
+    "${fr_load[@]}" -scenario vouch-report -spiffe-id spiffe://bench.test/fleet -agents 1000 -seed-only -record "$FR/setup.jsonl" >/dev/null
+    fleet_listings
+    echo "  fleet-reports: 9,000 more agents, reports at $FLEET_LEVELS" >&2
+    "${fr_load[@]}" -scenario vouch-report -spiffe-id spiffe://bench.test/fleet -agents 9000 -service-offset 100 -active "$FLEET_ACTIVE" -report-modes persistent,new \
+        -concurrency "$FLEET_LEVELS" -warmup 2s -duration "${DURATION}s" -record "$FR/reports.jsonl" >/dev/null
+    agent_rows=$(sqlite3 "$FR/ca/vouch.db" "SELECT count(*) FROM agent_report")
+    rotations_sum=$(sqlite3 "$FR/ca/vouch.db" "SELECT sum(rotations) FROM agent_report")
+    fleet_listings
+    echo "  fleet-reports: Enroll and Renew on the same server" >&2
+    "${fr_load[@]}" -scenario vouch-persistent -concurrency "$FLEET_LEVELS" -warmup 2s -duration "${DURATION}s" -record "$FR/issue.jsonl" >/dev/null
+    "${fr_load[@]}" -scenario vouch-fleet -concurrency "$FLEET_LEVELS" -warmup 2s -duration "${DURATION}s" -record "$FR/issue.jsonl" >/dev/null
+    fr_rss=$(rss_mb "$FR_PID")
+    kill -TERM "$FR_PID"; wait "$FR_PID" 2>/dev/null || true
+
+    python3 - "$FR" "$agent_rows" "$rotations_sum" <<'PY'
+import json, sys
+fr, agent_rows, rotations_sum = sys.argv[1], int(sys.argv[2]), int(sys.argv[3] or 0)
+load = lambda name: [json.loads(line) for line in open(f"{fr}/{name}.jsonl")]
+setups = load("setup") + [r for r in load("reports") if r["scenario"] == "vouch-report-setup"]
+reports = [r for r in load("reports") if "concurrency" in r]
+total = next(r for r in load("reports") if r["scenario"] == "vouch-report-total")
+issues = load("issue")
+label = {"vouch-report": "report, open conn.", "vouch-report-new": "report, new conn.",
+         "vouch-persistent": "Enroll, open conn.", "vouch-fleet": "Renew, new conn."}
+print("    call                conc  calls/s   p50 ms   p99 ms   max ms  failed  server CPU  server µs/call  client CPU  paced")
+for r in reports + issues:
+    cpu = f"{r['serverCPUPercent']:.1f}%" if "serverCPUPercent" in r else "-"
+    per = f"{r['serverCPUMicrosPerCert']:.0f}" if "serverCPUMicrosPerCert" in r else "-"
+    error = f"  first error: {r['firstError']}" if r.get("firstError") else ""
+    print(f"    {label[r['scenario']]:<18} {r['concurrency']:>5} {r['certsPerSecond']:>8.1f} {r['p50Ms']:>8.2f} {r['p99Ms']:>8.2f}"
+          f" {r['maxMs']:>8.2f} {r['failed']:>7} {cpu:>11} {per:>15} {r['clientCPUPercent']:>10.1f}% {r.get('paced', '-'):>6}{error}")
+print()
+print("    conc  report/Enroll (open conn.)  report/Renew (new conn.)   server µs per call: ratio of the two")
+by = {(r["scenario"], r["concurrency"]): r.get("serverCPUMicrosPerCert") for r in reports + issues}
+for conc in sorted({r["concurrency"] for r in reports}):
+    def ratio(a, b):
+        x, y = by.get((a, conc)), by.get((b, conc))
+        return f"{x:.0f} / {y:.0f} = {x / y:.2f}" if x and y else "n/a"
+    print(f"    {conc:>4}  {ratio('vouch-report', 'vouch-persistent'):>26}  {ratio('vouch-report-new', 'vouch-fleet'):>24}")
+print()
+print("    10,000 agents at a 5-minute heartbeat: 33.3 reports/s; server CPU at each level's µs per report:")
+for r in reports:
+    if r.get("serverCPUMicrosPerCert"):
+        print(f"      {label[r['scenario']]:<18} conc {r['concurrency']:>3}: {33.3 * r['serverCPUMicrosPerCert'] / 1e4:.2f}% of one core")
+print()
+print("    agents  pages  ListAgents: listing ms (median of 5, min-max)  first page  last page  server CPU/listing  bytes"
+      "     fleet list --json: wall ms (median of 3, min-max)  CLI CPU  server CPU  output")
+for lst, cli in zip(load("list"), load("cli")):
+    print(f"    {lst['agents']:>6} {lst['pages']:>6}  {lst['listingMsMedian']:>12.0f} ({lst['listingMsMin']:.0f}-{lst['listingMsMax']:.0f})"
+          f" {lst['firstPageMsMedian']:>26.0f} {lst['lastPageMsMedian']:>10.0f} {lst.get('serverCPUMsPerListing', 0):>16.0f} ms"
+          f" {lst['responseBytesPerListing']:>8}  {cli['wallMs']:>17.0f} ({cli['wallMsMin']:.0f}-{cli['wallMsMax']:.0f})"
+          f" {cli['cliCPUMs']:>23.0f} ms {cli['serverCPUMs']:>7.0f} ms {cli['bytes'] / 1e6:>5.1f} MB"
+          + (f"  ({lst['withProblems']} with problems; CLI listed {cli['agents']})" if lst["withProblems"] or cli["agents"] != lst["agents"] else ""))
+print()
+for s in setups:
+    enroll = s.get("enrollServerCPUMicrosPerAgent")
+    first = s.get("firstReportServerCPUMicros")
+    print(f"- setup: {s['enrolled']} agents enrolled in {s['enrollSeconds']:.1f} s"
+          + (f" ({enroll:.0f} µs server CPU each)" if enroll else "")
+          + f", their first reports (new connection each, the lineage walk and the row's insert) in {s['firstReportSeconds']:.1f} s"
+          + (f" ({first:.0f} µs server CPU each)" if first else "")
+          + (f"; {s['failed']} failed: {s.get('firstError')}" if s["failed"] else ""))
+stored = total["acknowledged"] + sum(s["reported"] for s in load("setup"))
+print(f"- reports acknowledged {stored} (first reports included), failed {total['failed']}; agent_report rows {agent_rows},"
+      f" their rotations (one more in each report) summed {rotations_sum}: every acknowledged report stored when the two are equal")
+PY
+    echo "- measured windows of ${DURATION}s after 2s of warm-up; server CPU from /proc/PID/stat over exactly the window, per call in it;" \
+         "reports come from $FLEET_ACTIVE identities, the server started with --max-connections $((FLEET_ACTIVE + 1000)); server RSS at the end ${fr_rss} MB"
 fi
