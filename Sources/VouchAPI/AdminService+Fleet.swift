@@ -12,14 +12,14 @@ extension AdminService {
         guard request.staleAfterSeconds >= 0 else {
             throw AuthorityError(.invalidArgument, "stale_after_seconds must not be negative, not \(request.staleAfterSeconds)")
         }
-        var position: AgentListPosition?
+        var cursor: AgentListCursor?
         if !request.pageToken.isEmpty {
-            guard let parsed = AgentListPosition(token: request.pageToken) else { throw AuthorityError(.invalidArgument, "bad page_token") }
-            position = parsed
+            guard let parsed = AgentListCursor(token: request.pageToken) else { throw AuthorityError(.invalidArgument, "bad page_token") }
+            cursor = parsed
         }
         let staleAfter = request.staleAfterSeconds == 0 ? FleetJudge.defaultStaleAfter : TimeInterval(request.staleAfterSeconds)
         let (agents, next) = try await authority.listAgents(staleAfter: staleAfter, problemsOnly: request.problemsOnly,
-                                                            limit: request.pageSize == 0 ? 100 : Int(request.pageSize), after: position)
+                                                            limit: request.pageSize == 0 ? 100 : Int(request.pageSize), after: cursor)
         var response = Vouch_V1_ListAgentsResponse()
         response.agents = agents.map(Vouch_V1_AgentInfo.init)
         response.nextPageToken = next?.token ?? ""

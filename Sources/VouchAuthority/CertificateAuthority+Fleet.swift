@@ -41,11 +41,30 @@ extension CertificateAuthority {
         FleetJudge(now: clock(), staleAfter: staleAfter, issuers: try await loadedIssuers())
     }
 
-    /// One page of agents, problems first, then by SPIFFE ID (see `FleetJudge.page`).
+    /// One page of agents, problems first, then by SPIFFE ID. A first page judges every agent now;
+    /// the following pages are cut from that same listing, kept for `FleetListings.lifetime`
+    /// (another replica, or a listing evicted by a newer one, judges again at the listing's instant).
     public func listAgents(staleAfter: TimeInterval, problemsOnly: Bool, limit: Int,
-                           after position: AgentListPosition?) async throws -> (agents: [JudgedAgent], next: AgentListPosition?) {
-        let rows = try await store.agentReports()
-        return try await fleetJudge(staleAfter: staleAfter).page(rows, problemsOnly: problemsOnly, limit: limit, after: position)
+                           after cursor: AgentListCursor?) async throws -> (agents: [JudgedAgent], next: AgentListCursor?) {
+        let listing: FleetListing
+        if let cursor {
+            let age = clock().timeIntervalSince(cursor.judgedAt)
+            guard age >= -FleetListings.lifetime, age <= FleetListings.lifetime else {
+                throw AuthorityError(.invalidArgument, "page_token is from a listing more than \(Int(FleetListings.lifetime)) s old; list again from the start")
+            }
+            if let kept = fleetListings.listing(judgedAt: cursor.judgedAt, staleAfter: staleAfter) {
+                listing = kept
+            } else {
+                var judge = try await fleetJudge(staleAfter: staleAfter)
+                judge.now = cursor.judgedAt
+                listing = judge.listing(try await store.agentReports())
+            }
+        } else {
+            listing = try await fleetJudge(staleAfter: staleAfter).listing(try await store.agentReports())
+            fleetListings.keep(listing)
+        }
+        let page = listing.page(problemsOnly: problemsOnly, limit: limit, after: cursor?.position)
+        return (page.agents, page.next.map { AgentListCursor(judgedAt: listing.judgedAt, position: $0) })
     }
 
     /// How many agents are in each state of `vouch_ca_agents`, every state present.

@@ -21,6 +21,8 @@ public final class CertificateAuthority: Sendable {
     private let tokenGuesses: FailedAttemptLimiter
     /// Agent reports stored lately, so identical repeats cost no write (CertificateAuthority+Fleet.swift).
     let recentAgentReports = RecentAgentReports()
+    /// The latest agent listing, whose next pages `listAgents` cuts from it.
+    let fleetListings = FleetListings()
 
     /// - Parameter warn: gets what the server should log that no request reports, e.g. a CRL served
     ///   as last signed because the PKCS#11 token failed.

@@ -114,15 +114,69 @@ public struct FleetJudge: Sendable {
         return counts
     }
 
+    /// Every agent judged, in listing order: what the pages of one listing are cut from.
+    public func listing(_ rows: [AgentReportRow]) -> FleetListing {
+        FleetListing(judgedAt: now, staleAfter: staleAfter, agents: rows.map(judge).sorted { $0.position < $1.position })
+    }
+
     /// One page of judged agents in listing order, after `position` (nil: from the start), and the
     /// position to continue from when more follow.
     public func page(_ rows: [AgentReportRow], problemsOnly: Bool, limit: Int,
                      after position: AgentListPosition?) -> (agents: [JudgedAgent], next: AgentListPosition?) {
-        let judged = rows.map(judge).filter { !problemsOnly || !$0.problems.isEmpty }
-            .filter { agent in position.map { $0 < agent.position } ?? true }
-            .sorted { $0.position < $1.position }
-        let page = Array(judged.prefix(limit))
-        return (page, judged.count > limit ? page.last?.position : nil)
+        listing(rows).page(problemsOnly: problemsOnly, limit: limit, after: position)
+    }
+}
+
+/// All agents judged at one instant and sorted. The pages of one `vouch fleet list` are cut from
+/// one listing, so a walk reads and judges the reports once (not once per page), and an agent
+/// whose problems change meanwhile is neither skipped nor listed twice.
+public struct FleetListing: Sendable {
+    public let judgedAt: Date
+    public let staleAfter: TimeInterval
+    public let agents: [JudgedAgent]
+
+    public func page(problemsOnly: Bool, limit: Int, after position: AgentListPosition?) -> (agents: [JudgedAgent], next: AgentListPosition?) {
+        // The first agent past `position`, by binary search: the agents are in listing order.
+        var low = 0, high = agents.count
+        if let position {
+            while low < high {
+                let middle = (low + high) / 2
+                if position < agents[middle].position { high = middle } else { low = middle + 1 }
+            }
+        }
+        var page: [JudgedAgent] = []
+        var index = low
+        while index < agents.count, page.count < limit {
+            if !problemsOnly || !agents[index].problems.isEmpty { page.append(agents[index]) }
+            index += 1
+        }
+        let more = agents[index...].contains { !problemsOnly || !$0.problems.isEmpty }
+        return (page, more ? page.last?.position : nil)
+    }
+}
+
+/// Where a page ended and which listing it was cut from, as `next_page_token` carries it.
+public struct AgentListCursor: Sendable, Equatable {
+    /// The listing's judging instant, in milliseconds since 1970.
+    public var judgedAtMilliseconds: Int64
+    public var position: AgentListPosition
+
+    public init(judgedAt: Date, position: AgentListPosition) {
+        judgedAtMilliseconds = Int64((judgedAt.timeIntervalSince1970 * 1000).rounded(.down))
+        self.position = position
+    }
+
+    public var judgedAt: Date { Date(timeIntervalSince1970: TimeInterval(judgedAtMilliseconds) / 1000) }
+
+    /// `<milliseconds> <position token>`.
+    public var token: String { "\(judgedAtMilliseconds) \(position.token)" }
+
+    public init?(token: String) {
+        let parts = token.split(separator: " ", maxSplits: 1, omittingEmptySubsequences: false)
+        guard parts.count == 2, parts[0].utf8.allSatisfy({ (0x30...0x39).contains($0) }), let milliseconds = Int64(parts[0]),
+              let position = AgentListPosition(token: String(parts[1])) else { return nil }
+        judgedAtMilliseconds = milliseconds
+        self.position = position
     }
 }
 

@@ -57,6 +57,36 @@ final class AgentReportRulesTests: XCTestCase {
         XCTAssertFalse(audit.contains { $0.contains("gent") }, "a report is no decision: not audited (\(audit))")
     }
 
+    /// The pages of one listing are cut from one judgement: agents that turn silent between two
+    /// pages (problems first would move them ahead of the token) are neither skipped nor repeated,
+    /// and a fresh listing sees them silent.
+    func testThePagesOfOneListingAreJudgedOnce() async throws {
+        let harness = try AuthorityHarness()
+        var lineages: [String] = []
+        for name in ["a", "b", "c"] {
+            let (record, caller, _) = try await harness.enroll(try await harness.token("spiffe://example.org/svc/\(name)"))
+            try await harness.authority.recordAgentReport(caller: caller, report: report(record.serial))
+            lineages.append(record.serial)
+        }
+        var walked: [String] = []
+        var cursor: AgentListCursor?
+        repeat {
+            let page = try await harness.authority.listAgents(staleAfter: 60, problemsOnly: false, limit: 1, after: cursor)
+            walked += page.agents.map(\.row.lineage)
+            XCTAssertEqual(page.agents.flatMap(\.problems), [], "judged when the listing began")
+            cursor = try page.next.map { try XCTUnwrap(AgentListCursor(token: $0.token)) }
+            harness.clock.advance(61)  // every agent silent from now on
+        } while cursor != nil
+        XCTAssertEqual(walked.sorted(), lineages.sorted(), "each agent once")
+
+        let fresh = try await harness.authority.listAgents(staleAfter: 60, problemsOnly: false, limit: 10, after: nil)
+        XCTAssertEqual(fresh.agents.map(\.problems), [[.silent], [.silent], [.silent]])
+        // A token from a listing older than its lifetime is refused rather than judged anew.
+        let stale = AgentListCursor(judgedAt: harness.clock.now.addingTimeInterval(-601), position: fresh.agents[0].position)
+        let error = await refusal { _ = try await harness.authority.listAgents(staleAfter: 60, problemsOnly: false, limit: 1, after: stale) }
+        XCTAssertEqual(error?.kind, .invalidArgument)
+    }
+
     func testTheCAsOwnAndAdminIdentitiesCannotReportAsAgents() async throws {
         let (harness, _, _) = try await enrolledAgent()
         for spiffeID in ["spiffe://example.org/vouch/admin", "spiffe://example.org/vouch/server", "spiffe://example.org/vouch/anything",
