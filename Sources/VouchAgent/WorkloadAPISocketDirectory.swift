@@ -19,7 +19,11 @@ enum WorkloadAPISocketDirectory {
             // Only the last component: a missing parent is more likely a typo than a fresh emptyDir.
             if mkdir(directory, 0o700) == 0 {
                 // mkdir's mode is cut by the umask (077 in the agent); 0755 lets the socket's own mode decide who connects.
-                guard chmod(directory, 0o755) == 0 else {
+                // Through a descriptor of the directory itself: a path swapped for a link meanwhile must not
+                // give the link's target (a key of the agent's) that mode.
+                let descriptor = open(directory, O_RDONLY | O_DIRECTORY | O_NOFOLLOW)
+                defer { if descriptor >= 0 { close(descriptor) } }
+                guard descriptor >= 0, fchmod(descriptor, 0o755) == 0 else {
                     throw refuse("cannot set the mode of \(directory): \(String(cString: strerror(errno)))")
                 }
                 created = directory
