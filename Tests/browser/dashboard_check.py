@@ -18,6 +18,8 @@ import sys
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
+from selenium.webdriver.support import expected_conditions
+from selenium.webdriver.support.ui import WebDriverWait
 
 failures = []
 
@@ -81,17 +83,27 @@ class Dashboard:
                 file.write(base64.b64decode(shot["data"]))
 
 
+def navigated(driver, act):
+    """Runs act (a click or a submit) and waits until the page it leads to has replaced this one:
+    selenium may return before the new document is there, and reading the old one then fails."""
+    old = driver.find_element(By.TAG_NAME, "html")
+    act()
+    WebDriverWait(driver, 10).until(expected_conditions.staleness_of(old))
+    WebDriverWait(driver, 10).until(lambda d: d.execute_script("return document.readyState") == "complete")
+
+
 def check_navigation(page, args):
     """Clicking each section and submitting the search keep the key in the path."""
     driver = page.open("/")
     for name, path in [("Expiry", "/expiry"), ("Revocations", "/revocations"), ("Fleet", "/fleet"), ("Audit", "/audit"),
                        ("Inventory", "/")]:
-        driver.find_element(By.LINK_TEXT, name).click()
+        link = driver.find_element(By.LINK_TEXT, name)
+        navigated(driver, link.click)
         check(driver.current_url == page.base + path, f"the {name} link went to {driver.current_url}")
         check(driver.find_element(By.CSS_SELECTOR, "nav a.current").text == name, f"after the {name} link: {driver.title}")
     search = driver.find_element(By.CSS_SELECTOR, "form.search input[name=q]")
     search.send_keys(args.hostile_serial)
-    search.submit()
+    navigated(driver, search.submit)
     check(driver.current_url.startswith(page.base + "/?q=" + args.hostile_serial), f"the search went to {driver.current_url}")
     check(page.rows("inventory")[0].get_attribute("data-serial") == args.hostile_serial, "the search form's result")
 
